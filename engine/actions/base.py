@@ -1,0 +1,83 @@
+"""The contract every workflow action implements.
+
+An action is a small class registered by name. The workflow compiler calls `validate` at load
+time (so config errors surface in `router check`), the runner calls `execute` per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.ports import Database, DeletionSink, OutboundSettings, Responder
+
+
+class ActionError(Exception):
+    """A step failed; the message is shown in the run trace and the signal's last error.
+
+    `retryable=False` marks errors that a retry cannot fix (a 4xx answer, bad input).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class Services:
+    """Long-lived things actions use; built once by whoever owns the engine."""
+
+    db: Database
+    deletions: DeletionSink | None = None
+    outbound: OutboundSettings | None = None
+    http: Any = None  # an httpx.AsyncClient shared by webhook steps (created by the runner's owner)
+
+
+@dataclass
+class ActionContext:
+    """What one step execution sees."""
+
+    step_id: str
+    data: dict[str, Any]  # this branch's view of __data; `store` and friends write here
+    render: Callable[[str], str]  # render a template string against `data`
+    render_value: Callable[[Any], Any]  # render a value tree; a leaf that is one {{ expr }} keeps its type
+    services: Services
+    responder: Responder | None = None
+    log: Callable[[str, str], None] = lambda level, message: None
+
+
+@dataclass
+class ActionResult:
+    """`output` goes into the trace; `store` is merged into this branch's __data."""
+
+    output: Any = None
+    store: dict[str, Any] = field(default_factory=dict)
+
+
+class Action:
+    """Base class: subclasses set `name`, `required`, `optional` and implement `execute`."""
+
+    name: ClassVar[str] = ""
+    required: ClassVar[frozenset[str]] = frozenset()
+    optional: ClassVar[frozenset[str]] = frozenset()
+    # Keys whose values are rendered as HTML (autoescaped) rather than text.
+    html_keys: ClassVar[frozenset[str]] = frozenset()
+    # Needs a caller that can take a reply: "respond", "emit" or "reply"; None for most actions.
+    needs_caller: ClassVar[str | None] = None
+
+    def validate(self, options: dict[str, Any]) -> list[str]:
+        """Return problems with the step's keys (in addition to required/unknown checks)."""
+        return []
+
+    async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, Action] = {}
+
+
+def register(action_cls: type[Action]) -> type[Action]:
+    REGISTRY[action_cls.name] = action_cls()
+    return action_cls
