@@ -1,0 +1,185 @@
+"""The storage seam: every byte the router keeps goes through `Storage`.
+
+SQLite specifics live here and only here (SPEC §10). One writer per process drains a queue of
+write jobs and runs each batch in ONE transaction with ONE fsync (group commit): appends that
+arrive together share the cost of durability. Each job runs inside its own savepoint, so one
+failing job does not undo its neighbours. A job's caller is woken only after COMMIT returned,
+i.e. after the WAL was fsynced (`synchronous=FULL`).
+
+Reads run synchronously on a read connection owned by the trio thread: WAL readers never wait
+for the writer and indexed lookups take microseconds, which is cheaper than a thread hop.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+MAX_BATCH = 512
+
+
+class StorageUnavailable(Exception):
+    """The journal could not write (disk full, read-only, locked for too long)."""
+
+
+def connect(path: Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
+    """A connection with our pragmas; autocommit mode so transactions are explicit."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class _Job:
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.done = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Storage:
+    """SQLite database in the data dir with a group-committing writer.
+
+    Use inside trio: `async with Storage.open(path) as storage:` starts the writer task.
+    Outside trio (CLI), `write_sync` runs one transaction directly.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._writer_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._send: trio.MemorySendChannel[_Job] | None = None
+        self._recv: trio.MemoryReceiveChannel[_Job] | None = None
+        self._lock = threading.Lock()  # serialises write_sync callers in one process
+        self.commits = 0
+        self.jobs_committed = 0
+        self.on_commit: Callable[[float, int], None] | None = None  # (seconds, batch size) for metrics
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer_conn = connect(self.path, synchronous=self.synchronous)
+        self._read_conn = connect(self.path, synchronous=self.synchronous)
+
+    def close(self) -> None:
+        for conn in (self._writer_conn, self._read_conn):
+            if conn is not None:
+                conn.close()
+        self._writer_conn = self._read_conn = None
+
+    @property
+    def writer_conn(self) -> sqlite3.Connection:
+        assert self._writer_conn is not None, "storage is not open"
+        return self._writer_conn
+
+    async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The single writer task: drain, run a batch in one transaction, wake the callers."""
+        self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
+        task_status.started()
+        async with self._recv:
+            async for first in self._recv:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                # Not cancellable on purpose: a batch that started must finish and report.
+                await trio.to_thread.run_sync(self._execute_batch, batch)
+                for job in batch:
+                    job.done.set()
+
+    def stop_writer(self) -> None:
+        if self._send is not None:
+            self._send.close()
+
+    # -- the narrow interface --------------------------------------------------------------
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` in the next group commit; return once it is durable."""
+        if self._send is None:
+            raise StorageUnavailable("storage writer is not running")
+        job = _Job(fn)
+        try:
+            self._send.send_nowait(job)
+        except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+            raise StorageUnavailable("storage is shutting down") from exc
+        with trio.CancelScope(shield=True):
+            # Shielded: once queued the job will commit; the caller must learn the outcome.
+            await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._read_conn is not None, "storage is not open"
+        return fn(self._read_conn)
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction right now, from a plain thread (CLI, start-up)."""
+        job = _Job(fn)
+        with self._lock:
+            self._execute_batch([job])
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _execute_batch(self, batch: list[_Job]) -> None:
+        conn = self.writer_conn
+        started = time.perf_counter()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            err = StorageUnavailable(f"journal cannot start a transaction: {exc}")
+            for job in batch:
+                job.error = err
+            return
+        for i, job in enumerate(batch):
+            savepoint = f"job{i}"
+            conn.execute(f"SAVEPOINT {savepoint}")
+            try:
+                job.result = job.fn(conn)
+            except BaseException as exc:  # noqa: BLE001 - reported to that job's caller
+                job.error = exc
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO {savepoint}")
+            if conn.in_transaction:
+                conn.execute(f"RELEASE {savepoint}")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = StorageUnavailable(f"journal commit failed: {exc}")
+            for job in batch:
+                if job.error is None:
+                    job.error = err
+                    job.result = None
+            return
+        self.commits += 1
+        self.jobs_committed += len(batch)
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started, len(batch))
