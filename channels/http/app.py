@@ -1,0 +1,133 @@
+"""The HTTP channel: one lean ASGI app served by hypercorn's trio worker.
+
+Hot paths (`/listener/…`, `/webhooks/…`, `/forms/…`, `/sms/…`, `/whatsapp/…`) are plain ASGI
+handlers: the framework costs more than the fsync does (STACK-NOTES). The route table is
+replaced atomically on reload or state changes; a request keeps the table it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.http import endpoints, webhooks
+from channels.http.asgi import Receive, Request, Response, Scope, Send, error_response, json_response
+from channels.http.pipeline import HttpSettings
+from channels.http.replies import from_ack, to_ack
+from channels.http.routes import HttpSource, RateLimits, RouteTable
+from channels.intake import Intake, Submission
+
+log = logging.getLogger("router.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Extra handlers (forms, sms, whatsapp) register here: kind -> handler(channel, request, source).
+Handler = Callable[["HttpChannel", Request, HttpSource], Awaitable[Response]]
+EXTRA_HANDLERS: dict[str, Handler] = {}
+
+
+class HttpChannel:
+    def __init__(
+        self,
+        intake: Intake,
+        routes: RouteTable,
+        settings: HttpSettings,
+        *,
+        max_in_flight: int = 1024,
+        ready: Callable[[], bool] = lambda: True,
+        on_ack: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.intake = intake
+        self.routes = routes
+        self.settings = settings
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.limits = RateLimits()
+        self.ready = ready
+        self.on_ack = on_ack
+        self.stats: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request = Request.from_scope(scope, receive, request_id)
+        if self.in_flight >= self.max_in_flight:
+            self._count(503)
+            await request.drain()
+            await error_response(503, "too many requests in flight").header("retry-after", "1").send(send, request_id)
+            return
+        self.in_flight += 1
+        try:
+            response = await self._route(request, send)
+            if response is not None:
+                if not request.body and response.status >= 400 and not response.close:
+                    await request.drain()
+                self._count(response.status)
+                await response.send(send, request_id)
+        except Exception:
+            log.exception("request failed request_id=%s path=%s", request_id, request.path)
+            await error_response(500, "internal error", request_id=request_id).send(send, request_id)
+        finally:
+            self.in_flight -= 1
+
+    def _count(self, status: int) -> None:
+        key = str(status)
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    async def _route(self, request: Request, send: Send) -> Response | None:
+        parts = request.path.strip("/").split("/")
+        routes = self.routes
+        if parts[0] == "listener" and len(parts) == 3:
+            source = routes.endpoints.get((parts[1], parts[2]))
+            if source is None or not source.active:
+                return error_response(404, "unknown or inactive endpoint")
+            request.extra["source"] = source
+            return await endpoints.handle(self, request, send, source)
+        if parts[:2] == ["webhooks", "incoming"] and len(parts) == 3:
+            source = routes.webhooks.get(parts[2])
+            if source is None or not source.active:
+                return error_response(404, "unknown or inactive webhook")
+            return await webhooks.handle(self, request, source)
+        if parts[0] in ("forms", "sms", "whatsapp") and len(parts) == 2:
+            table: dict[str, HttpSource] = getattr(routes, parts[0])
+            source = table.get(parts[1])
+            handler = EXTRA_HANDLERS.get(parts[0])
+            if source is None or not source.active or handler is None:
+                return error_response(404, f"unknown or inactive {parts[0]} source")
+            return await handler(self, request, source)
+        if request.path == "/healthz":
+            return json_response(200, {"status": "ok"})
+        if request.path == "/readyz":
+            ok = self.ready()
+            return json_response(200 if ok else 503, {"ready": ok})
+        return error_response(404, "not found")
+
+    def replayed(self, sub: Submission) -> Response:
+        """The answer to a repeat of an idempotency key: the original acknowledgement, no run."""
+        if sub.ack:
+            return from_ack(sub.ack)
+        return json_response(200, {"status": "duplicate", "signal_id": sub.signal_id}).header(
+            "idempotent-replayed", "true"
+        )
+
+    async def remember_ack(self, signal_id: str, response: Response) -> None:
+        if self.on_ack is not None:
+            await self.on_ack(signal_id, to_ack(response))
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,155 @@
+"""Lean ASGI plumbing for the hot paths: no framework between hypercorn and our handlers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class ClientGone(Exception):
+    pass
+
+
+@dataclass
+class Request:
+    scope: Scope
+    receive: Receive
+    method: str
+    path: str
+    query_string: str
+    headers: dict[str, str]  # lowercased names; repeated headers joined with ", "
+    client: str
+    request_id: str
+    body: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_scope(cls, scope: Scope, receive: Receive, request_id: str) -> Request:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers", []):
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        client = scope.get("client") or ("", 0)
+        return cls(
+            scope=scope,
+            receive=receive,
+            method=scope["method"].upper(),
+            path=scope.get("path", "/"),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            client=str(client[0]) if client else "",
+            request_id=request_id,
+        )
+
+    @property
+    def query(self) -> dict[str, Any]:
+        return pairs_to_dict(parse_qsl(self.query_string, keep_blank_values=True))
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    async def read_body(self, limit: int) -> bytes:
+        """Read the whole body, refusing (without buffering) anything over `limit` bytes."""
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self.body = b"".join(chunks)
+        return self.body
+
+    async def drain(self, limit: int = 64 * 1024) -> None:
+        """Read (and drop) a small remaining body so keep-alive connections stay healthy.
+
+        See STACK-NOTES trap 1: answering without reading the body can hang the next request
+        on the connection. Large bodies are not drained; the connection is closed instead.
+        """
+        size = 0
+        while size <= limit:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+def pairs_to_dict(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Query/form pairs to a dict: repeated names (or `name[]`) become lists."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key.endswith("[]"):
+            key = key[:-2]
+            out.setdefault(key, [])
+            if not isinstance(out[key], list):
+                out[key] = [out[key]]
+            out[key].append(value)
+        elif key in out:
+            if not isinstance(out[key], list):
+                out[key] = [out[key]]
+            out[key].append(value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    close: bool = False
+
+    def header(self, name: str, value: str) -> Response:
+        self.headers.append((name, value))
+        return self
+
+    async def send(self, send: Send, request_id: str) -> None:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
+        if not any(k == b"content-length" for k, _ in headers):
+            headers.append((b"content-length", str(len(self.body)).encode()))
+        if self.close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(status, body, [("content-type", "application/json"), *(headers or [])])
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    return json_response(status, {"error": message, **extra})
+
+
+def text_response(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Response:
+    return Response(status, text.encode(), [("content-type", content_type)])

@@ -1,0 +1,148 @@
+"""Flexie-style dynamic endpoints: `/listener/{first_hash}/{second_hash}`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from channels.http import cors, jwt_auth, pipeline
+from channels.http.asgi import Request, Response, Send, error_response, json_response
+from channels.http.pipeline import Refused
+from channels.http.replies import body_response, reply_response, to_ack
+from channels.http.responder import HttpResponder
+from channels.http.routes import HttpSource
+from channels.intake import JournalUnavailable, Overloaded
+from engine.entity import Entity
+
+if TYPE_CHECKING:
+    from channels.http.app import HttpChannel
+
+log = logging.getLogger("router.http")
+
+METHODS = ("GET", "POST", "PUT", "OPTIONS")
+
+
+def _cors_domains(channel: HttpChannel, source: HttpSource) -> list[str]:
+    raw = channel.intake.render(source.config.cors_domains or "", {})
+    return [d.strip() for d in raw.split(",") if d.strip()]
+
+
+def _authenticate(channel: HttpChannel, request: Request, source: HttpSource) -> list[object]:
+    cfg = source.config
+    issuer = channel.intake.render(cfg.endpoint_key or "", {})
+    secret = channel.intake.render(cfg.endpoint_secret or "", {})
+    outcome = jwt_auth.verify(jwt_auth.token_from_headers(request.headers), issuer=issuer, secret=secret)
+    if isinstance(outcome, jwt_auth.JwtFailure):
+        raise Refused(error_response(outcome.status, outcome.error, reason=outcome.reason))
+    return jwt_auth.jwt_data(outcome)
+
+
+async def handle(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:
+    cfg = source.config
+    if request.method not in METHODS:
+        return error_response(405, f"method {request.method} not allowed").header("allow", ", ".join(METHODS))
+    origin = request.headers.get("origin")
+    domains = _cors_domains(channel, source) if cfg.allow_cors else []
+    if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+        # Preflight is answered before authentication: a browser never sends credentials here.
+        if not cfg.allow_cors:
+            return Response(204, b"", [("allow", ", ".join(METHODS))])
+        return cors.preflight(origin, domains, request.headers.get("access-control-request-headers"))
+    try:
+        response = await _accept(channel, request, send, source)
+    except Refused as refused:
+        response = refused.response
+    if response is not None and cfg.allow_cors:
+        cors.decorate(response, origin, domains)
+    return response
+
+
+async def _accept(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:
+    cfg = source.config
+    await pipeline.read_body(request, source, channel.settings)
+    pipeline.check_signature(request, source)
+    jwt_data = _authenticate(channel, request, source) if cfg.add_authentication else None
+    pipeline.check_rate(channel.limits, source)
+    data = pipeline.parse(request, channel.settings)
+    if jwt_data is not None:
+        data["__headers"]["__jwt_data"] = jwt_data
+    entity = Entity("endpoints", source.source, data)
+    key = pipeline.dedup_key(request, source, data, channel.intake)
+    rtype = cfg.return_type
+
+    if rtype in ("data", "html", "redirect"):
+        template = {"data": cfg.return_data, "html": cfg.return_html, "redirect": cfg.return_redirect}[rtype]
+        response = body_response(rtype, channel.intake.render(template or "", data, html=rtype == "html"))
+        try:
+            sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))
+        except (Overloaded, JournalUnavailable) as exc:
+            return pipeline.unavailable(exc)
+        if sub.duplicate:
+            return channel.replayed(sub)
+        return response
+
+    responder = HttpResponder(entity.id, stream=rtype == "sse")
+    try:
+        sub = await channel.intake.submit(entity, dedup_key=key, responder=responder)
+    except (Overloaded, JournalUnavailable) as exc:
+        return pipeline.unavailable(exc)
+    if sub.duplicate:
+        return channel.replayed(sub)
+    if rtype == "sse":
+        await stream_events(channel, request, send, responder, entity.id)
+        return None
+    reply = await responder.wait_reply(cfg.response_timeout)
+    if reply is not None:
+        response = reply_response(reply)
+    elif responder.finished.is_set():
+        response = Response(204)  # every run ended without a respond step
+    else:
+        response = json_response(202, {"status": "accepted", "signal_id": entity.id})
+    await channel.remember_ack(entity.id, response)
+    return response
+
+
+def _frame(event: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in (data.split("\n") if data else [""]))
+    return f"event: {event}\n{lines}\n".encode()
+
+
+async def stream_events(
+    channel: HttpChannel, request: Request, send: Send, responder: HttpResponder, signal_id: str
+) -> None:
+    """True streaming: each `emit` is flushed as it happens; the run survives a disconnect."""
+    assert responder.frames is not None
+    headers = [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+        (b"x-request-id", request.request_id.encode("latin-1")),
+    ]
+    cfg_source = request.extra.get("source")
+    if cfg_source is not None and cfg_source.config.allow_cors:
+        domains = _cors_domains(channel, cfg_source)
+        allowed = cors.allowed_origin(request.headers.get("origin"), domains)
+        headers.append((b"vary", b"Origin"))
+        if allowed:
+            headers.append((b"access-control-allow-origin", allowed.encode("latin-1")))
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+        while True:
+            with trio.move_on_after(channel.settings.sse_keepalive) as idle:
+                try:
+                    event, data = await responder.frames.receive()
+                except trio.EndOfChannel:
+                    break
+                await send({"type": "http.response.body", "body": _frame(event, data), "more_body": True})
+            if idle.cancelled_caught:
+                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+        done = json.dumps({"signal_id": signal_id})
+        await send({"type": "http.response.body", "body": _frame("done", done), "more_body": False})
+    except Exception:  # noqa: BLE001 - hypercorn raises various errors once the peer is gone
+        log.info("sse client went away signal_id=%s; the run continues", signal_id)
+    finally:
+        responder.frames.close()

@@ -1,0 +1,143 @@
+"""Turn an HTTP request into the `__data` namespace (SPEC §5).
+
+Body parsing, first match wins: form (urlencoded or multipart) merged with the query; JSON merged
+with the query; any other body into `__body`; no body: the query alone. Body fields win over
+query parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from channels.http.asgi import Request, pairs_to_dict
+
+# Credentials the caller sent are not kept in the journal; workflows see them masked.
+MASKED_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "token", "proxy-authorization"})
+MASKED_QUERY = frozenset({"apikey", "api_key", "token"})
+MASK = "***"
+
+
+class BadBody(Exception):
+    """The body does not parse as its content type says; the message is safe to show."""
+
+
+def is_json_type(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def request_meta(request: Request) -> dict[str, Any]:
+    headers = {k: (MASK if k in MASKED_HEADERS else v) for k, v in request.headers.items()}
+    query = {k: (MASK if k.lower() in MASKED_QUERY else v) for k, v in request.query.items()}
+    return {
+        "__headers": headers,
+        "__method": request.method,
+        "__path": request.path,
+        "__query": query,
+        "__remote_addr": request.client,
+    }
+
+
+def mergeable_query(data: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters that join the body fields (credentials stay out)."""
+    return {k: v for k, v in data["__query"].items() if k.lower() not in MASKED_QUERY}
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise BadBody("body is not valid UTF-8 JSON") from exc
+    except json.JSONDecodeError as exc:
+        raise BadBody(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def build_data(request: Request, files_dir: Path | None) -> dict[str, Any]:
+    """The entity's `__data` for an HTTP request whose body has been read."""
+    data: dict[str, Any] = request_meta(request)
+    query = mergeable_query(data)
+    body = request.body
+    ctype = request.content_type
+    if body and ctype == "application/x-www-form-urlencoded":
+        try:
+            fields = pairs_to_dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+        except UnicodeDecodeError as exc:
+            raise BadBody("form body is not valid UTF-8") from exc
+        data.update(query)
+        data.update(fields)
+    elif body and ctype == "multipart/form-data":
+        fields, files = parse_multipart(request.headers.get("content-type", ""), body, files_dir)
+        data.update(query)
+        data.update(fields)
+        data["__files"] = files
+    elif body and (is_json_type(ctype) or (not ctype and body.lstrip()[:1] in (b"{", b"["))):
+        parsed = parse_json(body)
+        data.update(query)
+        if isinstance(parsed, dict):
+            data.update(parsed)
+        else:
+            data["__json"] = parsed
+            data["__body"] = body.decode("utf-8", "replace")
+    elif body:
+        data.update(query)
+        data["__body"] = body.decode("utf-8", "replace")
+    else:
+        data.update(query)
+    return data
+
+
+def parse_multipart(
+    content_type: str, body: bytes, files_dir: Path | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    if "boundary=" not in content_type:
+        raise BadBody("multipart/form-data without a boundary")
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\nMIME-Version: 1.0\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise BadBody("multipart body could not be parsed")
+    pairs: list[tuple[str, str]] = []
+    files: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename is not None:
+            info = save_file(files_dir, payload) if files_dir is not None else {"sha256": _sha256(payload)}
+            files[str(name)] = {
+                "name": filename,
+                "content_type": part.get_content_type(),
+                "size": len(payload),
+                **info,
+            }
+        else:
+            charset = part.get_content_charset() or "utf-8"
+            pairs.append((str(name), payload.decode(charset, "replace")))
+    return pairs_to_dict(pairs), files
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def save_file(files_dir: Path, payload: bytes) -> dict[str, str]:
+    """Content-addressed and fsynced: on disk before the signal that names it is acknowledged."""
+    digest = _sha256(payload)
+    target = files_dir / digest[:2] / digest
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    return {"sha256": digest, "path": str(target)}

@@ -1,0 +1,100 @@
+"""Steps every HTTP source shares: body limit, signature, rate limit, parsing, idempotency."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from channels.http import signatures
+from channels.http.asgi import BodyTooLarge, Request, Response, error_response, json_response
+from channels.http.parsing import BadBody, build_data, mergeable_query, parse_json, request_meta
+from channels.http.routes import HttpSource, RateLimits
+from channels.intake import Intake, JournalUnavailable, Overloaded
+
+
+class Refused(Exception):
+    """Stop handling and answer with `response`."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@dataclass
+class HttpSettings:
+    max_body: int = 1024 * 1024
+    files_dir: Path | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    trust_proxy: bool = False
+    twilio_auth_token: str | None = None
+    sse_keepalive: float = 15.0
+
+
+async def read_body(request: Request, source: HttpSource, settings: HttpSettings) -> bytes:
+    limit = getattr(source.config, "max_body", None) or settings.max_body
+    try:
+        return await request.read_body(limit)
+    except BodyTooLarge as exc:
+        response = error_response(413, f"request body exceeds the limit of {exc.limit} bytes", limit=exc.limit)
+        response.close = True  # the rest of the body is never read
+        raise Refused(response) from exc
+
+
+def check_signature(request: Request, source: HttpSource) -> None:
+    problem = signatures.check(source.config, request.headers, request.body)
+    if problem:
+        raise Refused(error_response(401, "invalid signature", reason=problem))
+
+
+def check_rate(limits: RateLimits, source: HttpSource) -> None:
+    wait = limits.check(source)
+    if wait > 0:
+        response = error_response(429, "rate limit exceeded", source=source.source)
+        raise Refused(response.header("retry-after", str(max(1, math.ceil(wait)))))
+
+
+def parse(request: Request, settings: HttpSettings) -> dict[str, Any]:
+    try:
+        return build_data(request, settings.files_dir)
+    except BadBody as exc:
+        raise Refused(error_response(400, str(exc))) from exc
+
+
+def parse_json_request(request: Request, settings: HttpSettings) -> dict[str, Any]:
+    """Webhooks take JSON whatever the content type says (some senders omit it)."""
+    data = request_meta(request)
+    try:
+        parsed = parse_json(request.body)
+    except BadBody as exc:
+        raise Refused(error_response(400, str(exc))) from exc
+    data.update(mergeable_query(data))
+    if isinstance(parsed, dict):
+        data.update(parsed)
+    else:
+        data["__json"] = parsed
+    return data
+
+
+def dedup_key(request: Request, source: HttpSource, data: dict[str, Any], intake: Intake) -> str | None:
+    key = request.headers.get("idempotency-key", "").strip()
+    if key:
+        return key[:256]
+    template = getattr(source.config, "dedup_key", None)
+    if template:
+        rendered = intake.render(template, data).strip()
+        return rendered[:256] or None
+    return None
+
+
+def unavailable(exc: Exception) -> Response:
+    if isinstance(exc, Overloaded):
+        return error_response(503, "overloaded, retry later").header("retry-after", str(exc.retry_after))
+    if isinstance(exc, JournalUnavailable):
+        return error_response(503, "journal unavailable, nothing was accepted").header("retry-after", "5")
+    raise exc
+
+
+def accepted(signal_id: str, **extra: Any) -> Response:
+    return json_response(200, {"status": "accepted", "signal_id": signal_id, **extra})

@@ -1,0 +1,65 @@
+"""FlowX-style API-key webhooks: `POST /webhooks/incoming/{webhook_id}?apiKey=KEY`."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from channels.http import pipeline
+from channels.http.asgi import Request, Response, error_response
+from channels.http.parsing import is_json_type
+from channels.http.pipeline import Refused
+from channels.http.replies import to_ack
+from channels.http.routes import HttpSource
+from channels.intake import JournalUnavailable, Overloaded
+from engine.entity import Entity
+
+if TYPE_CHECKING:
+    from channels.http.app import HttpChannel
+
+
+def _given_key(request: Request) -> str:
+    query = request.query
+    value = query.get("apiKey") or query.get("apikey") or request.headers.get("x-api-key", "")
+    return value if isinstance(value, str) else ""
+
+
+def key_matches(given: str, expected: str | None) -> bool:
+    # Always compare (even against a dummy) so timing does not reveal whether a key exists.
+    return hmac.compare_digest(given.encode(), (expected or "\x00" * 43).encode()) and expected is not None
+
+
+async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+    if request.method != "POST":
+        return error_response(405, f"method {request.method} not allowed; use POST").header("allow", "POST")
+    try:
+        return await _accept(channel, request, source)
+    except Refused as refused:
+        return refused.response
+
+
+async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+    given = _given_key(request)
+    if not given:
+        raise Refused(error_response(401, "missing API key: add ?apiKey=KEY or an X-Api-Key header"))
+    if not key_matches(given, source.api_key):
+        raise Refused(error_response(401, "invalid API key"))
+    body = await pipeline.read_body(request, source, channel.settings)
+    ctype = request.content_type
+    if ctype and not is_json_type(ctype):
+        raise Refused(error_response(400, f"content type {ctype!r} is not JSON; send application/json"))
+    if not body.strip():
+        raise Refused(error_response(400, "empty body: send a JSON document"))
+    pipeline.check_signature(request, source)
+    pipeline.check_rate(channel.limits, source)
+    data = pipeline.parse_json_request(request, channel.settings)
+    entity = Entity("webhooks", source.source, data)
+    key = pipeline.dedup_key(request, source, data, channel.intake)
+    response = pipeline.accepted(entity.id)
+    try:
+        sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))
+    except (Overloaded, JournalUnavailable) as exc:
+        return pipeline.unavailable(exc)
+    if sub.duplicate:
+        return channel.replayed(sub)
+    return response

@@ -1,0 +1,268 @@
+"""Dispatch: from the journal to the engine.
+
+`Dispatcher` implements the channels' `Intake`. A submitted signal is appended and, when a run
+slot is free, claimed by this process in the same transaction and processed at once; otherwise
+it stays pending and the claim loop (which also sees other processes' work, retries and expired
+leases) picks it up. Every task lives in the dispatcher's nursery: a caller that goes away does
+not cancel the run it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
+from engine.entity import Entity, utcnow_iso
+from engine.ports import Reply
+from engine.runner import Engine
+from engine.templates import TemplateEngine
+from engine.workflow import Workflow
+from router import journal
+from router.journal import Journal, Signal
+from router.storage import Storage, StorageUnavailable
+
+log = logging.getLogger("router.dispatch")
+
+
+@dataclass
+class DispatchSettings:
+    concurrency: int = 16
+    max_attempts: int = 5
+    retry_backoff: float = 2.0
+    run_timeout: float = 30.0
+    lease: float = 15.0
+    max_pending: int = 10000
+    dedup_window: float = 86400.0
+    poll_interval: float = 0.25
+
+
+class NullResponder:
+    """Stands in for a caller that is gone (recovery, retries, replay)."""
+
+    def respond(self, reply: Reply) -> bool:
+        return False
+
+    async def emit(self, event: str, data: str) -> None:
+        return None
+
+    def twiml_reply(self, message: str) -> None:
+        return None
+
+    def finish(self) -> None:
+        return None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        storage: Storage,
+        engine: Engine,
+        templates: TemplateEngine,
+        workflows: list[Workflow],
+        settings: DispatchSettings,
+    ) -> None:
+        self.storage = storage
+        self.journal = Journal(storage)
+        self.engine = engine
+        self.templates = templates
+        self.workflows = workflows
+        self.settings = settings
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{int(time.time() * 1000) % 10**8}"
+        self._nursery: trio.Nursery | None = None
+        self._active: dict[str, trio.CancelScope] = {}
+        self._waiting: dict[str, CallerResponder] = {}  # callers waiting for a signal not yet claimed
+        self._wake = trio.Event()
+        self._idle = trio.Event()
+        self._accepting = True
+        self.pending_estimate = 0
+        self.processed = 0
+
+    # -- Intake -------------------------------------------------------------------------------
+
+    def listeners(self, source: str) -> list[Workflow]:
+        return [w for w in self.workflows if w.matches(source)]
+
+    def render(self, template: str, data: dict[str, Any], *, html: bool = False) -> str:
+        return self.templates.render(template, data, html=html)
+
+    async def submit(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None = None,
+        responder: CallerResponder | None = None,
+        ack: dict[str, Any] | None = None,
+    ) -> Submission:
+        if not self._accepting:
+            raise Overloaded(retry_after=5)
+        if self.pending_estimate >= self.settings.max_pending:
+            raise Overloaded(retry_after=2)
+        claim = len(self._active) < self.settings.concurrency
+        try:
+            appended = await self.journal.append(
+                entity,
+                dedup_key=dedup_key,
+                dedup_window=self.settings.dedup_window,
+                owner=self.owner if claim else None,
+                lease=self.settings.lease,
+                ack=ack,
+            )
+        except StorageUnavailable as exc:
+            raise JournalUnavailable(str(exc)) from exc
+        workflows = len(self.listeners(entity.source))
+        if appended.duplicate:
+            return Submission(appended.signal_id, duplicate=True, ack=appended.ack, workflows=workflows)
+        if claim and self._nursery is not None and self._accepting:
+            signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, "running", 0, None,
+                            dedup_key, self.owner)
+            self._start(signal, responder)
+        else:
+            if responder is not None:
+                self._waiting[entity.id] = responder
+            self.pending_estimate += 1
+            self._wake.set()
+        return Submission(appended.signal_id, workflows=workflows)
+
+    def poke(self) -> None:
+        """Something new may be claimable (a deletion signal, a replay): look now."""
+        self._wake.set()
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._claim_loop)
+            nursery.start_soon(self._lease_loop)
+            task_status.started()
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for in-flight runs; True if all finished within `timeout`."""
+        self._accepting = False
+        with trio.move_on_after(timeout):
+            while self._active:
+                self._idle = trio.Event()
+                await self._idle.wait()
+            return True
+        return False
+
+    def _start(self, signal: Signal, responder: CallerResponder | None) -> None:
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._active[signal.id] = scope
+        self._nursery.start_soon(self._process, signal, responder, scope)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            with trio.move_on_after(self.settings.poll_interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            if not self._accepting:
+                continue
+            free = self.settings.concurrency - len(self._active)
+            if free <= 0:
+                continue
+            try:
+                claimed = await self.journal.claim(self.owner, free, self.settings.lease)
+            except StorageUnavailable as exc:
+                log.warning("claim failed: %s", exc)
+                continue
+            for signal in claimed:
+                self.pending_estimate = max(0, self.pending_estimate - 1)
+                self._start(signal, self._waiting.pop(signal.id, None))
+            if len(claimed) == free:
+                self._wake.set()  # there may be more
+            else:
+                self.pending_estimate = self.storage.read(_count_pending)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.lease / 3)
+            if self._active:
+                try:
+                    await self.journal.renew(self.owner, list(self._active), self.settings.lease)
+                except StorageUnavailable as exc:
+                    log.warning("lease renewal failed: %s", exc)
+
+    async def _process(self, signal: Signal, responder: CallerResponder | None, scope: trio.CancelScope) -> None:
+        caller: CallerResponder = responder or NullResponder()
+        try:
+            with scope:
+                await self._run_workflows(signal, caller)
+        except Exception:  # noqa: BLE001 - a bug in one signal must not take the daemon down
+            log.exception("signal processing crashed signal_id=%s", signal.id)
+        finally:
+            caller.finish()
+            self._active.pop(signal.id, None)
+            self.processed += 1
+            if not self._active:
+                self._idle.set()
+            self._wake.set()
+
+    async def _run_workflows(self, signal: Signal, caller: CallerResponder) -> None:
+        done = self.storage.read(lambda c: journal.done_workflows(c, signal.id)) if signal.attempts else set()
+        todo = [w for w in self.listeners(signal.source) if w.name not in done]
+        attempt = signal.attempts + 1
+        failures: list[tuple[Workflow, str, bool]] = []
+
+        async def one(workflow: Workflow) -> None:
+            started, t0 = utcnow_iso(), time.perf_counter()
+            result = await self.engine.run(
+                workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout
+            )
+            duration = (time.perf_counter() - t0) * 1000
+            if result.status != "done":
+                failures.append((workflow, result.error or "failed", result.retryable))
+            await self.storage.write(
+                lambda c: journal.record_run(
+                    c, signal.id, workflow.name, attempt, result.status, started, duration, result.error, result.trace
+                )
+            )
+            log.info(
+                "run workflow=%s signal_id=%s status=%s duration_ms=%.1f%s",
+                workflow.name, signal.id, result.status, duration,
+                f" error={result.error!r}" if result.error else "",
+            )
+
+        async with trio.open_nursery() as nursery:
+            for workflow in todo:
+                nursery.start_soon(one, workflow)
+        caller.finish()
+        await self._settle(signal, attempt, failures)
+
+    async def _settle(self, signal: Signal, attempt: int, failures: list[tuple[Workflow, str, bool]]) -> None:
+        if not failures:
+            await self.storage.write(lambda c: journal.finish_signal(c, signal.id, self.owner, status="done"))
+            return
+        error = "; ".join(f"{w.name}: {msg}" for w, msg, _ in failures)
+        retryable = [w for w, _, again in failures if again and w.run_mode == "async"]
+        max_attempts = min((w.max_attempts or self.settings.max_attempts) for w, _, _ in failures)
+        if retryable and attempt < max_attempts:
+            delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
+            retry_at = time.time() + delay
+            await self.storage.write(
+                lambda c: journal.finish_signal(c, signal.id, self.owner, status="pending", error=error, retry_at=retry_at)
+            )
+            log.info("retry signal_id=%s attempt=%d in %.1fs", signal.id, attempt, delay)
+        else:
+            await self.storage.write(
+                lambda c: journal.finish_signal(c, signal.id, self.owner, status="failed", error=error)
+            )
+            log.warning("failed signal_id=%s attempts=%d error=%r", signal.id, attempt, error)
+
+
+def _count_pending(conn: Any) -> int:
+    row = conn.execute("SELECT count(*) FROM signals WHERE status = 'pending'").fetchone()
+    return int(row[0]) if row else 0
+
+
+__all__ = ["Dispatcher", "DispatchSettings", "NullResponder"]
