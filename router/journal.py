@@ -244,6 +244,16 @@ def record_run(
     )
 
 
+def release_claims(conn: sqlite3.Connection, owner: str) -> int:
+    """Hand back every signal `owner` still holds (clean shutdown): pending again, attempt kept."""
+    cur = conn.execute(
+        "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, updated_at = ?"
+        " WHERE owner = ? AND status = 'running'",
+        (time.time(), owner),
+    )
+    return cur.rowcount
+
+
 def requeue_signal(conn: sqlite3.Connection, signal_id: str) -> bool:
     """Make a failed (or done) signal runnable again: `router replay`."""
     cur = conn.execute(

@@ -1,0 +1,91 @@
+"""Turn a validated `Config` into the running parts: workflows, routes, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from channels.http.routes import HttpSource, RouteTable
+from config import Config, ConfigError, ConfigIssue, load_config
+from engine.ports import OutboundSettings
+from engine.templates import TemplateEngine
+from engine.workflow import SourceCaps, Workflow, compile_workflows
+from router.sources import SourceState, is_active
+
+
+def source_caps(cfg: Config) -> dict[str, SourceCaps]:
+    caps: dict[str, SourceCaps] = {}
+    for kind, name, model in cfg.sources():
+        key = f"{kind}.{name}"
+        if kind == "endpoints":
+            rtype = model.return_type  # type: ignore[union-attr]
+            caps[key] = SourceCaps(
+                can_respond=rtype == "continue", can_emit=rtype == "sse", requires_sync=rtype == "sse"
+            )
+        elif kind in ("sms", "whatsapp"):
+            caps[key] = SourceCaps(can_reply=True)
+        else:
+            caps[key] = SourceCaps()
+    return caps
+
+
+def caps_lookup(cfg: Config):  # type: ignore[no-untyped-def]
+    caps = source_caps(cfg)
+    return lambda source: caps.get(source, SourceCaps())
+
+
+def compile_config(cfg: Config, templates: TemplateEngine) -> tuple[list[Workflow], list[ConfigIssue]]:
+    workflows, problems = compile_workflows(cfg.workflows, caps_lookup(cfg), templates)
+    main = str(cfg.path) if cfg.path else "router.toml"
+    return [w for w in workflows if getattr(w, "active", True)], [ConfigIssue(main, k, m) for k, m in problems]
+
+
+def load_checked(path: Path, templates: TemplateEngine | None = None) -> tuple[Config, list[Workflow]]:
+    """Load and validate a config file, engine checks included; raises ConfigError with all issues."""
+    cfg = load_config(path)
+    workflows, issues = compile_config(cfg, templates or TemplateEngine())
+    if issues:
+        raise ConfigError(issues)
+    return cfg, workflows
+
+
+def build_routes(cfg: Config, states: dict[tuple[str, str], SourceState]) -> RouteTable:
+    table = RouteTable()
+    for kind, name, model in cfg.sources():
+        if kind not in ("endpoints", "webhooks", "forms", "sms", "whatsapp"):
+            continue
+        state = states.get((kind, name))
+        src = HttpSource(
+            kind=kind,
+            name=name,
+            config=model,
+            active=is_active(model, state),
+            api_key=state.api_key if state else None,
+            first_hash=state.first_hash if state else None,
+            second_hash=state.second_hash if state else None,
+        )
+        if kind == "endpoints":
+            if src.first_hash and src.second_hash:
+                table.endpoints[(src.first_hash, src.second_hash)] = src
+        else:
+            getattr(table, kind)[name] = src
+    return table
+
+
+def outbound_settings(cfg: Config) -> OutboundSettings:
+    smtp = cfg.outbound.smtp
+    tw = cfg.twilio
+    return OutboundSettings(
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        smtp_starttls=smtp.starttls,
+        smtp_ssl=smtp.ssl,
+        smtp_username=smtp.username,
+        smtp_password=smtp.password,
+        smtp_from=smtp.from_address,
+        smtp_timeout=smtp.timeout,
+        twilio_account_sid=tw.account_sid,
+        twilio_auth_token=tw.auth_token,
+        twilio_api_base=tw.api_base,
+        twilio_from=tw.from_number,
+        twilio_whatsapp_from=tw.whatsapp_from,
+    )

@@ -1,0 +1,281 @@
+"""The `router` command line. Management verbs work on the data dir whether or not the daemon
+runs; a running daemon notices their changes within a second."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from config import Config, ConfigError
+
+DEFAULT_CONFIG = "router.toml"
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=os.environ.get("ROUTER_CONFIG", DEFAULT_CONFIG), help="config file")
+
+
+def _load(path: str) -> Config:
+    from router.build import load_checked
+
+    try:
+        cfg, _ = load_checked(Path(path))
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.issues)} problem(s):", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except FileNotFoundError:
+        print(f"{path}: no such config file", file=sys.stderr)
+        raise SystemExit(1) from None
+    return cfg
+
+
+def _storage(cfg: Config):  # type: ignore[no-untyped-def]
+    from router.daemon import open_storage
+
+    return open_storage(cfg)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from router import logs
+    from router.daemon import serve
+
+    logs.setup(args.log_format, args.log_level)
+    if not Path(args.config).exists():
+        print(f"{args.config}: no such config file", file=sys.stderr)
+        return 1
+    return serve(Path(args.config))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    n_sources = len(cfg.sources())
+    print(f"{args.config}: OK ({n_sources} sources, {len(cfg.workflows)} workflows)")
+    return 0
+
+
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    from router import sources
+
+    cfg = _load(args.config)
+    storage = _storage(cfg)
+    try:
+        if args.action in ("activate", "deactivate", "rotate"):
+            if not args.name:
+                print(f"router endpoints {args.action} needs a source NAME", file=sys.stderr)
+                return 2
+            try:
+                kind, name = sources.resolve_name(cfg, args.name)
+            except ValueError as exc:
+                print(str(exc), file=sys.stderr)
+                return 1
+            if args.action == "rotate":
+                try:
+                    fresh = storage.write_sync(lambda c: sources.rotate(c, kind, name))
+                except ValueError as exc:
+                    print(str(exc), file=sys.stderr)
+                    return 1
+                item = next(i for i in sources.describe(cfg, storage.read(sources.load_states))
+                            if i["kind"] == kind and i["name"] == name)
+                print(json.dumps({**item, **fresh}, indent=2) if args.json else f"{kind}.{name} rotated: {item.get('url')}")
+                return 0
+            active = args.action == "activate"
+            storage.write_sync(lambda c: sources.set_active(c, kind, name, active))
+            print(f"{kind}.{name} {'activated' if active else 'deactivated'}")
+            return 0
+        items = sources.describe(cfg, storage.read(sources.load_states))
+        if args.json:
+            print(json.dumps(items, indent=2))
+        else:
+            for item in items:
+                state = "active" if item["active"] else "inactive"
+                where = item.get("url") or item.get("address", "")
+                print(f"{item['kind']:<10} {item['name']:<20} {state:<8} {where}")
+        return 0
+    finally:
+        storage.close()
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    from router import journal
+
+    cfg = _load(args.config)
+    storage = _storage(cfg)
+    try:
+        status = "failed" if args.failed else args.status
+        rows = storage.read(lambda c: journal.list_signals(c, status=status, source=args.source, limit=args.limit))
+        if args.json:
+            out: list[dict[str, Any]] = []
+            for s in rows:
+                item = s.summary()
+                item["entity"] = s.entity.data
+                item["runs"] = storage.read(lambda c, sid=s.id: journal.runs_for(c, sid))
+                out.append(item)
+            print(json.dumps(out, indent=2, default=str))
+        else:
+            for s in rows:
+                err = f"  {s.last_error}" if s.last_error else ""
+                print(f"{s.id}  {s.received_at}  {s.source:<28} {s.status:<8} attempts={s.attempts}{err}")
+        return 0
+    finally:
+        storage.close()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from router import journal
+
+    cfg = _load(args.config)
+    storage = _storage(cfg)
+    try:
+        signal = storage.read(lambda c: journal.get_signal(c, args.signal_id))
+        if signal is None:
+            print(f"no signal {args.signal_id}", file=sys.stderr)
+            return 1
+        if not storage.write_sync(lambda c: journal.requeue_signal(c, args.signal_id)):
+            print(f"signal {args.signal_id} is {signal.status}; only failed or done signals can be replayed",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.signal_id} queued for replay")
+        return 0
+    finally:
+        storage.close()
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from engine import records
+    from router.deletions import JournalDeletionSink
+
+    cfg = _load(args.config)
+    storage = _storage(cfg)
+    try:
+        if args.action == "delete":
+            try:
+                deleted = storage.write_sync(
+                    lambda c: records.delete_record(c, args.type, args.id, JournalDeletionSink())
+                )
+            except ValueError as exc:
+                print(str(exc), file=sys.stderr)
+                return 1
+            if deleted is None:
+                print(f"no {args.type} record {args.id}", file=sys.stderr)
+                return 1
+            print(f"deleted {args.type} {args.id}")
+            return 0
+        if args.action == "show":
+            rec = storage.read(lambda c: records.get_record(c, args.type, args.id))
+            if rec is None:
+                print(f"no {args.type} record {args.id}", file=sys.stderr)
+                return 1
+            print(json.dumps(rec, indent=2, default=str))
+            return 0
+        rows = storage.read(lambda c: records.list_records(c, args.type, limit=args.limit))
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    finally:
+        storage.close()
+
+
+def cmd_jwt(args: argparse.Namespace) -> int:
+    import jwt as pyjwt
+
+    from router import sources
+
+    cfg = _load(args.config)
+    try:
+        kind, name = sources.resolve_name(cfg, args.name)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    model = cfg.endpoints.get(name) if kind == "endpoints" else None
+    if model is None or not model.add_authentication:
+        print(f"{kind}.{name} does not use JWT authentication", file=sys.stderr)
+        return 1
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": model.endpoint_key, "iat": now, "exp": now + args.ttl}
+    if args.data:
+        try:
+            claims["data"] = json.loads(args.data)
+        except json.JSONDecodeError as exc:
+            print(f"--data is not valid JSON: {exc}", file=sys.stderr)
+            return 1
+    print(pyjwt.encode(claims, model.endpoint_secret or "", algorithm="HS256"))
+    return 0
+
+
+def cmd_systemd_unit(args: argparse.Namespace) -> int:
+    from router.systemd import unit_file
+
+    exe = sys.argv[0] if os.path.isabs(sys.argv[0]) else (os.path.abspath(sys.argv[0]))
+    print(unit_file(exe, os.path.abspath(args.config)), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="router", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the daemon")
+    _config_arg(p)
+    p.add_argument("--log-format", choices=["logfmt", "json"], default=os.environ.get("ROUTER_LOG_FORMAT", "logfmt"))
+    p.add_argument("--log-level", default=os.environ.get("ROUTER_LOG_LEVEL", "info"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate a config file")
+    _config_arg(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("endpoints", help="list sources, or activate/deactivate/rotate one")
+    _config_arg(p)
+    p.add_argument("action", nargs="?", choices=["list", "activate", "deactivate", "rotate"], default="list")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_endpoints)
+
+    p = sub.add_parser("signals", help="list journaled signals")
+    _config_arg(p)
+    p.add_argument("--failed", action="store_true")
+    p.add_argument("--status", choices=["pending", "running", "done", "failed"])
+    p.add_argument("--source")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_signals)
+
+    p = sub.add_parser("replay", help="run a failed signal again")
+    _config_arg(p)
+    p.add_argument("signal_id")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("records", help="list, show or delete stored records")
+    _config_arg(p)
+    p.add_argument("action", choices=["list", "show", "delete"])
+    p.add_argument("type")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_records)
+
+    p = sub.add_parser("jwt", help="mint a test token for a JWT endpoint")
+    _config_arg(p)
+    p.add_argument("name")
+    p.add_argument("--data", help="JSON for the token's data claim")
+    p.add_argument("--ttl", type=int, default=300)
+    p.set_defaults(func=cmd_jwt)
+
+    p = sub.add_parser("systemd-unit", help="print a hardened systemd unit")
+    _config_arg(p)
+    p.set_defaults(func=cmd_systemd_unit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

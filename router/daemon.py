@@ -1,0 +1,267 @@
+"""`router serve`: the trio main that owns every channel, the journal writer and the runs.
+
+Structure: one root nursery. Inside it the storage writer, the dispatcher (its own nursery of
+runs), one supervised task per channel (restarted with backoff if it crashes), the state
+watcher and the signal handler. SIGTERM stops the listeners, lets runs finish up to
+`shutdown_timeout`, and exits 0; whatever is left stays in the journal for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from channels.http.app import HttpChannel
+from channels.http.pipeline import HttpSettings
+from config import Config, ConfigError
+from engine.actions import Services
+from engine.records import RecordStore
+from engine.runner import Engine
+from engine.templates import TemplateEngine
+from engine.workflow import Workflow
+from router import journal, sources, systemd
+from router.build import build_routes, load_checked, outbound_settings
+from router.deletions import JournalDeletionSink
+from router.dispatch import Dispatcher, DispatchSettings
+from router.netutil import listen_socket
+from router.storage import Storage
+
+log = logging.getLogger("router.daemon")
+
+DB_NAME = "router.db"
+
+
+def db_path(cfg: Config) -> Path:
+    return Path(cfg.router.data_dir) / DB_NAME
+
+
+def open_storage(cfg: Config) -> Storage:
+    storage = Storage(db_path(cfg))
+    storage.open_sync()
+    storage.write_sync(journal.create_schema)
+    storage.write_sync(lambda conn: sources.ensure_sources(conn, cfg))
+    return storage
+
+
+def dispatch_settings(cfg: Config) -> DispatchSettings:
+    r = cfg.router
+    return DispatchSettings(
+        concurrency=r.concurrency,
+        max_attempts=r.max_attempts,
+        retry_backoff=r.retry_backoff,
+        run_timeout=r.run_timeout,
+        lease=r.lease,
+        max_pending=r.max_pending,
+        dedup_window=cfg.http.idempotency_window,
+    )
+
+
+def http_settings(cfg: Config) -> HttpSettings:
+    return HttpSettings(
+        max_body=cfg.http.max_body,
+        files_dir=Path(cfg.router.data_dir) / "files",
+        public_url=cfg.router.public_url,
+        trust_proxy=cfg.router.trust_proxy,
+        twilio_auth_token=cfg.twilio.auth_token,
+    )
+
+
+async def supervise(name: str, run: Callable[..., Awaitable[None]], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run a channel; if it crashes, log it and start it again with backoff."""
+    delay = 0.5
+    first = True
+    while True:
+        started_at = time.monotonic()
+        try:
+            if first:
+                await run(task_status=task_status)
+            else:
+                await run()
+            return
+        except Exception:
+            log.exception("channel crashed channel=%s restart_in=%.1fs", name, delay)
+        first = False
+        await trio.sleep(delay)
+        delay = 0.5 if time.monotonic() - started_at > 60 else min(delay * 2, 30.0)
+
+
+class Daemon:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.cfg: Config
+        self.workflows: list[Workflow]
+        self.storage: Storage
+        self.dispatcher: Dispatcher
+        self.http: HttpChannel
+        self.templates: TemplateEngine
+        self.ready = False
+        self.stopping = trio.Event()
+        self.http_stopped = trio.Event()
+        self._state_version = -1.0
+        self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self.cfg, _ = load_checked(self.config_path)
+        self.storage = open_storage(self.cfg)
+        records = RecordStore(self.storage, JournalDeletionSink())
+        self.records = records
+        self.templates = TemplateEngine(records)
+        # Compile again with the real template engine (lookups available) for the runner.
+        _, self.workflows = load_checked(self.config_path, self.templates)
+
+    async def main(self) -> int:
+        try:
+            self.load()
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("config error %s", issue)
+            return 1
+        cfg = self.cfg
+        async with httpx.AsyncClient(timeout=30.0) as http_client:
+            services = Services(
+                db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client
+            )
+            services.records = self.records  # type: ignore[attr-defined]
+            engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
+            self.dispatcher = Dispatcher(self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg))
+            states = self.storage.read(sources.load_states)
+            self.http = HttpChannel(
+                self.dispatcher,
+                build_routes(cfg, states),
+                http_settings(cfg),
+                max_in_flight=cfg.http.max_in_flight,
+                ready=lambda: self.ready,
+                on_ack=self._remember_ack,
+            )
+            http_sock = listen_socket(cfg.http.listen)
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.storage.run_writer)
+                    await nursery.start(self.dispatcher.run)
+                    await nursery.start(supervise, "http", partial(self._serve_http, http_sock))
+                    for name, run in self.extra_channels:
+                        await nursery.start(supervise, name, run)
+                    nursery.start_soon(self._watch_state)
+                    nursery.start_soon(self._watchdog)
+                    self.ready = True
+                    systemd.notify("READY=1\nSTATUS=serving")
+                    log.info(
+                        "ready http=%s data_dir=%s workflows=%d", cfg.http.listen, cfg.router.data_dir, len(self.workflows)
+                    )
+                    await self._handle_signals()
+                    await self._shutdown()
+                    nursery.cancel_scope.cancel()
+            finally:
+                # Work this process still holds goes back to the journal for the next start.
+                self.storage.write_sync(lambda conn: journal.release_claims(conn, self.dispatcher.owner))
+                self.storage.close()
+        log.info("stopped")
+        return 0
+
+    async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from hypercorn.config import Sockets
+
+        hc = HypercornConfig()
+        hc.bind = [self.cfg.http.listen]
+        hc.accesslog = None
+        hc.keep_alive_timeout = 75
+        hc.graceful_timeout = self.cfg.router.shutdown_timeout
+        hc.h11_max_incomplete_size = 64 * 1024
+        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        await worker_serve(
+            wrap_app(self.http, None, "asgi"),  # type: ignore[arg-type]
+            hc,
+            sockets=sockets,
+            shutdown_trigger=self.stopping.wait,
+            task_status=task_status,
+        )
+        self.http_stopped.set()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def _remember_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
+        import json
+
+        await self.storage.write(
+            lambda conn: conn.execute("UPDATE signals SET ack = ? WHERE id = ?", (json.dumps(ack), signal_id))
+        )
+
+    async def _watch_state(self) -> None:
+        """CLI and admin changes (activate, rotate) reach the routes within half a second."""
+        while True:
+            version = self.storage.read(sources.state_version)
+            if version != self._state_version:
+                self._state_version = version
+                self.http.routes = build_routes(self.cfg, self.storage.read(sources.load_states))
+            await trio.sleep(0.5)
+
+    async def _watchdog(self) -> None:
+        interval = systemd.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await trio.sleep(interval)
+
+    async def _handle_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self.reload()
+                    continue
+                log.info("shutdown signal=%s", signal.Signals(signum).name)
+                return
+
+    def reload(self) -> list[str]:
+        """Re-read the config; an invalid one is refused and the old one keeps serving."""
+        systemd.notify("RELOADING=1")
+        try:
+            cfg, workflows = load_checked(self.config_path, self.templates)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("reload refused: config error %s", issue)
+            systemd.notify("READY=1")
+            return [str(i) for i in exc.issues]
+        if cfg.http.listen != self.cfg.http.listen:
+            log.warning("reload: [http] listen changed; restart the daemon to move the listener")
+        self.storage.write_sync(lambda conn: sources.ensure_sources(conn, cfg))
+        routes = build_routes(cfg, self.storage.read(sources.load_states))
+        self.cfg = cfg
+        self.dispatcher.workflows = workflows
+        self.http.routes = routes
+        self.http.settings = http_settings(cfg)
+        self.workflows = workflows
+        systemd.notify("READY=1")
+        log.info("reloaded workflows=%d sources=%d", len(workflows), len(cfg.sources()))
+        return []
+
+    async def _shutdown(self) -> None:
+        systemd.notify("STOPPING=1")
+        self.ready = False
+        timeout = self.cfg.router.shutdown_timeout
+        deadline = trio.current_time() + timeout
+        self.stopping.set()  # listeners stop accepting; in-flight requests finish
+        with trio.move_on_at(deadline):
+            await self.http_stopped.wait()
+        finished = await self.dispatcher.drain(max(0.0, deadline - trio.current_time()))
+        if not finished:
+            log.warning("shutdown timeout: unfinished runs stay in the journal for the next start")
+        self.storage.stop_writer()
+
+
+def serve(config_path: Path) -> int:
+    daemon = Daemon(config_path)
+    return trio.run(daemon.main)

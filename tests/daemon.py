@@ -1,0 +1,145 @@
+"""Start the real daemon as a subprocess on free loopback ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+BASE = """
+[router]
+data_dir = "{data_dir}"
+public_url = "http://127.0.0.1:{http_port}"
+lease = "3s"
+shutdown_timeout = "{shutdown_timeout}"
+retry_backoff = "{retry_backoff}"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[smtp]
+listen = "127.0.0.1:{smtp_port}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token = "test-admin-token"
+"""
+
+
+class RouterProcess:
+    def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
+                 env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.http_port = free_port()
+        self.smtp_port = free_port()
+        self.admin_port = free_port()
+        self.data_dir = tmp / "var"
+        self.config_path = tmp / "router.toml"
+        self.write_config(body, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = tmp / "router.log"
+
+    def write_config(self, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s") -> None:
+        head = BASE.format(
+            data_dir=self.data_dir, http_port=self.http_port, smtp_port=self.smtp_port,
+            admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
+        )
+        self.config_path.write_text(head + textwrap.dedent(body))
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, wait: bool = True) -> RouterProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"router exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"router not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "router.cli", *args[:1], "-c", str(self.config_path), *args[1:]],
+            capture_output=True, text=True, env=self.env, timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"router {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def sources(self) -> dict[str, dict[str, Any]]:
+        items = json.loads(self.cli("endpoints", "--json").stdout)
+        return {f"{i['kind']}.{i['name']}": i for i in items}
+
+    def url(self, source: str) -> str:
+        return str(self.sources()[source]["url"])
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return int(self.proc.returncode)
+
+    def signals(self, *extra: str) -> list[dict[str, Any]]:
+        return json.loads(self.cli("signals", "--json", "--limit", "100000", *extra).stdout)
+
+    def wait_for(self, predicate, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}")
