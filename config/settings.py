@@ -1,0 +1,195 @@
+"""The daemon-wide tables: ``[router]``, ``[http]``, ``[smtp]``, ``[admin]``, ``[twilio]``,
+``[outbound.smtp]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .passwords import check_password_hash
+from .types import (
+    Duration,
+    ListenAddress,
+    OptionalUrl,
+    PositiveDuration,
+    RelativePath,
+    ResolvedPath,
+    Size,
+    StrictModel,
+    Url,
+)
+from .units import is_loopback_host, parse_listen
+
+__all__ = [
+    "AdminSettings",
+    "HttpSettings",
+    "ListenMixin",
+    "OutboundSettings",
+    "OutboundSmtpSettings",
+    "RouterSettings",
+    "SmtpSettings",
+    "TwilioSettings",
+]
+
+
+class ListenMixin(StrictModel):
+    """A table with ``listen = "HOST:PORT"`` and ``host`` / ``port`` / ``is_loopback`` helpers."""
+
+    listen: ListenAddress = "127.0.0.1:0"
+
+    @property
+    def host(self) -> str:
+        """The host without IPv6 brackets."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
+class RouterSettings(StrictModel):
+    """``[router]``: process-wide behaviour."""
+
+    data_dir: ResolvedPath = Field(default=Path("var"), validate_default=True)
+    public_url: Url = "http://127.0.0.1:8080"
+    trust_proxy: bool = False
+    shutdown_timeout: Duration = 10.0
+    concurrency: int = Field(default=16, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_backoff: Duration = 2.0
+    run_timeout: PositiveDuration = 30.0
+    lease: PositiveDuration = 15.0
+    max_pending: int = Field(default=10000, ge=1)
+    log_format: Literal["logfmt", "json"] = "logfmt"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class HttpSettings(ListenMixin):
+    """``[http]``: the public HTTP listener (endpoints, webhooks, forms, Twilio)."""
+
+    listen: ListenAddress = "127.0.0.1:8080"
+    max_body: Size = 1024 * 1024
+    workers: int = Field(default=1, ge=1)
+    max_in_flight: int = Field(default=1024, ge=1)
+    idempotency_window: Duration = 24 * 3600.0
+
+
+class SmtpSettings(ListenMixin):
+    """``[smtp]``: the inbound mail server."""
+
+    listen: ListenAddress = "127.0.0.1:2525"
+    enabled: bool = True
+    hostname: str = Field(default="router.local", min_length=1)
+    max_message_size: Size = 10 * 1024 * 1024
+    max_recipients: int = Field(default=100, ge=1)
+    command_timeout: PositiveDuration = 300.0
+    data_timeout: PositiveDuration = 600.0
+    max_connections: int = Field(default=100, ge=1)
+    tls_cert: RelativePath = None
+    tls_key: RelativePath = None
+    require_tls: bool = False
+    auth_required: bool = False
+    users: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("users")
+    @classmethod
+    def _check_users(cls, users: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for name, encoded in users.items():
+            try:
+                check_password_hash(encoded)
+            except ValueError as exc:
+                problems.append(f"user {name!r}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return users
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def rule_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            problems.append((missing, "set both tls_cert and tls_key (PEM files) or neither"))
+        for key in ("tls_cert", "tls_key"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                problems.append((key, f"file not found: {path}"))
+        if self.require_tls and not self.tls_enabled:
+            problems.append(("require_tls", "require_tls = true needs tls_cert and tls_key for STARTTLS"))
+        if self.auth_required and not self.users:
+            problems.append(
+                ("users", 'auth_required = true needs at least one user: users = { name = "pbkdf2_sha256$..." }')
+            )
+        return problems
+
+
+class AdminSettings(ListenMixin):
+    """``[admin]``: admin API and dashboard."""
+
+    listen: ListenAddress = "127.0.0.1:8081"
+    enabled: bool = True
+    token: str = ""
+
+    def rule_problems(self) -> list[tuple[str, str]]:
+        if self.enabled and not self.token and not self.is_loopback:
+            return [
+                (
+                    "token",
+                    f"an empty token is only allowed when admin listens on a loopback address, "
+                    f"but listen = {self.listen!r}; set token (e.g. token = \"${{ROUTER_ADMIN_TOKEN}}\") "
+                    'or listen on "127.0.0.1:PORT"',
+                )
+            ]
+        return []
+
+
+class TwilioSettings(StrictModel):
+    """``[twilio]``: account credentials for signature checks and outbound messages."""
+
+    account_sid: str | None = None
+    auth_token: str | None = None
+    api_base: OptionalUrl = None
+    from_number: str | None = None
+    whatsapp_from: str | None = None
+
+
+class OutboundSmtpSettings(StrictModel):
+    """``[outbound.smtp]``: the relay used by ``send_email``."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password: str | None = None
+    from_address: str = Field(default="router@localhost", alias="from", min_length=1)
+    timeout: PositiveDuration = 30.0
+
+    def rule_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.starttls and self.ssl:
+            problems.append(("ssl", "choose one of ssl = true (implicit TLS, port 465) or starttls = true"))
+        if (self.username is None) != (self.password is None):
+            missing = "password" if self.password is None else "username"
+            problems.append((missing, "set both username and password or neither"))
+        return problems
+
+
+class OutboundSettings(StrictModel):
+    """``[outbound]``: outgoing delivery settings."""
+
+    smtp: OutboundSmtpSettings = Field(default_factory=OutboundSmtpSettings)
