@@ -74,6 +74,7 @@ class Storage:
         self.commits = 0
         self.jobs_committed = 0
         self.on_commit: Callable[[float, int], None] | None = None  # (seconds, batch size) for metrics
+        self.max_batch = MAX_BATCH  # 1 turns group commit off (benchmarks)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -100,7 +101,7 @@ class Storage:
         async with self._recv:
             async for first in self._recv:
                 batch = [first]
-                while len(batch) < MAX_BATCH:
+                while len(batch) < self.max_batch:
                     try:
                         batch.append(self._recv.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
