@@ -147,6 +147,7 @@ class Daemon:
                 on_ack=self._remember_ack,
             )
             http_sock = listen_socket(cfg.http.listen)
+            self.extra_channels = self._extra_channels()
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.storage.run_writer)
@@ -170,6 +171,11 @@ class Daemon:
                 self.storage.close()
         log.info("stopped")
         return 0
+
+    def _extra_channels(self) -> list[tuple[str, Callable[..., Awaitable[None]]]]:
+        """Channels besides HTTP, each a supervised `run(task_status=...)` (one line per channel)."""
+        channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+        return channels
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Sockets
