@@ -1,0 +1,423 @@
+"""Outbound messages: `send_email` (SMTP) and `send_sms` / `send_whatsapp` (Twilio).
+
+Both libraries are blocking, so each send runs in a worker thread (`trio.to_thread.run_sync`).
+Where the mail goes and which Twilio account is used come from `Services.outbound`
+(`engine.ports.OutboundSettings`); the step only says what to send.
+
+Failures raise `ActionError`: temporary ones (SMTP 4xx, Twilio 5xx/429, connection errors,
+timeouts) with `retryable=True`; permanent ones (SMTP 5xx, Twilio 4xx, bad addresses) with
+`retryable=False`.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import format_datetime, getaddresses, make_msgid
+from functools import lru_cache
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import requests
+import trio
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.rest import Client as TwilioClient
+
+from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
+from engine.ports import OutboundSettings
+
+TWILIO_TIMEOUT = 30.0
+# Headers the action builds itself; `headers` may not set them.
+RESERVED_HEADERS = frozenset(
+    {
+        "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version",
+        "content-type", "content-transfer-encoding", "sender",
+    }
+)  # fmt: skip
+
+
+def _settings(ctx: ActionContext) -> OutboundSettings:
+    return ctx.services.outbound or OutboundSettings()
+
+
+def _text(ctx: ActionContext, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return ctx.render(value)
+    return str(value)
+
+
+def _html(ctx: ActionContext, value: Any) -> str:
+    """HTML bodies autoescape the values they interpolate when the runner offers `render_html`."""
+    if isinstance(value, str) and ctx.render_html is not None:
+        return ctx.render_html(value)
+    return _text(ctx, value)
+
+
+def _one_line(value: str) -> str:
+    """Header values never carry line breaks (no header injection from caller data)."""
+    return " ".join(value.replace("\0", " ").split())
+
+
+def _render_list(ctx: ActionContext, value: Any) -> list[str]:
+    """A string or list of strings, each a template. An item that is exactly one expression may
+    yield a list (e.g. `"{{ __data.recipients }}"`): its elements are taken as they are."""
+    items = value if isinstance(value, list) else [value]
+    result: list[str] = []
+    for item in items:
+        rendered = ctx.render_value(item) if isinstance(item, str) else item
+        for one in rendered if isinstance(rendered, list | tuple) else [rendered]:
+            if one is not None:
+                result.append(one if isinstance(one, str) else str(one))
+    return result
+
+
+def _is_string_or_strings(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+# -- email -----------------------------------------------------------------------------------
+
+
+def _addresses(ctx: ActionContext, key: str, value: Any) -> list[Address]:
+    """`value` is a string ("a@x, Name <b@y>") or a list of such strings; each is a template."""
+    if value is None:
+        return []
+    return _parse_addresses(key, _render_list(ctx, value))
+
+
+def _parse_addresses(key: str, texts: list[str]) -> list[Address]:
+    texts = [_one_line(text) for text in texts]
+    result: list[Address] = []
+    for name, addr in getaddresses([t for t in texts if t]):
+        if not addr and not name:
+            continue
+        try:
+            address = Address(display_name=name, addr_spec=addr)
+        except (ValueError, IndexError, TypeError) as exc:
+            raise ActionError(
+                f"send_email: {key}: invalid address {addr or name!r} ({exc})", retryable=False
+            ) from None
+        if "@" not in address.addr_spec or not address.username or not address.domain:
+            raise ActionError(f"send_email: {key}: invalid address {address.addr_spec!r}", retryable=False)
+        result.append(address)
+    return result
+
+
+def build_email(
+    options: dict[str, Any], ctx: ActionContext, settings: OutboundSettings
+) -> tuple[EmailMessage, str, list[str]]:
+    """Returns (message, envelope sender, envelope recipients)."""
+    to = _addresses(ctx, "to", options.get("to"))
+    cc = _addresses(ctx, "cc", options.get("cc"))
+    bcc = _addresses(ctx, "bcc", options.get("bcc"))
+    reply_to = _addresses(ctx, "reply_to", options.get("reply_to"))
+    if not to:
+        raise ActionError("send_email: to rendered to no address", retryable=False)
+    sender = _addresses(ctx, "from", options.get("from")) if options.get("from") else []
+    if not sender:
+        sender = _parse_addresses("from", [settings.smtp_from])  # configuration, not a template
+    if len(sender) != 1:
+        raise ActionError("send_email: from must be exactly one address", retryable=False)
+
+    msg = EmailMessage(policy=default_policy)
+    try:
+        msg["From"] = sender[0]
+        msg["To"] = to
+        if cc:
+            msg["Cc"] = cc
+        if reply_to:
+            msg["Reply-To"] = reply_to
+        msg["Subject"] = _one_line(_text(ctx, options.get("subject")))
+        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Message-ID"] = make_msgid(domain=sender[0].domain)
+        extra = options.get("headers") or {}
+        if not isinstance(extra, dict):
+            raise ActionError("send_email: headers must be a table", retryable=False)
+        for hname, hvalue in extra.items():
+            if str(hname).lower() in RESERVED_HEADERS:
+                raise ActionError(f"send_email: header {hname!r} is set by its own key", retryable=False)
+            msg[str(hname)] = _one_line(_text(ctx, hvalue))
+        text = _text(ctx, options.get("text")) if options.get("text") is not None else None
+        html = _html(ctx, options.get("html")) if options.get("html") is not None else None
+        if html is not None and text is not None:
+            msg.set_content(text)
+            msg.add_alternative(html, subtype="html")
+        elif html is not None:
+            msg.set_content(html, subtype="html")
+        else:
+            msg.set_content(text or "")
+    except ActionError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ActionError(f"send_email: cannot build the message ({exc})", retryable=False) from None
+    recipients = list(dict.fromkeys(a.addr_spec for a in [*to, *cc, *bcc]))
+    return msg, sender[0].addr_spec, recipients
+
+
+def _smtp_send(
+    settings: OutboundSettings, msg: EmailMessage, sender: str, recipients: list[str]
+) -> dict[str, Any]:
+    """Blocking: connect, optionally STARTTLS and AUTH, send. Returns refused recipients."""
+    context = ssl.create_default_context()
+    smtp: smtplib.SMTP
+    if settings.smtp_ssl:
+        smtp = smtplib.SMTP_SSL(
+            settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout, context=context
+        )
+    else:
+        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout)
+    with smtp:
+        if settings.smtp_starttls and not settings.smtp_ssl:
+            smtp.starttls(context=context)
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, settings.smtp_password or "")
+        return dict(smtp.send_message(msg, from_addr=sender, to_addrs=recipients))
+
+
+def _reply_text(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    return f"{code} {_one_line(text)}"
+
+
+def smtp_error(label: str, exc: BaseException) -> ActionError:
+    """Map an smtplib/socket failure: 4xx and connection trouble retry, 5xx does not."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = {addr: _reply_text(code, text) for addr, (code, text) in exc.recipients.items()}
+        temporary = any(400 <= code < 500 for code, _ in exc.recipients.values())
+        details = "; ".join(f"{addr}: {reply}" for addr, reply in refused.items())
+        return ActionError(f"{label}: all recipients refused ({details})", retryable=temporary)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = exc.smtp_code
+        return ActionError(
+            f"{label}: server answered {_reply_text(code, exc.smtp_error)}", retryable=not 500 <= code < 600
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return ActionError(f"{label}: {exc} (check the outbound SMTP settings)", retryable=False)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ActionError(f"{label}: TLS certificate not trusted ({exc.verify_message})", retryable=False)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return ActionError(f"{label}: server disconnected ({exc})", retryable=True)
+    if isinstance(exc, TimeoutError):
+        return ActionError(f"{label}: timed out", retryable=True)
+    if isinstance(exc, OSError | smtplib.SMTPException):
+        return ActionError(f"{label}: {type(exc).__name__}: {exc}", retryable=True)
+    return ActionError(f"{label}: {type(exc).__name__}: {exc}", retryable=True)
+
+
+@register
+class SendEmail(Action):
+    name: ClassVar[str] = "send_email"
+    required: ClassVar[frozenset[str]] = frozenset({"to"})
+    optional: ClassVar[frozenset[str]] = frozenset(
+        {"subject", "text", "html", "from", "cc", "bcc", "reply_to", "headers"}
+    )
+    html_keys: ClassVar[frozenset[str]] = frozenset({"html"})
+
+    def validate(self, options: dict[str, Any]) -> list[str]:
+        problems: list[str] = []
+        for key in ("to", "cc", "bcc", "reply_to", "from"):
+            if options.get(key) is not None and not _is_string_or_strings(options[key]):
+                problems.append(f"send_email: {key} must be a string or a list of strings")
+        if isinstance(options.get("from"), list):
+            problems.append("send_email: from must be one address")
+        for key in ("subject", "text", "html"):
+            if options.get(key) is not None and not isinstance(options[key], str):
+                problems.append(f"send_email: {key} must be a string")
+        headers = options.get("headers")
+        if headers is not None:
+            if not isinstance(headers, dict):
+                problems.append('send_email: headers must be a table of name = "value"')
+            else:
+                for hname in headers:
+                    if str(hname).lower() in RESERVED_HEADERS:
+                        problems.append(f"send_email: header {hname!r} is set by its own key, not by headers")
+        return problems
+
+    async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
+        settings = _settings(ctx)
+        msg, sender, recipients = build_email(options, ctx, settings)
+        label = f"send_email via {settings.smtp_host}:{settings.smtp_port}"
+        try:
+            refused = await trio.to_thread.run_sync(_smtp_send, settings, msg, sender, recipients)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise smtp_error(label, exc) from None
+        refused_text = {addr: _reply_text(code, text) for addr, (code, text) in refused.items()}
+        if refused_text:
+            ctx.log("warning", f"send_email: some recipients refused: {refused_text}")
+        output = {
+            "message_id": msg["Message-ID"],
+            "from": sender,
+            "recipients": [r for r in recipients if r not in refused_text],
+            "refused": refused_text,
+        }
+        return ActionResult(output=output)
+
+
+# -- Twilio ----------------------------------------------------------------------------------
+
+
+class BaseUrlHttpClient(TwilioHttpClient):
+    """The stock Twilio HTTP client, sending every `*.twilio.com` request to another base URL.
+
+    Used when `OutboundSettings.twilio_api_base` is set (a local stand-in, a proxy): the real
+    client builds the request (paths, form fields, Basic auth), only the host changes.
+    """
+
+    def __init__(self, base_url: str, timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        auth: Any = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if host == "twilio.com" or host.endswith(".twilio.com"):
+            url = self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+        return super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
+@lru_cache(maxsize=8)
+def twilio_client(account_sid: str, auth_token: str, api_base: str | None, timeout: float) -> TwilioClient:
+    """One client (and its connection pool) per account and base."""
+    http_client = (
+        BaseUrlHttpClient(api_base, timeout=timeout) if api_base else TwilioHttpClient(timeout=timeout)
+    )
+    return TwilioClient(account_sid, auth_token, http_client=http_client)
+
+
+def twilio_error(label: str, exc: BaseException) -> ActionError:
+    if isinstance(exc, TwilioRestException | TwilioServiceException):
+        status = int(exc.status)
+        if isinstance(exc, TwilioRestException):
+            detail = f"{exc.msg}" + (f" (code {exc.code})" if exc.code and exc.code != status else "")
+        else:
+            detail = f"{exc.title}: {exc.detail or ''} (code {exc.code})"
+        retryable = status == 429 or status >= 500 or status < 400
+        return ActionError(
+            f"{label}: Twilio answered HTTP {status}: {_one_line(detail)}", retryable=retryable
+        )
+    if isinstance(exc, requests.Timeout):
+        return ActionError(f"{label}: Twilio API timed out", retryable=True)
+    if isinstance(exc, requests.RequestException | OSError):
+        return ActionError(f"{label}: cannot reach the Twilio API ({type(exc).__name__})", retryable=True)
+    return ActionError(f"{label}: {type(exc).__name__}: {exc}", retryable=True)
+
+
+class _TwilioMessage(Action):
+    required: ClassVar[frozenset[str]] = frozenset({"to"})
+    optional: ClassVar[frozenset[str]] = frozenset({"body", "from", "media_url", "messaging_service_sid"})
+    prefix: ClassVar[str] = ""
+
+    def validate(self, options: dict[str, Any]) -> list[str]:
+        problems: list[str] = []
+        for key in ("to", "from", "body", "messaging_service_sid"):
+            if options.get(key) is not None and not isinstance(options[key], str):
+                problems.append(f"{self.name}: {key} must be a string")
+        media = options.get("media_url")
+        if media is not None and not _is_string_or_strings(media):
+            problems.append(f"{self.name}: media_url must be a string or a list of strings")
+        if not options.get("body") and not media:
+            problems.append(f"{self.name}: give a body, a media_url or both")
+        return problems
+
+    def _address(self, value: str) -> str:
+        value = "".join(value.split())
+        if self.prefix and value and not value.lower().startswith(self.prefix):
+            value = self.prefix + value
+        return value
+
+    def _default_from(self, settings: OutboundSettings) -> str | None:
+        return settings.twilio_from
+
+    async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
+        settings = _settings(ctx)
+        if not settings.twilio_account_sid or not settings.twilio_auth_token:
+            raise ActionError(
+                f"{self.name}: Twilio is not configured (account_sid and auth_token)", retryable=False
+            )
+        to = self._address(_text(ctx, options.get("to")))
+        if not to or to == self.prefix:
+            raise ActionError(f"{self.name}: to rendered empty", retryable=False)
+        sender = self._address(_text(ctx, options.get("from")) or self._default_from(settings) or "")
+        service = _text(ctx, options.get("messaging_service_sid")).strip()
+        if not sender and not service:
+            raise ActionError(
+                f"{self.name}: no sender (set from, or the Twilio default from number)", retryable=False
+            )
+        body = _text(ctx, options.get("body"))
+        media = options.get("media_url")
+        media_urls = [u.strip() for u in _render_list(ctx, media) if u.strip()] if media is not None else []
+        for media_url in media_urls:
+            if urlsplit(media_url).scheme.lower() not in ("http", "https"):
+                raise ActionError(
+                    f"{self.name}: media_url must be an http(s) URL, got {media_url[:100]!r}", retryable=False
+                )
+        if not body and not media_urls:
+            raise ActionError(f"{self.name}: nothing to send (body and media_url are empty)", retryable=False)
+
+        kwargs: dict[str, Any] = {"to": to}
+        if sender:
+            kwargs["from_"] = sender
+        if service:
+            kwargs["messaging_service_sid"] = service
+        if body:
+            kwargs["body"] = body
+        if media_urls:
+            kwargs["media_url"] = media_urls
+        client = twilio_client(
+            settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_api_base, TWILIO_TIMEOUT
+        )
+        label = f"{self.name} to {to}"
+        try:
+            message = await trio.to_thread.run_sync(lambda: client.messages.create(**kwargs))
+        except (TwilioException, requests.RequestException, OSError) as exc:
+            raise twilio_error(label, exc) from None
+        status = getattr(message.status, "value", message.status)
+        output = {
+            "sid": message.sid,
+            "status": status,
+            "to": to,
+            "from": sender or None,
+            "num_media": len(media_urls),
+        }
+        return ActionResult(output=output)
+
+
+@register
+class SendSms(_TwilioMessage):
+    name: ClassVar[str] = "send_sms"
+
+
+@register
+class SendWhatsapp(_TwilioMessage):
+    name: ClassVar[str] = "send_whatsapp"
+    prefix: ClassVar[str] = "whatsapp:"
+
+    def _default_from(self, settings: OutboundSettings) -> str | None:
+        return settings.twilio_whatsapp_from or settings.twilio_from

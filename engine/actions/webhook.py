@@ -1,0 +1,399 @@
+"""The `webhook` action: call an HTTP endpoint and keep its answer in `__data.webhook`.
+
+Keys (SPEC §8): `url` (required), `method` (POST), `headers` (a table of templates), at most one
+of `json` / `form` / `body`, `timeout` (seconds per attempt, default 10), `retries` (default 0),
+`retry_backoff` (seconds, default 0.5, doubled on every retry).
+
+Body encodings:
+
+- `json` — a table or list whose leaves are templates (a leaf that is exactly one
+  `{{ expression }}` keeps its type), sent as `application/json`. A *string* `json` that is
+  exactly one expression sends the expression's value (a table stays a table); any other string
+  is rendered as text and must then be valid JSON text.
+- `form` — a table sent as `application/x-www-form-urlencoded`; a list value repeats the key,
+  a table value is sent as JSON text, `true`/`false` as the words, a missing value as "".
+- `body` — rendered text, sent as-is (`text/plain; charset=utf-8` unless `headers` says otherwise).
+
+Retries happen on connection errors, timeouts, 429 and 5xx answers (a `Retry-After` is honoured
+up to 30 s), never on other 4xx answers. A final non-2xx answer raises `WebhookError`, which
+carries the response as `.store` (the same shape a success stores) so that `failure` branches can
+inspect it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+import trio
+
+from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+BODY_KEYS = ("json", "form", "body")
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_BACKOFF = 0.5
+MAX_RETRIES = 10
+MAX_RETRY_AFTER = 30.0
+MAX_BACKOFF = 60.0
+MAX_BODY = 1024 * 1024  # bytes of the response body kept in __data.webhook.body
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?:(?!\}\}).)*\}\}\s*$", re.DOTALL)
+
+
+class WebhookError(ActionError):
+    """A webhook ended with a non-2xx answer.
+
+    `store` is what a success would have stored (`{"webhook": {...}}`): the runner merges it
+    into the branch's `__data` before following the step's `failure` branch. `status` is the
+    final HTTP status.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, status: int, store: dict[str, Any]) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.store = store
+
+
+def redact_url(url: str) -> str:
+    """The URL without query, fragment or credentials: safe for traces and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _scrub(exc: BaseException, url: str) -> str:
+    """An exception's text without the full URL (its query may hold a key)."""
+    text = str(exc)
+    return text.replace(url, redact_url(url)) if url else text
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _literal_number(key: str, value: Any, *, integer: bool = False) -> tuple[float | None, str | None]:
+    """Check a literal (non-template) numeric option; returns (value, problem)."""
+    if value is None or _is_template(value):
+        return None, None
+    if isinstance(value, bool):
+        return None, f"webhook: {key} must be a number, not {value!r}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None, f"webhook: {key} must be a number, not {value!r}"
+    if not math.isfinite(number) or (integer and number != int(number)):
+        return None, f"webhook: {key} must be a whole number, not {value!r}"
+    return number, None
+
+
+def _as_text(ctx: ActionContext, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return ctx.render(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _number(ctx: ActionContext, key: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    text = _as_text(ctx, value).strip()
+    if text == "":
+        return default
+    try:
+        number = float(text)
+    except ValueError:
+        raise ActionError(f"webhook: {key} must be a number, got {text!r}", retryable=False) from None
+    if not math.isfinite(number) or number < 0:
+        raise ActionError(f"webhook: {key} must be a non-negative number, got {text!r}", retryable=False)
+    return number
+
+
+def _form_value(value: Any) -> list[str]:
+    if value is None:
+        return [""]
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, list | tuple):
+        return [item for v in value for item in _form_value(v)]
+    if isinstance(value, dict):
+        return [json.dumps(value, separators=(",", ":"), default=str)]
+    return [str(value)]
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _decode(raw: bytes, encoding: str | None) -> str:
+    try:
+        return raw.decode(encoding or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset in the Content-Type
+        return raw.decode("utf-8", errors="replace")
+
+
+def _parse_json(text: str, content_type: str, truncated: bool) -> Any:
+    if truncated or not text.strip():
+        return None
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    looks_json = "json" in ctype or (not ctype and text.lstrip()[:1] in ("{", "["))
+    if not looks_json:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+@asynccontextmanager
+async def _client(shared: Any) -> AsyncIterator[httpx.AsyncClient]:
+    if shared is not None:
+        yield shared
+    else:
+        async with httpx.AsyncClient() as client:
+            yield client
+
+
+@register
+class Webhook(Action):
+    name: ClassVar[str] = "webhook"
+    required: ClassVar[frozenset[str]] = frozenset({"url"})
+    optional: ClassVar[frozenset[str]] = frozenset(
+        {"method", "headers", "json", "form", "body", "timeout", "retries", "retry_backoff"}
+    )
+
+    def validate(self, options: dict[str, Any]) -> list[str]:
+        problems: list[str] = []
+        given = [key for key in BODY_KEYS if options.get(key) is not None]
+        if len(given) > 1:
+            problems.append(f"webhook: use only one of json, form or body (got {' and '.join(given)})")
+        url = options.get("url")
+        if not isinstance(url, str) or not url.strip():
+            problems.append("webhook: url must be a non-empty string")
+        elif not _is_template(url) and urlsplit(url.strip()).scheme.lower() not in ("http", "https"):
+            problems.append(f"webhook: url must start with http:// or https:// (got {url!r})")
+        method = options.get("method")
+        if method is not None:
+            if not isinstance(method, str):
+                problems.append('webhook: method must be a string such as "POST"')
+            elif not _is_template(method) and method.strip().upper() not in METHODS:
+                problems.append(
+                    f"webhook: method must be one of {', '.join(sorted(METHODS))} (got {method!r})"
+                )
+        headers = options.get("headers")
+        if headers is not None:
+            if not isinstance(headers, dict):
+                problems.append('webhook: headers must be a table of name = "value"')
+            else:
+                for hname, hvalue in headers.items():
+                    if not isinstance(hvalue, str | int | float) or isinstance(hvalue, bool):
+                        problems.append(f"webhook: header {hname!r} must be a string")
+        if options.get("form") is not None and not isinstance(options["form"], dict):
+            problems.append('webhook: form must be a table of field = "value"')
+        if options.get("body") is not None and not isinstance(options["body"], str):
+            problems.append("webhook: body must be a string (use json = { ... } for structured data)")
+        timeout, problem = _literal_number("timeout", options.get("timeout"))
+        if problem:
+            problems.append(problem)
+        elif timeout is not None and timeout <= 0:
+            problems.append("webhook: timeout must be more than 0 seconds")
+        retries, problem = _literal_number("retries", options.get("retries"), integer=True)
+        if problem:
+            problems.append(problem)
+        elif retries is not None and not 0 <= retries <= MAX_RETRIES:
+            problems.append(f"webhook: retries must be between 0 and {MAX_RETRIES}")
+        backoff, problem = _literal_number("retry_backoff", options.get("retry_backoff"))
+        if problem:
+            problems.append(problem)
+        elif backoff is not None and backoff < 0:
+            problems.append("webhook: retry_backoff must not be negative")
+        return problems
+
+    # -- building the request ---------------------------------------------------------------
+
+    def _encode_body(self, options: dict[str, Any], ctx: ActionContext) -> tuple[bytes | None, str | None]:
+        """Returns (content, default content type)."""
+        if options.get("json") is not None:
+            raw = options["json"]
+            if isinstance(raw, str):
+                value = ctx.render_value(raw)
+                if isinstance(value, str) and not _SINGLE_EXPRESSION.match(raw):
+                    try:
+                        value = json.loads(value)
+                    except ValueError as exc:
+                        raise ActionError(
+                            f"webhook: json rendered to text that is not valid JSON ({exc})", retryable=False
+                        ) from None
+            else:
+                value = ctx.render_value(raw)
+            try:
+                content = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+            except ValueError as exc:  # e.g. a circular structure
+                raise ActionError(f"webhook: json value cannot be encoded ({exc})", retryable=False) from None
+            return content.encode("utf-8"), "application/json"
+        if options.get("form") is not None:
+            form = options["form"]
+            if not isinstance(form, dict):
+                raise ActionError("webhook: form must be a table", retryable=False)
+            rendered = ctx.render_value(form)
+            if not isinstance(rendered, dict):
+                raise ActionError("webhook: form must render to a table", retryable=False)
+            pairs = [(str(k), v) for k, value in rendered.items() for v in _form_value(value)]
+            return urlencode(pairs).encode("ascii"), "application/x-www-form-urlencoded"
+        if options.get("body") is not None:
+            return _as_text(ctx, options["body"]).encode("utf-8"), "text/plain; charset=utf-8"
+        return None, None
+
+    def _headers(self, options: dict[str, Any], ctx: ActionContext) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        raw = options.get("headers") or {}
+        if not isinstance(raw, dict):
+            raise ActionError("webhook: headers must be a table", retryable=False)
+        for hname, hvalue in raw.items():
+            value = _as_text(ctx, hvalue)
+            if any(c in value for c in "\r\n\0") or any(c in str(hname) for c in "\r\n\0: "):
+                raise ActionError(
+                    f"webhook: header {hname!r} contains a line break or other illegal character",
+                    retryable=False,
+                )
+            headers[str(hname)] = value
+        return headers
+
+    # -- running it ------------------------------------------------------------------------
+
+    async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
+        url = _as_text(ctx, options.get("url")).strip()
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            shown = redact_url(url) if parts.scheme else url[:200]
+            raise ActionError(
+                f"webhook: url must be an absolute http(s) URL (got {shown!r})", retryable=False
+            )
+        shown_url = redact_url(url)
+        method = (_as_text(ctx, options.get("method")) or "POST").strip().upper()
+        if method not in METHODS:
+            raise ActionError(f"webhook: unsupported method {method!r}", retryable=False)
+        headers = self._headers(options, ctx)
+        content, content_type = self._encode_body(options, ctx)
+        if content_type and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
+        timeout = _number(ctx, "timeout", options.get("timeout"), DEFAULT_TIMEOUT)
+        if timeout <= 0:
+            raise ActionError("webhook: timeout must be more than 0 seconds", retryable=False)
+        retries = int(_number(ctx, "retries", options.get("retries"), 0))
+        retries = min(retries, MAX_RETRIES)
+        backoff = _number(ctx, "retry_backoff", options.get("retry_backoff"), DEFAULT_BACKOFF)
+        label = f"webhook {method} {shown_url}"
+
+        attempt = 0
+        async with _client(ctx.services.http) as client:
+            while True:
+                attempt += 1
+                last = attempt > retries
+                delay = min(backoff * (2 ** (attempt - 1)), MAX_BACKOFF)
+                try:
+                    stored = await self._attempt(client, method, url, headers, content, timeout)
+                except trio.TooSlowError:
+                    problem = f"{label}: no complete answer within {timeout:g}s"
+                except httpx.TimeoutException as exc:
+                    problem = f"{label}: timed out ({type(exc).__name__})"
+                except (httpx.TransportError, OSError) as exc:
+                    problem = f"{label}: connection failed ({type(exc).__name__}: {_scrub(exc, url)})"
+                except httpx.HTTPError as exc:  # e.g. too many redirects, an invalid URL
+                    detail = f"{type(exc).__name__}: {_scrub(exc, url)}"
+                    raise ActionError(f"{label}: {detail}", retryable=False) from None
+                else:
+                    status = stored["status"]
+                    if stored["ok"]:
+                        output = {"method": method, "url": shown_url, "status": status, "attempts": attempt}
+                        return ActionResult(output=output, store={"webhook": stored})
+                    retryable = status == 429 or status >= 500
+                    if not retryable or last:
+                        snippet = " ".join(stored["body"][:200].split())
+                        message = f"{label}: HTTP {status}" + (f" ({snippet})" if snippet else "")
+                        if attempt > 1:
+                            message += f" after {attempt} attempts"
+                        raise WebhookError(
+                            message, retryable=retryable, status=status, store={"webhook": stored}
+                        )
+                    after = _retry_after(stored["headers"].get("retry-after"))
+                    if after is not None:
+                        delay = after
+                    ctx.log("warning", f"{label}: HTTP {status}, retry {attempt}/{retries} in {delay:.2f}s")
+                    await trio.sleep(delay)
+                    continue
+                if last:
+                    if attempt > 1:
+                        problem += f" after {attempt} attempts"
+                    raise ActionError(problem, retryable=True)
+                ctx.log("warning", f"{problem}; retry {attempt}/{retries} in {delay:.2f}s")
+                await trio.sleep(delay)
+
+    async def _attempt(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        timeout: float,
+    ) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            async with client.stream(
+                method,
+                url,
+                headers=headers,
+                content=content,
+                timeout=httpx.Timeout(timeout),
+                follow_redirects=True,
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                truncated = False
+                async for chunk in response.aiter_bytes():
+                    if size + len(chunk) > MAX_BODY:
+                        chunks.append(chunk[: MAX_BODY - size])
+                        truncated = True
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+        raw = b"".join(chunks)
+        content_type = response.headers.get("content-type", "")
+        text = _decode(raw, response.charset_encoding)
+        return {
+            "ok": 200 <= response.status_code < 300,
+            "status": response.status_code,
+            "headers": {k.lower(): v for k, v in response.headers.items()},
+            "body": text,
+            "json": _parse_json(text, content_type, truncated),
+        }
