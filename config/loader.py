@@ -144,7 +144,9 @@ class _Loader:
             if match in self.stack:
                 cycle = [*self.stack[self.stack.index(match) :], match]
                 chain = " -> ".join(self.displays.get(p, _display_name(p)) for p in cycle)
-                self.issues.append(ConfigIssue(display, "include", f"include cycle refused: {chain}"))
+                hint = (f"; pattern {pattern!r} matches this file itself, put included files in a "
+                        "directory such as conf.d/") if match == self.stack[-1] else ""
+                self.issues.append(ConfigIssue(display, "include", f"include cycle refused: {chain}{hint}"))
             elif match not in self.loaded:
                 self.load_file(match, _display_name(match))
 

@@ -123,8 +123,13 @@ def _relative_path(value: Any, info: ValidationInfo) -> Any:
 
 
 def check_origin(origin: str) -> str:
-    """A browser origin: scheme://host[:port], no path (``*`` is handled by the caller)."""
+    """A browser origin: scheme://host[:port], no path (``*`` is handled by the caller).
+
+    A templated value (``{{ … }}``) is rendered at request time and left unchecked here.
+    """
     origin = origin.strip()
+    if "{{" in origin or "{%" in origin:
+        return origin
     parts = urlsplit(origin)
     if (
         parts.scheme not in ("http", "https")

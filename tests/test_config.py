@@ -99,6 +99,8 @@ def test_values_are_normalised() -> None:
     assert cfg.outbound.smtp.from_address == "bot@example.com" and cfg.outbound.smtp.timeout == 0.25
     assert cfg.webhooks["w"].rate_limit == 10.0 and cfg.webhooks["w"].max_body == 2048
     assert cfg.endpoints["e"].response_timeout == 5.0 and cfg.endpoints["e"].cors_origins == ["*"]
+    templated = parse_config({"endpoints": {"t": {"allow_cors": True, "cors_domains": "{{ origin }}"}}})
+    assert templated.endpoints["t"].cors_origins == ["{{ origin }}"]
 
 
 # -- ${ENV} ------------------------------------------------------------------------------------------
@@ -162,7 +164,7 @@ def test_includes_merge_tables_and_concatenate_workflows() -> None:
     assert cfg.webhooks["payments"].signing_secret == "whsec_test"
     assert cfg.origins["endpoints.orders"].endswith("10-endpoints.toml")
     assert cfg.origins["workflows.from-20"].endswith("20-webhooks.toml")
-    assert cfg.origin_of("webhooks.payments.signature", ).endswith("20-webhooks.toml")
+    assert cfg.origin_of("webhooks.payments.signature").endswith("20-webhooks.toml")
     assert "include" not in cfg.raw
 
 
