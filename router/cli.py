@@ -50,7 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not Path(args.config).exists():
         print(f"{args.config}: no such config file", file=sys.stderr)
         return 1
-    return serve(Path(args.config))
+    worker_args = ["--log-format", args.log_format, "--log-level", args.log_level]
+    return serve(Path(args.config), worker_index=args.worker, worker_args=worker_args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--log-format", choices=["logfmt", "json"], default=os.environ.get("ROUTER_LOG_FORMAT", "logfmt"))
     p.add_argument("--log-level", default=os.environ.get("ROUTER_LOG_LEVEL", "info"))
+    p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a config file")

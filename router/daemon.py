@@ -36,6 +36,7 @@ from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
 from router.netutil import listen_socket
 from router.storage import Storage
+from router.workers import WorkerPool
 
 log = logging.getLogger("router.daemon")
 
@@ -97,8 +98,11 @@ async def supervise(name: str, run: Callable[..., Awaitable[None]], *, task_stat
 
 
 class Daemon:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, worker_index: int = 0, worker_args: list[str] | None = None) -> None:
         self.config_path = config_path
+        self.worker_index = worker_index  # 0: the main process; >0: an extra HTTP worker
+        self.worker_args = worker_args or []
+        self.workers: WorkerPool | None = None
         self.cfg: Config
         self.workflows: list[Workflow]
         self.storage: Storage
@@ -146,8 +150,11 @@ class Daemon:
                 ready=lambda: self.ready,
                 on_ack=self._remember_ack,
             )
-            http_sock = listen_socket(cfg.http.listen)
-            self.extra_channels = self._extra_channels()
+            http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
+            if self.worker_index == 0:
+                self.extra_channels = self._extra_channels()
+                if cfg.http.workers > 1:
+                    self.workers = WorkerPool(self.config_path, cfg.http.workers, self.worker_args)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.storage.run_writer)
@@ -155,6 +162,8 @@ class Daemon:
                     await nursery.start(supervise, "http", partial(self._serve_http, http_sock))
                     for name, run in self.extra_channels:
                         await nursery.start(supervise, name, run)
+                    if self.workers is not None:
+                        await nursery.start(self.workers.run)
                     nursery.start_soon(self._watch_state)
                     nursery.start_soon(self._watchdog)
                     self.ready = True
@@ -227,6 +236,8 @@ class Daemon:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     self.reload()
+                    if self.workers is not None:
+                        self.workers.send(signal.SIGHUP)
                     continue
                 log.info("shutdown signal=%s", signal.Signals(signum).name)
                 return
@@ -260,6 +271,8 @@ class Daemon:
         timeout = self.cfg.router.shutdown_timeout
         deadline = trio.current_time() + timeout
         self.stopping.set()  # listeners stop accepting; in-flight requests finish
+        if self.workers is not None:
+            await self.workers.stop(timeout)
         with trio.move_on_at(deadline):
             await self.http_stopped.wait()
         finished = await self.dispatcher.drain(max(0.0, deadline - trio.current_time()))
@@ -268,6 +281,6 @@ class Daemon:
         self.storage.stop_writer()
 
 
-def serve(config_path: Path) -> int:
-    daemon = Daemon(config_path)
+def serve(config_path: Path, *, worker_index: int = 0, worker_args: list[str] | None = None) -> int:
+    daemon = Daemon(config_path, worker_index=worker_index, worker_args=worker_args)
     return trio.run(daemon.main)
