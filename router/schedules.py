@@ -1,0 +1,524 @@
+"""The `schedules` channel: clock ticks from `[schedules.NAME]` become journaled signals.
+
+One trio task drives every schedule from a heap of next fire times (10,000 schedules cost one
+sleeping task, not 10,000). Fire times come from APScheduler 3's triggers (`schedule_triggers`).
+
+At most once per slot, across restarts, crashes and processes. A tick is ONE transaction that
+  * checks this process still holds the scheduler lease,
+  * claims the slot in `schedule_slots` (primary key: schedule + slot time),
+  * appends the signal (dedup key `<name>@<slot in UTC ISO 8601>`),
+  * moves the schedule's cursor (the last slot handled) past it.
+Either all of it is on disk or none of it. Slots at or before the cursor are never fired again.
+
+On start (or after any stall) the slots between the cursor and now are planned: those late by at
+most `misfire_grace` (plus `jitter`) fire, once if `coalesce` (the latest), each otherwise;
+older ones are skipped and logged. A schedule seen for the first time, or whose cron / every / at /
+timezone changed, starts from that moment: nothing before it is back-filled (except an `at` slot,
+which fires if it is within `misfire_grace`, as APScheduler does for a past run date).
+
+Only one process drives schedules: the holder of the `schedule_lease` row (`[http] workers = N`
+runs schedules in the main process only; the lease also covers two daemons pointed at one data dir,
+and several nodes on one database later). A lease held by a dead process on this host is taken over
+at once; otherwise it expires after `LEASE_TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from heapq import heappop, heappush
+from typing import Any
+
+import trio
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
+
+from config import Config, ScheduleConfig
+from engine.entity import Entity
+from router import sources
+from router.journal import append_signal
+from router.schedule_triggers import (
+    after,
+    build_trigger,
+    definition,
+    describe_spec,
+    jitter_delay,
+    local_iso,
+    plan,
+    slot_key,
+    upcoming,
+)
+from router.storage import Storage, StorageUnavailable
+
+log = logging.getLogger("router.schedules")
+
+LEASE_TTL = 15.0
+POLL = 1.0  # config reloads and activate/deactivate reach the heap within this
+STANDBY_POLL = 2.0
+SLOT_RETENTION = 3600.0  # claimed slots are kept at least this long (and 2 x the largest grace)
+PRUNE_EVERY = 600.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schedule_state (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    since REAL NOT NULL,
+    cursor TEXT,
+    cursor_ts REAL,
+    last_slot TEXT,
+    last_fired_at TEXT,
+    last_signal_id TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule_slots (
+    schedule TEXT NOT NULL,
+    slot_time TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    fired_at TEXT NOT NULL,
+    fired_ts REAL NOT NULL,
+    PRIMARY KEY (schedule, slot_time)
+);
+CREATE INDEX IF NOT EXISTS schedule_slots_fired ON schedule_slots(fired_ts);
+CREATE TABLE IF NOT EXISTS schedule_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    owner TEXT NOT NULL,
+    lease_until REAL NOT NULL
+);
+"""
+
+
+class LeaseLost(Exception):
+    """Another process drives the schedules now."""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def make_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000) % 10**8}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True when `owner` is a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # ourselves, or an earlier Scheduler in this process: not dead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+# -- functions over a connection (run inside one transaction each) -------------------------------
+
+
+@dataclass
+class State:
+    name: str
+    definition: str
+    since: float
+    cursor_ts: float | None
+    last_slot: str | None
+    last_fired_at: str | None
+    last_signal_id: str | None
+
+    @property
+    def cursor(self) -> datetime | None:
+        return None if self.cursor_ts is None else datetime.fromtimestamp(self.cursor_ts, UTC)
+
+
+def load_states(conn: sqlite3.Connection) -> dict[str, State]:
+    try:
+        rows = conn.execute("SELECT * FROM schedule_state").fetchall()
+    except sqlite3.OperationalError:  # not created yet (a CLI before the first start)
+        return {}
+    return {
+        r["name"]: State(r["name"], r["definition"], r["since"], r["cursor_ts"], r["last_slot"], r["last_fired_at"],
+                         r["last_signal_id"])
+        for r in rows
+    }
+
+
+def register(conn: sqlite3.Connection, items: Iterable[tuple[str, str, bool]], now: float) -> dict[str, State]:
+    """Ensure a state row per `(name, definition, one_off)`; a new or changed definition starts
+    afresh from `now` (one-off `at` schedules from the beginning, so a recent run date fires)."""
+    for name, defn, one_off in items:
+        row = conn.execute("SELECT definition FROM schedule_state WHERE name = ?", (name,)).fetchone()
+        if row is not None and row["definition"] == defn:
+            continue
+        cursor_ts = None if one_off else now
+        cursor = None if one_off else slot_key(datetime.fromtimestamp(now, UTC))
+        if row is None:
+            conn.execute(
+                "INSERT INTO schedule_state (name, definition, since, cursor, cursor_ts, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, defn, now, cursor, cursor_ts, now),
+            )
+        else:
+            log.info("schedule changed, starting afresh name=%s", name)
+            conn.execute(
+                "UPDATE schedule_state SET definition = ?, since = ?, cursor = ?, cursor_ts = ?, updated_at = ?"
+                " WHERE name = ?",
+                (defn, now, cursor, cursor_ts, now, name),
+            )
+    return load_states(conn)
+
+
+def acquire_lease(conn: sqlite3.Connection, owner: str, ttl: float, now: float) -> bool:
+    row = conn.execute("SELECT owner, lease_until FROM schedule_lease WHERE id = 1").fetchone()
+    if row is not None and row["owner"] != owner and row["lease_until"] >= now and not _owner_is_dead(row["owner"]):
+        return False
+    if row is not None and row["owner"] != owner:
+        log.info("scheduler lease taken over from=%s", row["owner"])
+    conn.execute(
+        "INSERT INTO schedule_lease (id, owner, lease_until) VALUES (1, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until",
+        (owner, now + ttl),
+    )
+    return True
+
+
+def renew_lease(conn: sqlite3.Connection, owner: str, ttl: float, now: float) -> None:
+    cur = conn.execute("UPDATE schedule_lease SET lease_until = ? WHERE id = 1 AND owner = ?", (now + ttl, owner))
+    if cur.rowcount != 1:
+        raise LeaseLost()
+
+
+def release_lease(conn: sqlite3.Connection, owner: str) -> None:
+    conn.execute("DELETE FROM schedule_lease WHERE id = 1 AND owner = ?", (owner,))
+
+
+@dataclass
+class Firing:
+    """What one schedule does in a tick: fire `slots` and move its cursor to `cursor`."""
+
+    name: str
+    definition: str
+    timezone: str
+    slots: list[datetime]
+    cursor: datetime | None
+
+
+@dataclass
+class Fired:
+    name: str
+    slot: datetime
+    signal_id: str
+
+
+def fire(conn: sqlite3.Connection, owner: str, firings: list[Firing], ttl: float, now: float) -> list[Fired]:
+    """Claim, journal and record the slots of one tick (one transaction; see module docstring)."""
+    renew_lease(conn, owner, ttl, now)  # raises LeaseLost: the whole tick is rolled back
+    fired: list[Fired] = []
+    for f in firings:
+        row = conn.execute("SELECT definition, cursor_ts FROM schedule_state WHERE name = ?", (f.name,)).fetchone()
+        if row is None or row["definition"] != f.definition:
+            continue  # the schedule changed under us; its new entry plans afresh
+        cursor_ts: float | None = row["cursor_ts"]
+        last: tuple[str, str, str] | None = None
+        for slot in f.slots:
+            slot_ts = slot.timestamp()
+            if cursor_ts is not None and slot_ts <= cursor_ts:
+                continue  # handled already (by us before a crash, or by another process)
+            key = slot_key(slot)
+            fired_at = local_iso(datetime.fromtimestamp(now, UTC), f.timezone)
+            entity = Entity(
+                "schedules",
+                f"schedules.{f.name}",
+                {"__schedule": {"name": f.name, "scheduled_for": local_iso(slot, f.timezone), "fired_at": fired_at,
+                                "timezone": f.timezone}},
+            )
+            claimed = conn.execute(
+                "INSERT OR IGNORE INTO schedule_slots (schedule, slot_time, signal_id, fired_at, fired_ts)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (f.name, key, entity.id, fired_at, now),
+            )
+            if claimed.rowcount != 1:
+                continue
+            appended = append_signal(conn, entity, dedup_key=f"{f.name}@{key}", now=now)
+            if appended.duplicate:
+                continue
+            fired.append(Fired(f.name, slot, entity.id))
+            last = (key, fired_at, entity.id)
+        new_ts = f.cursor.timestamp() if f.cursor is not None else None
+        if new_ts is not None and (cursor_ts is None or new_ts > cursor_ts):
+            assert f.cursor is not None
+            conn.execute("UPDATE schedule_state SET cursor = ?, cursor_ts = ?, updated_at = ? WHERE name = ?",
+                         (slot_key(f.cursor), new_ts, now, f.name))
+        if last is not None:
+            conn.execute(
+                "UPDATE schedule_state SET last_slot = ?, last_fired_at = ?, last_signal_id = ? WHERE name = ?",
+                (*last, f.name),
+            )
+    return fired
+
+
+def prune_slots(conn: sqlite3.Connection, before_ts: float) -> int:
+    return conn.execute("DELETE FROM schedule_slots WHERE fired_ts < ?", (before_ts,)).rowcount
+
+
+# -- the trio task ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    name: str
+    model: ScheduleConfig
+    trigger: BaseTrigger
+    definition: str
+    cursor: datetime | None
+    next: datetime | None = None
+    fire_at: float = 0.0
+    gen: int = 0
+
+
+@dataclass(order=True)
+class _HeapItem:
+    fire_at: float
+    seq: int
+    name: str = field(compare=False)
+    gen: int = field(compare=False)
+
+
+class Scheduler:
+    """Runs as the daemon's `schedules` channel; reads schedules from `get_config()` on every wake,
+    so a SIGHUP reload (or `router endpoints deactivate NAME`) applies within `POLL` seconds."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        get_config: Callable[[], Config],
+        poke: Callable[[], None] = lambda: None,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        lease_ttl: float = LEASE_TTL,
+    ) -> None:
+        self.storage = storage
+        self.get_config = get_config
+        self.poke = poke
+        self.owner = owner or make_owner()
+        self.clock = clock
+        self.lease_ttl = lease_ttl
+        self.entries: dict[str, Entry] = {}
+        self._heap: list[_HeapItem] = []
+        self._seq = 0
+        self._gen = 0
+        self._seen_cfg: Config | None = None
+        self._seen_states = -1.0
+        self._last_prune = 0.0
+        self.fired = 0
+        self.leader = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.storage.write(create_schema)
+        task_status.started()
+        try:
+            while True:
+                try:
+                    leader = await self.storage.write(
+                        lambda c: acquire_lease(c, self.owner, self.lease_ttl, self.clock())
+                    )
+                except StorageUnavailable as exc:
+                    log.warning("scheduler lease: %s", exc)
+                    leader = False
+                if leader:
+                    self.leader = True
+                    log.info("scheduler driving schedules owner=%s", self.owner)
+                    try:
+                        await self._drive()
+                    except LeaseLost:
+                        log.warning("scheduler lease lost; standing by owner=%s", self.owner)
+                    finally:
+                        self.leader = False
+                        self.entries.clear()
+                        self._heap.clear()
+                        self._seen_cfg = None
+                await trio.sleep(STANDBY_POLL)
+        finally:
+            if self.leader:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self.storage.write(lambda c: release_lease(c, self.owner))
+                    except StorageUnavailable:
+                        pass  # shutting down: a restart on this host takes over at once anyway
+
+    # -- leader loop ------------------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        next_renew = self.clock() + self.lease_ttl / 3
+        while True:
+            await self._sync()
+            now = self.clock()
+            due: list[Entry] = []
+            while self._heap and self._heap[0].fire_at <= now:
+                item = heappop(self._heap)
+                entry = self.entries.get(item.name)
+                if entry is not None and entry.gen == item.gen:
+                    due.append(entry)
+            if due:
+                await self._fire(due)
+                next_renew = self.clock() + self.lease_ttl / 3  # a tick renews the lease
+            elif now >= next_renew:
+                await self.storage.write(lambda c: renew_lease(c, self.owner, self.lease_ttl, self.clock()))
+                next_renew = self.clock() + self.lease_ttl / 3
+            if now - self._last_prune > PRUNE_EVERY:
+                await self._prune(now)
+            now = self.clock()
+            wake = min(next_renew, now + POLL)
+            if self._heap:
+                wake = min(wake, self._heap[0].fire_at)
+            await trio.sleep(max(0.0, wake - now))
+
+    async def _sync(self) -> None:
+        """Bring the heap in line with the current config and activation states."""
+        cfg = self.get_config()
+        version = self.storage.read(sources.state_version)
+        if cfg is self._seen_cfg and version == self._seen_states:
+            return
+        states = self.storage.read(sources.load_states)
+        wanted = {
+            name: model
+            for name, model in cfg.schedules.items()
+            if sources.is_active(model, states.get(("schedules", name)))
+        }
+        for name in list(self.entries):
+            if name not in wanted:
+                del self.entries[name]  # its heap items go stale (generation check)
+                log.info("schedule stopped name=%s", name)
+        fresh: list[tuple[str, ScheduleConfig, BaseTrigger, str]] = []
+        for name, model in wanted.items():
+            entry = self.entries.get(name)
+            if entry is not None and entry.model == model:
+                continue
+            try:
+                trigger = build_trigger(model)
+            except Exception:  # noqa: BLE001 - one bad schedule must not stop the others
+                log.exception("schedule cannot be built name=%s", name)
+                continue
+            fresh.append((name, model, trigger, definition(model)))
+        if fresh:
+            now = self.clock()
+            items = [(name, defn, isinstance(trigger, DateTrigger)) for name, _, trigger, defn in fresh]
+            db_states = await self.storage.write(lambda c: register(c, items, now))
+            for name, model, trigger, defn in fresh:
+                state = db_states[name]
+                self._gen += 1
+                entry = Entry(name, model, trigger, defn, state.cursor, gen=self._gen)
+                self.entries[name] = entry
+                self._schedule(entry, after(trigger, entry.cursor), delay_jitter=False)
+            log.info("schedules loaded count=%d changed=%d", len(self.entries), len(fresh))
+        self._seen_cfg = cfg
+        self._seen_states = version
+
+    def _schedule(self, entry: Entry, slot: datetime | None, *, delay_jitter: bool = True) -> None:
+        entry.next = slot
+        if slot is None:
+            return  # a one-off that has fired, or a trigger past its end
+        jitter = jitter_delay(entry.model.jitter) if delay_jitter else 0.0
+        entry.fire_at = slot.timestamp() + jitter
+        self._seq += 1
+        heappush(self._heap, _HeapItem(entry.fire_at, self._seq, entry.name, entry.gen))
+
+    async def _fire(self, due: list[Entry]) -> None:
+        now = self.clock()
+        now_dt = datetime.fromtimestamp(now, UTC)
+        firings: list[Firing] = []
+        plans = []
+        for entry in due:
+            m = entry.model
+            p = plan(entry.trigger, entry.cursor, now_dt, grace=m.misfire_grace + m.jitter, coalesce=m.coalesce)
+            plans.append(p)
+            if p.missed:
+                log.warning(
+                    "schedule missed ticks name=%s missed=%d%s first=%s last=%s misfire_grace=%gs (skipped)",
+                    entry.name, p.missed, "+" if p.missed_more else "", local_iso(p.first_missed, m.timezone)
+                    if p.first_missed else "-", local_iso(p.last_missed, m.timezone) if p.last_missed else "-",
+                    m.misfire_grace,
+                )
+            if p.coalesced:
+                log.info("schedule coalesced ticks name=%s count=%d", entry.name, p.coalesced + 1)
+            if p.fire or p.cursor != entry.cursor:
+                firings.append(Firing(entry.name, entry.definition, m.timezone, p.fire, p.cursor))
+        try:
+            fired = await self.storage.write(lambda c: fire(c, self.owner, firings, self.lease_ttl, now)) \
+                if firings else []
+        except StorageUnavailable as exc:
+            log.warning("schedule tick not journaled, retrying in 1s: %s", exc)
+            for entry in due:
+                self._seq += 1
+                entry.fire_at = now + 1.0
+                heappush(self._heap, _HeapItem(entry.fire_at, self._seq, entry.name, entry.gen))
+            return
+        for entry, p in zip(due, plans, strict=True):
+            entry.cursor = p.cursor
+            self._schedule(entry, p.next)
+        if fired:
+            self.fired += len(fired)
+            self.poke()
+            for f in fired[:20]:
+                log.debug("schedule fired name=%s slot=%s signal_id=%s", f.name, slot_key(f.slot), f.signal_id)
+
+    async def _prune(self, now: float) -> None:
+        self._last_prune = now
+        grace = max((e.model.misfire_grace + e.model.jitter for e in self.entries.values()), default=0.0)
+        keep = max(SLOT_RETENTION, 2 * grace)
+        try:
+            await self.storage.write(lambda c: prune_slots(c, now - keep))
+        except StorageUnavailable as exc:
+            log.warning("schedule slot pruning failed: %s", exc)
+
+
+# -- `router schedules` -------------------------------------------------------------------------------
+
+
+def describe(cfg: Config, conn: sqlite3.Connection, now: float | None = None, count: int = 3) -> list[dict[str, Any]]:
+    """Every schedule with its next `count` fire times (in its timezone) and its last tick."""
+    now_dt = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    states = sources.load_states(conn)
+    db = load_states(conn)
+    out: list[dict[str, Any]] = []
+    for name, model in cfg.schedules.items():
+        trigger = build_trigger(model)
+        state = db.get(name)
+        if state is not None and state.definition != definition(model):
+            state = None  # changed since it last ran: it will start afresh
+        cursor = state.cursor if state is not None else None
+        active = sources.is_active(model, states.get(("schedules", name)))
+        nexts = upcoming(trigger, cursor, now_dt, count) if active else []
+        item: dict[str, Any] = {
+            "name": name,
+            "source": f"schedules.{name}",
+            **describe_spec(model),
+            "timezone": model.timezone,
+            "active": active,
+            "jitter": model.jitter,
+            "misfire_grace": model.misfire_grace,
+            "coalesce": model.coalesce,
+            "next": [local_iso(s, model.timezone) for s in nexts],
+            "last_slot": None,
+            "last_fired_at": None,
+            "last_signal_id": None,
+        }
+        if state is not None and state.last_slot:
+            item["last_slot"] = local_iso(datetime.fromisoformat(state.last_slot), model.timezone)
+            item["last_fired_at"] = state.last_fired_at
+            item["last_signal_id"] = state.last_signal_id
+        out.append(item)
+    return out
