@@ -46,6 +46,8 @@ class ActionContext:
     services: Services
     responder: Responder | None = None
     log: Callable[[str, str], None] = lambda level, message: None
+    # Render a template string as HTML: values are autoescaped (`html_keys`, e.g. respond's return_html).
+    render_html: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -72,6 +74,10 @@ class Action:
         return []
 
     async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
+        """Run the step. `options` are the step's keys as configured (templates not yet rendered):
+        render what you use with `ctx.render`, `ctx.render_value` or `ctx.render_html`, exactly
+        once (rendered text is data, never template source again); the runner records those calls
+        for the trace."""
         raise NotImplementedError
 
 
