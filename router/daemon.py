@@ -22,8 +22,10 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
 from channels.http.app import HttpChannel
 from channels.http.pipeline import HttpSettings
+from channels.smtp.server import run_smtp
 from config import Config, ConfigError
 from engine.actions import Services
 from engine.records import RecordStore
@@ -184,6 +186,9 @@ class Daemon:
     def _extra_channels(self) -> list[tuple[str, Callable[..., Awaitable[None]]]]:
         """Channels besides HTTP, each a supervised `run(task_status=...)` (one line per channel)."""
         channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+        from router.schedules import Scheduler  # the clock: reads self.cfg on every wake, so reloads apply
+        channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
+        channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(sources.load_states))))
         return channels
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -192,6 +197,7 @@ class Daemon:
         hc = HypercornConfig()
         hc.bind = [self.cfg.http.listen]
         hc.accesslog = None
+        hc.errorlog = logging.getLogger("hypercorn.error")
         hc.keep_alive_timeout = 75
         hc.graceful_timeout = self.cfg.router.shutdown_timeout
         hc.h11_max_incomplete_size = 64 * 1024

@@ -1,0 +1,217 @@
+"""A raw RFC 5322 message → `__data.incoming_email` (SPEC §5).
+
+Parsed with the stdlib `email` package (policy=default): RFC 2047 headers decoded, bodies decoded
+from quoted-printable / base64 and their charsets. The text and HTML bodies are the ones
+`EmailMessage.get_body` picks; every other leaf part (attachments, inline images, extra text
+parts, attached messages) is saved content-addressed and fsynced under the data dir and listed
+in `attachments` with name, content type, size and sha256.
+
+Mail in the wild is often malformed: nothing here raises on a bad header or part. A field that
+cannot be decoded falls back to its raw text, so a message is never refused for its content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+from collections.abc import Iterator
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from channels.http.parsing import save_file
+
+log = logging.getLogger("router.smtp")
+
+_PARSER = BytesParser(policy=policy.default)
+
+
+def parse_email(raw: bytes, *, files_dir: Path | None, received_at: str) -> dict[str, Any]:
+    """The `incoming_email` fields for one message; attachments are on disk when this returns."""
+    msg: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
+    sender = _addresses(msg, "from")
+    text_part = _body_part(msg, "plain")
+    html_part = _body_part(msg, "html")
+    attachments = [
+        _attachment(part, index, files_dir)
+        for index, part in enumerate(_leaves(msg))
+        if part is not text_part and part is not html_part
+    ]
+    return {
+        "from_email": sender[0]["email"] if sender else "",
+        "from_name": sender[0]["name"] if sender else "",
+        "to_emails": [a["email"] for a in _addresses(msg, "to")],
+        "cc_emails": [a["email"] for a in _addresses(msg, "cc")],
+        "to": _addresses(msg, "to"),
+        "cc": _addresses(msg, "cc"),
+        "reply_to": [a["email"] for a in _addresses(msg, "reply-to")],
+        "subject": _header(msg, "subject"),
+        "text": _lines(_text(text_part)),
+        "html": _lines(_text(html_part)),
+        "date": _date(msg),
+        "date_received": received_at,
+        "message_id": message_id(msg),
+        "in_reply_to": _header(msg, "in-reply-to").strip(),
+        "headers": _headers(msg),
+        "attachments": attachments,
+        "size": len(raw),
+    }
+
+
+def message_id(msg: Message) -> str:
+    return _header(msg, "message-id").strip()
+
+
+# -- headers ------------------------------------------------------------------------------------
+
+
+def _header(msg: Message, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - a malformed header must not lose the message
+        value = _raw_header(msg, name)
+    return "" if value is None else str(value)
+
+
+def _raw_header(msg: Message, name: str) -> str | None:
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _headers(msg: Message) -> dict[str, Any]:
+    """Header names lowercased; a repeated header (Received, …) becomes a list in order."""
+    out: dict[str, Any] = {}
+    for key, raw in msg.raw_items():
+        name = key.lower()
+        try:
+            value = str(msg.policy.header_fetch_parse(key, raw))
+        except Exception:  # noqa: BLE001
+            value = str(raw)
+        if name in out:
+            if not isinstance(out[name], list):
+                out[name] = [out[name]]
+            out[name].append(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _addresses(msg: Message, name: str) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    try:
+        header = msg.get(name)
+        addresses: tuple[Address, ...] = getattr(header, "addresses", ()) if header is not None else ()
+        for address in addresses:
+            if address.addr_spec and address.addr_spec != "<>":
+                out.append({"email": address.addr_spec, "name": address.display_name or ""})
+        if out or header is None:
+            return out
+    except Exception:  # noqa: BLE001 - fall back to the lenient compat32 parser
+        pass
+    raw = _raw_header(msg, name)
+    for display, addr in getaddresses([raw] if raw else []):
+        if addr:
+            out.append({"email": addr, "name": display})
+    return out
+
+
+def _date(msg: Message) -> str:
+    raw = _header(msg, "date")
+    if not raw:
+        return ""
+    try:
+        return parsedate_to_datetime(raw).isoformat()
+    except (TypeError, ValueError, IndexError):
+        return raw
+
+
+# -- parts --------------------------------------------------------------------------------------
+
+
+def _leaves(part: Message) -> Iterator[Message]:
+    """Every non-multipart part, depth first; an attached message (message/rfc822) is one leaf."""
+    if part.get_content_maintype() == "multipart" and part.is_multipart():
+        for sub in part.get_payload():  # type: ignore[union-attr]
+            if isinstance(sub, Message):
+                yield from _leaves(sub)
+    else:
+        yield part
+
+
+def _body_part(msg: EmailMessage, subtype: str) -> Message | None:
+    try:
+        part = msg.get_body(preferencelist=(subtype,))
+    except Exception:  # noqa: BLE001
+        return None
+    if part is None or part.get_content_subtype() != subtype:
+        return None
+    return part
+
+
+def _text(part: Message | None) -> str:
+    if part is None:
+        return ""
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+        if isinstance(content, str):
+            return content
+    except Exception:  # noqa: BLE001 - unknown charset, broken transfer encoding
+        pass
+    payload = _payload(part)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
+
+
+def _lines(text: str) -> str:
+    """CRLF from the wire → "\n", as workflows and templates expect."""
+    return text.replace("\r\n", "\n")
+
+
+def _payload(part: Message) -> bytes:
+    try:
+        if part.get_content_maintype() == "message":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                return inner[0].as_bytes()
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            return payload
+        raw = part.get_payload()
+        return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+    except Exception:  # noqa: BLE001
+        return b""
+
+
+def _attachment(part: Message, index: int, files_dir: Path | None) -> dict[str, Any]:
+    payload = _payload(part)
+    ctype = part.get_content_type()
+    try:
+        name = part.get_filename() or ""
+    except Exception:  # noqa: BLE001
+        name = ""
+    if not name:
+        name = f"part-{index + 1}{mimetypes.guess_extension(ctype) or '.bin'}"
+    if files_dir is not None:
+        info: dict[str, Any] = save_file(files_dir, payload)
+    else:
+        info = {"sha256": hashlib.sha256(payload).hexdigest()}
+    disposition = (part.get_content_disposition() or "").lower()
+    content_id = _header(part, "content-id").strip().strip("<>")
+    return {
+        "name": name,
+        "content_type": ctype,
+        "size": len(payload),
+        **info,
+        "disposition": disposition or ("inline" if content_id else "attachment"),
+        "content_id": content_id,
+    }

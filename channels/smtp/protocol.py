@@ -1,0 +1,184 @@
+"""aiosmtpd's `SMTP` protocol with the limits a public mail listener needs.
+
+- DATA is read in bulk (64 KiB reads, one search for `<CRLF>.<CRLF>`, one un-dot-stuffing
+  `replace`) instead of aiosmtpd's line-by-line loop, whose per-line Python cost is what makes a
+  flood of large messages eat the whole process (aiosmtpd#293). Over-long lines are accepted.
+- `max_message_size` is advertised in EHLO as `SIZE`, refused in `MAIL FROM … SIZE=` and enforced
+  while receiving (the rest is read and dropped, then `552`).
+- `command_timeout` between commands, `data_timeout` for one whole DATA transfer; on expiry the
+  client gets `421 4.4.2` before the connection is closed.
+- `max_connections`: the connection after the last one gets `421 4.7.0` and is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope
+
+log = logging.getLogger("router.smtp")
+
+READ_CHUNK = 64 * 1024
+_END = b"\r\n.\r\n"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection settings, taken from `[smtp]` when the connection is accepted."""
+
+    hostname: str = "router.local"
+    max_message_size: int = 10 * 1024 * 1024
+    max_recipients: int = 100
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
+    max_connections: int = 100
+    tls_context: ssl.SSLContext | None = None
+    require_tls: bool = False
+    auth_required: bool = False
+    authenticator: Any = None  # channels.smtp.auth.Authenticator or None
+
+
+class RoutedEnvelope(Envelope):
+    """An envelope that also remembers which mailboxes each accepted recipient reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mailboxes: dict[str, list[str]] = {}  # mailbox name → envelope recipients
+
+
+@dataclass
+class Connections:
+    """Open SMTP connections, touched only on the SMTP thread's event loop."""
+
+    open: set[RouterSMTP] = field(default_factory=set)
+
+
+class RouterSMTP(SMTP):
+    def __init__(self, handler: Any, limits: Limits, connections: Connections) -> None:
+        super().__init__(
+            handler,
+            data_size_limit=limits.max_message_size,
+            enable_SMTPUTF8=True,
+            hostname=limits.hostname,
+            ident="router ESMTP",
+            tls_context=limits.tls_context,
+            require_starttls=limits.require_tls,
+            timeout=limits.command_timeout,
+            auth_required=limits.auth_required,
+            # With TLS configured, passwords only travel encrypted; without it (a loopback-only
+            # setup) AUTH is offered in the clear.
+            auth_require_tls=limits.tls_context is not None,
+            auth_exclude_mechanism=[],
+            authenticator=limits.authenticator,
+            loop=asyncio.get_running_loop(),
+        )
+        self.limits = limits
+        self.connections = connections
+        connections.open.add(self)
+
+    def _create_envelope(self) -> RoutedEnvelope:
+        return RoutedEnvelope()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.connections.open.discard(self)
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())  # type: ignore[attr-defined]
+        super()._timeout_cb()
+
+    def close_for_shutdown(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"421 4.3.2 {self.hostname} Service shutting down\r\n".encode())  # type: ignore[attr-defined]
+            self.transport.close()
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's naming
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._reset_timeout(self.limits.data_timeout)
+        content, too_big = await self._read_data()
+        if content is None:
+            return  # the connection went away mid-transfer
+        if too_big:
+            self._set_post_data_state()
+            await self.push(f"552 5.3.4 Error: message exceeds the size limit of {self.data_size_limit} bytes")
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        # The hand-off to the journal gets its own budget, then commands resume their timeout.
+        self._reset_timeout(self.limits.data_timeout)
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status if isinstance(status, str) else "250 2.0.0 OK")
+        if isinstance(status, str) and status.startswith("421") and self.transport is not None:
+            self.transport.close()
+
+    async def _read_data(self) -> tuple[bytes | None, bool]:
+        """(message, too_big): the message up to `<CRLF>.<CRLF>`, un-dot-stuffed.
+
+        Oversized content is read and dropped as it arrives: (b"", True). (None, False) when the
+        connection ends mid-transfer. Bytes after the terminator (pipelined commands) go back to
+        the reader's buffer.
+        """
+        reader = self._reader
+        limit = self.data_size_limit or 0
+        buf = bytearray(b"\r\n")  # so a first line of "." is found like any other
+        dropped = 0
+        saved_limit = reader._limit  # type: ignore[attr-defined]
+        reader._limit = max(saved_limit, READ_CHUNK)  # type: ignore[attr-defined]  # fewer pause/resume cycles
+        try:
+            while True:
+                start = max(0, len(buf) - 4)
+                chunk = await reader.read(READ_CHUNK)
+                if not chunk:
+                    return None, False
+                buf += chunk
+                end = buf.find(_END, start)
+                if end >= 0:
+                    rest = bytes(buf[end + len(_END):])
+                    if rest:
+                        reader._buffer[0:0] = rest  # type: ignore[attr-defined]
+                    if dropped or (limit and end - 2 > limit):
+                        return b"", True
+                    del buf[end + 2:]
+                    return bytes(buf).replace(b"\r\n..", b"\r\n.")[2:], False
+                if limit and len(buf) - 2 + dropped > limit:
+                    dropped += len(buf) - 4
+                    del buf[:-4]
+        except asyncio.CancelledError:
+            log.info("connection lost during DATA peer=%s", _peer(self))
+            raise
+        finally:
+            reader._limit = saved_limit  # type: ignore[attr-defined]
+
+
+class Busy(asyncio.Protocol):
+    """What a connection over `max_connections` gets: one line, then the door."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(f"421 4.7.0 {self.hostname} Error: too many connections, try again later\r\n".encode())
+        transport.close()
+
+
+def _peer(protocol: SMTP) -> str:
+    peer = protocol.session.peer if protocol.session is not None else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
