@@ -20,7 +20,7 @@ from engine.conditions import validate_condition
 ACTION_BRANCHES = ("success", "failure")
 CONDITION_BRANCHES = ("yes", "no")
 CALLER_WORDS = {
-    "respond": ("can_respond", "has no caller to respond to (use an endpoint or a form)"),
+    "respond": ("can_respond", "has no caller waiting for a respond step (only an endpoint with return_type = \"continue\" has)"),
     "emit": ("can_emit", "cannot stream events (only an endpoint with return_type = \"sse\" can)"),
     "reply": ("can_reply", "cannot take a TwiML reply (only sms and whatsapp sources can)"),
 }
