@@ -182,6 +182,19 @@ def cmd_records(args: argparse.Namespace) -> int:
         storage.close()
 
 
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from router import schedules
+
+    cfg = _load(args.config)
+    storage = _storage(cfg)
+    try:
+        items = storage.read(lambda c: schedules.describe(cfg, c, count=args.count))
+        print(json.dumps(items, indent=2) if args.json else schedules.format_table(items))
+        return 0
+    finally:
+        storage.close()
+
+
 def cmd_jwt(args: argparse.Namespace) -> int:
     import jwt as pyjwt
 
@@ -260,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_records)
+
+    p = sub.add_parser("schedules", help="list schedules with their next fire times")
+    _config_arg(p)
+    p.add_argument("--count", type=int, default=3, help="how many next fire times to show")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_schedules)
 
     p = sub.add_parser("jwt", help="mint a test token for a JWT endpoint")
     _config_arg(p)
