@@ -32,6 +32,7 @@ retry_backoff = "{retry_backoff}"
 
 [http]
 listen = "127.0.0.1:{http_port}"
+workers = {workers}
 
 [smtp]
 listen = "127.0.0.1:{smtp_port}"
@@ -44,8 +45,9 @@ token = "test-admin-token"
 
 class RouterProcess:
     def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.tmp = tmp
+        self.workers = workers
         self.http_port = free_port()
         self.smtp_port = free_port()
         self.admin_port = free_port()
@@ -60,6 +62,7 @@ class RouterProcess:
         head = BASE.format(
             data_dir=self.data_dir, http_port=self.http_port, smtp_port=self.smtp_port,
             admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
+            workers=self.workers,
         )
         self.config_path.write_text(head + textwrap.dedent(body))
 

@@ -68,7 +68,7 @@ class HttpChannel:
         try:
             response = await self._route(request, send)
             if response is not None:
-                if not request.body and response.status >= 400 and not response.close:
+                if not request.body_read and not response.close:
                     await request.drain()
                 self._count(response.status)
                 await response.send(send, request_id)

@@ -35,6 +35,7 @@ class Request:
     client: str
     request_id: str
     body: bytes = b""
+    body_read: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +84,7 @@ class Request:
             if not message.get("more_body", False):
                 break
         self.body = b"".join(chunks)
+        self.body_read = True
         return self.body
 
     async def drain(self, limit: int = 64 * 1024) -> None:
@@ -91,6 +93,9 @@ class Request:
         See STACK-NOTES trap 1: answering without reading the body can hang the next request
         on the connection. Large bodies are not drained; the connection is closed instead.
         """
+        if self.body_read:
+            return
+        self.body_read = True
         size = 0
         while size <= limit:
             message = await self.receive()

@@ -1,0 +1,190 @@
+"""HTTP throughput and latency with wrk, against a bare baseline started in the same run.
+
+    .venv/bin/python tests/bench/http.py [--seconds 10] [--connections 64]
+
+Runs, one after another on this machine:
+  1. a bare hypercorn-trio ASGI app answering 200 (the ceiling of the server we use);
+  2. our async `data` endpoint (every request journaled with fsync) with 1 worker;
+  3. the same with `[http] workers = 2`;
+  4. a sync `continue` endpoint with a 3-step workflow (condition, store, respond).
+Prints req/s, p50, p99, RSS of the serving processes, and each rate's ratio to the bare app.
+Needs `wrk` (Debian package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.daemon import RouterProcess, free_port  # noqa: E402
+
+BARE_APP = """
+import sys, trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while True:
+        msg = await receive()
+        if not msg.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+cfg = Config()
+cfg.bind = [sys.argv[1]]
+cfg.accesslog = None
+trio.run(serve, app, cfg)
+"""
+
+ENDPOINTS = """
+[endpoints.fast]
+return_type = "data"
+return_data = '{"received": true}'
+
+[endpoints.flow]
+return_type = "continue"
+
+[[workflows]]
+name = "fast"
+listen = "endpoints.fast"
+
+[[workflows.steps]]
+action = "store"
+name = "x"
+value = "{{ __data.n }}"
+
+[[workflows]]
+name = "flow"
+listen = "endpoints.flow"
+run_mode = "sync"
+
+[[workflows.steps]]
+id = "check"
+condition = { left = "{{ __data.n }}", operator = "is_not_empty" }
+
+[[workflows.steps]]
+id = "keep"
+parent = "check"
+branch = "yes"
+action = "store"
+name = "seen"
+value = "{{ __data.n }}"
+
+[[workflows.steps]]
+parent = "keep"
+action = "respond"
+return_type = "data"
+return_data = '{"ok": true, "n": "{{ __data.seen }}"}'
+"""
+
+LUA = """
+wrk.method = "POST"
+wrk.body = '{"n": 42, "email": "a@example.com"}'
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\\"rps\\": %f, \\"p50\\": %f, \\"p99\\": %f, \\"errors\\": %d, \\"non2xx\\": %d}\\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+"""
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(x) for x in out]
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    match = re.search(r"JSON (\{.*\})", out)
+    assert match, out
+    return json.loads(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    tmp = Path(tempfile.mkdtemp())
+    script = tmp / "post.lua"
+    script.write_text(LUA)
+    rows: list[tuple[str, dict[str, float], float]] = []
+
+    # 1. bare app
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, f"127.0.0.1:{port}"])
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    wrk(f"http://127.0.0.1:{port}/", 2, args.connections, script)  # warm-up
+    res = wrk(f"http://127.0.0.1:{port}/", args.seconds, args.connections, script)
+    rows.append(("bare hypercorn-trio ASGI 200", res, rss_mb([bare.pid])))
+    bare.terminate()
+    bare.wait()
+
+    # 2-4. router
+    for label, workers, source in (
+        ("router async data endpoint, 1 worker", 1, "endpoints.fast"),
+        ("router async data endpoint, 2 workers", 2, "endpoints.fast"),
+        ("router sync continue, 3-step workflow", 1, "endpoints.flow"),
+    ):
+        sub = tmp / f"r-{workers}-{source}"
+        sub.mkdir()
+        proc = RouterProcess(sub, textwrap.dedent(ENDPOINTS), workers=workers)
+        proc.start()
+        time.sleep(1.0 if workers == 1 else 3.0)
+        url = proc.url(source)
+        wrk(url, 2, args.connections, script)
+        res = wrk(url, args.seconds, args.connections, script)
+        assert proc.proc is not None
+        pids = [proc.proc.pid, *children(proc.proc.pid)]
+        rows.append((label, res, rss_mb(pids)))
+        proc.stop()
+
+    base = rows[0][1]["rps"]
+    print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, POST 40-byte JSON, {os.cpu_count()} cores\n")
+    print(f"{'target':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} {'vs bare':>8} {'errors':>7}")
+    for label, res, rss in rows:
+        print(f"{label:<42} {res['rps']:>8.0f} {res['p50']:>8.2f} {res['p99']:>8.2f} {rss:>8.1f} "
+              f"{res['rps'] / base:>8.2f} {int(res['errors'] + res['non2xx']):>7}")
+
+
+if __name__ == "__main__":
+    main()
