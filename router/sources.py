@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import Config
+from config.sources import EndpointConfig, MailboxConfig, ScheduleConfig, WebhookConfig
 
 HTTP_KINDS = ("endpoints", "webhooks", "forms", "sms", "whatsapp")
 ALL_KINDS = (*HTTP_KINDS, "mailboxes", "schedules")
@@ -131,22 +132,21 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
     for kind, name, model in cfg.sources():
         state = states.get((kind, name))
         item: dict[str, Any] = {"kind": kind, "name": name, "source": f"{kind}.{name}", "active": is_active(model, state)}
-        if kind == "endpoints":
+        if isinstance(model, EndpointConfig):
             if state and state.first_hash:
                 item["url"] = f"{base}/listener/{state.first_hash}/{state.second_hash}"
             item["return_type"] = model.return_type
             if model.add_authentication:
                 item["endpoint_key"] = model.endpoint_key
-        elif kind == "webhooks":
+        elif isinstance(model, WebhookConfig):
             if state and state.api_key:
                 item["url"] = f"{base}/webhooks/incoming/{name}?apiKey={state.api_key}"
                 item["api_key"] = state.api_key
         elif kind in ("forms", "sms", "whatsapp"):
             item["url"] = f"{base}/{kind}/{name}"
-        elif kind == "mailboxes":
-            addresses = model.address if isinstance(model.address, list) else [model.address]
-            item["address"] = ", ".join(addresses)
-        elif kind == "schedules":
+        elif isinstance(model, MailboxConfig):
+            item["address"] = ", ".join(model.address)
+        elif isinstance(model, ScheduleConfig):
             item["address"] = model.cron or (f"every {model.every:g}s" if model.every else str(model.at))
         out.append(item)
     return out

@@ -109,7 +109,8 @@ def parse_multipart(
         if not name:
             continue
         filename = part.get_filename()
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)
+        payload = raw if isinstance(raw, bytes) else b""
         if filename is not None:
             info = save_file(files_dir, payload) if files_dir is not None else {"sha256": _sha256(payload)}
             files[str(name)] = {

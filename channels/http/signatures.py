@@ -46,7 +46,7 @@ def verify_stripe(cfg: Any, headers: dict[str, str], body: bytes, now: float) ->
     for item in raw.split(","):
         key, _, value = item.strip().partition("=")
         parts.setdefault(key, []).append(value)
-    ts = (parts.get("t") or [None])[0]
+    ts = parts.get("t", [""])[0]
     problem = _timestamp_problem(ts, now, STRIPE_TOLERANCE)
     if problem:
         return problem if raw else "missing Stripe-Signature header"

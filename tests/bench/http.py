@@ -13,13 +13,17 @@ Needs `wrk` (Debian package).
 
 from __future__ import annotations
 
+import sys
+
+# This file is named http.py: keep its folder off sys.path so `import http` finds the stdlib.
+sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("tests/bench")]
+
 import argparse
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
