@@ -83,6 +83,7 @@ class HttpSettings(ListenMixin):
     workers: int = Field(default=1, ge=1)
     max_in_flight: int = Field(default=1024, ge=1)
     idempotency_window: Duration = 24 * 3600.0
+    sse_keepalive: PositiveDuration = 15.0  # a ": keep-alive" comment after this long without a frame
 
 
 class SmtpSettings(ListenMixin):

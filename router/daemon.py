@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
 from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
 from channels.http.app import HttpChannel
 from channels.http.pipeline import HttpSettings
@@ -77,6 +78,7 @@ def http_settings(cfg: Config) -> HttpSettings:
         public_url=cfg.router.public_url,
         trust_proxy=cfg.router.trust_proxy,
         twilio_auth_token=cfg.twilio.auth_token,
+        sse_keepalive=cfg.http.sse_keepalive,
     )
 
 

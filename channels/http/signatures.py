@@ -78,12 +78,12 @@ def verify_slack(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> 
 
 
 def _standard_key(secret: str) -> bytes:
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret[len("whsec_") :])
-        except (binascii.Error, ValueError):
-            return secret.encode()
-    return secret.encode()
+    """Standard Webhooks secrets are base64, optionally prefixed `whsec_` (the reference libraries
+    decode both forms); a secret that is not base64 at all is used as its bytes."""
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return secret.encode()
 
 
 def verify_standard(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
