@@ -40,6 +40,12 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            await send({"type": msg["type"] + ".complete"})
+            if msg["type"] == "lifespan.shutdown":
+                return
     if scope["type"] != "http":
         return
     while True:
