@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import trio
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Reply
-from engine.runner import Engine
+from engine.runner import Engine, RunResult
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
 from router import journal
@@ -82,6 +83,9 @@ class Dispatcher:
         self._accepting = True
         self.pending_estimate = 0
         self.processed = 0
+        # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
+        self.on_submit: Callable[[str, str, str, float], None] | None = None
+        self.on_run: Callable[[str, str, float], None] | None = None
 
     # -- Intake -------------------------------------------------------------------------------
 
@@ -99,6 +103,30 @@ class Dispatcher:
         responder: CallerResponder | None = None,
         ack: dict[str, Any] | None = None,
     ) -> Submission:
+        started = time.perf_counter()
+        try:
+            sub = await self._submit(entity, dedup_key=dedup_key, responder=responder, ack=ack)
+        except Overloaded:
+            self._observe(entity, "overloaded", started)
+            raise
+        except JournalUnavailable:
+            self._observe(entity, "journal_unavailable", started)
+            raise
+        self._observe(entity, "duplicate" if sub.duplicate else "accepted", started)
+        return sub
+
+    def _observe(self, entity: Entity, outcome: str, started: float) -> None:
+        if self.on_submit is not None:
+            self.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
+
+    async def _submit(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None,
+        responder: CallerResponder | None,
+        ack: dict[str, Any] | None,
+    ) -> Submission:
         if not self._accepting:
             raise Overloaded(retry_after=5)
         if self.pending_estimate >= self.settings.max_pending:
@@ -115,7 +143,9 @@ class Dispatcher:
             )
         except StorageUnavailable as exc:
             raise JournalUnavailable(str(exc)) from exc
-        workflows = len(self.listeners(entity.source))
+        listening = self.listeners(entity.source)
+        workflows = len(listening)
+        sync = any(w.run_mode == "sync" for w in listening)
         if appended.duplicate:
             return Submission(appended.signal_id, duplicate=True, ack=appended.ack, workflows=workflows)
         if claim and self._nursery is not None and self._accepting:
@@ -127,7 +157,7 @@ class Dispatcher:
                 self._waiting[entity.id] = responder
             self.pending_estimate += 1
             self._wake.set()
-        return Submission(appended.signal_id, workflows=workflows)
+        return Submission(appended.signal_id, workflows=workflows, sync=sync)
 
     def poke(self) -> None:
         """Something new may be claimable (a deletion signal, a replay): look now."""
@@ -212,7 +242,7 @@ class Dispatcher:
         done = self.storage.read(lambda c: journal.done_workflows(c, signal.id)) if signal.attempts else set()
         todo = [w for w in self.listeners(signal.source) if w.name not in done]
         attempt = signal.attempts + 1
-        failures: list[tuple[Workflow, str, bool]] = []
+        runs: list[tuple[Workflow, str, float, RunResult]] = []
 
         async def one(workflow: Workflow) -> None:
             started, t0 = utcnow_iso(), time.perf_counter()
@@ -220,13 +250,9 @@ class Dispatcher:
                 workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout
             )
             duration = (time.perf_counter() - t0) * 1000
-            if result.status != "done":
-                failures.append((workflow, result.error or "failed", result.retryable))
-            await self.storage.write(
-                lambda c: journal.record_run(
-                    c, signal.id, workflow.name, attempt, result.status, started, duration, result.error, result.trace
-                )
-            )
+            if self.on_run is not None:
+                self.on_run(workflow.name, result.status, duration / 1000)
+            runs.append((workflow, started, duration, result))
             log.info(
                 "run workflow=%s signal_id=%s status=%s duration_ms=%.1f%s",
                 workflow.name, signal.id, result.status, duration,
@@ -237,27 +263,34 @@ class Dispatcher:
             for workflow in todo:
                 nursery.start_soon(one, workflow)
         caller.finish()
-        await self._settle(signal, attempt, failures)
+        await self._settle(signal, attempt, runs)
 
-    async def _settle(self, signal: Signal, attempt: int, failures: list[tuple[Workflow, str, bool]]) -> None:
-        if not failures:
-            await self.storage.write(lambda c: journal.finish_signal(c, signal.id, self.owner, status="done"))
-            return
-        error = "; ".join(f"{w.name}: {msg}" for w, msg, _ in failures)
-        retryable = [w for w, _, again in failures if again and w.run_mode == "async"]
-        max_attempts = min((w.max_attempts or self.settings.max_attempts) for w, _, _ in failures)
-        if retryable and attempt < max_attempts:
-            delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
-            retry_at = time.time() + delay
-            await self.storage.write(
-                lambda c: journal.finish_signal(c, signal.id, self.owner, status="pending", error=error, retry_at=retry_at)
-            )
-            log.info("retry signal_id=%s attempt=%d in %.1fs", signal.id, attempt, delay)
-        else:
-            await self.storage.write(
-                lambda c: journal.finish_signal(c, signal.id, self.owner, status="failed", error=error)
-            )
-            log.warning("failed signal_id=%s attempts=%d error=%r", signal.id, attempt, error)
+    async def _settle(self, signal: Signal, attempt: int, runs: list[tuple[Workflow, str, float, RunResult]]) -> None:
+        """Record every run and the signal's outcome in ONE transaction: a crash never leaves a
+        run recorded as done on a signal that will be run again."""
+        failures = [(w, r.error or "failed", r.retryable) for w, _, _, r in runs if r.status != "done"]
+        status, error, retry_at = "done", None, None
+        if failures:
+            error = "; ".join(f"{w.name}: {msg}" for w, msg, _ in failures)
+            retryable = [w for w, _, again in failures if again and w.run_mode == "async"]
+            max_attempts = min((w.max_attempts or self.settings.max_attempts) for w, _, _ in failures)
+            if retryable and attempt < max_attempts:
+                delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
+                status, retry_at = "pending", time.time() + delay
+                log.info("retry signal_id=%s attempt=%d in %.1fs", signal.id, attempt, delay)
+            else:
+                status = "failed"
+                log.warning("failed signal_id=%s attempts=%d error=%r", signal.id, attempt, error)
+
+        def write(conn: Any) -> None:
+            for workflow, started, duration, result in runs:
+                journal.record_run(
+                    conn, signal.id, workflow.name, attempt, result.status, started, duration, result.error,
+                    result.trace,
+                )
+            journal.finish_signal(conn, signal.id, self.owner, status=status, error=error, retry_at=retry_at)
+
+        await self.storage.write(write)
 
 
 def _count_pending(conn: Any) -> int:
