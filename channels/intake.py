@@ -31,6 +31,7 @@ class Submission:
     duplicate: bool = False
     ack: dict[str, Any] | None = None  # the original acknowledgement when `duplicate`
     workflows: int = 0  # how many workflows listen to the source
+    sync: bool = False  # at least one of them runs in sync mode (its caller is held for the answer)
 
 
 class CallerResponder(Responder, Protocol):

@@ -29,10 +29,11 @@ public_url = "http://127.0.0.1:{http_port}"
 lease = "3s"
 shutdown_timeout = "{shutdown_timeout}"
 retry_backoff = "{retry_backoff}"
-
+{router_extra}
 [http]
 listen = "127.0.0.1:{http_port}"
 workers = {workers}
+{http_extra}
 
 [smtp]
 listen = "127.0.0.1:{smtp_port}"
@@ -45,9 +46,12 @@ token = "test-admin-token"
 
 class RouterProcess:
     def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
-                 env: dict[str, str] | None = None, workers: int = 1) -> None:
+                 env: dict[str, str] | None = None, workers: int = 1, router_extra: str = "",
+                 http_extra: str = "") -> None:
         self.tmp = tmp
         self.workers = workers
+        self.router_extra = textwrap.dedent(router_extra)  # more `key = value` lines for [router]
+        self.http_extra = textwrap.dedent(http_extra)  # and for [http]
         self.http_port = free_port()
         self.smtp_port = free_port()
         self.admin_port = free_port()
@@ -62,7 +66,7 @@ class RouterProcess:
         head = BASE.format(
             data_dir=self.data_dir, http_port=self.http_port, smtp_port=self.smtp_port,
             admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
-            workers=self.workers,
+            workers=self.workers, router_extra=self.router_extra, http_extra=self.http_extra,
         )
         self.config_path.write_text(head + textwrap.dedent(body))
 

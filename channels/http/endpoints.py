@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("router.http")
 
 METHODS = ("GET", "POST", "PUT", "OPTIONS")
+SYNC_HOLD_LIMIT = 600.0  # a sync run still queued after this long gets the 202 answer
 
 
 def _cors_domains(channel: HttpChannel, source: HttpSource) -> list[str]:
@@ -94,7 +95,10 @@ async def _accept(channel: HttpChannel, request: Request, send: Send, source: Ht
     if rtype == "sse":
         await stream_events(channel, request, send, responder, entity.id)
         return None
-    reply = await responder.wait_reply(cfg.response_timeout)
+    # Sync runs hold the caller until the first respond (or the runs' end, bounded by their
+    # run_timeout); async ones get a 202 with the signal id after response_timeout.
+    hold = max(cfg.response_timeout, SYNC_HOLD_LIMIT) if sub.sync else cfg.response_timeout
+    reply = await responder.wait_reply(hold)
     if reply is not None:
         response = reply_response(reply)
     elif responder.finished.is_set():
