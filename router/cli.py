@@ -46,10 +46,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from router import logs
     from router.daemon import serve
 
-    logs.setup(args.log_format, args.log_level)
     if not Path(args.config).exists():
         print(f"{args.config}: no such config file", file=sys.stderr)
         return 1
+    if args.log_format is None or args.log_level is None:
+        # Flags and environment win; otherwise [router] log_format / log_level from the file.
+        from config import load_config
+
+        try:
+            settings = load_config(Path(args.config)).router
+            args.log_format = args.log_format or settings.log_format
+            args.log_level = args.log_level or settings.log_level
+        except ConfigError:
+            pass  # the daemon reports every problem itself once logging is set up
+    args.log_format = args.log_format or "logfmt"
+    args.log_level = args.log_level or "info"
+    logs.setup(args.log_format, args.log_level)
     worker_args = ["--log-format", args.log_format, "--log-level", args.log_level]
     return serve(Path(args.config), worker_index=args.worker, worker_args=worker_args)
 
@@ -236,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the daemon")
     _config_arg(p)
-    p.add_argument("--log-format", choices=["logfmt", "json"], default=os.environ.get("ROUTER_LOG_FORMAT", "logfmt"))
-    p.add_argument("--log-level", default=os.environ.get("ROUTER_LOG_LEVEL", "info"))
+    p.add_argument("--log-format", choices=["logfmt", "json"], default=os.environ.get("ROUTER_LOG_FORMAT"))
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   default=os.environ.get("ROUTER_LOG_LEVEL"))
     p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
