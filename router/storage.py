@@ -98,17 +98,30 @@ class Storage:
         """The single writer task: drain, run a batch in one transaction, wake the callers."""
         self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
         task_status.started()
+        batch: list[_Job] = []
         async with self._recv:
-            async for first in self._recv:
-                batch = [first]
-                while len(batch) < self.max_batch:
+            try:
+                async for first in self._recv:
+                    batch = [first]
+                    while len(batch) < self.max_batch:
+                        try:
+                            batch.append(self._recv.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    # Not cancellable on purpose: a batch that started must finish and report.
+                    await trio.to_thread.run_sync(self._execute_batch, batch)
+                    for job in batch:
+                        job.done.set()
+            finally:
+                # Cancelled (shutdown) with jobs not run: fail them, or their shielded callers wait forever.
+                leftover = [job for job in batch if not job.done.is_set()]
+                while True:
                     try:
-                        batch.append(self._recv.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
+                        leftover.append(self._recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                         break
-                # Not cancellable on purpose: a batch that started must finish and report.
-                await trio.to_thread.run_sync(self._execute_batch, batch)
-                for job in batch:
+                for job in leftover:
+                    job.error = StorageUnavailable("storage is shutting down")
                     job.done.set()
 
     def stop_writer(self) -> None:

@@ -244,3 +244,32 @@ async def test_changed_definition_starts_afresh(store: InlineStorage, autojump_c
     await sim.run_for(1)
     # No back-fill of the new definition's slots from before the change.
     assert len(ticks(store, "a")) == 3
+
+
+async def test_shutdown_with_a_write_queued_does_not_hang(tmp_path: Path) -> None:
+    """A tick or lease renewal queued while the writer is busy when the daemon stops: the writer is
+    cancelled, and the queued job must fail (StorageUnavailable), not leave its caller waiting."""
+    import time as _time
+
+    from router.storage import Storage, StorageUnavailable
+
+    storage = Storage(tmp_path / "x.db")
+    storage.open_sync()
+    results: list[str] = []
+
+    async def writer(fn: Callable[[sqlite3.Connection], str]) -> None:
+        try:
+            results.append(await storage.write(fn))
+        except StorageUnavailable:
+            results.append("unavailable")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(storage.run_writer)
+        nursery.start_soon(writer, lambda c: _time.sleep(0.3) or "slow")
+        await trio.sleep(0.05)
+        nursery.start_soon(writer, lambda c: "queued")
+        await trio.sleep(0.05)
+        storage.stop_writer()
+        nursery.cancel_scope.cancel()
+    storage.close()
+    assert results == ["slow", "unavailable"]
