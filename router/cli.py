@@ -96,7 +96,7 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
                     return 1
                 item = next(i for i in sources.describe(cfg, storage.read(sources.load_states))
                             if i["kind"] == kind and i["name"] == name)
-                print(json.dumps({**item, **fresh}, indent=2) if args.json else f"{kind}.{name} rotated: {item.get('url')}")
+                print(json.dumps({**item, **fresh}, indent=2, ensure_ascii=False) if args.json else f"{kind}.{name} rotated: {item.get('url')}")
                 return 0
             active = args.action == "activate"
             storage.write_sync(lambda c: sources.set_active(c, kind, name, active))
@@ -104,7 +104,7 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
             return 0
         items = sources.describe(cfg, storage.read(sources.load_states))
         if args.json:
-            print(json.dumps(items, indent=2))
+            print(json.dumps(items, indent=2, ensure_ascii=False))
         else:
             for item in items:
                 state = "active" if item["active"] else "inactive"
@@ -130,7 +130,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
                 item["entity"] = s.entity.data
                 item["runs"] = storage.read(lambda c, sid=s.id: journal.runs_for(c, sid))
                 out.append(item)
-            print(json.dumps(out, indent=2, default=str))
+            print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         else:
             for s in rows:
                 err = f"  {s.last_error}" if s.last_error else ""
@@ -185,10 +185,10 @@ def cmd_records(args: argparse.Namespace) -> int:
             if rec is None:
                 print(f"no {args.type} record {args.id}", file=sys.stderr)
                 return 1
-            print(json.dumps(rec, indent=2, default=str))
+            print(json.dumps(rec, indent=2, ensure_ascii=False, default=str))
             return 0
         rows = storage.read(lambda c: records.list_records(c, args.type, limit=args.limit))
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
         return 0
     finally:
         storage.close()
@@ -201,7 +201,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     storage = _storage(cfg)
     try:
         items = storage.read(lambda c: schedules.describe(cfg, c, count=args.count))
-        print(json.dumps(items, indent=2) if args.json else schedules.format_table(items))
+        print(json.dumps(items, indent=2, ensure_ascii=False) if args.json else schedules.format_table(items))
         return 0
     finally:
         storage.close()
