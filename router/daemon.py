@@ -278,6 +278,7 @@ class Daemon:
         self.ready = False
         timeout = self.cfg.router.shutdown_timeout
         deadline = trio.current_time() + timeout
+        self.http.draining = True
         self.stopping.set()  # listeners stop accepting; in-flight requests finish
         if self.workers is not None:
             await self.workers.stop(timeout)

@@ -85,10 +85,11 @@ def test_sigterm_with_work_in_flight_exits_zero(router_factory) -> None:  # type
     router.signal(signal.SIGTERM)
     assert router.proc is not None
     code = router.proc.wait(15)
+    elapsed = time.monotonic() - t0
     stop.set()
     load.join()
     assert code == 0
-    assert time.monotonic() - t0 < 9
+    assert elapsed < 9, f"shutdown took {elapsed:.1f}s with shutdown_timeout = 8s"
     router.start()
     sigs = router.wait_for(
         lambda: (s := router.signals("--source", "webhooks.ingest")) and all(x["status"] == "done" for x in s) and s,

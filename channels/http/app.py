@@ -49,6 +49,8 @@ class HttpChannel:
         self.ready = ready
         self.on_ack = on_ack
         self.stats: dict[str, int] = {}
+        self.draining = False  # set on SIGTERM: requests on kept-alive connections get 503 + close
+        self.observer: Any = None  # metrics: `begin(request) -> token`, `end(token, request, status)`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -59,24 +61,40 @@ class HttpChannel:
         given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request = Request.from_scope(scope, receive, request_id)
+        observed = self.observer.begin(request) if self.observer is not None else None
+        status = 500
         if self.in_flight >= self.max_in_flight:
             self._count(503)
+            request.extra["overloaded"] = True
             await request.drain()
             await error_response(503, "too many requests in flight").header("retry-after", "1").send(send, request_id)
+            if self.observer is not None:
+                self.observer.end(observed, request, 503)
+            return
+        if self.draining:
+            self._count(503)
+            await request.drain()
+            response = error_response(503, "shutting down, retry later").header("retry-after", "2")
+            response.close = True
+            await response.send(send, request_id)
             return
         self.in_flight += 1
         try:
             response = await self._route(request, send)
+            status = 200 if response is None else response.status  # None: a stream already answered
             if response is not None:
                 if not request.body_read and not response.close:
                     await request.drain()
                 self._count(response.status)
                 await response.send(send, request_id)
         except Exception:
+            status = 500
             log.exception("request failed request_id=%s path=%s", request_id, request.path)
             await error_response(500, "internal error", request_id=request_id).send(send, request_id)
         finally:
             self.in_flight -= 1
+            if self.observer is not None:
+                self.observer.end(observed, request, status)
 
     def _count(self, status: int) -> None:
         key = str(status)
@@ -87,18 +105,23 @@ class HttpChannel:
         routes = self.routes
         if parts[0] == "listener" and len(parts) == 3:
             source = routes.endpoints.get((parts[1], parts[2]))
+            if source is not None:
+                request.extra["source"] = source
             if source is None or not source.active:
                 return error_response(404, "unknown or inactive endpoint")
-            request.extra["source"] = source
             return await endpoints.handle(self, request, send, source)
         if parts[:2] == ["webhooks", "incoming"] and len(parts) == 3:
             source = routes.webhooks.get(parts[2])
+            if source is not None:
+                request.extra["source"] = source
             if source is None or not source.active:
                 return error_response(404, "unknown or inactive webhook")
             return await webhooks.handle(self, request, source)
         if parts[0] in ("forms", "sms", "whatsapp") and len(parts) == 2:
             table: dict[str, HttpSource] = getattr(routes, parts[0])
             source = table.get(parts[1])
+            if source is not None:
+                request.extra["source"] = source
             handler = EXTRA_HANDLERS.get(parts[0])
             if source is None or not source.active or handler is None:
                 return error_response(404, f"unknown or inactive {parts[0]} source")
