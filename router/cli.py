@@ -222,15 +222,20 @@ def cmd_jwt(args: argparse.Namespace) -> int:
     if model is None or not model.add_authentication:
         print(f"{kind}.{name} does not use JWT authentication", file=sys.stderr)
         return 1
+    from engine.templates import TemplateEngine
+
+    templates = TemplateEngine()  # endpoint_key / endpoint_secret may be templates, as the daemon renders them
+    issuer = templates.render(model.endpoint_key or "", {})
+    secret = templates.render(model.endpoint_secret or "", {})
     now = int(time.time())
-    claims: dict[str, Any] = {"iss": model.endpoint_key, "iat": now, "exp": now + args.ttl}
+    claims: dict[str, Any] = {"iss": issuer, "iat": now, "exp": now + args.ttl}
     if args.data:
         try:
             claims["data"] = json.loads(args.data)
         except json.JSONDecodeError as exc:
             print(f"--data is not valid JSON: {exc}", file=sys.stderr)
             return 1
-    print(pyjwt.encode(claims, model.endpoint_secret or "", algorithm="HS256"))
+    print(pyjwt.encode(claims, secret, algorithm="HS256"))
     return 0
 
 

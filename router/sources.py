@@ -137,7 +137,7 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
                 item["url"] = f"{base}/listener/{state.first_hash}/{state.second_hash}"
             item["return_type"] = model.return_type
             if model.add_authentication:
-                item["endpoint_key"] = model.endpoint_key
+                item["endpoint_key"] = _rendered(model.endpoint_key or "")  # the JWT iss callers must use
         elif isinstance(model, WebhookConfig):
             if state and state.api_key:
                 item["url"] = f"{base}/webhooks/incoming/{name}?apiKey={state.api_key}"
@@ -150,3 +150,9 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
             item["address"] = model.cron or (f"every {model.every:g}s" if model.every else str(model.at))
         out.append(item)
     return out
+
+
+def _rendered(template: str) -> str:
+    from engine.templates import TemplateEngine
+
+    return TemplateEngine().render(template, {})
