@@ -118,6 +118,14 @@ class Workflow:
         return False
 
 
+def _record_id_in_step_id(config: StepLike) -> str | None:
+    """SPEC §8 names the record id of `update_record` / `delete_record` `id`, the key that is the
+    step id elsewhere: on those actions `id` is the record id (the step gets an automatic id)."""
+    if config.action in ("update_record", "delete_record") and config.id and "id" not in (config.options() or {}):
+        return config.id
+    return None
+
+
 def _plain(value: Any) -> Any:
     """A config value as plain dicts/lists (pydantic models are dumped)."""
     if hasattr(value, "model_dump"):
@@ -210,11 +218,12 @@ class _Compiler:
         order: list[Step] = []
         for index, config in enumerate(configs):
             key = f"{base}.steps[{index}]"
-            step_id = config.id or self.auto_id(index, explicit)
+            record_id = _record_id_in_step_id(config)
+            step_id = (None if record_id is not None else config.id) or self.auto_id(index, explicit)
             if step_id in steps:
                 self.problem(f"{key}.id", f"duplicate step id \"{step_id}\" (ids must be unique in a workflow)")
                 continue
-            step = self.step(key, step_id, config, caps)
+            step = self.step(key, step_id, config, caps, record_id)
             steps[step_id] = step
             where[step_id] = (key, config)
             order.append(step)
@@ -230,8 +239,12 @@ class _Compiler:
         taken.add(step_id)
         return step_id
 
-    def step(self, key: str, step_id: str, config: StepLike, caps: list[tuple[str, SourceCaps]]) -> Step:
+    def step(
+        self, key: str, step_id: str, config: StepLike, caps: list[tuple[str, SourceCaps]], record_id: str | None = None
+    ) -> Step:
         options = dict(config.options() or {})
+        if record_id is not None:
+            options["id"] = record_id
         who = f"step \"{step_id}\""
         condition = config.condition
         if condition is not None and config.action:
