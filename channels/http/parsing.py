@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
@@ -135,7 +136,7 @@ def save_file(files_dir: Path, payload: bytes) -> dict[str, str]:
     target = files_dir / digest[:2] / digest
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")  # concurrent savers of one file
         with open(tmp, "wb") as fh:
             fh.write(payload)
             fh.flush()

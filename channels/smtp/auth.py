@@ -17,8 +17,6 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from config.passwords import verify_password
-
 log = logging.getLogger("router.smtp")
 
 MECHANISMS = ("LOGIN", "PLAIN")
@@ -37,6 +35,10 @@ class Authenticator:
         return hmac.new(self._key, login.encode() + b"\0" + password + b"\0" + encoded.encode(), hashlib.sha256).digest()
 
     def check(self, login: str, password: bytes) -> bool:
+        # Imported here: the `config` package is heavy and the SMTP worker only needs this when
+        # users are configured.
+        from config.passwords import verify_password
+
         encoded = self.users.get(login)
         if encoded is None:
             # Same work for an unknown user so timing does not reveal which names exist.

@@ -1,365 +1,230 @@
-"""The SMTP channel: aiosmtpd on its own thread and asyncio loop, bridged to the trio daemon.
+"""The SMTP channel, daemon side: the seam between the SMTP worker (asyncio) and trio.
 
-Threads and loops:
+    SMTP worker process (asyncio, channels/smtp/worker.py)     daemon (trio, this module)
+    ───────────────────────────────────────────────────────     ──────────────────────────
+    aiosmtpd dialogue, DATA, MIME parse, attachments fsynced
+    "deliver" frame (one entity per mailbox)  ── socketpair ──►  SmtpBridge: intake.submit()
+                                                                 per entity; returns once
+    250 / 451 / 421 to the client            ◄── "result" ────   journaled (or why not)
 
-    SMTP thread (asyncio)                         daemon thread (trio)
-    ─────────────────────                         ────────────────────
-    RouterSMTP reads a message, MailHandler
-    parses it (large ones on a small pool) ──►  TrioSeam ──► deliver(): intake.submit() per
-                                                              mailbox, returns once journaled
-    250 / 451 / 421 to the client         ◄──  TrioSeam ◄──
-
-`TrioSeam` is the only place the two worlds meet. Both directions are non-blocking hand-offs
-(`TrioToken.run_sync_soon` into trio, `loop.call_soon_threadsafe` back), so neither loop ever
-blocks on the other and no thread is parked per message. `250` is sent only after every
-mailbox's signal is durably in the journal; if the journal cannot write, `451` (the sender keeps
-the message and retries; nothing is lost). A repeat Message-ID to a mailbox is acknowledged but
-not run again; a message without one is deduplicated on its content hash, so a retry after a
-partial failure never runs twice.
+`SmtpBridge` is the only place the two worlds meet. The daemon binds `[smtp] listen` itself (so
+the port is listening when the channel reports started), hands the socket to the worker, pushes
+`[smtp]` and the mailbox table (re-sent on SIGHUP reloads and on (de)activation), and restarts
+the worker through the daemon's supervisor if it dies. Why a process and not a thread: with
+aiosmtpd on a thread of the daemon, a flood of 5 MB mails took HTTP p99 from ~20 ms to ~400 ms
+and the daemon's GIL capped SMTP at ~390 msgs/s (tests/bench/smtp.py; aiosmtpd#293).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import errno
 import logging
-import ssl
-import threading
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
 from channels.intake import Intake, JournalUnavailable, Overloaded, Submission
-from channels.smtp.auth import Authenticator
-from channels.smtp.mailboxes import MailboxTable
-from channels.smtp.mime import parse_email
-from channels.smtp.protocol import Busy, Connections, Limits, RoutedEnvelope, RouterSMTP
-from engine.entity import Entity, utcnow_iso
+from channels.smtp.ipc import FrameReader, pack
+from channels.smtp.protocol import limits_from
+from engine.entity import Entity
 
 log = logging.getLogger("router.smtp")
 
-T = TypeVar("T")
-
-PARSE_INLINE_MAX = 256 * 1024  # larger messages are parsed on the pool, off the SMTP loop
 REFRESH_INTERVAL = 0.5
+READY_TIMEOUT = 30.0
+BIND_RETRY = 5.0  # a previous worker may still hold the port for a moment after a crash
 
 
-class SeamClosed(Exception):
-    """The trio side is gone (daemon stopping): nothing was accepted."""
+async def deliver(intake: Intake, batch: list[Entity], key: str | None) -> list[Submission | BaseException]:
+    """Journal one message's signals (one per mailbox) concurrently; each one's outcome."""
+    results: list[Submission | BaseException] = [RuntimeError("not submitted")] * len(batch)
 
-
-class TrioSeam:
-    """THE asyncio → trio seam: run `afn(*args)` in the daemon's trio run from the SMTP loop.
-
-    `call` is awaited on the asyncio loop; `afn` runs as a task in the SMTP channel's trio nursery
-    and its result (or exception) comes back through `call_soon_threadsafe`. If the asyncio side
-    stops waiting (client gone), the trio task still finishes: a journal write never half-happens.
-    """
-
-    def __init__(self, token: trio.lowlevel.TrioToken, nursery: trio.Nursery) -> None:
-        self.token = token
-        self.nursery = nursery
-
-    async def call(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
-
-        def resolve(ok: bool, value: Any) -> None:  # on the asyncio loop
-            if not future.done():
-                future.set_result((ok, value))
-
-        def back(ok: bool, value: Any) -> None:  # from the trio thread
-            try:
-                loop.call_soon_threadsafe(resolve, ok, value)
-            except RuntimeError:
-                pass  # the SMTP loop is closed: nobody is waiting any more
-
-        async def in_trio() -> None:
-            try:
-                value = await afn(*args)
-            except trio.Cancelled:
-                back(False, SeamClosed("daemon stopping"))
-                raise
-            except Exception as exc:  # noqa: BLE001 - handed to the asyncio side
-                back(False, exc)
-            else:
-                back(True, value)
-
-        def spawn() -> None:  # runs on the trio thread
-            try:
-                self.nursery.start_soon(in_trio)
-            except RuntimeError:
-                back(False, SeamClosed("daemon stopping"))
-
-        try:
-            self.token.run_sync_soon(spawn)
-        except trio.RunFinishedError as exc:
-            raise SeamClosed("daemon stopped") from exc
-        ok, value = await future
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
-
-
-async def deliver(intake: Intake, batch: list[tuple[Entity, str | None]]) -> list[Submission | BaseException]:
-    """Trio side: journal one message's signals (one per mailbox) concurrently; each outcome."""
-    results: list[Submission | BaseException] = [SeamClosed("not submitted")] * len(batch)
-
-    async def one(i: int, entity: Entity, key: str | None) -> None:
+    async def one(i: int, entity: Entity) -> None:
         try:
             results[i] = await intake.submit(entity, dedup_key=key)
         except Exception as exc:  # noqa: BLE001 - reported per mailbox
             results[i] = exc
 
     async with trio.open_nursery() as nursery:
-        for i, (entity, key) in enumerate(batch):
-            nursery.start_soon(one, i, entity, key)
+        for i, entity in enumerate(batch):
+            nursery.start_soon(one, i, entity)
     return results
 
 
-class MailHandler:
-    """aiosmtpd hooks: recipients against mailboxes, then the message into the journal."""
-
-    def __init__(self, server: SmtpServer) -> None:
-        self.server = server
-
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's naming
-        self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope, address: str, rcpt_options: list[str]
-    ) -> str:
-        if len(envelope.rcpt_tos) >= smtp.limits.max_recipients:
-            return f"452 4.5.3 Error: too many recipients (at most {smtp.limits.max_recipients})"
-        found = self.server.mailboxes.resolve(address)
-        if not found.accepted:
-            if found.inactive:
-                return f"550 5.2.1 <{address}>: Recipient address rejected: mailbox disabled"
-            if found.local_domain:
-                return f"550 5.1.1 <{address}>: Recipient address rejected: no such mailbox"
-            return f"550 5.7.1 <{address}>: Relay access denied"
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        for name in found.mailboxes:
-            envelope.mailboxes.setdefault(name, []).append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope) -> str:  # noqa: N802
-        raw = envelope.content if isinstance(envelope.content, bytes) else b""
-        received_at = utcnow_iso()
-        peer = session.peer[0] if isinstance(session.peer, tuple) and session.peer else str(session.peer or "")
-        try:
-            email = await self.server.parse(raw, received_at)
-        except OSError as exc:
-            log.error("smtp cannot store attachments: %s", exc)
-            return "451 4.3.0 Error: cannot store the message right now, try again later"
-        except Exception:
-            log.exception("smtp message parsing failed peer=%s", peer)
-            return "451 4.3.0 Error: local error in processing"
-        key = email["message_id"] or f"sha256:{hashlib.sha256(raw).hexdigest()}"
-        envelope_info = {
-            "mail_from": envelope.mail_from or "",
-            "helo": session.host_name or "",
-            "remote_addr": peer,
-            "tls": session.ssl is not None,
-            "authenticated_as": session.auth_data if session.authenticated else None,
-        }
-        batch: list[tuple[Entity, str | None]] = []
-        for name, rcpts in envelope.mailboxes.items():
-            data = {
-                "incoming_email": {**email, "envelope": {**envelope_info, "rcpt_to": rcpts}},
-                "__remote_addr": peer,
-            }
-            batch.append((Entity("mailboxes", f"mailboxes.{name}", data, received_at=received_at), key[:256]))
-        try:
-            results = await self.server.seam_call(deliver, batch)
-        except SeamClosed:
-            return "421 4.3.2 Service shutting down, try again later"
-        return self._status(results, batch, email, peer)
-
-    def _status(
-        self, results: list[Submission | BaseException], batch: list[tuple[Entity, str | None]],
-        email: dict[str, Any], peer: str,
-    ) -> str:
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for (entity, _), result in zip(batch, results, strict=True):
-            if isinstance(result, Submission):
-                log.info(
-                    "smtp accepted source=%s signal_id=%s%s from=%s size=%d peer=%s", entity.source,
-                    result.signal_id, " duplicate=true" if result.duplicate else "", email["from_email"],
-                    email["size"], peer,
-                )
-        if not failures:
-            ids = [r.signal_id for r in results if isinstance(r, Submission)]
-            return f"250 2.0.0 OK: queued as {ids[0]}" if len(ids) == 1 else f"250 2.0.0 OK: queued as {' '.join(ids)}"
-        if any(isinstance(f, SeamClosed) for f in failures):
-            return "421 4.3.2 Service shutting down, try again later"
-        if all(isinstance(f, Overloaded) for f in failures):
-            return "451 4.3.2 Error: too busy, try again later"
-        for failure in failures:
-            if not isinstance(failure, (Overloaded, JournalUnavailable)):
-                log.error("smtp delivery failed peer=%s", peer, exc_info=failure)
-            else:
-                log.warning("smtp not accepted peer=%s: %s", peer, failure)
-        return "451 4.3.0 Error: message not accepted (journal unavailable), try again later"
+def _result(outcome: Submission | BaseException) -> dict[str, Any]:
+    if isinstance(outcome, Submission):
+        return {"ok": True, "signal_id": outcome.signal_id, "duplicate": outcome.duplicate}
+    if isinstance(outcome, Overloaded):
+        return {"ok": False, "error": "overloaded"}
+    if isinstance(outcome, JournalUnavailable):
+        return {"ok": False, "error": "journal"}
+    return {"ok": False, "error": "internal"}
 
 
-class SmtpServer:
-    """The SMTP thread: its own asyncio loop running one listening server."""
+class SmtpBridge:
+    """THE asyncio → trio seam, over the socketpair to the worker process."""
 
-    def __init__(self, host: str, port: int, seam: TrioSeam, intake: Intake, files_dir: Path) -> None:
-        self.host = host
-        self.port = port
-        self.seam = seam
+    def __init__(self, stream: trio.SocketStream, intake: Intake) -> None:
+        self.stream = stream
         self.intake = intake
-        self.files_dir = files_dir
-        self.limits = Limits()
-        self.mailboxes = MailboxTable()
-        self.connections = Connections()
-        self.handler = MailHandler(self)
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-parse")
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self.ready = trio.Event()
+        self.closed = trio.Event()
+        self._outbox: list[bytes] = []
+        self._wake = trio.Event()
 
-    async def seam_call(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return await self.seam.call(afn, self.intake, *args)
+    def send(self, message: dict[str, Any]) -> None:
+        self._outbox.append(pack(message))
+        self._wake.set()
 
-    async def parse(self, raw: bytes, received_at: str) -> dict[str, Any]:
-        job = partial(parse_email, raw, files_dir=self.files_dir, received_at=received_at)
-        # Small single-part mail is parsed right here; anything that may carry attachments
-        # (fsynced files) or is large goes to the pool so the SMTP loop keeps serving others.
-        if len(raw) <= PARSE_INLINE_MAX and b"multipart/" not in raw[:16384].lower():
-            return job()
-        return await asyncio.get_running_loop().run_in_executor(self.pool, job)
-
-    def _protocol(self) -> asyncio.Protocol:
-        limits = self.limits
-        if len(self.connections.open) >= limits.max_connections:
-            log.warning("smtp connection refused: %d connections open", len(self.connections.open))
-            return Busy(limits.hostname)
-        return RouterSMTP(self.handler, limits, self.connections)
-
-    # -- lifecycle (blocking; call from a worker thread) -------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="smtp-loop", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self.loop = loop
+    async def serve(self) -> None:
+        """Until the worker's end closes: read frames, journal deliveries, write results."""
+        frames = FrameReader()
         try:
-            self._server = loop.run_until_complete(
-                loop.create_server(self._protocol, self.host, self.port, reuse_address=True, backlog=1024)
-            )
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
-            self._error = exc
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                while True:
+                    try:
+                        data = await self.stream.receive_some(1 << 20)
+                    except trio.BrokenResourceError:
+                        data = b""
+                    if not data:
+                        break
+                    for message in frames.feed(data):
+                        kind = message.get("t")
+                        if kind == "deliver":
+                            nursery.start_soon(self._deliver, message)
+                        elif kind == "log":
+                            logging.getLogger(str(message.get("logger", "router.smtp"))).log(
+                                int(message.get("level", logging.INFO)), "%s", message.get("msg", "")
+                            )
+                        elif kind == "ready":
+                            self.ready.set()
+                nursery.cancel_scope.cancel()
         finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+            self.closed.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        loop = self.loop
-        if loop is None or self._thread is None or loop.is_closed():
-            return
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            data, self._outbox = b"".join(self._outbox), []
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
 
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for conn in list(self.connections.open):
-                conn.close_for_shutdown()
-            await asyncio.sleep(0.05)
-            loop.stop()
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        batch = [
+            Entity(e["channel"], e["source"], e["data"], id=e["id"], received_at=e["received_at"])
+            for e in message["batch"]
+        ]
+        key = message["batch"][0].get("dedup_key") if message["batch"] else None
+        outcomes = await deliver(self.intake, batch, key)
+        info = message.get("info", {})
+        for entity, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Submission):
+                log.info(
+                    "smtp accepted source=%s signal_id=%s%s from=%s size=%s peer=%s", entity.source,
+                    outcome.signal_id, " duplicate=true" if outcome.duplicate else "", info.get("from"),
+                    info.get("size"), info.get("peer"),
+                )
+            elif isinstance(outcome, (Overloaded, JournalUnavailable)):
+                log.warning("smtp not accepted source=%s reason=%r peer=%s", entity.source, str(outcome), info.get("peer"))
+            else:
+                log.error("smtp delivery failed source=%s", entity.source, exc_info=outcome)
+        self.send({"t": "result", "n": message["n"], "results": [_result(o) for o in outcomes]})
 
+
+def config_message(cfg: Any, states: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """`[smtp]` and the mailbox table (activation overrides applied) for the worker."""
+    mailboxes = []
+    for name, model in cfg.mailboxes.items():
+        state = states.get(("mailboxes", name))
+        override = getattr(state, "active_override", None)
+        active = bool(model.active) if override is None else bool(override)
+        mailboxes.append({"name": name, "address": list(model.address), "active": active})
+    return {
+        "t": "config",
+        "smtp": cfg.smtp.model_dump(mode="json"),
+        "mailboxes": mailboxes,
+        "files_dir": str(Path(cfg.router.data_dir) / "files"),
+        "log_level": logging.getLogger().getEffectiveLevel(),
+    }
+
+
+async def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = trio.current_time() + BIND_RETRY
+    while True:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        except RuntimeError:
-            pass
-        self._thread.join(timeout)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def limits_from(smtp: Any) -> Limits:
-    """`[smtp]` (config.settings.SmtpSettings) → the per-connection `Limits`."""
-    tls: ssl.SSLContext | None = None
-    if smtp.tls_cert is not None and smtp.tls_key is not None:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(str(smtp.tls_cert), str(smtp.tls_key))
-    return Limits(
-        hostname=smtp.hostname,
-        max_message_size=int(smtp.max_message_size),
-        max_recipients=smtp.max_recipients,
-        command_timeout=float(smtp.command_timeout),
-        data_timeout=float(smtp.data_timeout),
-        max_connections=smtp.max_connections,
-        tls_context=tls,
-        require_tls=smtp.require_tls and tls is not None,
-        auth_required=smtp.auth_required,
-        authenticator=Authenticator(smtp.users) if smtp.users else None,
-    )
+            sock.bind((host, port))
+            sock.listen(1024)
+            return sock
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE or trio.current_time() > deadline:
+                raise
+            await trio.sleep(0.1)
 
 
 async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], Any]], *,
                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """The daemon's supervised SMTP channel.
 
-    `host` is the daemon: `cfg` (re-read after SIGHUP), `dispatcher` (the Intake) and `stopping`
-    (set on SIGTERM). `load_states()` returns the sources' activation state (CLI / admin API).
+    `host` is the daemon: `cfg` (replaced on SIGHUP), `dispatcher` (the Intake) and `stopping`
+    (set on SIGTERM). `load_states()` gives the sources' activation state (CLI / admin API).
     """
     cfg = host.cfg
     if not cfg.smtp.enabled:
         task_status.started()
         await host.stopping.wait()
         return
-    async with trio.open_nursery() as nursery:
-        seam = TrioSeam(trio.lowlevel.current_trio_token(), nursery)
-        server = SmtpServer(cfg.smtp.host, cfg.smtp.port, seam, host.dispatcher, Path(cfg.router.data_dir) / "files")
-        server.limits = limits_from(cfg.smtp)
-        server.mailboxes = _mailbox_table(cfg, load_states())
-        await trio.to_thread.run_sync(server.start)
-        log.info("smtp listening on %s mailboxes=%d", cfg.smtp.listen, len(cfg.mailboxes))
-        task_status.started()
-        try:
-            await _refresh(host, server, load_states, cfg)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(server.stop)
+    limits_from(cfg.smtp)  # unreadable TLS files fail here, with the daemon's own error
+    listener = await _bind(cfg.smtp.host, cfg.smtp.port)
+    ours, theirs = socket.socketpair()
+    try:
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "channels.smtp.worker", str(listener.fileno()), str(theirs.fileno())],
+            pass_fds=(listener.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
+        )
+    finally:
+        listener.close()
+        theirs.close()
+    bridge = SmtpBridge(trio.SocketStream(trio.socket.from_stdlib_socket(ours)), host.dispatcher)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bridge.serve)
+            last = config_message(cfg, load_states())
+            bridge.send(last)
+            with trio.fail_after(READY_TIMEOUT):
+                await bridge.ready.wait()
+            log.info("smtp listening on %s mailboxes=%d worker_pid=%d", cfg.smtp.listen, len(cfg.mailboxes), proc.pid)
+            task_status.started()
+            while not host.stopping.is_set() and not bridge.closed.is_set():
+                with trio.move_on_after(REFRESH_INTERVAL):
+                    await host.stopping.wait()
+                if host.cfg.smtp.listen != cfg.smtp.listen and host.cfg is not cfg:
+                    log.warning("reload: [smtp] listen changed; restart the daemon to move the listener")
+                cfg = host.cfg
+                current = config_message(cfg, load_states())
+                if current != last:
+                    bridge.send(current)
+                    last = current
+            if bridge.closed.is_set():
+                raise RuntimeError(f"smtp worker exited (pid {proc.pid}, status {proc.poll()})")
+            bridge.send({"t": "stop"})
+            with trio.move_on_after(10):
+                await proc.wait()
             nursery.cancel_scope.cancel()
-
-
-async def _refresh(host: Any, server: SmtpServer, load_states: Callable[[], Any], cfg: Any) -> None:
-    """Until the daemon stops: pick up reloads and (de)activations within half a second."""
-    while not host.stopping.is_set():
-        with trio.move_on_after(REFRESH_INTERVAL):
-            await host.stopping.wait()
-        if host.cfg is not cfg:
-            if host.cfg.smtp.listen != cfg.smtp.listen:
-                log.warning("reload: [smtp] listen changed; restart the daemon to move the listener")
-            cfg = host.cfg
-            try:
-                server.limits = limits_from(cfg.smtp)
-            except (OSError, ssl.SSLError) as exc:
-                log.error("reload: [smtp] TLS files unusable, keeping the previous ones: %s", exc)
-        server.mailboxes = _mailbox_table(cfg, load_states())
-
-
-def _mailbox_table(cfg: Any, states: dict[tuple[str, str], Any]) -> MailboxTable:
-    overrides = {
-        name: bool(state.active_override)
-        for (kind, name), state in states.items()
-        if kind == "mailboxes" and getattr(state, "active_override", None) is not None
-    }
-    return MailboxTable.build(cfg.mailboxes, overrides)
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.poll() is None:
+                proc.kill()
+            await proc.wait()
