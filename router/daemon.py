@@ -33,7 +33,8 @@ from engine.records import RecordStore
 from engine.runner import Engine
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
-from router import journal, sources, systemd
+from router import journal, metrics, sources, systemd
+from router.admin import run_admin
 from router.build import build_routes, load_checked, outbound_settings
 from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
@@ -154,6 +155,7 @@ class Daemon:
                 ready=lambda: self.ready,
                 on_ack=self._remember_ack,
             )
+            self.metrics = metrics.attach(self)
             http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
             if self.worker_index == 0:
                 self.extra_channels = self._extra_channels()
@@ -191,6 +193,7 @@ class Daemon:
         from router.schedules import Scheduler  # the clock: reads self.cfg on every wake, so reloads apply
         channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
         channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(sources.load_states))))
+        channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
         return channels
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

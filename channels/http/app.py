@@ -77,16 +77,18 @@ class HttpChannel:
             response = error_response(503, "shutting down, retry later").header("retry-after", "2")
             response.close = True
             await response.send(send, request_id)
+            if self.observer is not None:
+                self.observer.end(observed, request, 503)
             return
         self.in_flight += 1
         try:
-            response = await self._route(request, send)
-            status = 200 if response is None else response.status  # None: a stream already answered
-            if response is not None:
-                if not request.body_read and not response.close:
+            answer = await self._route(request, send)
+            status = 200 if answer is None else answer.status  # None: a stream already answered
+            if answer is not None:
+                if not request.body_read and not answer.close:
                     await request.drain()
-                self._count(response.status)
-                await response.send(send, request_id)
+                self._count(answer.status)
+                await answer.send(send, request_id)
         except Exception:
             status = 500
             log.exception("request failed request_id=%s path=%s", request_id, request.path)

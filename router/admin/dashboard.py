@@ -1,0 +1,193 @@
+"""The dashboard: server-rendered pages (Jinja2) with a little progressive JavaScript.
+
+Pages render everything they show on the server; `static/app.js` adds copy buttons, actions
+(calling the JSON API with the session's CSRF token) and the live signals list (SSE).
+Login exchanges the admin token for an HttpOnly, SameSite=Strict session cookie.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from quart import Response, g, redirect, render_template, request
+from quart_trio import QuartTrio
+
+from engine import records
+from router import journal, schedules
+from router.admin import queries
+from router.admin.auth import (
+    SESSION_COOKIE,
+    SESSION_TTL,
+    Principal,
+    csrf_token,
+    fingerprint,
+    make_session,
+    token_matches,
+)
+from router.admin.core import Admin
+
+STATUSES = ("pending", "running", "done", "failed")
+
+
+def _safe_next(target: str | None) -> str:
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def mask_url(url: str | None) -> str:
+    """Show a webhook URL without its key (the copy button still copies the real one)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    query = [(k, "•••" if k.lower() in ("apikey", "api_key", "token") else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="•")))
+
+
+def register(app: QuartTrio, admin: Admin) -> None:
+    daemon = admin.daemon
+    env = app.jinja_env
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    env.filters["ts"] = _ts
+    env.filters["ago"] = _ago
+    env.filters["mask_url"] = mask_url
+    env.filters["urlq"] = lambda v: quote(str(v), safe="")
+    env.globals["STATUSES"] = STATUSES
+
+    def read(fn: Any) -> Any:
+        return daemon.storage.read(fn)
+
+    async def page(template: str, **context: Any) -> str:
+        principal = g.principal
+        csrf = csrf_token(admin.token, principal.session) if principal and principal.session else ""
+        counts = read(journal.counts_by_status)
+        return await render_template(
+            template, principal=principal, csrf=csrf, open_mode=admin.open, nav_counts=counts,
+            public_url=daemon.cfg.router.public_url, **context,
+        )
+
+    # -- login ---------------------------------------------------------------------------------
+
+    @app.get("/login")
+    async def login_form() -> Any:
+        if admin.open:
+            return redirect("/")
+        return await render_template("login.html", error=None, next=_safe_next(request.args.get("next")))
+
+    @app.post("/login")
+    async def login() -> Any:
+        form = await request.form
+        target = _safe_next(form.get("next"))
+        given = (form.get("token") or "").strip()
+        remote = request.remote_addr or ""
+        token = admin.token
+        if not token:
+            return redirect("/")
+        if not token_matches(given, token):
+            admin.audit(Principal("unknown", "login", remote), "session.login", "dashboard", "refused")
+            html = await render_template("login.html", error="That token is not right.", next=target)
+            return Response(html, 401, content_type="text/html; charset=utf-8")
+        session = make_session(token)
+        admin.audit(Principal(f"session:{fingerprint(token)}", "login", remote), "session.login", "dashboard", "ok")
+        response = redirect(target)
+        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL, httponly=True, samesite="Strict",
+                            secure=request.scheme == "https", path="/")
+        return response
+
+    @app.post("/logout")
+    async def logout() -> Any:
+        admin.audit(g.principal, "session.logout", "dashboard", "ok")
+        response = redirect("/login")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    @app.get("/")
+    async def sources_page() -> Any:
+        items = read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
+        kinds: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            kinds.setdefault(item["kind"], []).append(item)
+        return await page("sources.html", nav="sources", kinds=kinds, total=len(items))
+
+    @app.get("/signals")
+    async def signals_page() -> Any:
+        source = request.args.get("source") or None
+        status = request.args.get("status") or None
+        if status not in STATUSES:
+            status = None
+        items = read(lambda c: queries.list_signals(c, source=source, status=status, limit=100))
+        names = [f"{k}.{n}" for k, n, _ in daemon.cfg.sources()]
+        return await page("signals.html", nav="signals", items=items, source=source, status=status,
+                          source_names=names)
+
+    @app.get("/signals/<signal_id>")
+    async def signal_page(signal_id: str) -> Any:
+        item = read(lambda c: queries.signal_detail(c, signal_id))
+        if item is None:
+            html = await page("missing.html", nav="signals", what=f"signal {signal_id}")
+            return Response(html, 404, content_type="text/html; charset=utf-8")
+        return await page("signal.html", nav="signals", s=item)
+
+    @app.get("/failed")
+    async def failed_page() -> Any:
+        items = read(lambda c: queries.list_signals(c, status="failed", limit=200))
+        return await page("failed.html", nav="failed", items=items)
+
+    @app.get("/schedules")
+    async def schedules_page() -> Any:
+        items = read(lambda c: schedules.describe(daemon.cfg, c, count=5))
+        return await page("schedules.html", nav="schedules", items=items)
+
+    @app.get("/records")
+    async def records_page() -> Any:
+        return await page("records.html", nav="records", types=read(queries.record_types), record_type=None,
+                          items=[])
+
+    @app.get("/records/<record_type>")
+    async def records_type_page(record_type: str) -> Any:
+        try:
+            items = read(lambda c: records.list_records(c, record_type, limit=200))
+        except ValueError:
+            items = []
+        columns: list[str] = []
+        for item in items:
+            for key in item:
+                if key not in columns:
+                    columns.append(key)
+        return await page("records.html", nav="records", types=read(queries.record_types),
+                          record_type=record_type, items=items, columns=columns)
+
+    @app.get("/audit")
+    async def audit_page() -> Any:
+        return await page("audit.html", nav="audit", items=list(admin.audit_trail))
+
+
+def _ts(value: Any) -> str:
+    """`2026-05-01T10:11:12.345Z` → `2026-05-01 10:11:12`; epoch seconds likewise (UTC)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+    text = str(value)
+    return text.replace("T", " ")[:19]
+
+
+def _ago(value: Any) -> str:
+    try:
+        if isinstance(value, (int, float)):
+            then = float(value)
+        else:
+            then = datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return ""
+    delta = max(0, time.time() - then)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"{int(delta // size)}{unit} ago"
+    return f"{int(delta)}s ago"

@@ -1,0 +1,235 @@
+"""Prometheus metrics for one daemon process, on their own `CollectorRegistry`.
+
+Served at `/metrics` on the admin listener. What is counted where:
+
+* `router_signals_total{channel,source,outcome,status}`: one per arrival. `outcome` is
+  `accepted` (journaled), `duplicate` (an idempotency repeat: acknowledged, not run) or
+  `rejected` (nothing journaled); `status` is the HTTP status the caller got (empty for channels
+  without one). HTTP arrivals are counted once, when the answer is sent, so a `respond` step's
+  422 after acceptance is still `accepted`; other channels are counted when they submit.
+* `router_ack_latency_seconds{channel}`: from the request's arrival to its acknowledgement.
+* `router_journal_commit_seconds` / `router_journal_commit_batch_size`: the storage writer's
+  group commits (`Storage.on_commit`).
+* `router_run_duration_seconds{workflow,status}`: each workflow run.
+* `router_queue_depth`, `router_runs_active`, `router_http_in_flight`,
+  `router_journal_signals{status}`: read at scrape time.
+* `router_smtp_sessions`: open SMTP sessions (`Metrics.smtp_session_opened/closed`).
+* `router_rate_limited_total{source}`, `router_overloaded_total{channel}`.
+
+Channels may not import `router` (dependencies point router → channels → engine), so the HTTP
+channel gets an observer object (`HttpObserver`) and the SMTP channel reaches these functions
+through the daemon it is handed (`host.metrics`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+# Paths of the HTTP channels -> the channel name of what arrives there.
+_HTTP_CHANNELS = {"listener": "endpoints", "webhooks": "webhooks", "forms": "forms", "sms": "sms", "whatsapp": "whatsapp"}
+
+
+@dataclass
+class _RequestNote:
+    """What the dispatcher learned about the request being handled in this task."""
+
+    started: float
+    outcome: str | None = None  # accepted | duplicate | overloaded | journal_unavailable
+    channel: str | None = None
+    source: str | None = None
+
+
+_current: ContextVar[_RequestNote | None] = ContextVar("router_metrics_request", default=None)
+
+
+class _ScrapeCollector(Collector):
+    """Gauges read when Prometheus scrapes, from the daemon's live objects and the journal."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            values = self.read()
+        except Exception:  # noqa: BLE001 - a scrape never takes the daemon down
+            return
+        yield GaugeMetricFamily("router_queue_depth", "Signals pending in the journal", value=values["pending"])
+        yield GaugeMetricFamily("router_runs_active", "Signals being processed by this process", value=values["active"])
+        yield GaugeMetricFamily("router_http_in_flight", "HTTP requests being handled", value=values["in_flight"])
+        by_status = GaugeMetricFamily("router_journal_signals", "Signals in the journal by status", labels=["status"])
+        for status in ("pending", "running", "done", "failed"):
+            by_status.add_metric([status], values["by_status"].get(status, 0))
+        yield by_status
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # no `*_created` series: they double the output and nobody graphs them
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.signals = Counter(
+            "router_signals", "Signals arrived, by channel, source, outcome and the status answered",
+            ["channel", "source", "outcome", "status"], registry=r,
+        )
+        self.ack_latency = Histogram(
+            "router_ack_latency_seconds", "Arrival to acknowledgement (after the journal commit)",
+            ["channel"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.commit_latency = Histogram(
+            "router_journal_commit_seconds", "Journal group commit duration (BEGIN to fsynced COMMIT)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.commit_batch = Histogram(
+            "router_journal_commit_batch_size", "Jobs per journal group commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r,
+        )
+        self.run_duration = Histogram(
+            "router_run_duration_seconds", "Workflow run duration", ["workflow", "status"],
+            buckets=RUN_BUCKETS, registry=r,
+        )
+        self.smtp_sessions = Gauge("router_smtp_sessions", "Open SMTP sessions", registry=r)
+        self.rate_limited = Counter(
+            "router_rate_limited", "Requests refused by a source's rate limit (429)", ["source"], registry=r
+        )
+        self.overloaded = Counter(
+            "router_overloaded", "Arrivals refused because the router was overloaded (503)", ["channel"], registry=r
+        )
+        self.admin_actions = Counter(
+            "router_admin_actions", "Mutating admin API calls", ["action", "result"], registry=r
+        )
+        self._scrape: _ScrapeCollector | None = None
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def watch(self, read: Callable[[], dict[str, Any]]) -> None:
+        """Register the scrape-time gauges; `read()` returns pending, active, in_flight, by_status."""
+        if self._scrape is None:
+            self._scrape = _ScrapeCollector(read)
+            self.registry.register(self._scrape)
+        else:
+            self._scrape.read = read
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def on_commit(self, seconds: float, batch: int) -> None:
+        """`Storage.on_commit`: runs on the writer thread (prometheus-client is thread-safe)."""
+        self.commit_latency.observe(seconds)
+        self.commit_batch.observe(batch)
+
+    def on_submit(self, channel: str, source: str, outcome: str, seconds: float) -> None:
+        """The dispatcher's verdict on one submission: accepted, duplicate, overloaded, journal_unavailable."""
+        if outcome == "overloaded":
+            self.overloaded.labels(channel).inc()
+        note = _current.get()
+        if note is not None:
+            # An HTTP request: counted once, with its status, when the answer goes out.
+            note.outcome, note.channel, note.source = outcome, channel, source
+            return
+        if outcome in ("accepted", "duplicate"):
+            self.signals.labels(channel, source, outcome, "").inc()
+            self.ack_latency.labels(channel).observe(seconds)
+        else:
+            self.signals.labels(channel, source, "rejected", outcome).inc()
+
+    def on_run(self, workflow: str, status: str, seconds: float) -> None:
+        self.run_duration.labels(workflow, status).observe(seconds)
+
+    def smtp_session_opened(self) -> None:
+        """For the SMTP channel (thread-safe): a client connected."""
+        self.smtp_sessions.inc()
+
+    def smtp_session_closed(self) -> None:
+        self.smtp_sessions.dec()
+
+    def signal_rejected(self, channel: str, source: str, status: str) -> None:
+        """For channels without HTTP (e.g. SMTP 550/552): an arrival refused before the journal."""
+        self.signals.labels(channel, source, "rejected", status).inc()
+
+    def http_observer(self) -> HttpObserver:
+        return HttpObserver(self)
+
+
+class HttpObserver:
+    """Given to `HttpChannel.observer`: `begin(request)` when a request arrives, `end(...)` once
+    its answer is sent. Same trio task throughout, so the dispatcher's verdict reaches us through
+    a context variable."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def begin(self, request: Any) -> Any:
+        return _current.set(_RequestNote(time.perf_counter()))
+
+    def end(self, token: Any, request: Any, status: int) -> None:
+        note = _current.get()
+        try:
+            _current.reset(token)
+        except ValueError:  # pragma: no cover - a token from another context
+            pass
+        if note is None:
+            return
+        m = self.metrics
+        source_obj = request.extra.get("source")
+        parts = request.path.strip("/").split("/")
+        channel = note.channel or (source_obj.kind if source_obj is not None else _HTTP_CHANNELS.get(parts[0]))
+        if channel is None:
+            return  # /healthz, /readyz, unknown paths: not an arrival
+        source = note.source or (source_obj.source if source_obj is not None else "unknown")
+        if request.extra.get("overloaded"):
+            m.overloaded.labels(channel).inc()
+        if status == 429:
+            m.rate_limited.labels(source).inc()
+        if note.outcome in ("accepted", "duplicate"):
+            m.signals.labels(channel, source, note.outcome, str(status)).inc()
+            m.ack_latency.labels(channel).observe(time.perf_counter() - note.started)
+        else:
+            m.signals.labels(channel, source, "rejected", str(status)).inc()
+
+
+__all__ = ["CONTENT_TYPE", "HttpObserver", "Metrics"]
+
+
+def attach(daemon: Any) -> Metrics:
+    """Wire a daemon's storage, dispatcher and HTTP channel to a fresh `Metrics`."""
+    from router import journal
+
+    m = Metrics()
+    daemon.storage.on_commit = m.on_commit
+    daemon.dispatcher.on_submit = m.on_submit
+    daemon.dispatcher.on_run = m.on_run
+    daemon.http.observer = m.http_observer()
+
+    def read() -> dict[str, Any]:
+        by_status = daemon.storage.read(journal.counts_by_status)
+        return {
+            "pending": by_status.get("pending", 0),
+            "active": len(daemon.dispatcher._active),
+            "in_flight": daemon.http.in_flight,
+            "by_status": by_status,
+        }
+
+    m.watch(read)
+    return m
