@@ -53,12 +53,17 @@ def router(tmp_path_factory):  # type: ignore[no-untyped-def]
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def urls(router):  # type: ignore[no-untyped-def]
+    return {k: v.get("url") for k, v in router.sources().items()}
+
+
 def _signals(router, source: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     return list(router.signals("--source", source))
 
 
-def test_urlencoded_post_redirects_303_and_journals(router) -> None:  # type: ignore[no-untyped-def]
-    url = router.url("forms.signup")
+def test_urlencoded_post_redirects_303_and_journals(router, urls) -> None:  # type: ignore[no-untyped-def]
+    url = urls["forms.signup"]
     r = httpx.post(url, data={"name": "Ann Lee", "email": "ann@example.com", "website": ""}, headers=ORIGIN)
     assert r.status_code == 303
     assert r.headers["location"] == "https://example.com/thanks?who=Ann%20Lee"
@@ -70,8 +75,8 @@ def test_urlencoded_post_redirects_303_and_journals(router) -> None:  # type: ig
     assert [(x["name"], x["email"]) for x in leads] == [("Ann Lee", "ann@example.com")]
 
 
-def test_multipart_with_file_and_thanks_page(router, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    url = router.url("forms.plain")
+def test_multipart_with_file_and_thanks_page(router, urls, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = urls["forms.plain"]
     r = httpx.post(url, data={"name": "Bo"}, files={"cv": ("cv.txt", b"my cv", "text/plain")})
     assert r.status_code == 200  # no redirect configured: a small built-in page
     assert r.headers["content-type"].startswith("text/html") and "Thank you" in r.text
@@ -80,8 +85,8 @@ def test_multipart_with_file_and_thanks_page(router, tmp_path) -> None:  # type:
     assert cv["sha256"] == hashlib.sha256(b"my cv").hexdigest() and cv["name"] == "cv.txt" and cv["size"] == 5
 
 
-def test_honeypot_pretends_success_but_journals_nothing(router) -> None:  # type: ignore[no-untyped-def]
-    url = router.url("forms.traps")
+def test_honeypot_pretends_success_but_journals_nothing(router, urls) -> None:  # type: ignore[no-untyped-def]
+    url = urls["forms.traps"]
     before = len(_signals(router, "forms.traps"))
     r = httpx.post(
         url, data={"name": "spam", "fax": "http://spam.example"}, files={"f": ("x.bin", b"spam-file")}
@@ -98,8 +103,8 @@ def test_honeypot_pretends_success_but_journals_nothing(router) -> None:  # type
     assert len(_signals(router, "forms.traps")) == before + 1
 
 
-def test_origin_check(router) -> None:  # type: ignore[no-untyped-def]
-    url = router.url("forms.signup")
+def test_origin_check(router, urls) -> None:  # type: ignore[no-untyped-def]
+    url = urls["forms.signup"]
     bad = httpx.post(url, data={"name": "x"}, headers={"Origin": "https://evil.example"})
     assert bad.status_code == 403 and bad.headers["content-type"].startswith("text/html")
     assert "https://evil.example" in bad.text and "<h1>" in bad.text
@@ -120,20 +125,20 @@ def test_origin_check(router) -> None:  # type: ignore[no-untyped-def]
     # No allowed_origins: any origin may post.
     assert (
         httpx.post(
-            router.url("forms.plain"), data={"a": "1"}, headers={"Origin": "https://any.example"}
+            urls["forms.plain"], data={"a": "1"}, headers={"Origin": "https://any.example"}
         ).status_code
         == 200
     )
 
 
-def test_errors_are_readable_pages(router) -> None:  # type: ignore[no-untyped-def]
-    url = router.url("forms.plain")
+def test_errors_are_readable_pages(router, urls) -> None:  # type: ignore[no-untyped-def]
+    url = urls["forms.plain"]
     r = httpx.post(url, json={"name": "json is not a form"})
     assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
     assert "application/json" in r.text and "urlencoded" in r.text
     r = httpx.post(url, content=b"--x\r\n", headers={"content-type": "multipart/form-data"})
     assert r.status_code == 400 and "boundary" in r.text
-    r = httpx.post(router.url("forms.small"), data={"big": "x" * 5000})
+    r = httpx.post(urls["forms.small"], data={"big": "x" * 5000})
     assert r.status_code == 413 and r.headers["content-type"].startswith("text/html")
     assert "2048" in r.text
     r = httpx.get(url)
@@ -145,8 +150,8 @@ def test_errors_are_readable_pages(router) -> None:  # type: ignore[no-untyped-d
     assert httpx.post(f"{router.base}/forms/nope", data={"a": "1"}).status_code == 404
 
 
-def test_idempotency_key_answers_the_same_once(router) -> None:  # type: ignore[no-untyped-def]
-    url = router.url("forms.signup")
+def test_idempotency_key_answers_the_same_once(router, urls) -> None:  # type: ignore[no-untyped-def]
+    url = urls["forms.signup"]
     headers = {**ORIGIN, "Idempotency-Key": "form-double-click"}
     first = httpx.post(url, data={"name": "Twice"}, headers=headers)
     again = httpx.post(url, data={"name": "Twice"}, headers=headers)
