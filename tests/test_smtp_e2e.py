@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -196,3 +197,34 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
     # and the daemon starts again on that journal
     router.start()
     assert router.proc is not None and router.proc.poll() is None
+
+
+def test_worker_restart_and_reload(router_factory) -> None:  # type: ignore[no-untyped-def]
+    """The SMTP worker is supervised (killed → back within a second or two) and SIGHUP adds a mailbox."""
+    router = router_factory(CONFIG)
+    raw = b"From: e@example.org\r\nSubject: back\r\n\r\nhi\r\n"
+    pid = int(re.findall(r"worker_pid=(\d+)", router.log())[-1])
+    os.kill(pid, signal.SIGKILL)
+    router.wait_for(lambda: len(re.findall(r"worker_pid=(\d+)", router.log())) == 2, timeout=15)
+
+    def delivered() -> bool:
+        try:
+            with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=5) as c:
+                return c.sendmail("e@example.org", ["sales@example.com"], raw) == {}
+        except (OSError, smtplib.SMTPException):
+            return False
+
+    router.wait_for(delivered, timeout=15, interval=0.2)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=5) as c:
+            c.sendmail("e@example.org", ["billing@example.com"], raw)
+    router.config_path.write_text(router.config_path.read_text() + '\n[mailboxes.billing]\naddress = "billing@example.com"\n')
+    router.signal(signal.SIGHUP)
+
+    def billing_accepted() -> bool:
+        with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=5) as c:
+            c.ehlo("x")
+            c.mail("e@example.org")
+            return c.rcpt("billing@example.com")[0] == 250
+
+    router.wait_for(billing_accepted, timeout=10, interval=0.2)

@@ -217,12 +217,13 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
                 if current != last:
                     bridge.send(current)
                     last = current
-            if bridge.closed.is_set():
-                raise RuntimeError(f"smtp worker exited (pid {proc.pid}, status {proc.poll()})")
-            bridge.send({"t": "stop"})
-            with trio.move_on_after(10):
-                await proc.wait()
+            if not bridge.closed.is_set():
+                bridge.send({"t": "stop"})
+                with trio.move_on_after(10):
+                    await proc.wait()
             nursery.cancel_scope.cancel()
+        if not host.stopping.is_set():
+            raise RuntimeError(f"smtp worker exited (pid {proc.pid}, status {proc.poll()})")
     finally:
         with trio.CancelScope(shield=True):
             if proc.poll() is None:
