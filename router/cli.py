@@ -242,7 +242,9 @@ def cmd_jwt(args: argparse.Namespace) -> int:
 def cmd_systemd_unit(args: argparse.Namespace) -> int:
     from router.systemd import unit_file
 
-    exe = sys.argv[0] if os.path.isabs(sys.argv[0]) else (os.path.abspath(sys.argv[0]))
+    exe = os.path.abspath(sys.argv[0])
+    if exe.endswith(".py") or not os.access(exe, os.X_OK):
+        exe = f"{sys.executable} -m router.cli"  # run as `python -m router.cli`: no `router` script to point at
     print(unit_file(exe, os.path.abspath(args.config)), end="")
     return 0
 

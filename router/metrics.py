@@ -3,9 +3,10 @@
 Served at `/metrics` on the admin listener. What is counted where:
 
 * `router_signals_total{channel,source,outcome,status}`: one per arrival. `outcome` is
-  `accepted` (journaled), `duplicate` (an idempotency repeat: acknowledged, not run) or
-  `rejected` (nothing journaled); `status` is the HTTP status the caller got (empty for channels
-  without one). HTTP arrivals are counted once, when the answer is sent, so a `respond` step's
+  `accepted` (journaled), `duplicate` (an idempotency repeat: acknowledged, not run),
+  `rejected` (refused, nothing journaled) or `dropped` (answered as a success but deliberately
+  not journaled: a form's honeypot, a CORS preflight); `status` is the HTTP status the caller got
+  (empty for channels without one). HTTP arrivals are counted once, when the answer is sent, so a `respond` step's
   422 after acceptance is still `accepted`; other channels are counted when they submit.
 * `router_ack_latency_seconds{channel}`: from the request's arrival to its acknowledgement.
 * `router_journal_commit_seconds` / `router_journal_commit_batch_size`: the storage writer's
@@ -205,6 +206,9 @@ class HttpObserver:
         if note.outcome in ("accepted", "duplicate"):
             m.signals.labels(channel, source, note.outcome, str(status)).inc()
             m.ack_latency.labels(channel).observe(time.perf_counter() - note.started)
+        elif status < 400:
+            # Answered as a success but not journaled on purpose (a form's honeypot, a preflight).
+            m.signals.labels(channel, source, "dropped", str(status)).inc()
         else:
             m.signals.labels(channel, source, "rejected", str(status)).inc()
 
