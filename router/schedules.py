@@ -251,7 +251,8 @@ def fire(conn: sqlite3.Connection, owner: str, firings: list[Firing], ttl: float
             )
             if claimed.rowcount != 1:
                 continue
-            appended = append_signal(conn, entity, dedup_key=f"{f.name}@{key}", now=now)
+            # The slot row is the lasting guard; the dedup entry names the tick in the journal.
+            appended = append_signal(conn, entity, dedup_key=f"{f.name}@{key}", dedup_window=SLOT_RETENTION, now=now)
             if appended.duplicate:
                 continue
             fired.append(Fired(f.name, slot, entity.id))
@@ -422,17 +423,16 @@ class Scheduler:
                 self._gen += 1
                 entry = Entry(name, model, trigger, defn, state.cursor, gen=self._gen)
                 self.entries[name] = entry
-                self._schedule(entry, after(trigger, entry.cursor), delay_jitter=False)
+                self._schedule(entry, after(trigger, entry.cursor))
             log.info("schedules loaded count=%d changed=%d", len(self.entries), len(fresh))
         self._seen_cfg = cfg
         self._seen_states = version
 
-    def _schedule(self, entry: Entry, slot: datetime | None, *, delay_jitter: bool = True) -> None:
+    def _schedule(self, entry: Entry, slot: datetime | None) -> None:
         entry.next = slot
         if slot is None:
             return  # a one-off that has fired, or a trigger past its end
-        jitter = jitter_delay(entry.model.jitter) if delay_jitter else 0.0
-        entry.fire_at = slot.timestamp() + jitter
+        entry.fire_at = slot.timestamp() + jitter_delay(entry.model.jitter)
         self._seq += 1
         heappush(self._heap, _HeapItem(entry.fire_at, self._seq, entry.name, entry.gen))
 

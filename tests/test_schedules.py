@@ -82,7 +82,7 @@ def test_kill9_around_fire_times_never_fires_a_slot_twice(router_factory) -> Non
     # where a double fire would show. The journal must hold each slot exactly once, with no gaps.
     router = router_factory(TICK.format(extra='misfire_grace = "1h"\ncoalesce = false'), start=False)
     rng = random.Random(6)
-    for _ in range(4):
+    for _ in range(3):
         router.start()
         time.sleep(rng.uniform(0.5, 1.5))
         target = math.ceil(time.time()) + rng.choice([-0.01, 0.0, 0.002, 0.005, 0.02])
@@ -95,7 +95,7 @@ def test_kill9_around_fire_times_never_fires_a_slot_twice(router_factory) -> Non
     slots = sorted(ts(t["scheduled_for"]) for t in ticks(router))
     assert len(slots) == len(set(slots)), "a slot fired twice"
     assert slots == [slots[0] + i for i in range(len(slots))], "a slot was lost"
-    assert len(slots) >= 8
+    assert len(slots) >= 6
 
 
 def _at(seconds: float) -> str:
@@ -174,3 +174,23 @@ def test_router_schedules_lists_next_fire_times(router_factory) -> None:  # type
     assert items["later"]["next"] == ["2099-12-01T08:00:00+00:00"]
     text = router.cli("schedules").stdout
     assert "nightly" in text and 'cron "30 2 * * *"' in text
+
+
+def test_two_daemons_on_one_data_dir_fire_each_slot_once_and_fail_over(router_factory) -> None:  # type: ignore[no-untyped-def]
+    body = '[schedules.tick]\nevery = "1s"\nmisfire_grace = "1h"\ncoalesce = false\n'
+    first = router_factory(body)
+    second = router_factory(body, start=False)
+    second.data_dir = first.data_dir  # the same journal, as [http] workers or two nodes would share
+    second.write_config(body)
+    second.start()
+    time.sleep(3)
+    assert "scheduler driving schedules" in first.log()
+    assert "scheduler driving schedules" not in second.log()  # standing by: the lease is held
+    first.kill()
+    before = len(ticks(first))
+    second.wait_for(lambda: len(ticks(second)) >= before + 3, timeout=15)
+    assert "scheduler lease taken over" in second.log()
+    second.stop()
+    slots = sorted(ts(t["scheduled_for"]) for t in ticks(second))
+    assert len(slots) == len(set(slots)), "a slot fired twice"
+    assert slots == [slots[0] + i for i in range(len(slots))], "a slot was lost in the failover"

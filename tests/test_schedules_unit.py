@@ -273,3 +273,15 @@ async def test_shutdown_with_a_write_queued_does_not_hang(tmp_path: Path) -> Non
         nursery.cancel_scope.cancel()
     storage.close()
     assert results == ["slow", "unavailable"]
+
+
+async def test_jitter_delays_the_firing_not_the_slot(store: InlineStorage, autojump_clock: trio.testing.MockClock) -> None:
+    sim = Sim(store, cfg(j={"every": "10s", "jitter": "3s"}))
+    await sim.run_for(203.5)
+    got = ticks(store, "j")
+    assert len(got) == 20
+    delays = [datetime.fromisoformat(t["fired_at"]).timestamp() - datetime.fromisoformat(t["scheduled_for"]).timestamp()
+              for t in got]
+    assert all(0 <= d <= 3.001 for d in delays) and len({round(d, 2) for d in delays}) > 5
+    slots = [datetime.fromisoformat(t["scheduled_for"]).timestamp() - BASE for t in got]
+    assert slots == [10.0 * i for i in range(1, 21)]  # the slots stay on the grid
