@@ -39,7 +39,7 @@ from router.build import build_routes, load_checked, outbound_settings
 from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
 from router.netutil import listen_socket
-from router.storage import Storage
+from router.storage import Storage, StorageUnavailable
 from router.workers import WorkerPool
 
 log = logging.getLogger("router.daemon")
@@ -116,6 +116,7 @@ class Daemon:
         self.templates: TemplateEngine
         self.ready = False
         self.stopping = trio.Event()
+        self._reload_lock = trio.Lock()
         self.http_stopped = trio.Event()
         self._state_version = -1.0
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
@@ -246,15 +247,20 @@ class Daemon:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    self.reload()
+                    await self.reload()
                     if self.workers is not None:
                         self.workers.send(signal.SIGHUP)
                     continue
                 log.info("shutdown signal=%s", signal.Signals(signum).name)
                 return
 
-    def reload(self) -> list[str]:
-        """Re-read the config; an invalid one is refused and the old one keeps serving."""
+    async def reload(self) -> list[str]:
+        """Re-read the config; an invalid one is refused (every problem returned) and the old one
+        keeps serving. SIGHUP and `POST /api/reload` take turns."""
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> list[str]:
         systemd.notify("RELOADING=1")
         try:
             cfg, workflows = load_checked(self.config_path, self.templates)
@@ -265,7 +271,14 @@ class Daemon:
             return [str(i) for i in exc.issues]
         if cfg.http.listen != self.cfg.http.listen:
             log.warning("reload: [http] listen changed; restart the daemon to move the listener")
-        self.storage.write_sync(lambda conn: sources.ensure_sources(conn, cfg))
+        # Through the group-commit writer: write_sync here would start a second transaction on the
+        # writer's connection while a batch is open ("cannot start a transaction within a transaction").
+        try:
+            await self.storage.write(lambda conn: sources.ensure_sources(conn, cfg))
+        except StorageUnavailable as exc:
+            log.error("reload refused: %s", exc)
+            systemd.notify("READY=1")
+            return [f"the journal could not record the new sources: {exc}"]
         routes = build_routes(cfg, self.storage.read(sources.load_states))
         self.cfg = cfg
         self.dispatcher.workflows = workflows

@@ -348,7 +348,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.post("/api/reload")
     async def reload() -> tuple[dict[str, Any], int]:
-        errors = daemon.reload()
+        errors = await daemon.reload()
         if errors:
             admin.audit(g.principal, "config.reload", str(daemon.config_path), "refused", errors=len(errors))
             return {"applied": False, "errors": errors}, 400
