@@ -52,7 +52,7 @@ def test_curl_metrics_shows_the_exact_numbers_sent(router_factory) -> None:  # t
     with httpx.Client(timeout=10) as c:
         for i in range(7):
             assert c.post(hello, json={"name": f"n{i}"}).status_code == 200
-        for i in range(3):
+        for _ in range(3):
             assert c.delete(hello).status_code == 405
         for i in range(5):
             assert c.post(payments, json={"amount": i}, headers={"Idempotency-Key": f"k{i}"}).status_code == 200

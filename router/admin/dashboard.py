@@ -11,7 +11,7 @@ import json
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from quart import Response, g, redirect, render_template, request
 from quart_trio import QuartTrio
@@ -44,8 +44,11 @@ def mask_url(url: str | None) -> str:
     if not url:
         return ""
     parts = urlsplit(url)
-    query = [(k, "•••" if k.lower() in ("apikey", "api_key", "token") else v) for k, v in parse_qsl(parts.query)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="•")))
+    query = "&".join(
+        f"{quote(k, safe='')}=" + ("•••" if k.lower() in ("apikey", "api_key", "token") else quote(v, safe=""))
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 def register(app: QuartTrio, admin: Admin) -> None:
@@ -55,6 +58,8 @@ def register(app: QuartTrio, admin: Admin) -> None:
     env.filters["ts"] = _ts
     env.filters["ago"] = _ago
     env.filters["mask_url"] = mask_url
+    env.filters["when"] = _when
+    env.filters["until"] = _until
     env.filters["urlq"] = lambda v: quote(str(v), safe="")
     env.globals["STATUSES"] = STATUSES
 
@@ -191,3 +196,33 @@ def _ago(value: Any) -> str:
         if delta >= size:
             return f"{int(delta // size)}{unit} ago"
     return f"{int(delta)}s ago"
+
+
+def _parse(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _when(value: Any) -> str:
+    """`2026-11-25T02:00:00+01:00` → `Wed 25 Nov 2026 02:00 +01:00` (in the schedule's own zone)."""
+    dt = _parse(value)
+    if dt is None:
+        return str(value)
+    offset = dt.strftime("%z")
+    zone = f" {offset[:3]}:{offset[3:]}" if offset else ""
+    return dt.strftime("%a %d %b %Y %H:%M") + zone
+
+
+def _until(value: Any) -> str:
+    dt = _parse(value)
+    if dt is None or dt.tzinfo is None:
+        return ""
+    delta = dt.timestamp() - time.time()
+    if delta < 0:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"in {int(delta // size)}{unit}"
+    return f"in {int(delta)}s"
