@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import socket
 import sys
 import threading
@@ -33,7 +34,8 @@ from engine.entity import Entity, utcnow_iso
 log = logging.getLogger("router.smtp")
 
 PARSE_INLINE_MAX = 256 * 1024  # larger messages are parsed on the pool, off the SMTP loop
-STOP_GRACE = 5.0  # on stop, how long deliveries already handed to the daemon may take
+STOP_GRACE = 5.0
+WORKER_NICE = 5  # on stop, how long deliveries already handed to the daemon may take
 
 
 class LinkClosed(Exception):
@@ -49,10 +51,21 @@ class Link:
         self.pending: dict[int, asyncio.Future[list[dict[str, Any]]]] = {}
         self.seq = 0
         self.closed = False
+        self._out: list[bytes] = []
+        self.loop = asyncio.get_running_loop()
 
     def send(self, message: dict[str, Any]) -> None:
-        if not self.closed:
-            self.writer.write(pack(message))
+        """Queue a frame; frames queued in one loop iteration leave in one write."""
+        if self.closed:
+            return
+        if not self._out:
+            self.loop.call_soon(self._flush)
+        self._out.append(pack(message))
+
+    def _flush(self) -> None:
+        if self._out and not self.closed:
+            self.writer.write(b"".join(self._out))
+        self._out.clear()
 
     async def deliver(self, batch: list[dict[str, Any]], info: dict[str, Any]) -> list[dict[str, Any]]:
         if self.closed:
@@ -279,6 +292,12 @@ async def _stop(server: asyncio.AbstractServer | None, worker: Worker, link: Lin
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     listen_fd, link_fd = int(args[0]), int(args[1])
+    try:
+        # Mail is store-and-forward and tolerates a few ms; HTTP callers wait on every request.
+        # When both want the CPU, the daemon's listener goes first.
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     try:
         asyncio.run(serve(listen_fd, link_fd))
     except KeyboardInterrupt:
