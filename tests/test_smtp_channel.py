@@ -1,4 +1,5 @@
-"""The SMTP channel in-process: real aiosmtpd on its thread, real smtplib, a recording Intake.
+"""The SMTP channel without the daemon: run_smtp with its real worker process, real smtplib, and a
+recording Intake in place of the router.
 
 These run in a second each and pin the protocol behaviour; tests/test_smtp_e2e.py drives the
 real daemon end to end.

@@ -78,7 +78,7 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 def _decode(raw: str) -> str:
     value = _FOLD.sub("", raw).strip()
     if not value.isascii():  # 8-bit header bytes (SMTPUTF8 or sloppy senders) arrive surrogate-escaped
-        value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if "=?" in value:
         try:
             return str(make_header(decode_header(value)))
@@ -120,7 +120,7 @@ def _addresses(msg: Message, name: str) -> list[dict[str, str]]:
         return []
     value = _FOLD.sub("", raw)
     if not value.isascii():
-        value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     out: list[dict[str, str]] = []
     for display, addr in getaddresses([value]):
         if addr and "@" in addr:
