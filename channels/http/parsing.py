@@ -142,4 +142,13 @@ def save_file(files_dir: Path, payload: bytes) -> dict[str, str]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+        _fsync_dir(target.parent)  # the rename itself must survive a power cut too
     return {"sha256": digest, "path": str(target)}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
