@@ -135,7 +135,9 @@ def save_file(files_dir: Path, payload: bytes) -> dict[str, str]:
     digest = _sha256(payload)
     target = files_dir / digest[:2] / digest
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(target.parent.parent)
         tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")  # concurrent savers of one file
         with open(tmp, "wb") as fh:
             fh.write(payload)
