@@ -7,6 +7,7 @@ real daemon end to end.
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 import socket
 import ssl
@@ -289,6 +290,8 @@ def test_mailbox_table_precedence() -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
