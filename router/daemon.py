@@ -118,6 +118,7 @@ class Daemon:
         self.stopping = trio.Event()
         self._reload_lock = trio.Lock()
         self.http_stopped = trio.Event()
+        self._http_scope = trio.CancelScope()
         self._state_version = -1.0
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
 
@@ -208,13 +209,15 @@ class Daemon:
         hc.graceful_timeout = self.cfg.router.shutdown_timeout
         hc.h11_max_incomplete_size = 64 * 1024
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
-        await worker_serve(
-            wrap_app(self.http, None, "asgi"),  # type: ignore[arg-type]
-            hc,
-            sockets=sockets,
-            shutdown_trigger=self.stopping.wait,
-            task_status=task_status,
-        )
+        self._http_scope = trio.CancelScope()  # a fresh one per (re)start of the channel
+        with self._http_scope:
+            await worker_serve(
+                wrap_app(self.http, None, "asgi"),  # type: ignore[arg-type]
+                hc,
+                sockets=sockets,
+                shutdown_trigger=self.stopping.wait,
+                task_status=task_status,
+            )
         self.http_stopped.set()
 
     # -- running ----------------------------------------------------------------------------------
@@ -271,6 +274,8 @@ class Daemon:
             return [str(i) for i in exc.issues]
         if cfg.http.listen != self.cfg.http.listen:
             log.warning("reload: [http] listen changed; restart the daemon to move the listener")
+        if cfg.admin.listen != self.cfg.admin.listen or cfg.admin.enabled != self.cfg.admin.enabled:
+            log.warning("reload: [admin] listen/enabled changed; restart the daemon to apply it")
         # Through the group-commit writer: write_sync here would start a second transaction on the
         # writer's connection while a batch is open ("cannot start a transaction within a transaction").
         try:
@@ -289,6 +294,20 @@ class Daemon:
         log.info("reloaded workflows=%d sources=%d", len(workflows), len(cfg.sources()))
         return []
 
+    async def _http_quiet(self) -> None:
+        """Wait until no request is in flight, then close what is left (idle keep-alive
+        connections would otherwise hold hypercorn's graceful shutdown for its whole timeout)."""
+        quiet_since: float | None = None
+        while not self.http_stopped.is_set():
+            if self.http.in_flight == 0:
+                quiet_since = quiet_since or trio.current_time()
+                if trio.current_time() - quiet_since >= 0.2:
+                    self._http_scope.cancel()
+                    return
+            else:
+                quiet_since = None
+            await trio.sleep(0.05)
+
     async def _shutdown(self) -> None:
         systemd.notify("STOPPING=1")
         self.ready = False
@@ -299,7 +318,7 @@ class Daemon:
         if self.workers is not None:
             await self.workers.stop(timeout)
         with trio.move_on_at(deadline):
-            await self.http_stopped.wait()
+            await self._http_quiet()
         finished = await self.dispatcher.drain(max(0.0, deadline - trio.current_time()))
         if not finished:
             log.warning("shutdown timeout: unfinished runs stay in the journal for the next start")
