@@ -184,10 +184,23 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
     assert "0 2 * * *" in nightly.text and "Europe/Tirane" in nightly.text
     assert len(nightly.find_elements("css selector", "li.mono")) == 5  # the next five fire times
     shot(driver, "08-schedules")
+    payments = admin.source("webhooks.payments")["url"]
+    note_signal = httpx.post(payments, json={"amount": 900}).json()["signal_id"]
+    admin.wait_signal(note_signal, "done")
+    driver.get(base + "/records/note")
+    (row,) = wait("the note", lambda: all_css(driver, "tr[data-record]"))
+    assert "big payment 900" in row.text
+    shot(driver, "09-records")
+    row.find_element("css selector", "button[data-delete-record]").click()
+    driver.switch_to.alert.accept()  # "Delete note 1? Workflows listening to deletions.note will run."
+    wait("the row to go", lambda: not all_css(driver, "tr[data-record]"))
+    deletion = admin.ok("GET", "/api/signals", params={"source": "deletions.note"})["items"]
+    assert len(deletion) == 1
     driver.get(base + "/audit")
     audit = css(driver, "#audit").text
     assert "source.deactivate" in audit and "signal.replay" in audit and "session.login" in audit
-    shot(driver, "09-audit")
+    assert "record.delete" in audit
+    shot(driver, "10-audit")
 
     # No script errors anywhere (a CSP violation would show up here too).
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"

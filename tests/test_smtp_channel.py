@@ -12,6 +12,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
@@ -332,3 +333,13 @@ async def test_starttls_and_auth_required(smtp: Callable[..., Any], tls_files: t
     [(entity, _)] = host.dispatcher.entities
     envelope = entity.data["incoming_email"]["envelope"]
     assert envelope["tls"] is True and envelope["authenticated_as"] == "mailer"
+
+
+async def test_a_worker_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(SMTP_CONFIG.format(data_dir=tmp_path / "var", port=free_port(), extra="", command_timeout="5s"))
+    host = SimpleNamespace(cfg=load_config(path), dispatcher=RecordingIntake(), stopping=trio.Event())
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with trio.fail_after(10):
+        with pytest.raises(RuntimeError, match="did not start listening"):
+            await run_smtp(host, dict)

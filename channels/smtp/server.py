@@ -157,6 +157,18 @@ def config_message(cfg: Any, states: dict[tuple[str, str], Any]) -> dict[str, An
     }
 
 
+async def _first(*events: trio.Event) -> None:
+    """Return as soon as one of `events` is set."""
+    async with trio.open_nursery() as nursery:
+        for event in events:
+
+            async def wait(e: trio.Event = event) -> None:
+                await e.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(wait)
+
+
 async def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = trio.current_time() + BIND_RETRY
@@ -203,11 +215,13 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
             nursery.start_soon(bridge.serve)
             last = config_message(cfg, load_states())
             bridge.send(last)
-            with trio.fail_after(READY_TIMEOUT):
-                await bridge.ready.wait()
-            log.info("smtp listening on %s mailboxes=%d worker_pid=%d", cfg.smtp.listen, len(cfg.mailboxes), proc.pid)
-            task_status.started()
-            while not host.stopping.is_set() and not bridge.closed.is_set():
+            with trio.move_on_after(READY_TIMEOUT):
+                await _first(bridge.ready, bridge.closed)
+            if bridge.ready.is_set():
+                log.info("smtp listening on %s mailboxes=%d worker_pid=%d", cfg.smtp.listen, len(cfg.mailboxes),
+                         proc.pid)
+                task_status.started()
+            while bridge.ready.is_set() and not host.stopping.is_set() and not bridge.closed.is_set():
                 with trio.move_on_after(REFRESH_INTERVAL):
                     await host.stopping.wait()
                 if host.cfg.smtp.listen != cfg.smtp.listen and host.cfg is not cfg:
@@ -217,11 +231,13 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
                 if current != last:
                     bridge.send(current)
                     last = current
-            if not bridge.closed.is_set():
+            if host.stopping.is_set() and not bridge.closed.is_set():
                 bridge.send({"t": "stop"})
                 with trio.move_on_after(10):
                     await proc.wait()
             nursery.cancel_scope.cancel()
+        if not bridge.ready.is_set():
+            raise RuntimeError(f"smtp worker did not start listening (pid {proc.pid}, status {proc.poll()})")
         if not host.stopping.is_set():
             raise RuntimeError(f"smtp worker exited (pid {proc.pid}, status {proc.poll()})")
     finally:
