@@ -340,3 +340,23 @@ def test_openapi_describes_every_route() -> None:
         for method, op in ops.items():
             if method in ("get", "post", "delete"):
                 assert op.get("summary") and op.get("responses"), (path, method)
+
+
+def test_no_token_on_loopback_is_open_and_disabled_admin_is_not_served(router_factory) -> None:  # type: ignore[no-untyped-def]
+    router = router_factory(demo_config(), start=False)
+    router.config_path.write_text(router.config_path.read_text().replace('token = "test-admin-token"', 'token = ""'))
+    router.start()
+    base = f"http://127.0.0.1:{router.admin_port}"
+    assert httpx.get(f"{base}/api/sources").status_code == 200
+    assert httpx.get(f"{base}/login").headers["location"] == "/"  # nothing to log in with
+    assert httpx.get(f"{base}/").status_code == 200
+    done = httpx.post(f"{base}/api/sources/hello/deactivate")
+    assert done.status_code == 200
+    assert "admin has no token" in router.log()
+    assert "action=source.deactivate target=endpoints.hello result=ok who=open via=open remote=127.0.0.1" in router.log()
+    router.stop()
+
+    router.config_path.write_text(router.config_path.read_text().replace("[admin]\n", "[admin]\nenabled = false\n"))
+    router.start()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/healthz")
