@@ -220,6 +220,8 @@ class Scheduler:
             entry = self.entries.get(name)
             if entry is not None and entry.model == model:
                 continue
+            if len(fresh) % 100 == 99:
+                await trio.lowlevel.checkpoint()  # 10,000 new triggers: let the other channels run
             try:
                 trigger = build_trigger(model)
             except Exception:  # noqa: BLE001 - one bad schedule must not stop the others
@@ -230,7 +232,9 @@ class Scheduler:
             now = self.clock()
             items = [(name, defn, isinstance(trigger, DateTrigger)) for name, _, trigger, defn in fresh]
             db_states = await self.storage.write(lambda c: register(c, items, now))
-            for name, model, trigger, defn in fresh:
+            for i, (name, model, trigger, defn) in enumerate(fresh):
+                if i % 100 == 99:
+                    await trio.lowlevel.checkpoint()
                 state = db_states[name]
                 self._gen += 1
                 entry = Entry(name, model, trigger, defn, state.cursor, gen=self._gen)
