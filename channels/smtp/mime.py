@@ -35,7 +35,7 @@ _PARSER = BytesParser(policy=policy.default)
 def parse_email(raw: bytes, *, files_dir: Path | None, received_at: str) -> dict[str, Any]:
     """The `incoming_email` fields for one message; attachments are on disk when this returns."""
     msg: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
-    sender = _addresses(msg, "from")
+    sender, to, cc = _addresses(msg, "from"), _addresses(msg, "to"), _addresses(msg, "cc")
     text_part = _body_part(msg, "plain")
     html_part = _body_part(msg, "html")
     attachments = [
@@ -46,10 +46,10 @@ def parse_email(raw: bytes, *, files_dir: Path | None, received_at: str) -> dict
     return {
         "from_email": sender[0]["email"] if sender else "",
         "from_name": sender[0]["name"] if sender else "",
-        "to_emails": [a["email"] for a in _addresses(msg, "to")],
-        "cc_emails": [a["email"] for a in _addresses(msg, "cc")],
-        "to": _addresses(msg, "to"),
-        "cc": _addresses(msg, "cc"),
+        "to_emails": [a["email"] for a in to],
+        "cc_emails": [a["email"] for a in cc],
+        "to": to,
+        "cc": cc,
         "reply_to": [a["email"] for a in _addresses(msg, "reply-to")],
         "subject": _header(msg, "subject"),
         "text": _lines(_text(text_part)),
@@ -73,6 +73,9 @@ def message_id(msg: Message) -> str:
 # the policy's header objects: same result for what we keep, at a fraction of the cost.
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+_SIMPLE_ADDRESS = re.compile(
+    r'^\s*(?:([^<>@,;:"()\\]*)<([^<>@\s,;:"()\\]+@[^<>@\s,;:"()\\]+)>|([^<>@\s,;:"()\\]+@[^<>@\s,;:"()\\]+))\s*$'
+)
 
 
 def _decode(raw: str) -> str:
@@ -121,6 +124,10 @@ def _addresses(msg: Message, name: str) -> list[dict[str, str]]:
     value = _FOLD.sub("", raw)
     if not value.isascii():
         value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    simple = _SIMPLE_ADDRESS.match(value)  # one plain address: most headers, no full parse needed
+    if simple:
+        display, addr = (simple.group(1) or "").strip(), simple.group(2) or simple.group(3)
+        return [{"email": addr, "name": _decode(display) if display else ""}]
     out: list[dict[str, str]] = []
     for display, addr in getaddresses([value]):
         if addr and "@" in addr:
