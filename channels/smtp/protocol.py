@@ -131,6 +131,7 @@ class RouterSMTP(SMTP):
         (a class creation per MAIL and RCPT; the result is the same)."""
         if not arg:
             return "", ""
+        address: Any
         try:
             if arg.lstrip().startswith("<"):
                 address, rest = get_angle_addr(arg)
