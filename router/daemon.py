@@ -83,21 +83,34 @@ def http_settings(cfg: Config) -> HttpSettings:
     )
 
 
+class _StartOnce:
+    """Forwards `started()` to the nursery once, whichever attempt of a channel gets there."""
+
+    def __init__(self, task_status: Any) -> None:
+        self.task_status = task_status
+        self.done = False
+
+    def started(self, value: Any = None) -> None:
+        if not self.done:
+            self.done = True
+            self.task_status.started(value)
+
+
 async def supervise(name: str, run: Callable[..., Awaitable[None]], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Run a channel; if it crashes, log it and start it again with backoff."""
+    """Run a channel; if it crashes, log it and start it again with backoff.
+
+    A channel that fails before it is listening is retried too, and the daemon reports ready
+    only once it listens (every attempt gets the same start signal).
+    """
+    status = _StartOnce(task_status)
     delay = 0.5
-    first = True
     while True:
         started_at = time.monotonic()
         try:
-            if first:
-                await run(task_status=task_status)
-            else:
-                await run()
+            await run(task_status=status)
             return
         except Exception:
             log.exception("channel crashed channel=%s restart_in=%.1fs", name, delay)
-        first = False
         await trio.sleep(delay)
         delay = 0.5 if time.monotonic() - started_at > 60 else min(delay * 2, 30.0)
 
@@ -121,6 +134,11 @@ class Daemon:
         self._http_scope = trio.CancelScope()
         self._state_version = -1.0
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+
+    @property
+    def state_version(self) -> float:
+        """Changes whenever a source is activated, deactivated or rotated (CLI, admin API)."""
+        return self._state_version
 
     # -- start-up -------------------------------------------------------------------------------
 
