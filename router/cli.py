@@ -8,10 +8,16 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from router.storage import Storage
 
 DEFAULT_CONFIG = "router.toml"
 
@@ -36,10 +42,17 @@ def _load(path: str) -> Config:
     return cfg
 
 
-def _storage(cfg: Config):  # type: ignore[no-untyped-def]
+@contextmanager
+def _opened(path: str) -> Iterator[tuple[Config, Storage]]:
+    """The validated config and its data dir's storage, closed afterwards."""
     from router.daemon import open_storage
 
-    return open_storage(cfg)
+    cfg = _load(path)
+    storage = open_storage(cfg)
+    try:
+        yield cfg, storage
+    finally:
+        storage.close()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -76,9 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_endpoints(args: argparse.Namespace) -> int:
     from router import sources
 
-    cfg = _load(args.config)
-    storage = _storage(cfg)
-    try:
+    with _opened(args.config) as (cfg, storage):
         if args.action in ("activate", "deactivate", "rotate"):
             if not args.name:
                 print(f"router endpoints {args.action} needs a source NAME", file=sys.stderr)
@@ -111,16 +122,12 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
                 where = item.get("url") or item.get("address", "")
                 print(f"{item['kind']:<10} {item['name']:<20} {state:<8} {where}")
         return 0
-    finally:
-        storage.close()
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
     from router import journal
 
-    cfg = _load(args.config)
-    storage = _storage(cfg)
-    try:
+    with _opened(args.config) as (cfg, storage):
         status = "failed" if args.failed else args.status
         rows = storage.read(lambda c: journal.list_signals(c, status=status, source=args.source, limit=args.limit))
         if args.json:
@@ -128,7 +135,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
             for s in rows:
                 item = s.summary()
                 item["entity"] = s.entity.data
-                item["runs"] = storage.read(lambda c, sid=s.id: journal.runs_for(c, sid))
+                item["runs"] = storage.read(partial(journal.runs_for, signal_id=s.id))
                 out.append(item)
             print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         else:
@@ -136,16 +143,12 @@ def cmd_signals(args: argparse.Namespace) -> int:
                 err = f"  {s.last_error}" if s.last_error else ""
                 print(f"{s.id}  {s.received_at}  {s.source:<28} {s.status:<8} attempts={s.attempts}{err}")
         return 0
-    finally:
-        storage.close()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from router import journal
 
-    cfg = _load(args.config)
-    storage = _storage(cfg)
-    try:
+    with _opened(args.config) as (cfg, storage):
         signal = storage.read(lambda c: journal.get_signal(c, args.signal_id))
         if signal is None:
             print(f"no signal {args.signal_id}", file=sys.stderr)
@@ -156,17 +159,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.signal_id} queued for replay")
         return 0
-    finally:
-        storage.close()
 
 
 def cmd_records(args: argparse.Namespace) -> int:
     from engine import records
     from router.deletions import JournalDeletionSink
 
-    cfg = _load(args.config)
-    storage = _storage(cfg)
-    try:
+    with _opened(args.config) as (cfg, storage):
         if args.action == "delete":
             try:
                 deleted = storage.write_sync(
@@ -190,21 +189,15 @@ def cmd_records(args: argparse.Namespace) -> int:
         rows = storage.read(lambda c: records.list_records(c, args.type, limit=args.limit))
         print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
         return 0
-    finally:
-        storage.close()
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     from router import schedules
 
-    cfg = _load(args.config)
-    storage = _storage(cfg)
-    try:
+    with _opened(args.config) as (cfg, storage):
         items = storage.read(lambda c: schedules.describe(cfg, c, count=args.count))
         print(json.dumps(items, indent=2, ensure_ascii=False) if args.json else schedules.format_table(items))
         return 0
-    finally:
-        storage.close()
 
 
 def cmd_jwt(args: argparse.Namespace) -> int:
