@@ -35,7 +35,7 @@ from engine.templates import TemplateEngine  # noqa: E402
 from engine.workflow import SourceCaps, compile_workflows  # noqa: E402
 from router import journal  # noqa: E402
 from router.storage import Storage  # noqa: E402
-from tests.daemon import free_port  # noqa: E402
+from tests.standins.bare_asgi import BareServer  # noqa: E402
 
 
 class Sink:
@@ -69,55 +69,8 @@ def workflows(target_url: str) -> dict[str, Any]:
     }
 
 
-TARGET_APP = """
-import sys, trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
-    while (await receive()).get("more_body"):
-        pass
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b'{"ok":true}'})
-
-cfg = Config()
-cfg.bind = [sys.argv[1]]
-cfg.accesslog = None
-trio.run(serve, app, cfg)
-"""
-
-
-class Target:
-    """A hypercorn ASGI server answering 200 JSON, in its own process (not competing for our GIL)."""
-
-    def __init__(self) -> None:
-        import subprocess
-
-        self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-c", TARGET_APP, f"127.0.0.1:{self.port}"])
-        for _ in range(100):
-            try:
-                httpx.get(self.url("/"), timeout=0.5)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
-
-
 async def bench(runs: int, concurrency: int) -> None:
-    target = Target()
+    target = BareServer()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             storage = Storage(Path(tmp) / "bench.db")

@@ -29,37 +29,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.daemon import RouterProcess, free_port  # noqa: E402
-
-BARE_APP = """
-import sys, trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
-    if scope["type"] != "http":
-        return
-    while True:
-        msg = await receive()
-        if not msg.get("more_body"):
-            break
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b'{"ok":true}'})
-
-cfg = Config()
-cfg.bind = [sys.argv[1]]
-cfg.accesslog = None
-trio.run(serve, app, cfg)
-"""
+from tests.daemon import RouterProcess  # noqa: E402
+from tests.standins.bare_asgi import BareServer  # noqa: E402
 
 ENDPOINTS = """
 [endpoints.fast]
@@ -155,19 +127,11 @@ def main() -> None:
     rows: list[tuple[str, dict[str, float], float]] = []
 
     # 1. bare app
-    port = free_port()
-    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, f"127.0.0.1:{port}"])
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    wrk(f"http://127.0.0.1:{port}/", 2, args.connections, script)  # warm-up
-    res = wrk(f"http://127.0.0.1:{port}/", args.seconds, args.connections, script)
+    bare = BareServer()
+    wrk(bare.url(), 2, args.connections, script)  # warm-up
+    res = wrk(bare.url(), args.seconds, args.connections, script)
     rows.append(("bare hypercorn-trio ASGI 200", res, rss_mb([bare.pid])))
-    bare.terminate()
-    bare.wait()
+    bare.stop()
 
     # 2-4. router
     for label, workers, source in (
