@@ -230,7 +230,7 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
                 cfg = host.cfg
                 # Rebuilding the mailbox table costs ~20 ms with 10,000 sources: only on a change.
                 version = getattr(host, "state_version", None)
-                if cfg is seen_cfg and version == seen_version:
+                if version is not None and cfg is seen_cfg and version == seen_version:
                     continue
                 seen_cfg, seen_version = cfg, version
                 current = config_message(cfg, load_states())
