@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
@@ -61,6 +62,18 @@ class Connections:
     """Open SMTP connections, touched only on the SMTP thread's event loop."""
 
     open: set[RouterSMTP] = field(default_factory=set)
+    on_change: Callable[[int], None] | None = None  # told the open count (the sessions gauge)
+
+    def add(self, conn: RouterSMTP) -> None:
+        self.open.add(conn)
+        if self.on_change is not None:
+            self.on_change(len(self.open))
+
+    def discard(self, conn: RouterSMTP) -> None:
+        if conn in self.open:
+            self.open.discard(conn)
+            if self.on_change is not None:
+                self.on_change(len(self.open))
 
 
 class _AuthMembers:
@@ -112,13 +125,13 @@ class RouterSMTP(SMTP):
         )
         self.limits = limits
         self.connections = connections
-        connections.open.add(self)
+        connections.add(self)
 
     def _create_envelope(self) -> RoutedEnvelope:
         return RoutedEnvelope()
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.connections.open.discard(self)
+        self.connections.discard(self)
         super().connection_lost(error)
 
     def _timeout_cb(self) -> None:

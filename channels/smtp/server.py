@@ -76,6 +76,7 @@ class SmtpBridge:
         self.closed = trio.Event()
         self._outbox: list[bytes] = []
         self._wake = trio.Event()
+        self.on_sessions: Callable[[int], None] | None = None  # open SMTP sessions, for metrics
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.append(pack(message))
@@ -104,9 +105,13 @@ class SmtpBridge:
                             )
                         elif kind == "ready":
                             self.ready.set()
+                        elif kind == "sessions" and self.on_sessions is not None:
+                            self.on_sessions(int(message.get("n", 0)))
                 nursery.cancel_scope.cancel()
         finally:
             self.closed.set()
+            if self.on_sessions is not None:
+                self.on_sessions(0)  # the worker is gone and its sessions with it
 
     async def _writer(self) -> None:
         while True:
@@ -210,6 +215,9 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
         listener.close()
         theirs.close()
     bridge = SmtpBridge(trio.SocketStream(trio.socket.from_stdlib_socket(ours)), host.dispatcher)
+    metrics = getattr(host, "metrics", None)
+    if metrics is not None:
+        bridge.on_sessions = metrics.smtp_sessions.set
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bridge.serve)

@@ -119,7 +119,7 @@ class Worker:
         self.limits = Limits()
         self.mailboxes = MailboxTable()
         self.files_dir: Path | None = None
-        self.connections = Connections()
+        self.connections = Connections(on_change=lambda n: self.link.send({"t": "sessions", "n": n}))
         self.handler = MailHandler(self)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-parse")
 
