@@ -34,14 +34,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 from markupsafe import Markup
 
 from engine.coercion import is_missing, plain, to_str
-from engine.template_functions import (
-    TemplateError,
-    check_printf_format,
-    check_str_format,
-    make_filters,
-    make_globals,
-    make_tests,
-)
+from engine.template_filters import make_filters, make_tests
+from engine.template_functions import TemplateError, check_printf_format, check_str_format, make_globals
 
 __all__ = ["MAX_OUTPUT", "RecordLookups", "TemplateEngine", "TemplateError"]
 
