@@ -1,13 +1,12 @@
 """Twig-like filters and tests for the template sandbox (the functions live in
 `engine.template_functions`)."""
 
-
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import pass_eval_context
@@ -22,13 +21,7 @@ from engine.coercion import (
     to_json,
     to_str,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
-
-__all__ = ["make_filters", "make_tests"]
-
-from engine.template_functions import (  # noqa: E402
+from engine.template_functions import (
     TemplateError,
     _group,
     _int_arg,
@@ -38,6 +31,8 @@ from engine.template_functions import (  # noqa: E402
     format_currency,
     format_datetime,
 )
+
+__all__ = ["make_filters", "make_tests"]
 
 # --------------------------------------------------------------------------------- filters
 
