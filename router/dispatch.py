@@ -201,6 +201,9 @@ class Dispatcher:
             free = self.settings.concurrency - len(self._active)
             if free <= 0:
                 continue
+            if not self.storage.read(journal.has_claimable):
+                self.pending_estimate = 0
+                continue  # nothing to claim: no write transaction (and no fsync) for nothing
             try:
                 claimed = await self.journal.claim(self.owner, free, self.settings.lease)
             except StorageUnavailable as exc:
@@ -236,7 +239,10 @@ class Dispatcher:
             self.processed += 1
             if not self._active:
                 self._idle.set()
-            self._wake.set()
+            if self.pending_estimate > 0:
+                # A slot came free and work is waiting. Otherwise the periodic poll is enough:
+                # a claim query after every finished run would cost a transaction per signal.
+                self._wake.set()
 
     async def _run_workflows(self, signal: Signal, caller: CallerResponder) -> None:
         done = self.storage.read(lambda c: journal.done_workflows(c, signal.id)) if signal.attempts else set()

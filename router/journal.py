@@ -192,6 +192,17 @@ def claim_signals(
     return sorted((Signal.from_row(r) for r in rows), key=lambda s: s.id)
 
 
+def has_claimable(conn: sqlite3.Connection, now: float | None = None) -> bool:
+    """A cheap read before a claim: is anything pending and due, or leased and expired?"""
+    now = time.time() if now is None else now
+    row = conn.execute(
+        "SELECT 1 FROM signals WHERE (status = 'pending' AND not_before <= ?)"
+        " OR (status = 'running' AND lease_until < ?) LIMIT 1",
+        (now, now),
+    ).fetchone()
+    return row is not None
+
+
 def renew_leases(conn: sqlite3.Connection, owner: str, signal_ids: list[str], lease: float) -> None:
     now = time.time()
     conn.executemany(
