@@ -7,7 +7,8 @@ Runs, one after another on this machine:
   2. our async `data` endpoint (every request journaled with fsync) with 1 worker;
   3. the same with `[http] workers = 2`;
   4. a sync `continue` endpoint with a 3-step workflow (condition, store, respond).
-Prints req/s, p50, p99, RSS of the serving processes, and each rate's ratio to the bare app.
+Prints req/s, p50, p99, RSS of the serving processes, and each rate's ratio to the bare app:
+medians of `--rounds` rounds (default 3) that alternate the four targets.
 Needs `wrk` (Debian package).
 """
 
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import textwrap
@@ -114,49 +116,76 @@ def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, flo
     return json.loads(match.group(1))
 
 
+def measure(
+    sub: Path, workers: int, source: str, seconds: int, connections: int, script: Path
+) -> tuple[dict[str, float], float, float]:
+    """One wrk run against the bare app (workers = 0) or a fresh router; (result, RSS http, RSS all)."""
+    if workers == 0:
+        bare = BareServer()
+        try:
+            wrk(bare.url(), 2, connections, script)  # warm-up
+            res = wrk(bare.url(), seconds, connections, script)
+            return res, rss_mb([bare.pid]), rss_mb([bare.pid])
+        finally:
+            bare.stop()
+    sub.mkdir(parents=True)
+    proc = RouterProcess(sub, textwrap.dedent(ENDPOINTS), workers=workers)
+    proc.start()
+    try:
+        time.sleep(1.0 if workers == 1 else 3.0)
+        url = proc.url(source)
+        wrk(url, 2, connections, script)
+        res = wrk(url, seconds, connections, script)
+        assert proc.proc is not None
+        kids = children(proc.proc.pid)
+        http_kids = [k for k in kids if b"channels.smtp.worker" not in Path(f"/proc/{k}/cmdline").read_bytes()]
+        return res, rss_mb([proc.proc.pid, *http_kids]), rss_mb([proc.proc.pid, *kids])
+    finally:
+        proc.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp())
     script = tmp / "post.lua"
     script.write_text(LUA)
-    rows: list[tuple[str, dict[str, float], float]] = []
-
-    # 1. bare app
-    bare = BareServer()
-    wrk(bare.url(), 2, args.connections, script)  # warm-up
-    res = wrk(bare.url(), args.seconds, args.connections, script)
-    rows.append(("bare hypercorn-trio ASGI 200", res, rss_mb([bare.pid])))
-    bare.stop()
-
-    # 2-4. router
-    for label, workers, source in (
+    targets = [
+        ("bare hypercorn-trio ASGI 200", 0, ""),
         ("router async data endpoint, 1 worker", 1, "endpoints.fast"),
         ("router async data endpoint, 2 workers", 2, "endpoints.fast"),
         ("router sync continue, 3-step workflow", 1, "endpoints.flow"),
-    ):
-        sub = tmp / f"r-{workers}-{source}"
-        sub.mkdir()
-        proc = RouterProcess(sub, textwrap.dedent(ENDPOINTS), workers=workers)
-        proc.start()
-        time.sleep(1.0 if workers == 1 else 3.0)
-        url = proc.url(source)
-        wrk(url, 2, args.connections, script)
-        res = wrk(url, args.seconds, args.connections, script)
-        assert proc.proc is not None
-        pids = [proc.proc.pid, *children(proc.proc.pid)]
-        rows.append((label, res, rss_mb(pids)))
-        proc.stop()
+    ]
+    results: dict[str, list[tuple[dict[str, float], float, float]]] = {t[0]: [] for t in targets}
+    # Rounds alternate the targets so that a noisy moment on this shared box hits them all alike.
+    for round_no in range(args.rounds):
+        for label, workers, source in targets:
+            results[label].append(measure(tmp / f"{round_no}-{workers}-{source or 'bare'}", workers, source,
+                                          args.seconds, args.connections, script))
+            print(f"round {round_no + 1}: {label}: {results[label][-1][0]['rps']:.0f} req/s", flush=True)
 
+    def median_of(label: str) -> tuple[dict[str, float], float, float]:
+        runs = results[label]
+        return (
+            {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]},
+            statistics.median(r[1] for r in runs),
+            statistics.median(r[2] for r in runs),
+        )
+
+    rows = [(label, *median_of(label)) for label, _, _ in targets]
     base = rows[0][1]["rps"]
-    print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, POST 40-byte JSON, {os.cpu_count()} cores\n")
-    print(f"{'target':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} {'vs bare':>8} {'errors':>7}")
-    for label, res, rss in rows:
-        print(f"{label:<42} {res['rps']:>8.0f} {res['p50']:>8.2f} {res['p99']:>8.2f} {rss:>8.1f} "
+    print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, POST 40-byte JSON, {os.cpu_count()} cores, "
+          f"medians of {args.rounds} alternating rounds\n")
+    print("RSS http: the processes serving HTTP; RSS all: with the SMTP worker process\n")
+    print(f"{'target':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'RSS http':>9} {'RSS all':>8} "
+          f"{'vs bare':>8} {'errors':>7}")
+    for label, res, rss, rss_all in rows:
+        print(f"{label:<42} {res['rps']:>8.0f} {res['p50']:>8.2f} {res['p99']:>8.2f} {rss:>9.1f} {rss_all:>8.1f} "
               f"{res['rps'] / base:>8.2f} {int(res['errors'] + res['non2xx']):>7}")
 
 
