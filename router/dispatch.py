@@ -259,10 +259,11 @@ class Dispatcher:
             if self.on_run is not None:
                 self.on_run(workflow.name, result.status, duration / 1000)
             runs.append((workflow, started, duration, result))
+            request_id = signal.entity.data.get("__request_id")
             log.info(
-                "run workflow=%s signal_id=%s status=%s duration_ms=%.1f%s",
-                workflow.name, signal.id, result.status, duration,
-                f" error={result.error!r}" if result.error else "",
+                "run workflow=%s signal_id=%s%s status=%s duration_ms=%.1f%s",
+                workflow.name, signal.id, f" request_id={request_id}" if request_id else "", result.status,
+                duration, f" error={result.error!r}" if result.error else "",
             )
 
         async with trio.open_nursery() as nursery:

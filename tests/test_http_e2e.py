@@ -249,6 +249,8 @@ def test_webhook_fan_out(router, urls) -> None:  # type: ignore[no-untyped-def]
         return sig and sig[0]["status"] == "done" and sorted(x["workflow"] for x in sig[0]["runs"])
 
     assert router.wait_for(runs) == ["payments", "payments-copy"]
+    # Each run's log line carries the signal id and the request id the caller was given.
+    assert f"signal_id={sid} request_id={r.headers['x-request-id']}" in router.log()
 
 
 def test_idempotency_key_replays_original_ack(router, urls) -> None:  # type: ignore[no-untyped-def]

@@ -42,6 +42,7 @@ def request_meta(request: Request) -> dict[str, Any]:
         "__path": request.path,
         "__query": query,
         "__remote_addr": request.client,
+        "__request_id": request.request_id,
     }
 
 
