@@ -60,7 +60,7 @@ class RouterSettings(StrictModel):
     public_url: Url = "http://127.0.0.1:8080"
     trust_proxy: bool = False
     shutdown_timeout: Duration = 10.0
-    concurrency: int = Field(default=16, ge=1)
+    concurrency: int = Field(default=64, ge=1)
     max_attempts: int = Field(default=5, ge=1)
     retry_backoff: Duration = 2.0
     run_timeout: PositiveDuration = 30.0

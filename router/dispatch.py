@@ -33,7 +33,7 @@ log = logging.getLogger("router.dispatch")
 
 @dataclass
 class DispatchSettings:
-    concurrency: int = 16
+    concurrency: int = 64
     max_attempts: int = 5
     retry_backoff: float = 2.0
     run_timeout: float = 30.0
@@ -131,7 +131,11 @@ class Dispatcher:
             raise Overloaded(retry_after=5)
         if self.pending_estimate >= self.settings.max_pending:
             raise Overloaded(retry_after=2)
-        claim = len(self._active) < self.settings.concurrency
+        listening = self.listeners(entity.source)
+        workflows = len(listening)
+        sync = any(w.run_mode == "sync" for w in listening)
+        # Nobody listens: the signal is journaled as done, nothing to claim or run.
+        claim = bool(listening) and len(self._active) < self.settings.concurrency
         try:
             appended = await self.journal.append(
                 entity,
@@ -140,15 +144,16 @@ class Dispatcher:
                 owner=self.owner if claim else None,
                 lease=self.settings.lease,
                 ack=ack,
+                settled=not listening,
             )
         except StorageUnavailable as exc:
             raise JournalUnavailable(str(exc)) from exc
-        listening = self.listeners(entity.source)
-        workflows = len(listening)
-        sync = any(w.run_mode == "sync" for w in listening)
         if appended.duplicate:
             return Submission(appended.signal_id, duplicate=True, ack=appended.ack, workflows=workflows)
-        if claim and self._nursery is not None and self._accepting:
+        if not listening:
+            if responder is not None:
+                responder.finish()
+        elif claim and self._nursery is not None and self._accepting:
             signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, "running", 0, None,
                             dedup_key, self.owner)
             self._start(signal, responder)

@@ -141,8 +141,11 @@ def append_signal(
     lease: float = 15.0,
     ack: dict[str, Any] | None = None,
     now: float | None = None,
+    settled: bool = False,
 ) -> Appended:
-    """Insert one signal; with `owner` it is claimed by that process in the same transaction."""
+    """Insert one signal; with `owner` it is claimed by that process in the same transaction.
+
+    `settled` journals it as done at once (no workflow listens to its source)."""
     now = time.time() if now is None else now
     if dedup_key:
         row = conn.execute(
@@ -156,7 +159,10 @@ def append_signal(
             "INSERT OR REPLACE INTO dedup (source, key, signal_id, expires_at) VALUES (?, ?, ?, ?)",
             (entity.source, dedup_key, entity.id, now + dedup_window),
         )
-    status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
+    if settled:
+        status, lease_until, owner = DONE, None, None
+    else:
+        status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
     conn.execute(
         "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
         " updated_at, ack) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -75,7 +75,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.router.data_dir == tmp_path.resolve() / "var"
     assert cfg.router.public_url == "http://127.0.0.1:8080"
     assert (cfg.router.shutdown_timeout, cfg.router.retry_backoff, cfg.router.run_timeout) == (10.0, 2.0, 30.0)
-    assert cfg.router.concurrency == 16 and cfg.router.log_level == "info" and cfg.router.log_format == "logfmt"
+    assert cfg.router.concurrency == 64 and cfg.router.log_level == "info" and cfg.router.log_format == "logfmt"
     assert (cfg.http.host, cfg.http.port, cfg.http.workers) == ("127.0.0.1", 8080, 1)
     assert cfg.http.idempotency_window == 86400.0
     assert cfg.smtp.listen == "127.0.0.1:2525" and cfg.smtp.command_timeout == 300.0
