@@ -271,9 +271,12 @@ class Dispatcher:
                 duration, f" error={result.error!r}" if result.error else "",
             )
 
-        async with trio.open_nursery() as nursery:
-            for workflow in todo:
-                nursery.start_soon(one, workflow)
+        if len(todo) == 1:
+            await one(todo[0])  # the common case: no nursery, no extra task
+        else:
+            async with trio.open_nursery() as nursery:
+                for workflow in todo:
+                    nursery.start_soon(one, workflow)
         caller.finish()
         await self._settle(signal, attempt, runs)
 
