@@ -61,6 +61,8 @@ class RouterSettings(StrictModel):
     trust_proxy: bool = False
     shutdown_timeout: Duration = 10.0
     concurrency: int = Field(default=64, ge=1)
+    # Processes that run async workflows; 0 runs them inside the process that received the signal.
+    runners: int = Field(default=1, ge=0, le=64)
     max_attempts: int = Field(default=5, ge=1)
     retry_backoff: Duration = 2.0
     run_timeout: PositiveDuration = 30.0

@@ -56,27 +56,27 @@ def _opened(path: str) -> Iterator[tuple[Config, Storage]]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from config import load_config
     from router import logs
-    from router.daemon import serve
+    from router.shared_metrics import share_metrics
 
     if not Path(args.config).exists():
         print(f"{args.config}: no such config file", file=sys.stderr)
         return 1
-    if args.log_format is None or args.log_level is None:
+    try:
+        settings = load_config(Path(args.config)).router
         # Flags and environment win; otherwise [router] log_format / log_level from the file.
-        from config import load_config
-
-        try:
-            settings = load_config(Path(args.config)).router
-            args.log_format = args.log_format or settings.log_format
-            args.log_level = args.log_level or settings.log_level
-        except ConfigError:
-            pass  # the daemon reports every problem itself once logging is set up
+        args.log_format = args.log_format or settings.log_format
+        args.log_level = args.log_level or settings.log_level
+        share_metrics(Path(settings.data_dir), main=args.worker == 0 and args.runner == 0)
+    except ConfigError:
+        pass  # the daemon reports every problem itself once logging is set up
+    from router.daemon import serve  # after share_metrics: it imports prometheus_client
     args.log_format = args.log_format or "logfmt"
     args.log_level = args.log_level or "info"
     logs.setup(args.log_format, args.log_level)
     worker_args = ["--log-format", args.log_format, "--log-level", args.log_level]
-    return serve(Path(args.config), worker_index=args.worker, worker_args=worker_args)
+    return serve(Path(args.config), worker_index=args.worker, runner_index=args.runner, worker_args=worker_args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    default=os.environ.get("ROUTER_LOG_LEVEL"))
     p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--runner", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a config file")

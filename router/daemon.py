@@ -4,6 +4,10 @@ Structure: one root nursery. Inside it the storage writer, the dispatcher (its o
 runs), one supervised task per channel (restarted with backoff if it crashes), the state
 watcher and the signal handler. SIGTERM stops the listeners, lets runs finish up to
 `shutdown_timeout`, and exits 0; whatever is left stays in the journal for the next start.
+
+The same class runs the children the main process starts (router/workers.py): an extra HTTP
+worker (`--worker N`: HTTP channel and dispatcher only) or a runner (`--runner N`: no listener,
+a dispatcher that claims pending work, woken by the doorbell).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from router.admin import run_admin
 from router.build import build_routes, load_checked, outbound_settings
 from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
+from router.doorbell import Doorbell
+from router.doorbell import listen as doorbell_listen
 from router.netutil import listen_socket
 from router.storage import Storage, StorageUnavailable
 from router.workers import WorkerPool
@@ -116,16 +122,19 @@ async def supervise(name: str, run: Callable[..., Awaitable[None]], *, task_stat
 
 
 class Daemon:
-    def __init__(self, config_path: Path, *, worker_index: int = 0, worker_args: list[str] | None = None) -> None:
+    def __init__(
+        self, config_path: Path, *, worker_index: int = 0, runner_index: int = 0, worker_args: list[str] | None = None
+    ) -> None:
         self.config_path = config_path
         self.worker_index = worker_index  # 0: the main process; >0: an extra HTTP worker
+        self.runner_index = runner_index  # >0: a runner process (no listener)
         self.worker_args = worker_args or []
         self.workers: WorkerPool | None = None
         self.cfg: Config
         self.workflows: list[Workflow]
         self.storage: Storage
         self.dispatcher: Dispatcher
-        self.http: HttpChannel
+        self.http: HttpChannel | None = None
         self.templates: TemplateEngine
         self.ready = False
         self.stopping = trio.Event()
@@ -134,6 +143,10 @@ class Daemon:
         self._http_scope = trio.CancelScope()
         self._state_version = -1.0
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+
+    @property
+    def is_main(self) -> bool:
+        return self.worker_index == 0 and self.runner_index == 0
 
     @property
     def state_version(self) -> float:
@@ -166,36 +179,47 @@ class Daemon:
             services.records = self.records  # type: ignore[attr-defined]
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             self.dispatcher = Dispatcher(self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg))
-            states = self.storage.read(sources.load_states)
-            self.http = HttpChannel(
-                self.dispatcher,
-                build_routes(cfg, states),
-                http_settings(cfg),
-                max_in_flight=cfg.http.max_in_flight,
-                ready=lambda: self.ready,
-                on_ack=self._remember_ack,
-            )
+            doorbell: Doorbell | None = None
+            http_sock = None
+            if self.runner_index == 0:
+                states = self.storage.read(sources.load_states)
+                self.http = HttpChannel(
+                    self.dispatcher,
+                    build_routes(cfg, states),
+                    http_settings(cfg),
+                    max_in_flight=cfg.http.max_in_flight,
+                    ready=lambda: self.ready,
+                    on_ack=self._remember_ack,
+                )
+                http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
+                if cfg.router.runners > 0:
+                    doorbell = Doorbell(db_path(cfg), cfg.router.runners)
+                    self.dispatcher.hand_off = doorbell.ring
             self.metrics = metrics.attach(self)
-            http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
-            if self.worker_index == 0:
+            if self.is_main:
                 self.extra_channels = self._extra_channels()
-                if cfg.http.workers > 1:
-                    self.workers = WorkerPool(self.config_path, cfg.http.workers, self.worker_args)
+                if cfg.http.workers > 1 or cfg.router.runners > 0:
+                    self.workers = WorkerPool(self.config_path, cfg.http.workers, cfg.router.runners, self.worker_args)
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
-                    await nursery.start(supervise, "http", partial(self._serve_http, http_sock))
+                    if http_sock is not None:
+                        await nursery.start(supervise, "http", partial(self._serve_http, http_sock))
+                        nursery.start_soon(self._watch_state)
+                    else:
+                        nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
                     for name, run in self.extra_channels:
                         await nursery.start(supervise, name, run)
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
-                    nursery.start_soon(self._watch_state)
                     nursery.start_soon(self._watchdog)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")
                     log.info(
-                        "ready http=%s data_dir=%s workflows=%d", cfg.http.listen, cfg.router.data_dir, len(self.workflows)
+                        "ready %s data_dir=%s workflows=%d",
+                        f"http={cfg.http.listen}" if http_sock is not None else f"runner={self.runner_index}",
+                        cfg.router.data_dir, len(self.workflows),
                     )
                     await self._handle_signals()
                     await self._shutdown()
@@ -204,6 +228,8 @@ class Daemon:
                 # Work this process still holds goes back to the journal for the next start.
                 self.storage.write_sync(lambda conn: journal.release_claims(conn, self.dispatcher.owner))
                 self.storage.close()
+                if doorbell is not None:
+                    doorbell.close()
         log.info("stopped")
         return 0
 
@@ -219,6 +245,7 @@ class Daemon:
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Sockets
 
+        assert self.http is not None
         hc = HypercornConfig()
         hc.bind = [self.cfg.http.listen]
         hc.accesslog = None
@@ -249,6 +276,7 @@ class Daemon:
 
     async def _watch_state(self) -> None:
         """CLI and admin changes (activate, rotate) reach the routes within half a second."""
+        assert self.http is not None
         while True:
             version = self.storage.read(sources.state_version)
             if version != self._state_version:
@@ -297,7 +325,8 @@ class Daemon:
         # Through the group-commit writer: write_sync here would start a second transaction on the
         # writer's connection while a batch is open ("cannot start a transaction within a transaction").
         try:
-            await self.storage.write(lambda conn: sources.ensure_sources(conn, cfg))
+            if self.is_main:
+                await self.storage.write(lambda conn: sources.ensure_sources(conn, cfg))
         except StorageUnavailable as exc:
             log.error("reload refused: %s", exc)
             systemd.notify("READY=1")
@@ -305,8 +334,9 @@ class Daemon:
         routes = build_routes(cfg, self.storage.read(sources.load_states))
         self.cfg = cfg
         self.dispatcher.workflows = workflows
-        self.http.routes = routes
-        self.http.settings = http_settings(cfg)
+        if self.http is not None:
+            self.http.routes = routes
+            self.http.settings = http_settings(cfg)
         self.workflows = workflows
         systemd.notify("READY=1")
         log.info("reloaded workflows=%d sources=%d", len(workflows), len(cfg.sources()))
@@ -315,6 +345,7 @@ class Daemon:
     async def _http_quiet(self) -> None:
         """Wait until no request is in flight, then close what is left (idle keep-alive
         connections would otherwise hold hypercorn's graceful shutdown for its whole timeout)."""
+        assert self.http is not None
         quiet_since: float | None = None
         while not self.http_stopped.is_set():
             if self.http.in_flight == 0:
@@ -331,18 +362,22 @@ class Daemon:
         self.ready = False
         timeout = self.cfg.router.shutdown_timeout
         deadline = trio.current_time() + timeout
-        self.http.draining = True
+        if self.http is not None:
+            self.http.draining = True
         self.stopping.set()  # listeners stop accepting; in-flight requests finish
         if self.workers is not None:
             await self.workers.stop(timeout)
-        with trio.move_on_at(deadline):
-            await self._http_quiet()
+        if self.http is not None:
+            with trio.move_on_at(deadline):
+                await self._http_quiet()
         finished = await self.dispatcher.drain(max(0.0, deadline - trio.current_time()))
         if not finished:
             log.warning("shutdown timeout: unfinished runs stay in the journal for the next start")
         self.storage.stop_writer()
 
 
-def serve(config_path: Path, *, worker_index: int = 0, worker_args: list[str] | None = None) -> int:
-    daemon = Daemon(config_path, worker_index=worker_index, worker_args=worker_args)
+def serve(
+    config_path: Path, *, worker_index: int = 0, runner_index: int = 0, worker_args: list[str] | None = None
+) -> int:
+    daemon = Daemon(config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args)
     return trio.run(daemon.main)

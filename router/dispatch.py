@@ -5,6 +5,10 @@ slot is free, claimed by this process in the same transaction and processed at o
 it stays pending and the claim loop (which also sees other processes' work, retries and expired
 leases) picks it up. Every task lives in the dispatcher's nursery: a caller that goes away does
 not cancel the run it started.
+
+With runner processes (`[router] runners`), a listening process sets `hand_off`: it claims only
+the signals whose caller waits for an answer (sync runs, `continue`, SSE, TwiML) and leaves the
+rest pending for the runners, whose claim loops it wakes through `hand_off` (the doorbell).
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ class Dispatcher:
         # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
         self.on_submit: Callable[[str, str, str, float], None] | None = None
         self.on_run: Callable[[str, str, float], None] | None = None
+        # Set in listening processes when runner processes exist: wakes them (see module doc).
+        self.hand_off: Callable[[], None] | None = None
 
     # -- Intake -------------------------------------------------------------------------------
 
@@ -130,12 +136,21 @@ class Dispatcher:
         if not self._accepting:
             raise Overloaded(retry_after=5)
         if self.pending_estimate >= self.settings.max_pending:
-            raise Overloaded(retry_after=2)
+            # The estimate only grows between claim-loop (or backlog) reads: look before refusing.
+            self.pending_estimate = self.storage.read(_count_pending)
+            if self.pending_estimate >= self.settings.max_pending:
+                raise Overloaded(retry_after=2)
         listening = self.listeners(entity.source)
         workflows = len(listening)
         sync = any(w.run_mode == "sync" for w in listening)
-        # Nobody listens: the signal is journaled as done, nothing to claim or run.
-        claim = bool(listening) and len(self._active) < self.settings.concurrency
+        if not listening:
+            claim = False  # nobody listens: the signal is journaled as done, nothing to claim or run
+        elif self.hand_off is not None:
+            # The runners take unattended work; a waiting caller is served here (bounded by the
+            # channel's own in-flight limit, not by `concurrency`: a runner could not answer it).
+            claim = responder is not None
+        else:
+            claim = len(self._active) < self.settings.concurrency
         try:
             appended = await self.journal.append(
                 entity,
@@ -157,6 +172,9 @@ class Dispatcher:
             signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, "running", 0, None,
                             dedup_key, self.owner)
             self._start(signal, responder)
+        elif self.hand_off is not None:
+            self.pending_estimate += 1
+            self.hand_off()
         else:
             if responder is not None:
                 self._waiting[entity.id] = responder
@@ -166,6 +184,8 @@ class Dispatcher:
 
     def poke(self) -> None:
         """Something new may be claimable (a deletion signal, a replay): look now."""
+        if self.hand_off is not None:
+            self.hand_off()
         self._wake.set()
 
     # -- running ------------------------------------------------------------------------------
@@ -173,7 +193,10 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._claim_loop)
+            if self.hand_off is None:
+                nursery.start_soon(self._claim_loop)
+            else:
+                nursery.start_soon(self._backlog_loop)
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
@@ -221,6 +244,12 @@ class Dispatcher:
                 self._wake.set()  # there may be more
             else:
                 self.pending_estimate = self.storage.read(_count_pending)
+
+    async def _backlog_loop(self) -> None:
+        """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
+        while True:
+            await trio.sleep(self.settings.poll_interval)
+            self.pending_estimate = self.storage.read(_count_pending)
 
     async def _lease_loop(self) -> None:
         while True:

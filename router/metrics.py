@@ -1,6 +1,8 @@
-"""Prometheus metrics for one daemon process, on their own `CollectorRegistry`.
+"""Prometheus metrics, on their own `CollectorRegistry`.
 
-Served at `/metrics` on the admin listener. What is counted where:
+Served at `/metrics` on the admin listener of the main process. Under `router serve` every
+process of the daemon (main, HTTP workers, runners) writes its values to a shared directory and
+`/metrics` sums them (router/shared_metrics.py). What is counted where:
 
 * `router_signals_total{channel,source,outcome,status}`: one per arrival. `outcome` is
   `accepted` (journaled), `duplicate` (an idempotency repeat: acknowledged, not run),
@@ -39,7 +41,10 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from router.shared_metrics import is_shared
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -75,7 +80,7 @@ class _ScrapeCollector(Collector):
         except Exception:  # noqa: BLE001 - a scrape never takes the daemon down
             return
         yield GaugeMetricFamily("router_queue_depth", "Signals pending in the journal", value=values["pending"])
-        yield GaugeMetricFamily("router_runs_active", "Signals being processed by this process", value=values["active"])
+        yield GaugeMetricFamily("router_runs_active", "Signals being processed (any process)", value=values["active"])
         yield GaugeMetricFamily("router_http_in_flight", "HTTP requests being handled", value=values["in_flight"])
         by_status = GaugeMetricFamily("router_journal_signals", "Signals in the journal by status", labels=["status"])
         for status in ("pending", "running", "done", "failed"):
@@ -108,7 +113,9 @@ class Metrics:
             "router_run_duration_seconds", "Workflow run duration", ["workflow", "status"],
             buckets=RUN_BUCKETS, registry=r,
         )
-        self.smtp_sessions = Gauge("router_smtp_sessions", "Open SMTP sessions", registry=r)
+        self.smtp_sessions = Gauge(
+            "router_smtp_sessions", "Open SMTP sessions", registry=r, multiprocess_mode="livesum"
+        )
         self.rate_limited = Counter(
             "router_rate_limited", "Requests refused by a source's rate limit (429)", ["source"], registry=r
         )
@@ -119,6 +126,11 @@ class Metrics:
             "router_admin_actions", "Mutating admin API calls", ["action", "result"], registry=r
         )
         self._scrape: _ScrapeCollector | None = None
+        # What /metrics shows: this process's registry, or every process's values (shared_metrics).
+        self.exposed = r
+        if is_shared():
+            self.exposed = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self.exposed)
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -126,12 +138,12 @@ class Metrics:
         """Register the scrape-time gauges; `read()` returns pending, active, in_flight, by_status."""
         if self._scrape is None:
             self._scrape = _ScrapeCollector(read)
-            self.registry.register(self._scrape)
+            self.exposed.register(self._scrape)
         else:
             self._scrape.read = read
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -224,14 +236,15 @@ def attach(daemon: Any) -> Metrics:
     daemon.storage.on_commit = m.on_commit
     daemon.dispatcher.on_submit = m.on_submit
     daemon.dispatcher.on_run = m.on_run
-    daemon.http.observer = m.http_observer()
+    if daemon.http is not None:  # runner processes have no listener
+        daemon.http.observer = m.http_observer()
 
     def read() -> dict[str, Any]:
         by_status = daemon.storage.read(journal.counts_by_status)
         return {
             "pending": by_status.get("pending", 0),
-            "active": len(daemon.dispatcher._active),
-            "in_flight": daemon.http.in_flight,
+            "active": by_status.get("running", 0),
+            "in_flight": daemon.http.in_flight if daemon.http is not None else 0,
             "by_status": by_status,
         }
 

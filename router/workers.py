@@ -1,14 +1,15 @@
-"""`[http] workers = N`: N processes serve one port (SO_REUSEPORT) and share the data dir.
+"""The main process's children besides SMTP: extra HTTP workers and runner processes.
 
-The main process runs everything; the N-1 extra processes run only the HTTP channel and the
-dispatcher. They hand work to each other only through journal claims, the same contract that
-several machines on PostgreSQL would use (SPEC §10). Schedules, SMTP and admin stay in the main
-process.
+`[http] workers = N` starts N-1 more processes serving the same port (SO_REUSEPORT);
+`[router] runners = M` starts M processes that run async workflows. They share the data dir
+and hand work to each other only through journal claims, the same contract that several
+machines on PostgreSQL would use (SPEC §10). Schedules, SMTP and admin stay in the main process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -20,37 +21,44 @@ import trio
 log = logging.getLogger("router.workers")
 
 
+def _child_env() -> dict[str, str]:
+    """Only the main process talks to systemd (READY, WATCHDOG): children must not."""
+    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+
+
 class WorkerPool:
-    def __init__(self, config_path: Path, count: int, extra_args: list[str]) -> None:
+    def __init__(self, config_path: Path, http_workers: int, runners: int, extra_args: list[str]) -> None:
         self.config_path = config_path
-        self.count = count
+        self.roles = [("--worker", i) for i in range(1, http_workers)] + [("--runner", i) for i in range(1, runners + 1)]
         self.extra_args = extra_args
-        self.processes: dict[int, trio.Process] = {}
+        self.processes: dict[tuple[str, int], trio.Process] = {}
         self.stopping = False
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            for index in range(1, self.count):
-                nursery.start_soon(self._keep_running, index)
+            for role in self.roles:
+                nursery.start_soon(self._keep_running, role)
             task_status.started()
 
-    async def _keep_running(self, index: int) -> None:
+    async def _keep_running(self, role: tuple[str, int]) -> None:
+        flag, index = role
+        name = f"{flag.lstrip('-')}={index}"
         delay = 0.5
         while not self.stopping:
-            cmd = [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path), "--worker", str(index),
+            cmd = [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path), flag, str(index),
                    *self.extra_args]
-            proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL)
-            self.processes[index] = proc
-            log.info("worker started index=%d pid=%d", index, proc.pid)
+            proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, env=_child_env())
+            self.processes[role] = proc
+            log.info("child started %s pid=%d", name, proc.pid)
             try:
                 code = await proc.wait()
             finally:
                 if proc.returncode is None:  # we are being cancelled: do not leave an orphan
                     proc.kill()
-            self.processes.pop(index, None)
+            self.processes.pop(role, None)
             if self.stopping:
                 return
-            log.warning("worker exited index=%d code=%s restart_in=%.1fs", index, code, delay)
+            log.warning("child exited %s code=%s restart_in=%.1fs", name, code, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, 30.0)
 

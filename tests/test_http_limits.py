@@ -3,6 +3,7 @@ and `X-Request-Id` on every answer (SPEC §6, §9)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ listen = "webhooks.work"
 
 [[workflows.steps]]
 action = "webhook"
-url = "{sleeper}/work?s=1.5"
+url = "{sleeper}/work?s=3"
 """
 
 
@@ -48,10 +49,19 @@ def queue_router(tmp_path_factory, sleeper):  # type: ignore[no-untyped-def]
     proc.stop()
 
 
+def _running(router) -> int:  # type: ignore[no-untyped-def]
+    conn = sqlite3.connect(f"file:{router.data_dir / 'router.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute("SELECT count(*) FROM signals WHERE status = 'running'").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def test_overload_503_when_max_pending_is_reached(queue_router, sleeper) -> None:  # type: ignore[no-untyped-def]
     url = queue_router.url("webhooks.work")
     with httpx.Client(timeout=5) as client:
-        first = client.post(url, json={"n": 1})  # runs (concurrency = 1): 1.5 s
+        first = client.post(url, json={"n": 1})  # runs (concurrency = 1): 3 s
+        queue_router.wait_for(lambda: _running(queue_router) == 1)  # claimed (by the runner process)
         second = client.post(url, json={"n": 2})  # waits in the journal: max_pending = 1 reached
         third = client.post(url, json={"n": 3})
         assert first.status_code == second.status_code == 200

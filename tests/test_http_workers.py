@@ -35,10 +35,10 @@ def test_two_workers_process_each_acknowledged_signal_once(router_factory) -> No
     router = router_factory(CONFIG, workers=2)
     url = router.url("webhooks.ingest")
     found = router.wait_for(
-        lambda: re.search(r'msg="worker started" index=1 pid=(\d+)', router.log()), timeout=10
+        lambda: re.search(r'msg="child started" worker=1 pid=(\d+)', router.log()), timeout=10
     )
     pids = [router.proc.pid, int(found.group(1))]
-    router.wait_for(lambda: router.log().count("msg=ready") >= 2, timeout=20)
+    router.wait_for(lambda: router.log().count("msg=ready") >= 3, timeout=20)  # main, worker, runner
     cpu_before = [_cpu_seconds(p) for p in pids]
     acked: dict[str, int] = {}
     lock = threading.Lock()

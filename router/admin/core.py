@@ -99,4 +99,5 @@ class Admin:
     def refresh_routes(self) -> None:
         """Apply a source change to this process's HTTP routes now (other processes within 0.5 s)."""
         d = self.daemon
-        d.http.routes = build_routes(d.cfg, d.storage.read(sources.load_states))
+        if d.http is not None:
+            d.http.routes = build_routes(d.cfg, d.storage.read(sources.load_states))

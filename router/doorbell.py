@@ -1,0 +1,64 @@
+"""The doorbell: listening processes wake the runner processes when new work is journaled.
+
+A hint, never the hand-off itself: the work is in the journal (claims decide who runs it) and
+runners also poll, so a lost ring costs latency, not a signal. One datagram per ring on a Linux
+abstract UNIX socket (no file to clean up, no path-length limit), named after the database so
+two daemons on one machine never ring each other's runners.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+log = logging.getLogger("router.doorbell")
+
+
+def runner_address(db_path: Path, index: int) -> str:
+    key = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:20]
+    return f"\0router-{key}-runner-{index}"
+
+
+class Doorbell:
+    """The ringing side, in every process that receives signals."""
+
+    def __init__(self, db_path: Path, runners: int) -> None:
+        self.addresses = [runner_address(db_path, i) for i in range(1, runners + 1)]
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def ring(self) -> None:
+        for address in self.addresses:
+            try:
+                self._sock.sendto(b"\1", address)
+            except OSError:
+                pass  # runner restarting or its queue full: it polls the journal anyway
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+async def listen(db_path: Path, index: int, on_ring: Callable[[], None]) -> None:
+    """The runner's side: call `on_ring` once per burst of rings."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        while True:
+            try:
+                sock.bind(runner_address(db_path, index))
+                break
+            except OSError as exc:  # the previous runner with this index is still exiting
+                log.info("doorbell busy (%s); retrying", exc)
+                await trio.sleep(0.5)
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            while True:  # a burst of appends rings many times: one wake-up is enough
+                try:
+                    sock.recv(16)
+                except BlockingIOError:
+                    break
+            on_ring()
