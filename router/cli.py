@@ -58,25 +58,32 @@ def _opened(path: str) -> Iterator[tuple[Config, Storage]]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from config import load_config
     from router import logs
-    from router.shared_metrics import share_metrics
+    from router.shared_metrics import forget_metrics, share_metrics
 
     if not Path(args.config).exists():
         print(f"{args.config}: no such config file", file=sys.stderr)
         return 1
+    data_dir: Path | None = None
     try:
         settings = load_config(Path(args.config)).router
+        data_dir = Path(settings.data_dir)
         # Flags and environment win; otherwise [router] log_format / log_level from the file.
         args.log_format = args.log_format or settings.log_format
         args.log_level = args.log_level or settings.log_level
-        share_metrics(Path(settings.data_dir), main=args.worker == 0 and args.runner == 0)
     except ConfigError:
         pass  # the daemon reports every problem itself once logging is set up
+    main = args.worker == 0 and args.runner == 0
+    share_metrics(data_dir, main=main)
     from router.daemon import serve  # after share_metrics: it imports prometheus_client
     args.log_format = args.log_format or "logfmt"
     args.log_level = args.log_level or "info"
     logs.setup(args.log_format, args.log_level)
     worker_args = ["--log-format", args.log_format, "--log-level", args.log_level]
-    return serve(Path(args.config), worker_index=args.worker, runner_index=args.runner, worker_args=worker_args)
+    try:
+        return serve(Path(args.config), worker_index=args.worker, runner_index=args.runner, worker_args=worker_args)
+    finally:
+        if main:
+            forget_metrics()
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -8,11 +8,18 @@ i.e. after the WAL was fsynced (`synchronous=FULL`).
 
 Reads run synchronously on a read connection owned by the trio thread: WAL readers never wait
 for the writer and indexed lookups take microseconds, which is cheaper than a thread hop.
+
+Several processes write one database (HTTP workers, runners, the CLI). They queue for SQLite's
+write lock on an flock'd file beside it: the kernel wakes the next writer the moment the lock
+is free, where SQLite's own busy handler would sleep and poll (1, 2, 5, 10… ms), which showed as
+a p99 tail whenever two processes committed at once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -67,6 +74,7 @@ class Storage:
         self.path = path
         self.synchronous = synchronous
         self._writer_conn: sqlite3.Connection | None = None
+        self._write_lock_fd: int | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._send: trio.MemorySendChannel[_Job] | None = None
         self._recv: trio.MemoryReceiveChannel[_Job] | None = None
@@ -82,12 +90,16 @@ class Storage:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer_conn = connect(self.path, synchronous=self.synchronous)
         self._read_conn = connect(self.path, synchronous=self.synchronous)
+        self._write_lock_fd = os.open(f"{self.path}-writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def close(self) -> None:
         for conn in (self._writer_conn, self._read_conn):
             if conn is not None:
                 conn.close()
         self._writer_conn = self._read_conn = None
+        if self._write_lock_fd is not None:
+            os.close(self._write_lock_fd)
+            self._write_lock_fd = None
 
     @property
     def writer_conn(self) -> sqlite3.Connection:
@@ -162,6 +174,14 @@ class Storage:
     # -- internals ---------------------------------------------------------------------------
 
     def _execute_batch(self, batch: list[_Job]) -> None:
+        assert self._write_lock_fd is not None, "storage is not open"
+        fcntl.flock(self._write_lock_fd, fcntl.LOCK_EX)  # released by the kernel if we die holding it
+        try:
+            self._transaction(batch)
+        finally:
+            fcntl.flock(self._write_lock_fd, fcntl.LOCK_UN)
+
+    def _transaction(self, batch: list[_Job]) -> None:
         conn = self.writer_conn
         started = time.perf_counter()
         try:
