@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
+from engine import records
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Reply
 from engine.runner import Engine, RunResult
@@ -303,7 +304,9 @@ class Dispatcher:
                     conn, signal.id, workflow.name, attempt, result.status, started, duration, result.error,
                     result.trace,
                 )
-            journal.finish_signal(conn, signal.id, self.owner, status=status, error=error, retry_at=retry_at)
+            if journal.finish_signal(conn, signal.id, self.owner, status=status, error=error, retry_at=retry_at) \
+                    and status == "done":
+                records.forget_effects(conn, signal.id)
 
         await self.storage.write(write)
 
