@@ -217,6 +217,10 @@ class Dispatcher:
                 continue
             for signal in claimed:
                 self.pending_estimate = max(0, self.pending_estimate - 1)
+                if signal.id in self._active:
+                    # Still running here: its lease lapsed while the journal could not be written
+                    # (renewals failed) and this claim just took it back. A second run is a double.
+                    continue
                 self._start(signal, self._waiting.pop(signal.id, None))
             if len(claimed) == free:
                 self._wake.set()  # there may be more
