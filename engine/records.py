@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeAlias
 
 import sqlite_utils
 from sqlite_utils.db import quote_identifier
@@ -29,6 +29,12 @@ TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TABLE_PREFIX = "record_"
 RESERVED = ("id", "created_at", "updated_at")
 _MAX_FIELD_NAME = 64
+
+
+# (signal id, workflow name, step id): one step of one run, the same on every retry of that run.
+EffectKey: TypeAlias = tuple[str, str, str]
+EFFECTS_TABLE = "step_effects"
+_NOT_DONE = object()
 
 
 class RecordError(ValueError):
@@ -262,6 +268,61 @@ def count(conn: sqlite3.Connection, record_type: str, filters: Mapping[str, Any]
     return int(row[0])
 
 
+# -- step effects: a record step of a run happens once, even when the run is run again --------------
+#
+# A run's record write and the signal's outcome are two transactions. A crash (kill -9) between
+# them leaves the record written and the signal still claimed: after the lease the run starts over.
+# So each record step of a run writes, in the SAME transaction as its record, which record it
+# touched; a step that finds its own entry returns that record instead of writing again.
+
+
+def create_effects_table(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {EFFECTS_TABLE} (signal_id TEXT NOT NULL, workflow TEXT NOT NULL,"
+        " step_id TEXT NOT NULL, record_id TEXT, PRIMARY KEY (signal_id, workflow, step_id))"
+    )
+
+
+def recall_effect(conn: sqlite3.Connection, key: EffectKey) -> Any:
+    """The record id this step already wrote (None if it found no record), or `_NOT_DONE`."""
+    create_effects_table(conn)
+    row = conn.execute(
+        f"SELECT record_id FROM {EFFECTS_TABLE} WHERE signal_id = ? AND workflow = ? AND step_id = ?", key
+    ).fetchone()
+    return _NOT_DONE if row is None else row[0]
+
+
+def remember_effect(conn: sqlite3.Connection, key: EffectKey, record_id: str | None) -> None:
+    _ensure_transaction(conn)
+    conn.execute(f"INSERT OR REPLACE INTO {EFFECTS_TABLE} VALUES (?, ?, ?, ?)", (*key, record_id))
+
+
+def forget_effects(conn: sqlite3.Connection, signal_id: str) -> None:
+    """The signal is done: a later replay is a new run whose steps write again."""
+    create_effects_table(conn)
+    conn.execute(f"DELETE FROM {EFFECTS_TABLE} WHERE signal_id = ?", (signal_id,))
+
+
+def once(
+    key: EffectKey | None, record_type: str, write: Callable[[sqlite3.Connection], dict[str, Any] | None]
+) -> Callable[[sqlite3.Connection], dict[str, Any] | None]:
+    """`write`, unless this step already did it: then the record it touched (as it is now)."""
+    if key is None:
+        return write
+
+    def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        done = recall_effect(conn, key)
+        if done is not _NOT_DONE:
+            if done is None:
+                return None
+            return get_record(conn, record_type, done) or {"id": done}
+        record = write(conn)
+        remember_effect(conn, key, record["id"] if record else None)
+        return record
+
+    return run
+
+
 class RecordStore:
     """Records behind the `Database` seam: sync lookups for templates, async writes for actions."""
 
@@ -289,18 +350,34 @@ class RecordStore:
     def get(self, record_type: str, record_id: str) -> dict[str, Any] | None:
         return self.db.read(lambda conn: get_record(conn, record_type, record_id))
 
-    async def create(self, record_type: str, fields: Mapping[str, Any] | None) -> dict[str, Any]:
-        return await self.db.write(lambda conn: create_record(conn, record_type, fields))
+    # `effect` names the run step doing the write: a run started over does not write twice.
+    async def create(
+        self, record_type: str, fields: Mapping[str, Any] | None, *, effect: EffectKey | None = None
+    ) -> dict[str, Any]:
+        record = await self.db.write(once(effect, record_type, lambda conn: create_record(conn, record_type, fields)))
+        assert record is not None
+        return record
 
     async def update(
-        self, record_type: str, record_id: str, fields: Mapping[str, Any] | None
+        self, record_type: str, record_id: str, fields: Mapping[str, Any] | None, *, effect: EffectKey | None = None
     ) -> dict[str, Any] | None:
-        return await self.db.write(lambda conn: update_record(conn, record_type, record_id, fields))
+        return await self.db.write(
+            once(effect, record_type, lambda conn: update_record(conn, record_type, record_id, fields))
+        )
 
     async def upsert(
-        self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None
+        self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None, *,
+        effect: EffectKey | None = None,
     ) -> dict[str, Any]:
-        return await self.db.write(lambda conn: upsert_record(conn, record_type, key_fields, fields))
+        record = await self.db.write(
+            once(effect, record_type, lambda conn: upsert_record(conn, record_type, key_fields, fields))
+        )
+        assert record is not None
+        return record
 
-    async def delete(self, record_type: str, record_id: str) -> dict[str, Any] | None:
-        return await self.db.write(lambda conn: delete_record(conn, record_type, record_id, self.deletions))
+    async def delete(
+        self, record_type: str, record_id: str, *, effect: EffectKey | None = None
+    ) -> dict[str, Any] | None:
+        return await self.db.write(
+            once(effect, record_type, lambda conn: delete_record(conn, record_type, record_id, self.deletions))
+        )

@@ -137,6 +137,7 @@ class _Run:
             responder=self.responder,
             log=lambda level, message: self.log(step, logs, level, message),
             render_html=recorder.wrap(lambda source: templates.render(source, data, html=True)),
+            effect_key=(self.entity.id, self.workflow.name, step.id),
         )
         try:
             if action is None:

@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
+from engine import records
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Reply
 from engine.runner import Engine, RunResult
@@ -239,6 +240,10 @@ class Dispatcher:
                 continue
             for signal in claimed:
                 self.pending_estimate = max(0, self.pending_estimate - 1)
+                if signal.id in self._active:
+                    # Still running here: its lease lapsed while the journal could not be written
+                    # (renewals failed) and this claim just took it back. A second run is a double.
+                    continue
                 self._start(signal, self._waiting.pop(signal.id, None))
             if len(claimed) == free:
                 self._wake.set()  # there may be more
@@ -332,7 +337,9 @@ class Dispatcher:
                     conn, signal.id, workflow.name, attempt, result.status, started, duration, result.error,
                     result.trace,
                 )
-            journal.finish_signal(conn, signal.id, self.owner, status=status, error=error, retry_at=retry_at)
+            if journal.finish_signal(conn, signal.id, self.owner, status=status, error=error, retry_at=retry_at) \
+                    and status == "done":
+                records.forget_effects(conn, signal.id)
 
         await self.storage.write(write)
 

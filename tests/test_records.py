@@ -163,3 +163,20 @@ async def test_record_store_over_database(tmp_path: Path) -> None:
     assert up["id"] == a["id"]
     assert (await store.delete("contact", a["id"]))["id"] == a["id"]  # type: ignore[index]
     assert sink.calls[0][0] == "contact" and store.find_count("contact") == 1
+
+
+async def test_a_step_run_again_writes_once(tmp_path: Path) -> None:
+    """A run started over after a crash: each record step returns what it wrote the first time."""
+    store = RecordStore(SqliteDb(tmp_path / "r.db"), Sink())
+    step = ("01SIGNAL", "wf", "rec")
+    first = await store.create("note", {"body": "one"}, effect=step)
+    again = await store.create("note", {"body": "one"}, effect=step)
+    assert again["id"] == first["id"] and store.find_count("note") == 1
+    other = await store.create("note", {"body": "one"}, effect=("01SIGNAL", "wf", "other-step"))
+    assert other["id"] != first["id"]
+    removed = ("01SIGNAL", "wf", "del")
+    assert await store.delete("note", first["id"], effect=removed) is not None
+    assert await store.delete("note", first["id"], effect=removed) is not None  # same outcome as the first try
+    assert store.find_count("note") == 1
+    store.db.read(lambda c: records.forget_effects(c, "01SIGNAL"))  # the signal is done: a replay writes anew
+    assert (await store.create("note", {"body": "one"}, effect=step))["id"] != first["id"]

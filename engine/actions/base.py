@@ -48,6 +48,9 @@ class ActionContext:
     log: Callable[[str, str], None] = lambda level, message: None
     # Render a template string as HTML: values are autoescaped (`html_keys`, e.g. respond's return_html).
     render_html: Callable[[str], str] | None = None
+    # (signal id, workflow, step id) when the run belongs to a journaled signal: record steps write
+    # once per run even if the run is started over after a crash (engine.records.once).
+    effect_key: tuple[str, str, str] | None = None
 
 
 @dataclass

@@ -90,7 +90,7 @@ class CreateRecord(_RecordAction):
 
     async def run(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
         record_type = _record_type(ctx, options)
-        record = await _store(ctx).create(record_type, _fields(ctx, options))
+        record = await _store(ctx).create(record_type, _fields(ctx, options), effect=ctx.effect_key)
         return ActionResult(
             output={"record_type": record_type, "id": record["id"]}, store={INSERTED_ID: record["id"]}
         )
@@ -107,7 +107,9 @@ class UpdateRecord(_RecordAction):
     async def run(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
         record_type = _record_type(ctx, options)
         record_id = _record_id(ctx, options)
-        record = await _store(ctx).update(record_type, record_id, _fields(ctx, options))
+        record = await _store(ctx).update(
+            record_type, record_id, _fields(ctx, options), effect=ctx.effect_key
+        )
         if record is None:
             raise ActionError(f"update_record: no {record_type} with id {record_id[:80]!r}", retryable=False)
         return ActionResult(output={"record_type": record_type, "id": record_id})
@@ -135,7 +137,7 @@ class UpsertRecord(_RecordAction):
         record_type = _record_type(ctx, options)
         raw_key = options["key"]
         key = [ctx.render(k).strip() for k in ([raw_key] if isinstance(raw_key, str) else raw_key)]
-        record = await _store(ctx).upsert(record_type, key, _fields(ctx, options))
+        record = await _store(ctx).upsert(record_type, key, _fields(ctx, options), effect=ctx.effect_key)
         return ActionResult(
             output={"record_type": record_type, "id": record["id"]}, store={INSERTED_ID: record["id"]}
         )
@@ -152,7 +154,7 @@ class DeleteRecord(_RecordAction):
     async def run(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
         record_type = _record_type(ctx, options)
         record_id = _record_id(ctx, options)
-        record = await _store(ctx).delete(record_type, record_id)
+        record = await _store(ctx).delete(record_type, record_id, effect=ctx.effect_key)
         if record is None:
             # Already gone (perhaps by an earlier try of this run): deleting is idempotent.
             ctx.log("info", f"no {record_type} with id {record_id[:80]!r}; nothing to delete")
