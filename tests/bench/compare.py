@@ -31,6 +31,7 @@ sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("tests/bench")]
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -60,15 +61,17 @@ class Peer:
     idle_detail: list[tuple[str, float]] = field(default_factory=list)  # (process, RSS MB) at idle
     results: list[dict[str, float]] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
+    cpu_own: float = 0.0  # CPU seconds used during its own measured runs
+    cpu_total: float = 0.0  # ... and during the whole measured section
 
     def median(self, key: str) -> float:
         return statistics.median(r[key] for r in self.results) if self.results else float("nan")
 
 
 def start_peers(ctx: Context, table: dict[str, tuple[str, Callable[[Context], Service]]],
-                names: list[str]) -> list[Peer]:
-    """Start the peers one after another (so each start-up has the machine to itself)."""
-    peers = []
+                names: list[str], peers: list[Peer]) -> None:
+    """Start the peers one after another (so each start-up has the machine to itself), appending
+    each to `peers` as soon as it runs, so that the caller's `finally` can stop it."""
     for name in names:
         label, start = table[name]
         peer = Peer(name, label)
@@ -86,7 +89,6 @@ def start_peers(ctx: Context, table: dict[str, tuple[str, Callable[[Context], Se
         extra = "; ".join(peer.service.notes)
         print(f"  answering after {peer.service.startup_s:.2f} s, idle RSS {peer.idle_rss:.0f} MB"
               f"{'; ' + extra if extra else ''}", flush=True)
-    return peers
 
 
 def describe(pid: int) -> str:
@@ -124,33 +126,44 @@ def run_http(ctx: Context, names: list[str], args: argparse.Namespace) -> Peer |
     assert BODY.decode() in LUA, "the readiness probes must send what wrk sends"
     peers: list[Peer] = []
     try:
-        peers = start_peers(ctx, HTTP_PEERS, names)
+        start_peers(ctx, HTTP_PEERS, names, peers)
         live = [p for p in peers if p.service is not None]
         for peer in live:
             assert peer.service is not None
-            wrk(peer.service.target, 2, args.connections, script)  # warm-up (JIT, caches, pools)
+            wrk(peer.service.target, 2, args.connections, script, args.timeout)  # warm-up (JIT, caches, pools)
         # Rounds alternate the peers so that a noisy moment on a shared box hits them all alike.
+        # All stay up: the CPU each uses while the others are measured is reported below.
+        for peer in live:
+            assert peer.service is not None
+            peer.cpu_total = -peer.service.cpu_s()
         for round_no in range(args.rounds):
             for peer in live:
                 assert peer.service is not None
+                cpu_before = peer.service.cpu_s()
                 try:
                     with PeakRss(peer.service) as peak:
-                        result = wrk(peer.service.target, args.seconds, args.connections, script)
+                        result = wrk(peer.service.target, args.seconds, args.connections, script, args.timeout)
                 except (subprocess.CalledProcessError, AssertionError) as error:
                     print(f"round {round_no + 1}: {peer.name}: wrk failed: {error}", flush=True)
                     continue
+                cpu = peer.service.cpu_s() - cpu_before
+                peer.cpu_own += cpu
+                result["cpu_ms"] = 1000 * cpu / max(1.0, result["rps"] * args.seconds)
                 peer.results.append(result)
                 peer.peaks.append(peak.peak)
                 print(f"round {round_no + 1}: {peer.name}: {result['rps']:.0f} req/s", flush=True)
+        for peer in live:
+            assert peer.service is not None
+            peer.cpu_total += peer.service.cpu_s()
     finally:
         stop_peers(peers)
 
     router = next((p for p in peers if p.name == "router" and p.results), None)
     base = router.median("rps") if router else None
-    print(f"\nHTTP: wrk -t2 -c{args.connections} -d{args.seconds}s, POST {len(BODY)}-byte JSON, "
+    print(f"\nHTTP: wrk -t2 -c{args.connections} -d{args.seconds}s --timeout {args.timeout}, POST {len(BODY)}-byte JSON, "
           f"medians of {args.rounds} alternating rounds; RSS = all processes of the peer\n")
     print(f"{'peer':<50} {'start s':>7} {'idle MB':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'peak MB':>7} {'vs router':>9} {'errors':>6}")
+          f"{'peak MB':>7} {'CPU ms/req':>10} {'vs router':>9} {'errors':>6}")
     for peer in peers:
         if peer.skipped or not peer.results:
             print(f"{peer.label:<50} skipped: {(peer.skipped or 'no wrk run succeeded').splitlines()[0][:200]}")
@@ -159,10 +172,13 @@ def run_http(ctx: Context, names: list[str], args: argparse.Namespace) -> Peer |
         errors = sum(int(r["errors"] + r["non2xx"]) for r in peer.results)
         print(f"{peer.label:<50} {peer.service.startup_s:>7.2f} {peer.idle_rss:>7.0f} {peer.median('rps'):>7.0f} "
               f"{peer.median('p50'):>7.2f} {peer.median('p99'):>7.2f} {statistics.median(peer.peaks):>7.0f} "
-              f"{ratio(peer.median('rps'), base):>9} {errors:>6}")
+              f"{peer.median('cpu_ms'):>10.2f} {ratio(peer.median('rps'), base):>9} {errors:>6}")
     versions = [n for p in peers if p.service for n in p.service.notes if p.name != "router"]
     if versions:
         print("  " + "; ".join(versions))
+    background = [f"{p.name} {p.cpu_total - p.cpu_own:.1f} s" for p in peers if p.results]
+    print("  CPU ms/req: the peer's own processes only (wrk's share not counted)")
+    print(f"  CPU used by each peer while the others were measured: {', '.join(background)}")
     return next((p for p in peers if p.name == "router" and p.service), None)
 
 
@@ -175,7 +191,7 @@ def run_smtp(ctx: Context, args: argparse.Namespace) -> None:
     peers: list[Peer] = []
     stored = 0
     try:
-        peers = start_peers(ctx, SMTP_PEERS, list(SMTP_PEERS))
+        start_peers(ctx, SMTP_PEERS, list(SMTP_PEERS), peers)
         live = [p for p in peers if p.service is not None]
         for peer in live:
             assert peer.service is not None
@@ -223,10 +239,19 @@ def print_router_summary(router: Peer) -> None:
     print(f"  idle RSS {router.idle_rss:.0f} MB, {SETTLE_S:.0f} s after it answered: {detail}")
 
 
+def exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally` blocks that stop the peers
+
+
 def main() -> None:
+    # SIGTERM/SIGHUP would end Python without running `finally`; SIGINT is ignored in background jobs.
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    signal.signal(signal.SIGHUP, exit_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per peer and round")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--timeout", default="10s", help="wrk's per-request limit; slower answers count as errors")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join([*HTTP_PEERS, "smtp"]),
                         help="comma-separated: " + ", ".join([*HTTP_PEERS, "smtp"]))
@@ -253,7 +278,8 @@ def main() -> None:
         if http_names:
             router = run_http(ctx, http_names, args)
         if "smtp" in only:
-            print()
+            if http_names:
+                print()
             run_smtp(ctx, args)
         if router is not None:
             print_router_summary(router)

@@ -72,7 +72,7 @@ def start_router(ctx: Context) -> Service:
         service.notes.append(f"start-up: READY=1 after {times.get('ready', float('nan')):.2f} s, "
                              f"first /readyz 200 after {times['readyz']:.2f} s")
         service.target = router.url("endpoints.fast")
-        wait_answers(service.target, router.proc, time.perf_counter(), 10)
+        wait_answers(service.target, router.proc, time.perf_counter(), 10, expect=b'"received"')
     except BaseException:
         if service is not None:
             service.stop()
@@ -134,7 +134,7 @@ def start_node_red(ctx: Context) -> Service:
     proc = spawn(["node", str(script), "--settings", str(user_dir / "settings.js"), "--userDir", str(user_dir)], log)
     service = Service("node-red", proc.pid, f"http://127.0.0.1:{port}/bench", 0.0, lambda: terminate(proc))
     try:
-        service.startup_s = wait_answers(service.target, proc, started, 120, log)
+        service.startup_s = wait_answers(service.target, proc, started, 120, log, expect=b'"n"')  # the echo
     except BaseException:
         service.stop()
         raise
@@ -171,6 +171,8 @@ def n8n_env(user_folder: Path, port: int) -> dict[str, str]:
         "N8N_LICENSE_AUTO_RENEW_ENABLED": "false", "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
         "EXTERNAL_FRONTEND_HOOKS_URLS": "", "N8N_DIAGNOSTICS_CONFIG_FRONTEND": "",
         "N8N_DIAGNOSTICS_CONFIG_BACKEND": "", "N8N_LOG_LEVEL": "warn",
+        # Its task runners' broker listens on a fixed port (5679) unless told otherwise.
+        "N8N_RUNNERS_BROKER_PORT": str(free_port()),
     }
 
 
@@ -201,7 +203,7 @@ def start_n8n(ctx: Context) -> Service:
     proc = spawn(["node", str(script), "start"], log, env=env)
     service = Service("n8n", proc.pid, f"http://127.0.0.1:{port}/webhook/bench", 0.0, lambda: terminate(proc, 30))
     try:
-        service.startup_s = wait_answers(service.target, proc, started, 180, log)
+        service.startup_s = wait_answers(service.target, proc, started, 180, log, expect=b'"received"')
     except BaseException:
         service.stop()
         raise
@@ -222,7 +224,7 @@ def start_webhook(ctx: Context) -> Service:
     proc = spawn([binary, "-hooks", str(hooks), "-ip", "127.0.0.1", "-port", str(port)], log)
     service = Service("webhook", proc.pid, f"http://127.0.0.1:{port}/hooks/bench", 0.0, lambda: terminate(proc))
     try:
-        service.startup_s = wait_answers(service.target, proc, started, 30, log)
+        service.startup_s = wait_answers(service.target, proc, started, 30, log, expect=b'"received"')
     except BaseException:
         service.stop()
         raise

@@ -68,6 +68,18 @@ def rss_mb(pids: list[int]) -> float:
     return total_kb / 1024
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def spawn(cmd: list[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """A server in a session of its own, its output in `log` (read when it fails to start)."""
     with open(log, "ab") as out:
@@ -76,8 +88,9 @@ def spawn(cmd: list[str], log: Path, *, env: dict[str, str] | None = None, cwd: 
 
 
 def wait_answers(url: str, proc: subprocess.Popen[bytes] | None, started: float, timeout: float,
-                 log: Path | None = None) -> float:
-    """Seconds from `started` until a POST of BODY to `url` gets a 2xx."""
+                 log: Path | None = None, expect: bytes = b"") -> float:
+    """Seconds from `started` until a POST of BODY to `url` gets a 2xx whose body holds `expect`
+    (n8n answers 200 with a "starting up" page before its webhooks are registered)."""
     deadline = started + timeout
     with httpx.Client(timeout=1.0) as client:
         while time.perf_counter() < deadline:
@@ -85,7 +98,8 @@ def wait_answers(url: str, proc: subprocess.Popen[bytes] | None, started: float,
                 tail = log.read_text(errors="replace")[-1500:] if log else ""
                 raise Skip(f"exited with {proc.returncode} before answering:\n{tail}")
             try:
-                if client.post(url, content=BODY, headers=HEADERS).is_success:
+                response = client.post(url, content=BODY, headers=HEADERS)
+                if response.is_success and expect in response.content:
                     return time.perf_counter() - started
             except httpx.HTTPError:
                 pass
@@ -126,6 +140,9 @@ class Service:
 
     def rss_mb(self) -> float:
         return rss_mb(self.pids())
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.pids())
 
     def stop(self) -> None:
         """Graceful stop, then SIGKILL for any process of its tree still alive (by PID)."""
