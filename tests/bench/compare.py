@@ -1,6 +1,6 @@
 """The router next to its peers, in one run on loopback, with the same load for each.
 
-    .venv/bin/python tests/bench/compare.py [--seconds 10] [--connections 64] [--rounds 3]
+    .venv/bin/python tests/bench/compare.py [--seconds 10] [--connections 64] [--rounds 3] [--timeout 10s]
         [--only router,bare,node-red,n8n,webhook,smtp] [--tools ~/.cache/router-bench]
         [--messages 5000] [--sessions 20] [--size 2048] [--no-install]
 
