@@ -127,10 +127,14 @@ def run_http(ctx: Context, names: list[str], args: argparse.Namespace) -> Peer |
     peers: list[Peer] = []
     try:
         start_peers(ctx, HTTP_PEERS, names, peers)
-        live = [p for p in peers if p.service is not None]
-        for peer in live:
-            assert peer.service is not None
-            wrk(peer.service.target, 2, args.connections, script, args.timeout)  # warm-up (JIT, caches, pools)
+        for peer in peers:
+            if peer.service is None:
+                continue
+            try:
+                wrk(peer.service.target, 2, args.connections, script, args.timeout)  # warm-up (JIT, caches, pools)
+            except (subprocess.CalledProcessError, AssertionError) as error:
+                peer.skipped = f"warm-up failed: {error}"
+        live = [p for p in peers if p.service is not None and not p.skipped]
         # Rounds alternate the peers so that a noisy moment on a shared box hits them all alike.
         # All stay up: the CPU each uses while the others are measured is reported below.
         for peer in live:
@@ -192,10 +196,15 @@ def run_smtp(ctx: Context, args: argparse.Namespace) -> None:
     stored = 0
     try:
         start_peers(ctx, SMTP_PEERS, list(SMTP_PEERS), peers)
-        live = [p for p in peers if p.service is not None]
-        for peer in live:
-            assert peer.service is not None
-            smtp_source(int(peer.service.target.rsplit(":", 1)[1]), min(500, args.messages), args.sessions, args.size)
+        for peer in peers:
+            if peer.service is None:
+                continue
+            try:
+                smtp_source(int(peer.service.target.rsplit(":", 1)[1]), min(500, args.messages), args.sessions,
+                            args.size)  # warm-up
+            except RuntimeError as error:
+                peer.skipped = f"warm-up failed: {error}"
+        live = [p for p in peers if p.service is not None and not p.skipped]
         for round_no in range(args.rounds):
             for peer in live:
                 assert peer.service is not None
