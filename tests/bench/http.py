@@ -106,9 +106,11 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out]
 
 
-def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
+def wrk(url: str, seconds: int, connections: int, script: Path, timeout: str = "2s") -> dict[str, float]:
+    """`timeout`: wrk's own per-request limit (its default 2s); slower answers count as errors."""
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), "--latency", url],
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", timeout, "-s", str(script),
+         "--latency", url],
         capture_output=True, text=True, check=True,
     ).stdout
     match = re.search(r"JSON (\{.*\})", out)
