@@ -18,19 +18,11 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
-from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
-from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
-from channels.http.app import HttpChannel
-from channels.http.pipeline import HttpSettings
-from channels.smtp.server import run_smtp
 from config import Config, ConfigError
 from engine.actions import Services
 from engine.records import RecordStore
@@ -38,7 +30,6 @@ from engine.runner import Engine
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
 from router import journal, metrics, sources, systemd
-from router.admin import run_admin
 from router.build import build_routes, load_checked, outbound_settings
 from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
@@ -47,6 +38,10 @@ from router.doorbell import listen as doorbell_listen
 from router.netutil import listen_socket
 from router.storage import Storage, StorageUnavailable
 from router.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from channels.http.app import HttpChannel
+    from channels.http.pipeline import HttpSettings
 
 log = logging.getLogger("router.daemon")
 
@@ -79,6 +74,8 @@ def dispatch_settings(cfg: Config) -> DispatchSettings:
 
 
 def http_settings(cfg: Config) -> HttpSettings:
+    from channels.http.pipeline import HttpSettings
+
     return HttpSettings(
         max_body=cfg.http.max_body,
         files_dir=Path(cfg.router.data_dir) / "files",
@@ -181,7 +178,11 @@ class Daemon:
             self.dispatcher = Dispatcher(self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg))
             doorbell: Doorbell | None = None
             http_sock = None
-            if self.runner_index == 0:
+            if self.runner_index == 0:  # runners import no listener code (a smaller process)
+                from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
+                from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
+                from channels.http.app import HttpChannel
+
                 states = self.storage.read(sources.load_states)
                 self.http = HttpChannel(
                     self.dispatcher,
@@ -236,14 +237,20 @@ class Daemon:
     def _extra_channels(self) -> list[tuple[str, Callable[..., Awaitable[None]]]]:
         """Channels besides HTTP, each a supervised `run(task_status=...)` (one line per channel)."""
         channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+        from channels.smtp.server import run_smtp
+        from router.admin import run_admin
         from router.schedules import Scheduler  # the clock: reads self.cfg on every wake, so reloads apply
+
         channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
         channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(sources.load_states))))
         channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
         return channels
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from hypercorn.config import Config as HypercornConfig
         from hypercorn.config import Sockets
+        from hypercorn.trio.run import worker_serve
+        from hypercorn.utils import wrap_app
 
         assert self.http is not None
         hc = HypercornConfig()

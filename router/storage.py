@@ -32,6 +32,7 @@ import trio
 T = TypeVar("T")
 
 MAX_BATCH = 512
+BUSY_TIMEOUT_MS = 10000  # how long a transaction waits for a lock held outside the router
 
 
 class StorageUnavailable(Exception):
@@ -45,7 +46,7 @@ def connect(path: Path, *, synchronous: str = "FULL", readonly: bool = False) ->
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -89,6 +90,7 @@ class Storage:
     def open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer_conn = connect(self.path, synchronous=self.synchronous)
+        self._writer_conn.execute("PRAGMA busy_timeout = 0")  # see _begin
         self._read_conn = connect(self.path, synchronous=self.synchronous)
         self._write_lock_fd = os.open(f"{self.path}-writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
@@ -175,17 +177,36 @@ class Storage:
 
     def _execute_batch(self, batch: list[_Job]) -> None:
         assert self._write_lock_fd is not None, "storage is not open"
-        fcntl.flock(self._write_lock_fd, fcntl.LOCK_EX)  # released by the kernel if we die holding it
+        fd = self._write_lock_fd
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die holding it
         try:
-            self._transaction(batch)
+            self._transaction(batch, fd)
         finally:
-            fcntl.flock(self._write_lock_fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)  # a no-op if _begin let go already
 
-    def _transaction(self, batch: list[_Job]) -> None:
+    def _begin(self, conn: sqlite3.Connection, fd: int) -> None:
+        """BEGIN IMMEDIATE, holding the flock. Our own writers are ordered by the flock, so SQLite's
+        lock is normally free here; if it is not, someone outside the router holds it (a sqlite3
+        shell, a backup): let go of the flock, so our other processes are not queued behind this
+        wait, and wait like any SQLite client (busy_timeout)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
+    def _transaction(self, batch: list[_Job], fd: int) -> None:
         conn = self.writer_conn
         started = time.perf_counter()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn, fd)
         except sqlite3.Error as exc:
             err = StorageUnavailable(f"journal cannot start a transaction: {exc}")
             for job in batch:

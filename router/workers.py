@@ -21,9 +21,30 @@ import trio
 log = logging.getLogger("router.workers")
 
 
+PARENT_ENV = "ROUTER_PARENT_PID"
+
+
 def _child_env() -> dict[str, str]:
     """Only the main process talks to systemd (READY, WATCHDOG): children must not."""
-    return {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    env[PARENT_ENV] = str(os.getpid())
+    return env
+
+
+def die_with_parent() -> None:
+    """In a child: be killed when the main process dies, even by SIGKILL (Linux prctl
+    PR_SET_PDEATHSIG). An orphaned runner would go on running and claiming work beside the
+    restarted daemon's own."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: systemd's control group still stops us
+        return
+    if os.environ.get(PARENT_ENV) and os.getppid() != int(os.environ[PARENT_ENV]):
+        os._exit(1)  # the parent died before prctl took effect
 
 
 class WorkerPool:

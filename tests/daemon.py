@@ -44,6 +44,14 @@ token = "test-admin-token"
 """
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
 class RouterProcess:
     def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
                  env: dict[str, str] | None = None, workers: int = 1, router_extra: str = "",
@@ -122,9 +130,14 @@ class RouterProcess:
         self.proc.send_signal(sig)
 
     def kill(self) -> None:
+        """SIGKILL the daemon; its children (runners, workers, SMTP) die with it: wait for that too."""
         if self.proc and self.proc.poll() is None:
+            kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
             self.proc.kill()
             self.proc.wait(10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(_alive(int(k)) for k in kids):
+                time.sleep(0.01)
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc is None:

@@ -294,4 +294,4 @@ def test_record_store_locked_by_another_process_retries_and_loses_nothing(
     )
     assert not report["problems"], "\n".join(report["problems"]) + "\n" + log[-4000:]
     assert retried > 0 and "database is locked" in log, "the lock never made a record write fail"
-    assert held_call.calls == straddling, "a run was started again while it was still running"
+    assert held_call.calls == straddling, "a run was started again while it was still running\n" + log[-6000:]
