@@ -24,7 +24,7 @@ from hypercorn.utils import wrap_app
 
 from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
 from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
-from channels.http.app import HttpChannel
+from channels.http.app import MAX_HEAD, HttpChannel
 from channels.http.pipeline import HttpSettings
 from channels.smtp.server import run_smtp
 from config import Config, ConfigError
@@ -225,7 +225,7 @@ class Daemon:
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.keep_alive_timeout = 75
         hc.graceful_timeout = self.cfg.router.shutdown_timeout
-        hc.h11_max_incomplete_size = 64 * 1024
+        hc.h11_max_incomplete_size = MAX_HEAD  # the app applies it exactly (see channels.http.app)
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
         self._http_scope = trio.CancelScope()  # a fresh one per (re)start of the channel
         with self._http_scope:
