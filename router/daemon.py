@@ -38,7 +38,7 @@ from router.admin import run_admin
 from router.build import build_routes, load_checked, outbound_settings
 from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
-from router.netutil import listen_socket
+from router.netutil import listen_socket, raise_fd_limit
 from router.storage import Storage, StorageUnavailable
 from router.workers import WorkerPool
 
@@ -223,7 +223,10 @@ class Daemon:
         hc.bind = [self.cfg.http.listen]
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
-        hc.keep_alive_timeout = 75
+        # hypercorn's idle timer runs from the connection's start (or its last answer) until a
+        # whole request head has arrived: the keep-alive timeout and the header-read (slowloris)
+        # timeout in one.
+        hc.keep_alive_timeout = self.cfg.http.idle_timeout
         hc.graceful_timeout = self.cfg.router.shutdown_timeout
         hc.h11_max_incomplete_size = MAX_HEAD  # the app applies it exactly (see channels.http.app)
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
@@ -344,5 +347,7 @@ class Daemon:
 
 
 def serve(config_path: Path, *, worker_index: int = 0, worker_args: list[str] | None = None) -> int:
+    fds = raise_fd_limit()
+    log.info("open files limit=%d", fds)
     daemon = Daemon(config_path, worker_index=worker_index, worker_args=worker_args)
     return trio.run(daemon.main)
