@@ -8,6 +8,7 @@ watcher and the signal handler. SIGTERM stops the listeners, lets runs finish up
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -159,6 +160,7 @@ class Daemon:
                 log.error("config error %s", issue)
             return 1
         cfg = self.cfg
+        tune_gc()
         async with httpx.AsyncClient(timeout=30.0) as http_client:
             services = Services(
                 db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client
@@ -344,6 +346,19 @@ class Daemon:
         if not finished:
             log.warning("shutdown timeout: unfinished runs stay in the journal for the next start")
         self.storage.stop_writer()
+
+
+# Python's default (a young-generation pass every 700 net allocations) spends most of the time of
+# accepting a connection in the collector once thousands are open: 10,000 idle connections took
+# ~12 s of accepting (~450 µs of CPU each) on 2 cores, ~5 s (~200 µs) with these thresholds.
+GC_THRESHOLDS = (20_000, 20, 50)
+
+
+def tune_gc() -> None:
+    """Fewer collections, and none over the objects that exist once the daemon is loaded."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def serve(config_path: Path, *, worker_index: int = 0, worker_args: list[str] | None = None) -> int:
