@@ -86,6 +86,10 @@ class HttpSettings(ListenMixin):
     max_in_flight: int = Field(default=1024, ge=1)
     idempotency_window: Duration = 24 * 3600.0
     sse_keepalive: PositiveDuration = 15.0  # a ": keep-alive" comment after this long without a frame
+    # A connection that has not delivered a whole request head this long after connecting (or
+    # after its last answer) is closed: idle keep-alive clients and slow-header (slowloris) ones
+    # alike. Above the 60 s idle timeout of the usual load balancers, as they expect.
+    idle_timeout: PositiveDuration = 75.0
 
 
 class SmtpSettings(ListenMixin):

@@ -143,6 +143,9 @@ def _finalize(value: Any) -> Any:
 _SINGLE_EXPRESSION = re.compile(r"\s*\{\{[-+]?(.*?)[-+]?\}\}\s*", re.S)
 _TAG_MARKERS = ("{{", "}}", "{%", "%}", "{#", "#}")
 _LOCAL_NAMES = {"caller", "super", "loop", "varargs", "kwargs", "self"}
+# `__class__`, `__globals__`, ...: Python's internals, the first step of every sandbox escape and
+# never a data field. (`__data.__headers` and friends have no trailing underscores.)
+_DUNDER = re.compile(r"^__\w+__$")
 
 
 def _describe(exc: BaseException) -> str:
@@ -224,6 +227,9 @@ class TemplateEngine:
             tree = self._envs[False].parse(source)
         except Exception as exc:  # pragma: no cover - compiled above
             return _describe(exc)
+        unsafe = _dunder_access(tree)
+        if unsafe is not None:
+            return unsafe
         defined = set(_LOCAL_NAMES)
         defined.update(n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param"))
         defined.update(n.name for n in tree.find_all(nodes.Macro))
@@ -280,6 +286,24 @@ class TemplateEngine:
         if isinstance(value, (list, tuple)):
             return [self.render_value(v, data) for v in value]
         return value
+
+
+def _dunder_access(tree: nodes.Template) -> str | None:
+    """The sandbox refuses these at run time whatever the value; the config is refused at load
+    instead, where the mistake (or the attack) is seen by whoever wrote it."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            name: object = node.attr
+        elif isinstance(node, nodes.Getitem):
+            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            first = node.args[0]
+            name = first.value if isinstance(first, nodes.Const) else None
+        else:
+            name = None
+        if isinstance(name, str) and _DUNDER.match(name):
+            return f"unsafe template: access to {name!r} is not allowed (line {node.lineno})"
+    return None
 
 
 def _has_markup(source: str) -> bool:

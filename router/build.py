@@ -33,8 +33,28 @@ def caps_lookup(cfg: Config):  # type: ignore[no-untyped-def]
     return lambda source: caps.get(source, SourceCaps())
 
 
+# Source options that are templates (rendered per request, or once for keys and secrets).
+SOURCE_TEMPLATES = ("return_data", "return_html", "return_redirect", "endpoint_key", "endpoint_secret",
+                    "cors_domains", "redirect", "dedup_key")
+
+
+def source_template_problems(cfg: Config, templates: TemplateEngine) -> list[tuple[str, str]]:
+    """Syntax errors and unsafe constructs in the sources' own templates, found at load time
+    like the workflows' (not on the first request that renders them)."""
+    problems: list[tuple[str, str]] = []
+    for kind, name, model in cfg.sources():
+        for option in SOURCE_TEMPLATES:
+            source = getattr(model, option, None)
+            if isinstance(source, str):
+                error = templates.check(source)
+                if error:
+                    problems.append((f"{kind}.{name}.{option}", error))
+    return problems
+
+
 def compile_config(cfg: Config, templates: TemplateEngine) -> tuple[list[Workflow], list[ConfigIssue]]:
     workflows, problems = compile_workflows(cfg.workflows, caps_lookup(cfg), templates)
+    problems = [*source_template_problems(cfg, templates), *problems]
     main = str(cfg.path) if cfg.path else "router.toml"
     return [w for w in workflows if getattr(w, "active", True)], [ConfigIssue(main, k, m) for k, m in problems]
 

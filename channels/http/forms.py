@@ -28,7 +28,7 @@ from channels.http import pipeline
 from channels.http.app import EXTRA_HANDLERS
 from channels.http.asgi import Request, Response
 from channels.http.pipeline import Refused
-from channels.http.replies import to_ack
+from channels.http.replies import safe_location, to_ack
 from channels.http.routes import HttpSource
 from channels.intake import JournalUnavailable, Overloaded
 from engine.entity import Entity
@@ -126,8 +126,7 @@ def _redirect_target(channel: HttpChannel, source: HttpSource, data: dict[str, A
     template = source.config.redirect or ""
     if not template.strip():
         return ""
-    rendered = channel.intake.render(template, data).strip()
-    return "".join(ch for ch in rendered if ch not in "\r\n\x00")
+    return safe_location(channel.intake.render(template, data))
 
 
 def success(channel: HttpChannel, source: HttpSource, data: dict[str, Any]) -> Response:

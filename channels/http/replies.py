@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import quote
 
 from channels.http.asgi import Response
 from engine.ports import Reply
 
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<div|<p[\s>]|<h[1-6]|<table|<span|<a\s)", re.I)
 _XML_START = re.compile(rb"^\s*(<\?xml|<[A-Za-z_][\w.:-]*[\s/>])")
+
+
+# Everything a Location may carry as it is: visible ASCII. The rest (CR, LF, NUL and other
+# controls, spaces, non-ASCII) is percent-encoded as UTF-8, so data rendered into a redirect can
+# neither add a header nor break the response.
+_LOCATION_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def safe_location(rendered: str) -> str:
+    """A rendered redirect target made safe for the Location header (`%` is kept: the template
+    may already have encoded the URL)."""
+    return quote(rendered.strip(), safe=_LOCATION_SAFE)
 
 
 def detect_content_type(body: bytes) -> str:
@@ -31,7 +44,7 @@ def detect_content_type(body: bytes) -> str:
 def body_response(return_type: str, rendered: str, status: int | None = None) -> Response:
     """A `data`, `html` or `redirect` answer from an already-rendered template."""
     if return_type == "redirect":
-        return Response(status or 302, b"", [("location", rendered.strip())])
+        return Response(status or 302, b"", [("location", safe_location(rendered))])
     body = rendered.encode()
     ctype = "text/html; charset=utf-8" if return_type == "html" else detect_content_type(body)
     return Response(status or 200, body, [("content-type", ctype)])

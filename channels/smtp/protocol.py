@@ -125,6 +125,9 @@ class RouterSMTP(SMTP):
         )
         self.limits = limits
         self.connections = connections
+        # Set by every address parse (MAIL, RCPT): how the last address asked to be routed
+        # onwards, if it did. handle_RCPT refuses such recipients (never an open relay).
+        self.last_routing: str | None = None
         connections.add(self)
 
     def _create_envelope(self) -> RoutedEnvelope:
@@ -142,6 +145,7 @@ class RouterSMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's own parsing, minus the `typing.Protocol` class it defines on every call
         (a class creation per MAIL and RCPT; the result is the same)."""
+        self.last_routing = None
         if not arg:
             return "", ""
         address: Any
@@ -152,6 +156,7 @@ class RouterSMTP(SMTP):
                 address, rest = get_addr_spec(arg)
         except HeaderParseError:
             return None, None
+        self.last_routing = routing_in(address)
         addr: str = address.addr_spec
         localpart, _, _ = addr.rpartition("@")
         if self.local_part_limit and len(localpart) > self.local_part_limit:
@@ -231,6 +236,19 @@ class RouterSMTP(SMTP):
             raise
         finally:
             reader._limit = saved_limit  # type: ignore[attr-defined]
+
+
+def routing_in(address: Any) -> str | None:
+    """Sender-specified routing in a parsed address, or None: a source route (`<@a:b@c>`, which
+    the parser would silently drop) or a local part that names another host the old ways
+    (`user%host@us`, `host!user@us`, `"user@host"@us`)."""
+    if getattr(address, "route", None):
+        return "a source route"
+    local = str(getattr(address, "local_part", "") or "")
+    for mark, what in (("@", "an address in the local part"), ("%", "the percent hack"), ("!", "a bang path")):
+        if mark in local:
+            return what
+    return None
 
 
 def limits_from(smtp: Any) -> Limits:

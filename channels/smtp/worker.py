@@ -160,6 +160,10 @@ class MailHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= smtp.limits.max_recipients:
             return f"452 4.5.3 Error: too many recipients (at most {smtp.limits.max_recipients})"
+        if smtp.last_routing is not None:
+            # Even where a catch-all would take the local part: this is how relays get abused.
+            log.info("smtp recipient refused rcpt=%s reason=routing peer=%s", address, _peer(session))
+            return f"553 5.7.1 <{address}>: Recipient address rejected: {smtp.last_routing} is not accepted (no relaying)"
         found = self.worker.mailboxes.resolve(address)
         if not found.accepted:
             peer = _peer(session)

@@ -28,8 +28,19 @@ def as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _bad_header(text: str) -> bool:
-    return any(ch in text for ch in "\r\n\0")
+# What HTTP allows in a header (RFC 9110): a token for the name; visible ASCII, spaces and tabs
+# for the value (bytes past ASCII are obsolete and read differently by every client). Anything
+# else could split the header or fail to send.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+
+
+def _bad_header_name(name: str) -> bool:
+    return not _HEADER_NAME.match(name)
+
+
+def _bad_header_value(text: str) -> bool:
+    return not _HEADER_VALUE.match(text)
 
 
 @register
@@ -68,6 +79,8 @@ class Respond(Action):
         headers = options.get("headers")
         if headers is not None and not isinstance(headers, dict):
             problems.append("respond: headers must be a table of name = \"value\"")
+        elif headers:
+            problems += [f"respond: {name!r} is not a valid header name" for name in headers if _bad_header_name(str(name))]
         return problems
 
     async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
@@ -80,9 +93,9 @@ class Respond(Action):
                 raise ActionError("respond: no HTML renderer available", retryable=False)
             body = ctx.render_html(raw)
         elif return_type == "redirect":
-            body = ctx.render(raw).strip()
-            if not body or _bad_header(body):
-                raise ActionError(f"respond: invalid redirect location {body[:200]!r}", retryable=False)
+            body = ctx.render(raw).strip()  # the HTTP channel percent-encodes what a Location cannot hold
+            if not body:
+                raise ActionError("respond: the redirect location rendered empty", retryable=False)
         else:
             body = as_text(ctx.render_value(raw))
         reply = Reply(return_type=return_type, body=body, status=self._status(options, ctx),
@@ -118,7 +131,7 @@ class Respond(Action):
         headers: dict[str, str] = {}
         for name, value in raw.items():
             text = ctx.render(value) if isinstance(value, str) else as_text(value)
-            if _bad_header(str(name)) or ":" in str(name) or _bad_header(text):
+            if _bad_header_name(str(name)) or _bad_header_value(text):
                 raise ActionError(f"respond: header {name!r} contains an illegal character", retryable=False)
             headers[str(name)] = text
         return headers
