@@ -4,11 +4,16 @@
 
 Runs, one after another on this machine:
   1. a bare hypercorn-trio ASGI app answering 200 (the ceiling of the server we use);
-  2. our async `data` endpoint (every request journaled with fsync) with 1 worker;
+  2. our async `data` endpoint (every request journaled with fsync; its 1-step workflow runs in
+     the runner process, `[router] runners = 1`, the default) with 1 HTTP worker;
   3. the same with `[http] workers = 2`;
-  4. a sync `continue` endpoint with a 3-step workflow (condition, store, respond).
-Prints req/s, p50, p99, RSS of the serving processes, and each rate's ratio to the bare app:
-medians of `--rounds` rounds (default 3) that alternate the four targets.
+  4. the same with `runners = 0` (the workflow runs in the listening process);
+  5. a sync `continue` endpoint with a 3-step workflow (condition, store, respond).
+Each flat out (wrk's 64 connections send as fast as answers come: p50 ~ connections / rate),
+then bare and (2) again paced at `--paced-rate` req/s over the same 64 connections, which is
+the latency a caller sees below saturation.
+Prints req/s, p50, p99, RSS of the processes by role, and each rate's ratio to the bare app:
+medians of `--rounds` rounds (default 3) that alternate the targets.
 Needs `wrk` (Debian package).
 """
 
@@ -28,7 +33,6 @@ import statistics
 import subprocess
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -89,6 +93,13 @@ end
 """
 
 
+PACED_LUA = LUA + """
+function delay()
+  return {delay_ms}
+end
+"""
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -118,30 +129,43 @@ def wrk(url: str, seconds: int, connections: int, script: Path, timeout: str = "
     return json.loads(match.group(1))
 
 
-def measure(
-    sub: Path, workers: int, source: str, seconds: int, connections: int, script: Path
-) -> tuple[dict[str, float], float, float]:
-    """One wrk run against the bare app (workers = 0) or a fresh router; (result, RSS http, RSS all)."""
+def role(pid: int) -> str:
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    if b"channels.smtp.worker" in cmdline:
+        return "smtp"
+    return "runner" if b"--runner" in cmdline else "http"
+
+
+Measured = tuple[dict[str, float], dict[str, float]]  # wrk result, RSS MB by role (http, runner, all)
+
+
+def measure(sub: Path, workers: int, runners: int, source: str, seconds: int, connections: int,
+            script: Path) -> Measured:
+    """One wrk run against the bare app (workers = 0) or a fresh router."""
     if workers == 0:
         bare = BareServer()
         try:
             wrk(bare.url(), 2, connections, script)  # warm-up
             res = wrk(bare.url(), seconds, connections, script)
-            return res, rss_mb([bare.pid]), rss_mb([bare.pid])
+            rss = rss_mb([bare.pid])
+            return res, {"http": rss, "runner": 0.0, "all": rss}
         finally:
             bare.stop()
     sub.mkdir(parents=True)
-    proc = RouterProcess(sub, textwrap.dedent(ENDPOINTS), workers=workers)
+    proc = RouterProcess(sub, textwrap.dedent(ENDPOINTS), workers=workers, router_extra=f"runners = {runners}")
     proc.start()
     try:
-        time.sleep(1.0 if workers == 1 else 3.0)
+        assert proc.proc is not None
+        proc.wait_for(lambda: proc.log().count("msg=ready") >= 1 + (workers - 1) + runners, timeout=30)
         url = proc.url(source)
         wrk(url, 2, connections, script)
         res = wrk(url, seconds, connections, script)
-        assert proc.proc is not None
-        kids = children(proc.proc.pid)
-        http_kids = [k for k in kids if b"channels.smtp.worker" not in Path(f"/proc/{k}/cmdline").read_bytes()]
-        return res, rss_mb([proc.proc.pid, *http_kids]), rss_mb([proc.proc.pid, *kids])
+        by_role: dict[str, list[int]] = {"http": [proc.proc.pid], "runner": [], "smtp": []}
+        for kid in children(proc.proc.pid):
+            by_role[role(kid)].append(kid)
+        rss = {r: rss_mb(pids) for r, pids in by_role.items()}
+        rss["all"] = sum(rss.values())
+        return res, rss
     finally:
         proc.stop()
 
@@ -151,44 +175,51 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--paced-rate", type=int, default=500, help="req/s offered in the paced rows")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp())
     script = tmp / "post.lua"
     script.write_text(LUA)
+    paced = tmp / "paced.lua"
+    paced.write_text(PACED_LUA.format(delay_ms=max(1, round(args.connections * 1000 / args.paced_rate))))
+    # label, HTTP workers (0: the bare app), runners, source, wrk script
     targets = [
-        ("bare hypercorn-trio ASGI 200", 0, ""),
-        ("router async data endpoint, 1 worker", 1, "endpoints.fast"),
-        ("router async data endpoint, 2 workers", 2, "endpoints.fast"),
-        ("router sync continue, 3-step workflow", 1, "endpoints.flow"),
+        ("bare hypercorn-trio ASGI 200", 0, 0, "", script),
+        ("router async data, 1 worker + 1 runner", 1, 1, "endpoints.fast", script),
+        ("router async data, 2 workers + 1 runner", 2, 1, "endpoints.fast", script),
+        ("router async data, 1 worker, runners = 0", 1, 0, "endpoints.fast", script),
+        ("router sync continue, 3-step workflow", 1, 1, "endpoints.flow", script),
+        (f"bare, paced {args.paced_rate} req/s", 0, 0, "", paced),
+        (f"router async data 1+1, paced {args.paced_rate} req/s", 1, 1, "endpoints.fast", paced),
     ]
-    results: dict[str, list[tuple[dict[str, float], float, float]]] = {t[0]: [] for t in targets}
+    results: dict[str, list[Measured]] = {t[0]: [] for t in targets}
     # Rounds alternate the targets so that a noisy moment on this shared box hits them all alike.
     for round_no in range(args.rounds):
-        for label, workers, source in targets:
-            results[label].append(measure(tmp / f"{round_no}-{workers}-{source or 'bare'}", workers, source,
-                                          args.seconds, args.connections, script))
+        for n, (label, workers, runners, source, wrk_script) in enumerate(targets):
+            results[label].append(measure(tmp / f"{round_no}-{n}", workers, runners, source,
+                                          args.seconds, args.connections, wrk_script))
             print(f"round {round_no + 1}: {label}: {results[label][-1][0]['rps']:.0f} req/s", flush=True)
 
-    def median_of(label: str) -> tuple[dict[str, float], float, float]:
+    def median_of(label: str) -> Measured:
         runs = results[label]
         return (
             {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]},
-            statistics.median(r[1] for r in runs),
-            statistics.median(r[2] for r in runs),
+            {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]},
         )
 
-    rows = [(label, *median_of(label)) for label, _, _ in targets]
+    rows = [(label, *median_of(label)) for label, *_ in targets]
     base = rows[0][1]["rps"]
     print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, POST 40-byte JSON, {os.cpu_count()} cores, "
           f"medians of {args.rounds} alternating rounds\n")
-    print("RSS http: the processes serving HTTP; RSS all: with the SMTP worker process\n")
-    print(f"{'target':<42} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'RSS http':>9} {'RSS all':>8} "
-          f"{'vs bare':>8} {'errors':>7}")
-    for label, res, rss, rss_all in rows:
-        print(f"{label:<42} {res['rps']:>8.0f} {res['p50']:>8.2f} {res['p99']:>8.2f} {rss:>9.1f} {rss_all:>8.1f} "
-              f"{res['rps'] / base:>8.2f} {int(res['errors'] + res['non2xx']):>7}")
+    print("RSS MB by role: http = the processes serving HTTP, runner = the runner process(es), "
+          "all = with the SMTP worker\n")
+    print(f"{'target':<46} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'http':>6} {'runner':>6} {'all':>6} "
+          f"{'vs bare':>7} {'errors':>6}")
+    for label, res, rss in rows:
+        print(f"{label:<46} {res['rps']:>7.0f} {res['p50']:>7.2f} {res['p99']:>7.2f} {rss['http']:>6.1f} "
+              f"{rss['runner']:>6.1f} {rss['all']:>6.1f} {res['rps'] / base:>7.2f} {int(res['errors'] + res['non2xx']):>6}")
 
 
 if __name__ == "__main__":
