@@ -336,6 +336,8 @@ class Daemon:
             return [str(i) for i in exc.issues]
         if cfg.http.listen != self.cfg.http.listen:
             log.warning("reload: [http] listen changed; restart the daemon to move the listener")
+        if (cfg.http.workers, cfg.router.runners) != (self.cfg.http.workers, self.cfg.router.runners):
+            log.warning("reload: [http] workers / [router] runners changed; restart the daemon to apply it")
         if cfg.admin.listen != self.cfg.admin.listen or cfg.admin.enabled != self.cfg.admin.enabled:
             log.warning("reload: [admin] listen/enabled changed; restart the daemon to apply it")
         # Through the group-commit writer: write_sync here would start a second transaction on the
