@@ -58,6 +58,10 @@ def parse_json(body: bytes) -> Any:
         raise BadBody("body is not valid UTF-8 JSON") from exc
     except json.JSONDecodeError as exc:
         raise BadBody(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:  # the stdlib parser recurses once per level of nesting
+        raise BadBody("invalid JSON: nested too deeply") from exc
+    except ValueError as exc:  # CPython refuses integers of more than 4300 digits
+        raise BadBody(f"invalid JSON: {exc}") from exc
 
 
 def build_data(request: Request, files_dir: Path | None) -> dict[str, Any]:
