@@ -24,6 +24,13 @@ MASKED_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "token", "pr
 MASKED_QUERY = frozenset({"apikey", "api_key", "token"})
 MASK = "***"
 
+# Names the daemon sets itself (SPEC §5): a body field or query parameter of the same name is
+# dropped, so a caller cannot forge its address, headers, uploads or the signal's identity.
+RESERVED_FIELDS = frozenset({
+    "__headers", "__method", "__path", "__query", "__remote_addr", "__request_id", "__files", "__body",
+    "__json", "__signal_id", "__channel", "__source", "__received_at",
+})
+
 
 class BadBody(Exception):
     """The body does not parse as its content type says; the message is safe to show."""
@@ -48,7 +55,12 @@ def request_meta(request: Request) -> dict[str, Any]:
 
 def mergeable_query(data: dict[str, Any]) -> dict[str, Any]:
     """Query parameters that join the body fields (credentials stay out)."""
-    return {k: v for k, v in data["__query"].items() if k.lower() not in MASKED_QUERY}
+    return caller_fields({k: v for k, v in data["__query"].items() if k.lower() not in MASKED_QUERY})
+
+
+def caller_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The caller's fields without the names the daemon sets itself."""
+    return {k: v for k, v in fields.items() if k not in RESERVED_FIELDS}
 
 
 def parse_json(body: bytes) -> Any:
@@ -76,17 +88,17 @@ def build_data(request: Request, files_dir: Path | None) -> dict[str, Any]:
         except UnicodeDecodeError as exc:
             raise BadBody("form body is not valid UTF-8") from exc
         data.update(query)
-        data.update(fields)
+        data.update(caller_fields(fields))
     elif body and ctype == "multipart/form-data":
         fields, files = parse_multipart(request.headers.get("content-type", ""), body, files_dir)
         data.update(query)
-        data.update(fields)
+        data.update(caller_fields(fields))
         data["__files"] = files
     elif body and (is_json_type(ctype) or (not ctype and body.lstrip()[:1] in (b"{", b"["))):
         parsed = parse_json(body)
         data.update(query)
         if isinstance(parsed, dict):
-            data.update(parsed)
+            data.update(caller_fields(parsed))
         else:
             data["__json"] = parsed
             data["__body"] = body.decode("utf-8", "replace")
