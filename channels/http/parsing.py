@@ -138,9 +138,17 @@ def parse_multipart(
                 **info,
             }
         else:
-            charset = part.get_content_charset() or "utf-8"
-            pairs.append((str(name), payload.decode(charset, "replace")))
+            pairs.append((str(name), _decode_text(payload, part.get_content_charset() or "utf-8")))
     return pairs_to_dict(pairs), files
+
+
+def _decode_text(payload: bytes, charset: str) -> str:
+    """A field's text in the charset its part names; an unknown or unusable one (not a codec,
+    a bytes-to-bytes codec, `undefined`, a NUL in the name) falls back to UTF-8."""
+    try:
+        return payload.decode(charset, "replace")
+    except (LookupError, ValueError):
+        return payload.decode("utf-8", "replace")
 
 
 def _sha256(payload: bytes) -> str:
