@@ -34,7 +34,12 @@ _PARSER = BytesParser(policy=policy.default)
 
 def parse_email(raw: bytes, *, files_dir: Path | None, received_at: str) -> dict[str, Any]:
     """The `incoming_email` fields for one message; attachments are on disk when this returns."""
-    msg: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
+    try:
+        msg: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
+    except RecursionError:
+        # The stdlib parser recurses once per nested part: a message nested a few hundred levels
+        # deep is kept with its top headers and its whole body as a single part.
+        msg = _PARSER.parsebytes(raw, headersonly=True)  # type: ignore[assignment]
     sender, to, cc = _addresses(msg, "from"), _addresses(msg, "to"), _addresses(msg, "cc")
     text_part = _body_part(msg, "plain")
     html_part = _body_part(msg, "html")
