@@ -186,7 +186,7 @@ def _text(part: Message | None) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, not a text codec, `undefined`, NUL in the name
         return payload.decode("utf-8", "replace")
 
 
