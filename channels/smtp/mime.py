@@ -18,6 +18,7 @@ import mimetypes
 import re
 from collections.abc import Iterator
 from email import policy
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
@@ -90,7 +91,7 @@ def _decode(raw: str) -> str:
     if "=?" in value:
         try:
             return str(make_header(decode_header(value)))
-        except (ValueError, LookupError, UnicodeError):
+        except (ValueError, LookupError, UnicodeError, MessageError):  # CharsetError: a non-ASCII charset name
             return value
     return value
 
