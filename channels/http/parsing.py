@@ -23,6 +23,9 @@ from channels.http.asgi import Request, pairs_to_dict
 MASKED_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "token", "proxy-authorization"})
 MASKED_QUERY = frozenset({"apikey", "api_key", "token"})
 MASK = "***"
+# Deeper documents parse, but templates, conditions and json_encode recurse through them and would
+# fail at render time (a 500 for the caller's input); no real payload comes near this.
+MAX_JSON_DEPTH = 128
 
 # Names the daemon sets itself (SPEC §5): a body field or query parameter of the same name is
 # dropped, so a caller cannot forge its address, headers, uploads or the signal's identity.
@@ -65,7 +68,7 @@ def caller_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except UnicodeDecodeError as exc:
         raise BadBody("body is not valid UTF-8 JSON") from exc
     except json.JSONDecodeError as exc:
@@ -74,6 +77,27 @@ def parse_json(body: bytes) -> Any:
         raise BadBody("invalid JSON: nested too deeply") from exc
     except ValueError as exc:  # CPython refuses integers of more than 4300 digits
         raise BadBody(f"invalid JSON: {exc}") from exc
+    # Fewer brackets than the limit cannot nest past it: most bodies skip the walk.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _nested_deeper_than(parsed, MAX_JSON_DEPTH):
+        raise BadBody(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    return parsed
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Level by level, so the check cannot run out of stack (json.loads only makes dicts and lists)."""
+    level = [value] if type(value) in (dict, list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
+        level = below
+    return False
 
 
 def build_data(request: Request, files_dir: Path | None) -> dict[str, Any]:
