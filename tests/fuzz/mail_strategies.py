@@ -41,11 +41,13 @@ def content_type(draw: st.DrawFn, maintype: str) -> bytes:
     charset = draw(st.sampled_from(CHARSETS))
     if maintype == "multipart":
         sub = draw(st.sampled_from(["mixed", "alternative", "related", "signed", "digest", "report", "x-nope", ""]))
-        return f"Content-Type: multipart/{sub}; boundary=".encode()
+        extra = draw(st.sampled_from(["", "; x*", "; charset=x-nope", "; =", "; boundary*=utf-8''b1"]))
+        return f"Content-Type: multipart/{sub}{extra}; boundary=".encode()
     media = draw(st.sampled_from(["text/plain", "text/html", "application/pdf", "image/png", "message/rfc822",
                                   "message/delivery-status", "text", "/", "text/plain/extra", "application/octet-stream"]))
     name = draw(st.sampled_from(['', '; name="a.pdf"', "; name*=utf-8''%E2%82%AC.txt", "; name*=x-nope''a",
-                                 '; name="=?utf-8?B?!!?="', "; name*0=a; name*1=b", "; name*0*=utf-8''%ff"]))
+                                 '; name="=?utf-8?B?!!?="', "; name*0=a; name*1=b", "; name*0*=utf-8''%ff",
+                                 "; x*", "; x*=", "; =x", '; name="a"; *', "; name*1=b"]))
     return f"Content-Type: {media}; charset={charset}{name}".encode("utf-8", "surrogatepass")
 
 
@@ -69,7 +71,7 @@ def parts(draw: st.DrawFn, depth: int = 0) -> bytes:
         head += b"\r\nContent-Transfer-Encoding: " + draw(st.sampled_from(CTES)).encode()
     if draw(st.booleans()):
         head += b"\r\nContent-Disposition: " + draw(st.sampled_from(
-            [b"attachment", b'attachment; filename="x.bin"', b"inline", b"attachment; filename*=utf-8''%ff%fe",
+            [b"attachment", b'attachment; filename="x.bin"', b"attachment; x*", b"inline; filename*=", b"inline", b"attachment; filename*=utf-8''%ff%fe",
              b'attachment; filename="\xff\xfe"', b"nope; filename=", b'attachment; filename="a\r\n b"']))
     payload = draw(st.binary(max_size=80) | st.sampled_from(
         [b"SGVsbG8=", b"!!!", b"=E9=\r\n=", b"begin 644 a\r\n#86)C\r\n`\r\nend", b"Subject: inner\r\n\r\nbody", b"\xff\xfe"]))

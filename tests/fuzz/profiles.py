@@ -3,7 +3,7 @@
 `ci` (the default) is derandomized, with a fixed number of examples and no example database:
 every CI run replays the same inputs, so a red build is reproducible from its log and a green
 build cannot turn red because the fuzzer wandered somewhere new on one run. Exploration is
-done by hand with `HYPOTHESIS_PROFILE=explore` (random seeds, 20x the examples, database in
+done by hand with `HYPOTHESIS_PROFILE=explore` (random seeds, 10x the examples, database in
 .hypothesis/); whatever it finds gets fixed and pinned as an `@example` so CI replays it.
 """
 
@@ -20,7 +20,7 @@ _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.functi
 
 settings.register_profile("ci", max_examples=CI_EXAMPLES, deadline=None, derandomize=True, database=None,
                           suppress_health_check=_SLOW_OK, print_blob=True)
-settings.register_profile("explore", max_examples=CI_EXAMPLES * 20, deadline=None,
+settings.register_profile("explore", max_examples=CI_EXAMPLES * 10, deadline=None,
                           suppress_health_check=_SLOW_OK, print_blob=True)
 
 

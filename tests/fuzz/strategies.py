@@ -113,14 +113,15 @@ def multipart_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     ctype = draw(st.sampled_from([f"multipart/form-data; boundary={header_boundary}",
                                   f"multipart/form-data;boundary={header_boundary};charset=x-nope",
                                   "multipart/form-data", "multipart/form-data; boundary=",
-                                  f"Multipart/Form-Data; BOUNDARY={header_boundary}"]))
+                                  f"Multipart/Form-Data; BOUNDARY={header_boundary}",
+                                  f"multipart/form-data; boundary={header_boundary}; x*"]))
     parts = []
     for _ in range(draw(st.integers(0, 4))):
         disposition = draw(st.sampled_from([
             'form-data; name="f"', 'form-data; name="up"; filename="a.txt"', "form-data", 'form-data; name=""',
             "form-data; name*=utf-8''%E2%82%AC", "form-data; name*=x-nope''a", "form-data; name*=''", 'form-data; name="a',
             'form-data; name="f"; filename*=utf-8\'\'%ff%fe', 'form-data; filename="../../etc/passwd"; name="p"',
-            'attachment; name="f"', "",
+            'attachment; name="f"', "", 'form-data; name="f"; x*', "form-data; name*=", 'form-data; name="f"; =',
         ]))
         part_headers = [f"Content-Disposition: {disposition}"]
         if draw(st.booleans()):

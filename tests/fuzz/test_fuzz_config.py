@@ -98,7 +98,7 @@ def assert_clean(load: Any) -> Config | None:
         return None
 
 
-@examples(300)
+@examples(900)
 @given(doc=documents())
 @example(doc={"http": {"max_body": "9" * 400}})
 @example(doc={"http": {"max_body": "1e400 B"}})
@@ -132,7 +132,7 @@ def toml_document(doc: dict[str, Any]) -> str:
     return "\n".join(f"{json.dumps(k)} = {toml_text(v)}" for k, v in doc.items()) + "\n"
 
 
-@examples(150)
+@examples(450)
 @given(doc=documents(), damage=st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=4)), max_size=3))
 @example(doc={}, damage=[(0, b"\xff\xfe")])
 @example(doc={"include": "*.toml"}, damage=[])
@@ -145,7 +145,7 @@ def test_load_config(doc: dict[str, Any], damage: list[tuple[int, bytes]], base_
     assert_clean(lambda: load_config(path, environ=ENVIRON))
 
 
-@examples(100)
+@examples(300)
 @given(text=st.text(max_size=300))
 @example(text='[http]\nmax_body = "' + "9" * 400 + '"\n')
 @example(text="a = [" * 10_000)

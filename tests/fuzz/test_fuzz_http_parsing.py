@@ -14,7 +14,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from channels.http.asgi import Request
-from channels.http.parsing import MAX_JSON_DEPTH, BadBody, build_data, parse_json, parse_multipart
+from channels.http.parsing import (
+    MAX_JSON_DEPTH,
+    MAX_MULTIPART_PARTS,
+    BadBody,
+    build_data,
+    parse_json,
+    parse_multipart,
+)
 from channels.http.pipeline import HttpSettings, Refused, parse_json_request
 from engine.entity import Entity
 from tests.fuzz import strategies as fs
@@ -59,7 +66,7 @@ def check_build(request: Request, files: Path | None) -> None:
     assert_journals(data, request)
 
 
-@examples(150)
+@examples(450)
 @given(body=fs.json_bodies(), ctype=st.sampled_from(["application/json", "application/ld+json", None, ""]),
        query=fs.query_strings())
 @example(body=fs.nested(100_000), ctype="application/json", query="")
@@ -74,7 +81,7 @@ def test_json_bodies(body: bytes, ctype: str | None, query: str) -> None:
     check_build(make_request(body, ctype, query), None)
 
 
-@examples(100)
+@examples(300)
 @given(body=fs.json_bodies(), query=fs.query_strings())
 @example(body=fs.nested(100_000), query="")
 @example(body=b"-" + b"1" * 4301, query="")
@@ -89,7 +96,7 @@ def test_webhook_json(body: bytes, query: str) -> None:
     assert_journals(data, request)
 
 
-@examples(150)
+@examples(450)
 @given(body=fs.urlencoded_bodies(), query=fs.query_strings(),
        ctype=st.sampled_from(["application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=latin-1"]))
 @example(body=b"a=%ff&b=\xff", query="", ctype="application/x-www-form-urlencoded")
@@ -99,7 +106,7 @@ def test_urlencoded_bodies(body: bytes, query: str, ctype: str) -> None:
     check_build(make_request(body, ctype, query), None)
 
 
-@examples(200)
+@examples(600)
 @given(case=fs.multipart_bodies())
 @example(case=("multipart/form-data; boundary=XX",
                b'--XX\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: text/plain; charset=nope\r\n\r\n'
@@ -107,6 +114,8 @@ def test_urlencoded_bodies(body: bytes, query: str, ctype: str) -> None:
 @example(case=("multipart/form-data; boundary=XX",
                b'--XX\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: text/plain; charset=utf-8\x00\r\n'
                b"\r\nhi\r\n--XX--\r\n"))
+@example(case=("multipart/form-data; boundary=b; x*", b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--b--"))
+@example(case=("multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="a"; x*\r\n\r\nx\r\n--b--'))
 def test_multipart_bodies(case: tuple[str, bytes], files_dir: Path) -> None:
     ctype, body = case
     check_build(make_request(body, ctype), files_dir)
@@ -119,7 +128,7 @@ def test_multipart_bodies(case: tuple[str, bytes], files_dir: Path) -> None:
         assert len(info["sha256"]) == 64
 
 
-@examples(150)
+@examples(450)
 @given(body=st.binary(max_size=300) | fs.json_bodies() | fs.urlencoded_bodies(), ctype=fs.content_types(),
        query=fs.query_strings(), method=st.sampled_from(["POST", "PUT", "GET", "OPTIONS"]))
 def test_any_content_type(body: bytes, ctype: str, query: str, method: str) -> None:
@@ -127,7 +136,7 @@ def test_any_content_type(body: bytes, ctype: str, query: str, method: str) -> N
     check_build(make_request(body, ctype, query, method), None)
 
 
-@examples(100)
+@examples(300)
 @given(raw_headers=st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=60)), max_size=8),
        query=st.binary(max_size=100), path=st.text(max_size=40))
 def test_request_from_scope(raw_headers: list[tuple[bytes, bytes]], query: bytes, path: str) -> None:
@@ -138,6 +147,15 @@ def test_request_from_scope(raw_headers: list[tuple[bytes, bytes]], query: bytes
     assert isinstance(request.content_type, str)
     request.body, request.body_read = b"x", True
     check_build(request, None)
+
+
+def test_multipart_part_limit() -> None:
+    part = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n'
+    fields, _ = parse_multipart("multipart/form-data; boundary=b", part * MAX_MULTIPART_PARTS + b"--b--", None)
+    assert len(fields["a"]) == MAX_MULTIPART_PARTS
+    for ctype in ("multipart/form-data; boundary=b", 'multipart/form-data; boundary="b"'):
+        with pytest.raises(BadBody, match="more than"):
+            parse_multipart(ctype, part * 19_000 + b"--b--", None)
 
 
 def test_parse_json_nesting_limit() -> None:

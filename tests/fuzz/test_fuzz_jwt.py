@@ -59,7 +59,7 @@ def assert_clean(outcome: dict[str, Any] | JwtFailure) -> None:
     assert isinstance(jwt_data(outcome), list)
 
 
-@examples(200)
+@examples(600)
 @given(header=headers, body=claims, right_secret=st.booleans())
 @example(header={"alg": "HS256"}, body={"iss": ISSUER, "exp": 1e308}, right_secret=True)
 @example(header={"alg": "HS256"}, body={"iss": ISSUER, "iat": float("inf")}, right_secret=True)
@@ -72,7 +72,7 @@ def test_signed_tokens(header: Any, body: Any, right_secret: bool) -> None:
     assert_clean(verify(token, issuer=ISSUER, secret=SECRET))
 
 
-@examples(150)
+@examples(450)
 @given(token=st.text(max_size=200) | st.lists(st.text(st.characters(codec="ascii"), max_size=40), max_size=5).map(".".join))
 @example(token="a.b.c")
 @example(token="eyJhbGciOiJIUzI1NiJ9.e30.")
@@ -82,7 +82,7 @@ def test_random_tokens(token: str) -> None:
     assert_clean(verify(token, issuer=ISSUER, secret=SECRET))
 
 
-@examples(100)
+@examples(300)
 @given(header=headers, raw=st.binary(max_size=80))
 @example(header={"alg": "HS256"}, raw=b"\xff\xfe")
 @example(header={"alg": "HS256"}, raw=b'{"iss": "billing", "exp": 1e400}')
@@ -90,7 +90,7 @@ def test_non_json_claims(header: Any, raw: bytes) -> None:
     assert_clean(verify(sign(header, None, raw_claims=raw), issuer=ISSUER, secret=SECRET))
 
 
-@examples(100)
+@examples(300)
 @given(auth=st.text(max_size=60), token_header=st.text(max_size=60))
 def test_token_from_headers(auth: str, token_header: str) -> None:
     token = token_from_headers({"authorization": auth, "token": token_header})

@@ -27,7 +27,7 @@ settings_header = st.sampled_from([None, "", "algorithm=HMAC_SHA256", "algorithm
                                    "algorithm=", "key=x,algorithm=hmac_sha256", ",,,="]) | latin1
 
 
-@examples(150)
+@examples(450)
 @given(params=params_strategy, signature=latin1, algorithm=settings_header, sign_right=st.booleans(),
        trust_proxy=st.booleans(), proto=latin1, host=latin1, query=st.sampled_from(["", "a=1", "bodySHA256=x"]))
 @example(params={}, signature="x", algorithm=None, sign_right=False, trust_proxy=True, proto="http",
@@ -56,7 +56,7 @@ def test_signature_check(params: dict[str, str], signature: str, algorithm: str 
         assert outcome
 
 
-@examples(100)
+@examples(300)
 @given(params=params_strategy, kind=st.sampled_from(["sms", "whatsapp"]))
 def test_message_fields(params: dict[str, str], kind: str) -> None:
     fields = message_fields(dict(params), kind, "2026-01-01T00:00:00Z")
