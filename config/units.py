@@ -97,7 +97,10 @@ def parse_size(value: object) -> int:
     factor = _SIZE_UNITS.get(unit.lower())
     if factor is None:
         raise ValueError(f"unknown size unit {unit!r} in {value!r}; {_SIZE_HELP}")
-    return int(float(number) * factor)
+    size = float(number) * factor
+    if not math.isfinite(size):  # int(inf) would raise OverflowError, which pydantic does not report
+        raise ValueError(f"size {value!r} is too large; {_SIZE_HELP}")
+    return int(size)
 
 
 def parse_duration(value: object) -> float:
@@ -112,14 +115,20 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration, got {type(value).__name__}; {_DURATION_HELP}")
     text = value.strip()
     if _NUMBER_RE.match(text):
-        return float(text)
+        return _finite_duration(float(text), value)
     compact = re.sub(r"\s+", "", text)
     if compact.startswith("-"):
         raise ValueError(f"duration must not be negative, got {value!r}; {_DURATION_HELP}")
     parts = _DURATION_PART_RE.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"invalid duration {value!r}; {_DURATION_HELP}")
-    return sum(float(number) * _DURATION_UNITS[unit.lower()] for number, unit in parts)
+    return _finite_duration(sum(float(number) * _DURATION_UNITS[unit.lower()] for number, unit in parts), value)
+
+
+def _finite_duration(seconds: float, value: str) -> float:
+    if not math.isfinite(seconds):  # hundreds of digits overflow to infinity: no timer takes that
+        raise ValueError(f"duration {value!r} is too large; {_DURATION_HELP}")
+    return seconds
 
 
 def parse_rate(value: object) -> float:
@@ -134,6 +143,8 @@ def parse_rate(value: object) -> float:
     if seconds is None:
         raise ValueError(f"unknown rate period {period!r} in {value!r}; {_RATE_HELP}")
     rate = float(count) / seconds
+    if not math.isfinite(rate):
+        raise ValueError(f"rate {value!r} is too large; {_RATE_HELP}")
     if rate <= 0:
         raise ValueError(f"rate must be greater than zero, got {value!r}; {_RATE_HELP}")
     return rate

@@ -99,7 +99,10 @@ def as_page(response: Response, request_id: str) -> Response:
 
 
 def _origin_of(value: str) -> str | None:
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # "http://[::1": an unclosed IPv6 host is no origin at all
+        return None
     if not parts.scheme or not parts.netloc:
         return None
     return f"{parts.scheme}://{parts.netloc}".lower()

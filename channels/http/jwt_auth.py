@@ -35,7 +35,7 @@ def verify(token: str | None, *, issuer: str, secret: str) -> dict[str, Any] | J
         return JwtFailure(403, "forbidden", "missing token: send Authorization: Bearer <jwt> or a token header")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError:
+    except jwt.InvalidTokenError:  # DecodeError, and PyJWT's checks of kid/crit/b64 in the header
         return JwtFailure(401, "invalid_token", "malformed token")
     alg = header.get("alg")
     if alg not in ALGORITHMS:

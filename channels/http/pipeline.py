@@ -9,7 +9,14 @@ from typing import Any
 
 from channels.http import signatures
 from channels.http.asgi import BodyTooLarge, Request, Response, error_response, json_response
-from channels.http.parsing import BadBody, build_data, mergeable_query, parse_json, request_meta
+from channels.http.parsing import (
+    BadBody,
+    build_data,
+    caller_fields,
+    mergeable_query,
+    parse_json,
+    request_meta,
+)
 from channels.http.routes import HttpSource, RateLimits
 from channels.intake import Intake, JournalUnavailable, Overloaded
 
@@ -71,7 +78,7 @@ def parse_json_request(request: Request, settings: HttpSettings) -> dict[str, An
         raise Refused(error_response(400, str(exc))) from exc
     data.update(mergeable_query(data))
     if isinstance(parsed, dict):
-        data.update(parsed)
+        data.update(caller_fields(parsed))
     else:
         data["__json"] = parsed
     return data

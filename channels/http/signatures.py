@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +25,12 @@ def _mac(key: bytes, payload: bytes) -> bytes:
     return hmac.new(key, payload, hashlib.sha256).digest()
 
 
+# ASCII digits only: str.isdigit() also takes '²' (a latin-1 header byte) which int() refuses.
+_TIMESTAMP = re.compile(r"\s*-?[0-9]{1,15}\s*")
+
+
 def _timestamp_problem(raw: str | None, now: float, tolerance: int) -> str | None:
-    if not raw or not raw.strip().lstrip("-").isdigit():
+    if not raw or not _TIMESTAMP.fullmatch(raw):
         return "missing or malformed signature timestamp"
     if abs(now - int(raw)) > tolerance:
         return f"signature timestamp is outside the {tolerance} s tolerance (replayed or clock skew)"

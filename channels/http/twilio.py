@@ -70,7 +70,10 @@ def signature_valid(request: Request, params: _Params, settings: HttpSettings) -
         return False
     algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
     url = public_request_url(request, settings)
-    return bool(RequestValidator(token).validate(url, params, signature, algorithm))
+    try:
+        return bool(RequestValidator(token).validate(url, params, signature, algorithm))
+    except ValueError:  # urlparse refuses the URL (bad port or IPv6 host from X-Forwarded-Host)
+        return False
 
 
 def _form(request: Request) -> _Params:

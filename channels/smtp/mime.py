@@ -18,6 +18,7 @@ import mimetypes
 import re
 from collections.abc import Iterator
 from email import policy
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
@@ -25,16 +26,32 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from channels.http.parsing import save_file
+from channels.http.parsing import EMAIL_PARSER_BUGS, save_file
 
 log = logging.getLogger("router.smtp")
 
 _PARSER = BytesParser(policy=policy.default)
+_LENIENT_PARSER = BytesParser(EmailMessage, policy=policy.compat32)
 
 
 def parse_email(raw: bytes, *, files_dir: Path | None, received_at: str) -> dict[str, Any]:
     """The `incoming_email` fields for one message; attachments are on disk when this returns."""
-    msg: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
+    try:
+        return _parse_email(_PARSER, raw, files_dir=files_dir, received_at=received_at)
+    except EMAIL_PARSER_BUGS:
+        # policy.default's header parser raises on some malformed parameters (IndexError for
+        # `Content-Type: text/plain; x*`); compat32's older rules read them. Bodies then come
+        # from the raw payloads (no content manager), which _text already falls back to.
+        return _parse_email(_LENIENT_PARSER, raw, files_dir=files_dir, received_at=received_at)
+
+
+def _parse_email(parser: BytesParser[Any], raw: bytes, *, files_dir: Path | None, received_at: str) -> dict[str, Any]:
+    try:
+        msg: EmailMessage = parser.parsebytes(raw)  # type: ignore[assignment]
+    except RecursionError:
+        # The stdlib parser recurses once per nested part: a message nested a few hundred levels
+        # deep is kept with its top headers and its whole body as a single part.
+        msg = parser.parsebytes(raw, headersonly=True)  # type: ignore[assignment]
     sender, to, cc = _addresses(msg, "from"), _addresses(msg, "to"), _addresses(msg, "cc")
     text_part = _body_part(msg, "plain")
     html_part = _body_part(msg, "html")
@@ -85,7 +102,7 @@ def _decode(raw: str) -> str:
     if "=?" in value:
         try:
             return str(make_header(decode_header(value)))
-        except (ValueError, LookupError, UnicodeError):
+        except (ValueError, LookupError, UnicodeError, MessageError):  # CharsetError: a non-ASCII charset name
             return value
     return value
 
@@ -181,7 +198,7 @@ def _text(part: Message | None) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, not a text codec, `undefined`, NUL in the name
         return payload.decode("utf-8", "replace")
 
 

@@ -1,0 +1,1 @@
+"""Property-based fuzz targets (hypothesis); see conftest.py for the settings profiles."""

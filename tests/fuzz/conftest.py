@@ -1,0 +1,3 @@
+from tests.fuzz import profiles
+
+profiles.load()
