@@ -34,7 +34,7 @@ from router import journal, metrics, sources, systemd
 from router.build import build_routes, load_checked, outbound_settings
 from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
-from router.doorbell import Doorbell
+from router.doorbell import Doorbell, wait_for_runners
 from router.doorbell import listen as doorbell_listen
 from router.netutil import listen_socket, raise_fd_limit
 from router.storage import Storage, StorageUnavailable
@@ -218,6 +218,8 @@ class Daemon:
                         await nursery.start(supervise, name, run)
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
+                        if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):
+                            log.warning("runners not up after 60s; pending work waits for them in the journal")
                     nursery.start_soon(self._watchdog)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")

@@ -62,3 +62,23 @@ async def listen(db_path: Path, index: int, on_ring: Callable[[], None]) -> None
                 except BlockingIOError:
                     break
             on_ring()
+
+
+def _bound(address: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(address)
+        except OSError:
+            return False
+    return True
+
+
+async def wait_for_runners(db_path: Path, runners: int, timeout: float) -> bool:
+    """True once every runner listens for its doorbell (it binds only when it is ready to run),
+    so that the daemon reports ready with its runners up; False after `timeout`."""
+    addresses = [runner_address(db_path, i) for i in range(1, runners + 1)]
+    with trio.move_on_after(timeout):
+        while not all(_bound(a) for a in addresses):
+            await trio.sleep(0.05)
+        return True
+    return False
