@@ -35,8 +35,11 @@ CYCLES = 10
 
 
 def short_lease(router: RouterProcess, lease: str = "1s") -> RouterProcess:
-    """A killed daemon's claims expire after `lease`: keep the drain after each restart short."""
-    router.config_path.write_text(router.config_path.read_text().replace('lease = "3s"', f'lease = "{lease}"'))
+    """A killed daemon's claims expire after `lease`: keep the drain after each restart short.
+    Debug logs: done runs are logged at debug, and `reruns` counts them."""
+    router.config_path.write_text(
+        router.config_path.read_text().replace('lease = "3s"', f'lease = "{lease}"\nlog_level = "debug"')
+    )
     return router
 
 

@@ -119,7 +119,7 @@ fields = {{ pid = "{{{{ __data.id }}}}" }}
 def router(tmp_path_factory):  # type: ignore[no-untyped-def]
     from tests.daemon import RouterProcess
 
-    proc = RouterProcess(tmp_path_factory.mktemp("http"), CONFIG).start()
+    proc = RouterProcess(tmp_path_factory.mktemp("http"), CONFIG, router_extra='log_level = "debug"').start()  # run lines
     yield proc
     proc.stop()
 

@@ -29,10 +29,12 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -95,7 +97,7 @@ end
 
 PACED_LUA = LUA + """
 function delay()
-  return {delay_ms}
+  return DELAY_MS
 end
 """
 
@@ -136,6 +138,14 @@ def role(pid: int) -> str:
     return "runner" if b"--runner" in cmdline else "http"
 
 
+def unfinished(proc: RouterProcess) -> int:
+    conn = sqlite3.connect(f"file:{proc.data_dir / 'router.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(conn.execute("SELECT count(*) FROM signals WHERE status IN ('pending', 'running')").fetchone()[0])
+    finally:
+        conn.close()
+
+
 Measured = tuple[dict[str, float], dict[str, float]]  # wrk result, RSS MB by role (http, runner, all)
 
 
@@ -148,7 +158,7 @@ def measure(sub: Path, workers: int, runners: int, source: str, seconds: int, co
             wrk(bare.url(), 2, connections, script)  # warm-up
             res = wrk(bare.url(), seconds, connections, script)
             rss = rss_mb([bare.pid])
-            return res, {"http": rss, "runner": 0.0, "all": rss}
+            return {**res, "backlog": 0.0, "drain_s": 0.0}, {"http": rss, "runner": 0.0, "all": rss}
         finally:
             bare.stop()
     sub.mkdir(parents=True)
@@ -160,6 +170,11 @@ def measure(sub: Path, workers: int, runners: int, source: str, seconds: int, co
         url = proc.url(source)
         wrk(url, 2, connections, script)
         res = wrk(url, seconds, connections, script)
+        # Accepted is not done: how much is left for the runs when wrk stops, and how long it takes.
+        res["backlog"] = float(unfinished(proc))
+        drain_started = time.monotonic()
+        proc.wait_for(lambda: unfinished(proc) == 0, timeout=120, interval=0.05)
+        res["drain_s"] = time.monotonic() - drain_started
         by_role: dict[str, list[int]] = {"http": [proc.proc.pid], "runner": [], "smtp": []}
         for kid in children(proc.proc.pid):
             by_role[role(kid)].append(kid)
@@ -183,7 +198,7 @@ def main() -> None:
     script = tmp / "post.lua"
     script.write_text(LUA)
     paced = tmp / "paced.lua"
-    paced.write_text(PACED_LUA.format(delay_ms=max(1, round(args.connections * 1000 / args.paced_rate))))
+    paced.write_text(PACED_LUA.replace("DELAY_MS", str(max(1, round(args.connections * 1000 / args.paced_rate)))))
     # label, HTTP workers (0: the bare app), runners, source, wrk script
     targets = [
         ("bare hypercorn-trio ASGI 200", 0, 0, "", script),
@@ -214,12 +229,13 @@ def main() -> None:
     print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, POST 40-byte JSON, {os.cpu_count()} cores, "
           f"medians of {args.rounds} alternating rounds\n")
     print("RSS MB by role: http = the processes serving HTTP, runner = the runner process(es), "
-          "all = with the SMTP worker\n")
+          "all = with the SMTP worker")
+    print("backlog: signals accepted but not yet processed when wrk stopped; drain s: until they were\n")
     print(f"{'target':<46} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'http':>6} {'runner':>6} {'all':>6} "
-          f"{'vs bare':>7} {'errors':>6}")
+          f"{'vs bare':>7} {'errors':>6} {'backlog':>7} {'drain s':>7}")
     for label, res, rss in rows:
         print(f"{label:<46} {res['rps']:>7.0f} {res['p50']:>7.2f} {res['p99']:>7.2f} {rss['http']:>6.1f} "
-              f"{rss['runner']:>6.1f} {rss['all']:>6.1f} {res['rps'] / base:>7.2f} {int(res['errors'] + res['non2xx']):>6}")
+              f"{rss['runner']:>6.1f} {rss['all']:>6.1f} {res['rps'] / base:>7.2f} {int(res['errors'] + res['non2xx']):>6} {res['backlog']:>7.0f} {res['drain_s']:>7.2f}")
 
 
 if __name__ == "__main__":
