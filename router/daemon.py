@@ -333,22 +333,22 @@ class Daemon:
             cfg, workflows = load_checked(self.config_path, self.templates)
         except ConfigError as exc:
             for issue in exc.issues:
-                log.error("reload refused: config error %s", issue)
+                self._reload_log(logging.ERROR, "reload refused: config error %s", issue)
             systemd.notify("READY=1")
             return [str(i) for i in exc.issues]
         if cfg.http.listen != self.cfg.http.listen:
-            log.warning("reload: [http] listen changed; restart the daemon to move the listener")
+            self._reload_log(logging.WARNING, "reload: [http] listen changed; restart the daemon to move the listener")
         if (cfg.http.workers, cfg.router.runners) != (self.cfg.http.workers, self.cfg.router.runners):
-            log.warning("reload: [http] workers / [router] runners changed; restart the daemon to apply it")
+            self._reload_log(logging.WARNING, "reload: [http] workers / [router] runners changed; restart the daemon to apply it")
         if cfg.admin.listen != self.cfg.admin.listen or cfg.admin.enabled != self.cfg.admin.enabled:
-            log.warning("reload: [admin] listen/enabled changed; restart the daemon to apply it")
+            self._reload_log(logging.WARNING, "reload: [admin] listen/enabled changed; restart the daemon to apply it")
         # Through the group-commit writer: write_sync here would start a second transaction on the
         # writer's connection while a batch is open ("cannot start a transaction within a transaction").
         try:
             if self.is_main:
                 await self.storage.write(lambda conn: sources.ensure_sources(conn, cfg))
         except StorageUnavailable as exc:
-            log.error("reload refused: %s", exc)
+            self._reload_log(logging.ERROR, "reload refused: %s", exc)
             systemd.notify("READY=1")
             return [f"the journal could not record the new sources: {exc}"]
         routes = build_routes(cfg, self.storage.read(sources.load_states))
@@ -359,8 +359,13 @@ class Daemon:
             self.http.settings = http_settings(cfg)
         self.workflows = workflows
         systemd.notify("READY=1")
-        log.info("reloaded workflows=%d sources=%d", len(workflows), len(cfg.sources()))
+        self._reload_log(logging.INFO, "reloaded workflows=%d sources=%d", len(workflows), len(cfg.sources()))
         return []
+
+    def _reload_log(self, level: int, msg: str, *args: Any) -> None:
+        """The main process speaks for the daemon; its children (which reload on the SIGHUP it
+        forwards) say the same at debug, so one reload is one set of lines."""
+        log.log(level if self.is_main else logging.DEBUG, msg, *args)
 
     async def _http_quiet(self) -> None:
         """Wait until no request is in flight, then close what is left (idle keep-alive
