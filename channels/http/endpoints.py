@@ -67,7 +67,7 @@ async def _accept(channel: HttpChannel, request: Request, send: Send, source: Ht
     pipeline.check_signature(request, source)
     jwt_data = _authenticate(channel, request, source) if cfg.add_authentication else None
     pipeline.check_rate(channel.limits, source)
-    data = pipeline.parse(request, channel.settings)
+    data = await pipeline.parse(request, channel.settings)
     if jwt_data is not None:
         data["__headers"]["__jwt_data"] = jwt_data
     entity = Entity("endpoints", source.source, data)

@@ -175,7 +175,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
     # Parse without keeping uploads first: a bot's files are never written to disk.
-    data = pipeline.parse(request, _without_files(settings))
+    data = await pipeline.parse(request, _without_files(settings))
     trap = source.config.honeypot
     if trap and str(data.get(trap) or "").strip():
         log.info(
@@ -186,7 +186,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
         )
         return success(channel, source, data)
     if data.get("__files"):
-        data = pipeline.parse(request, settings)
+        data = await pipeline.parse(request, settings)
     if trap:
         data.pop(trap, None)
     entity = Entity("forms", source.source, data)

@@ -156,7 +156,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     if not signature_valid(request, _form(request), settings):
         raise Refused(error_response(403, "invalid Twilio signature"))
     pipeline.check_rate(channel.limits, source)
-    data = pipeline.parse(request, settings)
+    data = await pipeline.parse(request, settings)
     entity = Entity(source.kind, source.source, data)
     fields = {k: v for k, v in data.items() if not k.startswith("__")}
     message = message_fields(fields, source.kind, entity.received_at)

@@ -52,7 +52,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
         raise Refused(error_response(400, "empty body: send a JSON document"))
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
-    data = pipeline.parse_json_request(request, channel.settings)
+    data = await pipeline.parse_json_request(request, channel.settings)
     entity = Entity("webhooks", source.source, data)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     response = pipeline.accepted(entity.id)
