@@ -68,6 +68,8 @@ class RouterSettings(StrictModel):
     run_timeout: PositiveDuration = 30.0
     lease: PositiveDuration = 15.0
     max_pending: int = Field(default=10000, ge=1)
+    # Settled (done/failed) signals older than this are pruned with their runs; 0 keeps them forever.
+    retention: Duration = 30 * 86400.0
     log_format: Literal["logfmt", "json"] = "logfmt"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

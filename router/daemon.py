@@ -250,7 +250,19 @@ class Daemon:
         channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
         channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(sources.load_states))))
         channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
+        channels.append(("retention", self._run_retention))
         return channels
+
+    async def _run_retention(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from router.retention import run_retention
+
+        task_status.started()
+        def keep() -> float:
+            # Never shorter than the idempotency window: a repeat must still find its original answer.
+            r = self.cfg.router.retention
+            return max(r, self.cfg.http.idempotency_window) if r > 0 else 0.0
+
+        await run_retention(self.storage, keep)
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Config as HypercornConfig

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS dedup (
     expires_at REAL NOT NULL,
     PRIMARY KEY (source, key)
 );
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_at);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     signal_id TEXT NOT NULL,

@@ -1,0 +1,81 @@
+"""Retention: the journal forgets settled signals older than `[router] retention`.
+
+Done and failed signals older than the retention (by their id: a ULID, whose first 10
+characters are its arrival time, so the primary key serves the range), with their runs and
+step effects, are deleted in batches of `BATCH`, each its own short transaction through the
+group-commit writer so arrivals keep flowing between them. Pending and running signals are never
+pruned, whatever their age. Expired idempotency keys go too. Uploaded files stay: records may
+point at them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+
+import trio
+from ulid import ULID
+
+from engine.records import EFFECTS_TABLE
+from router.storage import Storage, StorageUnavailable
+
+log = logging.getLogger("router.retention")
+
+BATCH = 2000
+MAX_INTERVAL = 3600.0
+
+
+def id_cutoff(before: float) -> str:
+    """Signal ids below this string arrived before `before` (epoch seconds)."""
+    return str(ULID.from_timestamp(max(0.0, before)))[:10]
+
+
+def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> int:
+    ids = [row[0] for row in conn.execute(
+        "SELECT id FROM signals WHERE id < ? AND status IN ('done', 'failed') ORDER BY id LIMIT ?", (cutoff, limit)
+    )]
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
+    has_effects = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EFFECTS_TABLE,))
+    if has_effects.fetchone():
+        conn.execute(f"DELETE FROM {EFFECTS_TABLE} WHERE signal_id IN ({marks})", ids)
+    conn.execute(f"DELETE FROM signals WHERE id IN ({marks})", ids)
+    return len(ids)
+
+
+def prune_dedup(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)).rowcount
+
+
+async def prune(storage: Storage, retention: float, now: float | None = None) -> tuple[int, int]:
+    """One pass: (signals pruned, idempotency keys expired)."""
+    now = time.time() if now is None else now
+    cutoff = id_cutoff(now - retention)
+    signals = 0
+    while True:
+        n = await storage.write(lambda conn: prune_batch(conn, cutoff))
+        signals += n
+        if n < BATCH:
+            break
+        await trio.sleep(0)  # let waiting appends into the next group commit
+    keys = await storage.write(lambda conn: prune_dedup(conn, now))
+    return signals, keys
+
+
+async def run_retention(storage: Storage, retention: Callable[[], float]) -> None:
+    """Prune now and then every min(retention / 2, 1 h); `retention()` is read each time (reloads)."""
+    while True:
+        keep = retention()
+        if keep > 0:
+            try:
+                signals, keys = await prune(storage, keep)
+            except StorageUnavailable as exc:
+                log.warning("retention pass failed: %s", exc)
+            else:
+                if signals or keys:
+                    log.info("pruned signals=%d idempotency_keys=%d older_than_s=%.0f", signals, keys, keep)
+        await trio.sleep(min(keep / 2, MAX_INTERVAL) if keep > 0 else MAX_INTERVAL)
