@@ -297,10 +297,11 @@ def remember_effect(conn: sqlite3.Connection, key: EffectKey, record_id: str | N
     conn.execute(f"INSERT OR REPLACE INTO {EFFECTS_TABLE} VALUES (?, ?, ?, ?)", (*key, record_id))
 
 
-def forget_effects(conn: sqlite3.Connection, signal_id: str) -> None:
-    """The signal is done: a later replay is a new run whose steps write again."""
+def forget_effects(conn: sqlite3.Connection, *signal_ids: str) -> None:
+    """The signals are done (or pruned): a later replay is a new run whose steps write again."""
     create_effects_table(conn)
-    conn.execute(f"DELETE FROM {EFFECTS_TABLE} WHERE signal_id = ?", (signal_id,))
+    marks = ",".join("?" * len(signal_ids))
+    conn.execute(f"DELETE FROM {EFFECTS_TABLE} WHERE signal_id IN ({marks})", signal_ids)
 
 
 def once(

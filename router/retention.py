@@ -18,7 +18,7 @@ from collections.abc import Callable
 import trio
 from ulid import ULID
 
-from engine.records import EFFECTS_TABLE
+from engine import records
 from router.storage import Storage, StorageUnavailable
 
 log = logging.getLogger("router.retention")
@@ -40,9 +40,7 @@ def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> in
         return 0
     marks = ",".join("?" * len(ids))
     conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
-    has_effects = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EFFECTS_TABLE,))
-    if has_effects.fetchone():
-        conn.execute(f"DELETE FROM {EFFECTS_TABLE} WHERE signal_id IN ({marks})", ids)
+    records.forget_effects(conn, *ids)
     conn.execute(f"DELETE FROM signals WHERE id IN ({marks})", ids)
     return len(ids)
 

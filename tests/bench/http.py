@@ -109,7 +109,7 @@ def rss_mb(pids: list[int]) -> float:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # the process is gone
             pass
     return total / 1024
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.bench.http import rss_mb
+
 # The body every HTTP peer receives, from the first readiness probe to the last wrk request
 # (tests/bench/http.py's wrk script sends the same one).
 BODY = b'{"n": 42, "email": "a@example.com"}'
@@ -54,18 +56,6 @@ def tree_pids(root: int) -> list[int]:
         frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
         found += frontier
     return found
-
-
-def rss_mb(pids: list[int]) -> float:
-    total_kb = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total_kb / 1024
 
 
 def cpu_seconds(pids: list[int]) -> float:
