@@ -12,10 +12,8 @@ a dispatcher that claims pending work, woken by the doorbell).
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -38,6 +36,7 @@ from router.doorbell import Doorbell, wait_for_runners
 from router.doorbell import listen as doorbell_listen
 from router.netutil import listen_socket, raise_fd_limit
 from router.storage import Storage, StorageUnavailable
+from router.supervise import supervise, tune_gc
 from router.workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -85,38 +84,6 @@ def http_settings(cfg: Config) -> HttpSettings:
         twilio_auth_token=cfg.twilio.auth_token,
         sse_keepalive=cfg.http.sse_keepalive,
     )
-
-
-class _StartOnce:
-    """Forwards `started()` to the nursery once, whichever attempt of a channel gets there."""
-
-    def __init__(self, task_status: Any) -> None:
-        self.task_status = task_status
-        self.done = False
-
-    def started(self, value: Any = None) -> None:
-        if not self.done:
-            self.done = True
-            self.task_status.started(value)
-
-
-async def supervise(name: str, run: Callable[..., Awaitable[None]], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Run a channel; if it crashes, log it and start it again with backoff.
-
-    A channel that fails before it is listening is retried too, and the daemon reports ready
-    only once it listens (every attempt gets the same start signal).
-    """
-    status = _StartOnce(task_status)
-    delay = 0.5
-    while True:
-        started_at = time.monotonic()
-        try:
-            await run(task_status=status)
-            return
-        except Exception:
-            log.exception("channel crashed channel=%s restart_in=%.1fs", name, delay)
-        await trio.sleep(delay)
-        delay = 0.5 if time.monotonic() - started_at > 60 else min(delay * 2, 30.0)
 
 
 class Daemon:
@@ -411,19 +378,6 @@ class Daemon:
         if not finished:
             log.warning("shutdown timeout: unfinished runs stay in the journal for the next start")
         self.storage.stop_writer()
-
-
-# Python's default (a young-generation pass every 700 net allocations) spends most of the time of
-# accepting a connection in the collector once thousands are open: 10,000 idle connections took
-# ~12 s of accepting (~450 µs of CPU each) on 2 cores, ~5 s (~200 µs) with these thresholds.
-GC_THRESHOLDS = (20_000, 20, 50)
-
-
-def tune_gc() -> None:
-    """Fewer collections, and none over the objects that exist once the daemon is loaded."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def serve(
