@@ -73,10 +73,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError:
         pass  # the daemon reports every problem itself once logging is set up
     main = args.worker == 0 and args.runner == 0
-    if not main:
-        from router.workers import die_with_parent
-
-        die_with_parent()
     share_metrics(data_dir, main=main)
     from router.daemon import serve  # after share_metrics: it imports prometheus_client
     args.log_format = args.log_format or "logfmt"

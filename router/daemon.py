@@ -37,7 +37,7 @@ from router.doorbell import listen as doorbell_listen
 from router.netutil import listen_socket, raise_fd_limit
 from router.storage import Storage, StorageUnavailable
 from router.supervise import supervise, tune_gc
-from router.workers import WorkerPool
+from router.workers import WorkerPool, die_with_parent
 
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
@@ -188,6 +188,8 @@ class Daemon:
                         if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):
                             log.warning("runners not up after 60s; pending work waits for them in the journal")
                     nursery.start_soon(self._watchdog)
+                    if not self.is_main:
+                        nursery.start_soon(die_with_parent)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")
                     log.info(

@@ -21,30 +21,28 @@ import trio
 log = logging.getLogger("router.workers")
 
 
-PARENT_ENV = "ROUTER_PARENT_PID"
+LIFELINE_ENV = "ROUTER_LIFELINE_FD"
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(lifeline: int) -> dict[str, str]:
     """Only the main process talks to systemd (READY, WATCHDOG): children must not."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    env[PARENT_ENV] = str(os.getpid())
+    env[LIFELINE_ENV] = str(lifeline)
     return env
 
 
-def die_with_parent() -> None:
-    """In a child: be killed when the main process dies, even by SIGKILL (Linux prctl
-    PR_SET_PDEATHSIG). An orphaned runner would go on running and claiming work beside the
-    restarted daemon's own."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: systemd's control group still stops us
+async def die_with_parent() -> None:
+    """In a child: exit at once when the main process dies, even by SIGKILL. The child holds the
+    read end of a pipe whose only write end the main process holds: when it dies the kernel
+    closes that end and the read end becomes readable (EOF). An orphaned runner would go on
+    running and claiming work beside the restarted daemon's own. (Not PR_SET_PDEATHSIG: that
+    fires when the parent *thread* exits, and trio spawns processes from its worker threads,
+    which end after 10 s idle.)"""
+    fd = os.environ.get(LIFELINE_ENV)
+    if fd is None:
         return
-    if os.environ.get(PARENT_ENV) and os.getppid() != int(os.environ[PARENT_ENV]):
-        os._exit(1)  # the parent died before prctl took effect
+    await trio.lowlevel.wait_readable(int(fd))
+    os._exit(1)  # like the SIGKILL that took the main process: no cleanup, claims lapse by lease
 
 
 class WorkerPool:
@@ -54,6 +52,8 @@ class WorkerPool:
         self.extra_args = extra_args
         self.processes: dict[tuple[str, int], trio.Process] = {}
         self.stopping = False
+        # The lifeline (see die_with_parent): children inherit the read end only.
+        self._lifeline_read, self._lifeline_write = os.pipe()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -68,7 +68,9 @@ class WorkerPool:
         while not self.stopping:
             cmd = [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path), flag, str(index),
                    *self.extra_args]
-            proc = await trio.lowlevel.open_process(cmd, stdin=subprocess.DEVNULL, env=_child_env())
+            proc = await trio.lowlevel.open_process(
+                cmd, stdin=subprocess.DEVNULL, env=_child_env(self._lifeline_read), pass_fds=(self._lifeline_read,)
+            )
             self.processes[role] = proc
             log.info("child started %s pid=%d", name, proc.pid)
             try:
