@@ -26,7 +26,7 @@ listen = "webhooks.del"
 [[workflows.steps]]
 action = "delete_record"
 record_type = "note"
-id = "{{ __data.id }}"
+record_id = "{{ __data.id }}"
 
 [[workflows]]
 name = "audit"

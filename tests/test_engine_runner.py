@@ -380,9 +380,9 @@ async def test_record_actions_and_deletion_sink(db: SqliteDb) -> None:
         step("up", action="upsert_record", record_type="contact", key=["email"],
              fields={"email": "{{ __data.email }}", "n": "{{ __data.n }}", "tags": "{{ __data.tags }}"}),
         step("upd", parent="up", action="update_record", record_type="contact",
-             id="{{ __data.__entity_inserted_id }}", fields={"stage": "won"}),
+             record_id="{{ __data.__entity_inserted_id }}", fields={"stage": "won"}),
         step("del", parent="upd", action="delete_record", record_type="contact",
-             id="{{ __data.__entity_inserted_id }}"),
+             record_id="{{ __data.__entity_inserted_id }}"),
     ]))
     engine = make_engine(db, sink)
     result = await engine.run(wf, entity({"email": "a@x.io", "n": 3, "tags": ["vip"]}, "webhooks.x"))
@@ -402,7 +402,7 @@ async def test_failed_deletion_sink_rolls_back_the_delete(db: SqliteDb) -> None:
 
     rec = await db.write(setup)
     wf = compile_one(WfCfg(name="del", listen="webhooks.x", steps=[
-        step("del", action="delete_record", record_type="contact", id="{{ __data.rid }}"),
+        step("del", action="delete_record", record_type="contact", record_id="{{ __data.rid }}"),
     ]))
     result = await make_engine(db, Sink(fail=True)).run(wf, entity({"rid": rec["id"]}, "webhooks.x"))
     assert result.status == "failed" and "sink failed" in (result.error or "")
@@ -412,7 +412,7 @@ async def test_failed_deletion_sink_rolls_back_the_delete(db: SqliteDb) -> None:
 
 async def test_update_of_missing_record_fails(db: SqliteDb) -> None:
     wf = compile_one(WfCfg(name="u", listen="webhooks.x", steps=[
-        step("u", action="update_record", record_type="contact", id="nope", fields={"a": 1}),
+        step("u", action="update_record", record_type="contact", record_id="nope", fields={"a": 1}),
     ]))
     result = await make_engine(db).run(wf, entity({}, "webhooks.x"))
     assert result.status == "failed" and "no contact with id 'nope'" in (result.error or "")
