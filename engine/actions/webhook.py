@@ -110,7 +110,7 @@ def default_idempotency_key(ctx: ActionContext) -> str:
     return key
 
 
-_KEY_SAFE = "-._~"
+_KEY_SAFE = "-._~[]"  # brackets: a for_each element, `post[3]`
 
 
 def _literal_number(key: str, value: Any, *, integer: bool = False) -> tuple[float | None, str | None]:
