@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from .passwords import check_password_hash
 from .types import (
@@ -92,6 +92,9 @@ class HttpSettings(ListenMixin):
     # after its last answer) is closed: idle keep-alive clients and slow-header (slowloris) ones
     # alike. Above the 60 s idle timeout of the usual load balancers, as they expect.
     idle_timeout: PositiveDuration = 75.0
+    # One structured line per request (method, path, status, duration): off by default, since
+    # the journal keeps every signal and refused requests are logged (throttled) anyway.
+    access_log: StrictBool = False
 
 
 class SmtpSettings(ListenMixin):

@@ -7,20 +7,32 @@ replaced atomically on reload or state changes; a request keeps the table it sta
 
 from __future__ import annotations
 
-import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
+
 from channels.http import endpoints, webhooks
-from channels.http.asgi import Receive, Request, Response, Scope, Send, error_response, json_response
+from channels.http.asgi import (
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    error_response,
+    json_response,
+    loggable_path,
+)
 from channels.http.pipeline import HttpSettings
 from channels.http.replies import from_ack, to_ack
 from channels.http.routes import HttpSource, RateLimits, RouteTable
 from channels.intake import Intake, Submission
 
-log = logging.getLogger("router.http")
+log = structlog.get_logger("router.http")
+access = structlog.get_logger("router.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -72,10 +84,12 @@ class HttpChannel:
         given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request = Request.from_scope(scope, receive, request_id)
+        started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500
         if head_size(scope) > MAX_HEAD:
             self._count(431)
+            request.extra["reason"] = "request head too large"
             response = error_response(431, f"request header fields too large (the limit is {MAX_HEAD} bytes)")
             response.close = True
             await response.send(send, request_id)
@@ -85,6 +99,7 @@ class HttpChannel:
         if self.in_flight >= self.max_in_flight:
             self._count(503)
             request.extra["overloaded"] = True
+            request.extra["reason"] = "too many requests in flight"
             await request.drain()
             await error_response(503, "too many requests in flight").header("retry-after", "1").send(send, request_id)
             if self.observer is not None:
@@ -93,6 +108,7 @@ class HttpChannel:
         if self.draining:
             self._count(503)
             await request.drain()
+            request.extra["reason"] = "shutting down"
             response = error_response(503, "shutting down, retry later").header("retry-after", "2")
             response.close = True
             await response.send(send, request_id)
@@ -107,15 +123,21 @@ class HttpChannel:
                 if not request.body_read and not answer.close:
                     await request.drain()
                 self._count(answer.status)
+                if answer.status >= 400:
+                    request.extra["reason"] = answer.reason
                 await answer.send(send, request_id)
         except Exception:
             status = 500
-            log.exception("request failed request_id=%s path=%s", request_id, request.path)
+            log.exception("request failed", request_id=request_id, path=request.path)
             await error_response(500, "internal error", request_id=request_id).send(send, request_id)
         finally:
             self.in_flight -= 1
             if self.observer is not None:
                 self.observer.end(observed, request, status)
+            if self.settings.access_log:
+                access.info("access", method=request.method, path=loggable_path(request.path), status=status,
+                            duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.client,
+                            request_id=request_id)
 
     def _count(self, status: int) -> None:
         key = str(status)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +22,12 @@ from email.errors import HeaderParseError
 from typing import Any
 
 import aiosmtpd.smtp
+import structlog
 from aiosmtpd.smtp import SMTP, Envelope
 
 from channels.smtp.auth import Authenticator
 
-log = logging.getLogger("router.smtp")
+log = structlog.get_logger("router.smtp")
 
 READ_CHUNK = 64 * 1024
 _END = b"\r\n.\r\n"
@@ -232,7 +232,7 @@ class RouterSMTP(SMTP):
                     dropped += len(buf) - 4
                     del buf[:-4]
         except asyncio.CancelledError:
-            log.info("connection lost during DATA peer=%s", _peer(self))
+            log.info("smtp connection lost during DATA", peer=_peer(self))
             raise
         finally:
             reader._limit = saved_limit  # type: ignore[attr-defined]
