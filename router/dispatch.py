@@ -88,7 +88,6 @@ class Dispatcher:
         self._idle = trio.Event()
         self._accepting = True
         self.pending_estimate = 0
-        self.processed = 0
         # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
         self.on_submit: Callable[[str, str, str, float], None] | None = None
         self.on_run: Callable[[str, str, float], None] | None = None
@@ -202,9 +201,6 @@ class Dispatcher:
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
-    def stop_accepting(self) -> None:
-        self._accepting = False
-
     async def drain(self, timeout: float) -> bool:
         """Wait for in-flight runs; True if all finished within `timeout`."""
         self._accepting = False
@@ -276,7 +272,6 @@ class Dispatcher:
         finally:
             caller.finish()
             self._active.pop(signal.id, None)
-            self.processed += 1
             if not self._active:
                 self._idle.set()
             if self.pending_estimate > 0:

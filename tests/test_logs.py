@@ -254,3 +254,19 @@ def test_caller_text_through_every_channel_stays_in_one_value(tmp_path: Path, fm
     # An endpoint's URL hashes are its credential: a refused request's path shows 4 characters.
     assert not any(len(str(r.get("path", ""))) > 30 and str(r.get("path", "")).startswith("/listener/")
                    for r in refused)
+
+
+def test_a_client_that_leaves_mid_body_is_a_refusal_not_a_crash(tmp_path: Path) -> None:
+    import socket
+    router = RouterProcess(tmp_path, CONFIG)
+    router.start()
+    try:
+        path = router.url("endpoints.hello").split(str(router.http_port), 1)[1]
+        with socket.create_connection(("127.0.0.1", router.http_port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: 1000\r\n\r\n{{\"a\":".encode())
+        router.wait_for(lambda: "status=499" in router.log(), timeout=20)
+        assert httpx.get(f"{router.base}/healthz", timeout=10).status_code == 200
+    finally:
+        router.stop()
+    assert "Traceback" not in router.log() and "request failed" not in router.log()

@@ -17,6 +17,7 @@ import structlog
 
 from channels.http import endpoints, webhooks
 from channels.http.asgi import (
+    ClientGone,
     Receive,
     Request,
     Response,
@@ -71,7 +72,6 @@ class HttpChannel:
         self.limits = RateLimits()
         self.ready = ready
         self.on_ack = on_ack
-        self.stats: dict[str, int] = {}
         self.draining = False  # set on SIGTERM: requests on kept-alive connections get 503 + close
         self.observer: Any = None  # metrics: `begin(request) -> token`, `end(token, request, status)`
 
@@ -88,7 +88,6 @@ class HttpChannel:
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500
         if head_size(scope) > MAX_HEAD:
-            self._count(431)
             request.extra["reason"] = "request head too large"
             response = error_response(431, f"request header fields too large (the limit is {MAX_HEAD} bytes)")
             response.close = True
@@ -97,7 +96,6 @@ class HttpChannel:
                 self.observer.end(observed, request, 431)
             return
         if self.in_flight >= self.max_in_flight:
-            self._count(503)
             request.extra["overloaded"] = True
             request.extra["reason"] = "too many requests in flight"
             await request.drain()
@@ -106,7 +104,6 @@ class HttpChannel:
                 self.observer.end(observed, request, 503)
             return
         if self.draining:
-            self._count(503)
             await request.drain()
             request.extra["reason"] = "shutting down"
             response = error_response(503, "shutting down, retry later").header("retry-after", "2")
@@ -122,10 +119,12 @@ class HttpChannel:
             if answer is not None:
                 if not request.body_read and not answer.close:
                     await request.drain()
-                self._count(answer.status)
                 if answer.status >= 400:
                     request.extra["reason"] = answer.reason
                 await answer.send(send, request_id)
+        except ClientGone:
+            status = 499  # nginx's "client closed request": there is no one to answer
+            request.extra["reason"] = "the client closed the connection before its body arrived"
         except Exception:
             status = 500
             log.exception("request failed", request_id=request_id, path=request.path)
@@ -138,10 +137,6 @@ class HttpChannel:
                 access.info("access", method=request.method, path=loggable_path(request.path), status=status,
                             duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.client,
                             request_id=request_id)
-
-    def _count(self, status: int) -> None:
-        key = str(status)
-        self.stats[key] = self.stats.get(key, 0) + 1
 
     async def _route(self, request: Request, send: Send) -> Response | None:
         parts = request.path.strip("/").split("/")
