@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -109,6 +110,7 @@ class Daemon:
         self.http_stopped = trio.Event()
         self._http_scope = trio.CancelScope()
         self._state_version = -1.0
+        self.tls_context: ssl.SSLContext | None = None  # [http] tls_cert: reloaded in place on SIGHUP
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
 
     @property
@@ -139,6 +141,14 @@ class Daemon:
                 log.error("config error", problem=str(issue))
             return 1
         cfg = self.cfg
+        if cfg.http.tls_enabled and self.runner_index == 0:
+            from router import tls  # imports hypercorn: only where HTTP is served
+
+            try:
+                self.tls_context = tls.server_context(cfg.http)
+            except (ssl.SSLError, OSError) as exc:
+                log.error("config error", problem=f"[http] tls_cert / tls_key / tls_client_ca: {exc}")
+                return 1
         async with httpx.AsyncClient(timeout=30.0) as http_client:
             services = Services(
                 db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client
@@ -241,7 +251,12 @@ class Daemon:
         from channels.http.app import MAX_HEAD
 
         assert self.http is not None
-        hc = HypercornConfig()
+        if self.tls_context is None:
+            hc = HypercornConfig()
+        else:
+            from router.tls import TlsConfig
+
+            hc = TlsConfig(self.tls_context)
         hc.bind = [self.cfg.http.listen]
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
@@ -251,7 +266,10 @@ class Daemon:
         hc.keep_alive_timeout = self.cfg.http.idle_timeout
         hc.graceful_timeout = self.cfg.router.shutdown_timeout
         hc.h11_max_incomplete_size = MAX_HEAD  # the app applies it exactly (see channels.http.app)
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        if self.tls_context is None:
+            sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        else:
+            sockets = Sockets(secure_sockets=[sock], insecure_sockets=[], quic_sockets=[])
         self._http_scope = trio.CancelScope()  # a fresh one per (re)start of the channel
         with self._http_scope:
             await worker_serve(
@@ -331,6 +349,17 @@ class Daemon:
             self._reload_log(logging.ERROR, "reload refused", error=str(exc))
             systemd.notify("READY=1")
             return [f"the journal could not record the new sources: {exc}"]
+        if self.tls_context is not None and cfg.http.tls_enabled:
+            from router import tls
+
+            try:
+                tls.load(self.tls_context, cfg.http)  # new handshakes get the renewed certificate
+            except (ssl.SSLError, OSError) as exc:
+                self._reload_log(logging.ERROR, "reload refused", error=f"[http] TLS files: {exc}")
+                systemd.notify("READY=1")
+                return [f"[http] tls_cert / tls_key / tls_client_ca: {exc}"]
+        if cfg.http.tls_enabled != (self.tls_context is not None):
+            self._reload_log(logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it")
         routes = build_routes(cfg, self.storage.read(sources.load_states))
         self.cfg = cfg
         self.dispatcher.workflows = workflows
