@@ -41,6 +41,7 @@ class HttpSettings:
     trust_proxy: bool = False
     twilio_auth_token: str | None = None
     sse_keepalive: float = 15.0
+    access_log: bool = False
 
 
 async def read_body(request: Request, source: HttpSource, settings: HttpSettings) -> bytes:
