@@ -36,8 +36,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -45,15 +43,14 @@ import httpx
 import trio
 
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
+from engine.actions.webhook_answer import retry_after, send_once
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 BODY_KEYS = ("json", "form", "body")
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_BACKOFF = 0.5
 MAX_RETRIES = 10
-MAX_RETRY_AFTER = 30.0
 MAX_BACKOFF = 60.0
-MAX_BODY = 1024 * 1024  # bytes of the response body kept in __data.webhook.body
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY = 255  # what receivers commonly accept (Stripe: 255)
@@ -163,45 +160,6 @@ def _form_value(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [json.dumps(value, separators=(",", ":"), default=str)]
     return [str(value)]
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def _decode(raw: bytes, encoding: str | None) -> str:
-    try:
-        return raw.decode(encoding or "utf-8", errors="replace")
-    except LookupError:  # an unknown charset in the Content-Type
-        return raw.decode("utf-8", errors="replace")
-
-
-def _parse_json(text: str, content_type: str, truncated: bool) -> Any:
-    if truncated or not text.strip():
-        return None
-    ctype = content_type.split(";", 1)[0].strip().lower()
-    looks_json = "json" in ctype or (not ctype and text.lstrip()[:1] in ("{", "["))
-    if not looks_json:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 @asynccontextmanager
@@ -374,7 +332,7 @@ class Webhook(Action):
                 last = attempt > retries
                 delay = min(backoff * (2 ** (attempt - 1)), MAX_BACKOFF)
                 try:
-                    stored = await self._attempt(client, method, url, headers, content, timeout)
+                    stored = await send_once(client, method, url, headers, content, timeout)
                 except trio.TooSlowError:
                     problem = f"{label}: no complete answer within {timeout:g}s"
                 except httpx.TimeoutException as exc:
@@ -399,7 +357,7 @@ class Webhook(Action):
                         raise WebhookError(
                             message, retryable=retryable, status=status, store={"webhook": stored}
                         )
-                    after = _retry_after(stored["headers"].get("retry-after"))
+                    after = retry_after(stored["headers"].get("retry-after"))
                     if after is not None:
                         delay = after
                     ctx.log("warning", f"{label}: HTTP {status}, retry {attempt}/{retries} in {delay:.2f}s")
@@ -411,42 +369,3 @@ class Webhook(Action):
                     raise ActionError(problem, retryable=True)
                 ctx.log("warning", f"{problem}; retry {attempt}/{retries} in {delay:.2f}s")
                 await trio.sleep(delay)
-
-    async def _attempt(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        content: bytes | None,
-        timeout: float,
-    ) -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            async with client.stream(
-                method,
-                url,
-                headers=headers,
-                content=content,
-                timeout=httpx.Timeout(timeout),
-                follow_redirects=True,
-            ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                truncated = False
-                async for chunk in response.aiter_bytes():
-                    if size + len(chunk) > MAX_BODY:
-                        chunks.append(chunk[: MAX_BODY - size])
-                        truncated = True
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-        raw = b"".join(chunks)
-        content_type = response.headers.get("content-type", "")
-        text = _decode(raw, response.charset_encoding)
-        return {
-            "ok": 200 <= response.status_code < 300,
-            "status": response.status_code,
-            "headers": {k.lower(): v for k, v in response.headers.items()},
-            "body": text,
-            "json": _parse_json(text, content_type, truncated),
-        }
