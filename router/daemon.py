@@ -13,6 +13,7 @@ a dispatcher that claims pending work, woken by the doorbell).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from router.dispatch import Dispatcher, DispatchSettings
 from router.doorbell import Doorbell, wait_for_runners
 from router.doorbell import listen as doorbell_listen
 from router.netutil import listen_socket, raise_fd_limit
+from router.shared_metrics import ENV as SHARED_DIR_ENV
 from router.storage import Storage, StorageUnavailable
 from router.supervise import supervise, tune_gc
 from router.workers import WorkerPool, die_with_parent
@@ -44,6 +46,7 @@ from router.workers import WorkerPool, die_with_parent
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
     from channels.http.pipeline import HttpSettings
+    from channels.http.ratelimit import SharedRateLimits
 
 log = structlog.get_logger("router.daemon")
 
@@ -83,10 +86,23 @@ def http_settings(cfg: Config) -> HttpSettings:
         files_dir=Path(cfg.router.data_dir) / "files",
         public_url=cfg.router.public_url,
         trust_proxy=cfg.router.trust_proxy,
+        trusted_proxies=tuple(cfg.router.trusted_proxies),
         twilio_auth_token=cfg.twilio.auth_token,
         sse_keepalive=cfg.http.sse_keepalive,
         access_log=cfg.http.access_log,
     )
+
+
+def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
+    """One table of rate-limit buckets for all the HTTP processes of this node, in the node's
+    shared-memory directory (router/shared_metrics.py): the main process makes it afresh before
+    its workers start; they open it."""
+    from channels.http.ratelimit import SharedRateLimits
+
+    base = os.environ.get(SHARED_DIR_ENV)
+    if not base:
+        return None  # not under `router serve` (an in-process test): per-process buckets
+    return SharedRateLimits(Path(base) / "rate-limits", create=create)
 
 
 class Daemon:
@@ -173,6 +189,7 @@ class Daemon:
                     max_in_flight=cfg.http.max_in_flight,
                     ready=lambda: self.ready,
                     on_ack=self._remember_ack,
+                    limits=node_rate_limits(create=self.is_main),
                 )
                 http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
                 if cfg.router.runners > 0:

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from channels.http import endpoints, webhooks
+from channels.http.access import client_address, networks
 from channels.http.asgi import (
     ClientGone,
     Receive,
@@ -28,8 +29,9 @@ from channels.http.asgi import (
     loggable_path,
 )
 from channels.http.pipeline import HttpSettings
+from channels.http.ratelimit import RateLimits, SharedRateLimits
 from channels.http.replies import from_ack, to_ack
-from channels.http.routes import HttpSource, RateLimits, RouteTable
+from channels.http.routes import HttpSource, RouteTable
 from channels.intake import Intake, Submission
 
 log = structlog.get_logger("router.http")
@@ -63,13 +65,14 @@ class HttpChannel:
         max_in_flight: int = 1024,
         ready: Callable[[], bool] = lambda: True,
         on_ack: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        limits: RateLimits | SharedRateLimits | None = None,
     ) -> None:
         self.intake = intake
         self.routes = routes
         self.settings = settings
         self.max_in_flight = max_in_flight
         self.in_flight = 0
-        self.limits = RateLimits()
+        self.limits = limits if limits is not None else RateLimits()
         self.ready = ready
         self.on_ack = on_ack
         self.draining = False  # set on SIGTERM: requests on kept-alive connections get 503 + close
@@ -86,6 +89,9 @@ class HttpChannel:
         request = Request.from_scope(scope, receive, request_id)
         if request.method == "HEAD":
             send = _without_body(send)
+        if self.settings.trust_proxy and "x-forwarded-for" in request.headers:
+            request.client = client_address(request.client, request.headers["x-forwarded-for"],
+                                            networks(self.settings.trusted_proxies))
         started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500
