@@ -107,6 +107,9 @@ class SqliteStorage:
             schema.migrate(self._writer_conn)  # with the busy timeout: another process may be migrating
             self._writer_conn.execute("PRAGMA busy_timeout = 0")  # see _begin
             self._read_conn = connect(self.path, synchronous=self.synchronous)
+        except StorageError:
+            self.close()
+            raise
         except sqlite3.Error as exc:
             self.close()
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
