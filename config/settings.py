@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from .passwords import check_password_hash
 from .types import (
@@ -18,7 +18,9 @@ from .types import (
     ResolvedPath,
     Size,
     StrictModel,
+    StrList,
     Url,
+    check_network,
 )
 from .units import is_loopback_host, parse_listen
 
@@ -59,6 +61,14 @@ class RouterSettings(StrictModel):
     data_dir: ResolvedPath = Field(default=Path("var"), validate_default=True)
     public_url: Url = "http://127.0.0.1:8080"
     trust_proxy: bool = False
+    # With trust_proxy: the peers whose X-Forwarded-* headers are believed (addresses or CIDRs).
+    # A request from any other peer is taken at its socket address, whatever it claims.
+    trusted_proxies: StrList = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        return [check_network(item) for item in value]
     shutdown_timeout: Duration = 10.0
     concurrency: int = Field(default=64, ge=1)
     # Processes that run async workflows; 0 runs them inside the process that received the signal.
@@ -92,6 +102,31 @@ class HttpSettings(ListenMixin):
     # after its last answer) is closed: idle keep-alive clients and slow-header (slowloris) ones
     # alike. Above the 60 s idle timeout of the usual load balancers, as they expect.
     idle_timeout: PositiveDuration = 75.0
+    # One structured line per request (method, path, status, duration): off by default, since
+    # the journal keeps every signal and refused requests are logged (throttled) anyway.
+    access_log: StrictBool = False
+    # HTTPS (and HTTP/2 by ALPN) with these PEM files; a client CA makes it mutual TLS: every
+    # client must present a certificate it signed. Reloaded on SIGHUP (new handshakes).
+    tls_cert: RelativePath = None
+    tls_key: RelativePath = None
+    tls_client_ca: RelativePath = None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def rule_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            problems.append((missing, "set both tls_cert and tls_key (PEM files) or neither"))
+        for key in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                problems.append((key, f"file not found: {path}"))
+        if self.tls_client_ca is not None and not self.tls_enabled:
+            problems.append(("tls_client_ca", "client certificates need TLS: set tls_cert and tls_key too"))
+        return problems
 
 
 class SmtpSettings(ListenMixin):

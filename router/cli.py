@@ -315,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from router import logs
+
     args = build_parser().parse_args(argv)
+    logs.setup("logfmt", "warning")  # `serve` sets its own format and level
     return int(args.func(args) or 0)
 
 

@@ -7,7 +7,6 @@ signal's append and the cursor's move; the lease only saves work (one process pl
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -15,12 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
+
 from engine.entity import Entity
 from router.schedule_triggers import local_iso, slot_key
 from router.storage.base import LeaseLost, Tx
 from router.storage.rows import ScheduleState
 
-log = logging.getLogger("router.schedules")
+log = structlog.get_logger("router.schedules")
 
 SLOT_RETENTION = 3600.0  # claimed slots are kept at least this long (and 2 x the largest grace)
 State = ScheduleState
@@ -61,7 +62,7 @@ def register(tx: Tx, items: Iterable[tuple[str, str, bool]], now: float) -> dict
         cursor_ts = None if one_off else now
         cursor = None if one_off else slot_key(datetime.fromtimestamp(now, UTC))
         if tx.schedule_register(name, defn, cursor=cursor, cursor_ts=cursor_ts, now=now) and name in known:
-            log.info("schedule changed, starting afresh name=%s", name)
+            log.info("schedule changed, starting afresh", name=name)
     return tx.schedule_states()
 
 
@@ -72,7 +73,7 @@ def acquire_lease(tx: Tx, owner: str, ttl: float, now: float) -> bool:
     if not tx.lease_acquire(owner, ttl, now, take_from=dead):
         return False
     if holder is not None and holder.owner != owner:
-        log.info("scheduler lease taken over from=%s", holder.owner)
+        log.info("scheduler lease taken over", previous_owner=holder.owner)
     return True
 
 

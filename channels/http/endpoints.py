@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING
 
+import structlog
 import trio
 
-from channels.http import cors, jwt_auth, pipeline
+from channels.http import access, cors, jwt_auth, pipeline
 from channels.http.asgi import Request, Response, Send, error_response, json_response
 from channels.http.pipeline import Refused
 from channels.http.replies import body_response, reply_response, to_ack
@@ -20,7 +20,7 @@ from engine.entity import Entity
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
 
-log = logging.getLogger("router.http")
+log = structlog.get_logger("router.http")
 
 METHODS = ("GET", "POST", "PUT", "OPTIONS")
 SYNC_HOLD_LIMIT = 600.0  # a sync run still queued after this long gets the 202 answer
@@ -63,6 +63,7 @@ async def handle(channel: HttpChannel, request: Request, send: Send, source: Htt
 
 async def _accept(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:
     cfg = source.config
+    await access.check_access(request, source)
     await pipeline.read_body(request, source, channel.settings)
     pipeline.check_signature(request, source)
     jwt_data = _authenticate(channel, request, source) if cfg.add_authentication else None
@@ -147,6 +148,6 @@ async def stream_events(
         done = json.dumps({"signal_id": signal_id})
         await send({"type": "http.response.body", "body": _frame("done", done), "more_body": False})
     except Exception:  # noqa: BLE001 - hypercorn raises various errors once the peer is gone
-        log.info("sse client went away signal_id=%s; the run continues", signal_id)
+        log.info("sse client went away; the run continues", signal_id=signal_id)
     finally:
         responder.frames.close()

@@ -20,7 +20,8 @@ from channels.http.parsing import (
     parse_json,
     request_meta,
 )
-from channels.http.routes import HttpSource, RateLimits
+from channels.http.ratelimit import RateLimits, SharedRateLimits
+from channels.http.routes import HttpSource
 from channels.intake import Intake, JournalUnavailable, Overloaded
 
 
@@ -38,8 +39,10 @@ class HttpSettings:
     files_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8080"
     trust_proxy: bool = False
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     twilio_auth_token: str | None = None
     sse_keepalive: float = 15.0
+    access_log: bool = False
 
 
 async def read_body(request: Request, source: HttpSource, settings: HttpSettings) -> bytes:
@@ -58,7 +61,7 @@ def check_signature(request: Request, source: HttpSource) -> None:
         raise Refused(error_response(401, "invalid signature", reason=problem))
 
 
-def check_rate(limits: RateLimits, source: HttpSource) -> None:
+def check_rate(limits: RateLimits | SharedRateLimits, source: HttpSource) -> None:
     wait = limits.check(source)
     if wait > 0:
         response = error_response(429, "rate limit exceeded", source=source.source)
