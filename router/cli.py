@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from config import Config, ConfigError
 
 if TYPE_CHECKING:
-    from router.storage import Storage
+    from router.storage import Storage, Tx
 
 DEFAULT_CONFIG = "router.toml"
 
@@ -108,19 +108,19 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
                 return 1
             if args.action == "rotate":
                 try:
-                    fresh = storage.write_sync(lambda c: sources.rotate(c, kind, name))
+                    fresh = storage.write_sync(lambda tx: sources.rotate(tx, kind, name))
                 except ValueError as exc:
                     print(str(exc), file=sys.stderr)
                     return 1
-                item = next(i for i in sources.describe(cfg, storage.read(sources.load_states))
+                item = next(i for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
                             if i["kind"] == kind and i["name"] == name)
                 print(json.dumps({**item, **fresh}, indent=2, ensure_ascii=False) if args.json else f"{kind}.{name} rotated: {item.get('url')}")
                 return 0
             active = args.action == "activate"
-            storage.write_sync(lambda c: sources.set_active(c, kind, name, active))
+            storage.write_sync(lambda tx: tx.source_set_active(kind, name, active))
             print(f"{kind}.{name} {'activated' if active else 'deactivated'}")
             return 0
-        items = sources.describe(cfg, storage.read(sources.load_states))
+        items = sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
         if args.json:
             print(json.dumps(items, indent=2, ensure_ascii=False))
         else:
@@ -132,17 +132,15 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
-    from router import journal
-
     with _opened(args.config) as (cfg, storage):
         status = "failed" if args.failed else args.status
-        rows = storage.read(lambda c: journal.list_signals(c, status=status, source=args.source, limit=args.limit))
+        rows = storage.read(lambda tx: tx.list_signals(status=status, source=args.source, limit=args.limit))
         if args.json:
             out: list[dict[str, Any]] = []
             for s in rows:
                 item = s.summary()
                 item["entity"] = s.entity.data
-                item["runs"] = storage.read(partial(journal.runs_for, signal_id=s.id))
+                item["runs"] = storage.read(partial(_runs, signal_id=s.id))
                 out.append(item)
             print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         else:
@@ -152,15 +150,17 @@ def cmd_signals(args: argparse.Namespace) -> int:
         return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from router import journal
+def _runs(tx: Tx, signal_id: str) -> list[dict[str, Any]]:
+    return tx.runs_for(signal_id)
 
+
+def cmd_replay(args: argparse.Namespace) -> int:
     with _opened(args.config) as (cfg, storage):
-        signal = storage.read(lambda c: journal.get_signal(c, args.signal_id))
+        signal = storage.read(lambda tx: tx.get_signal(args.signal_id))
         if signal is None:
             print(f"no signal {args.signal_id}", file=sys.stderr)
             return 1
-        if not storage.write_sync(lambda c: journal.requeue_signal(c, args.signal_id)):
+        if not storage.write_sync(lambda tx: tx.requeue(args.signal_id)):
             print(f"signal {args.signal_id} is {signal.status}; only failed or done signals can be replayed",
                   file=sys.stderr)
             return 1
@@ -169,14 +169,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from engine import records
+    from engine.records import delete_with_sink
     from router.deletions import JournalDeletionSink
 
     with _opened(args.config) as (cfg, storage):
         if args.action == "delete":
             try:
                 deleted = storage.write_sync(
-                    lambda c: records.delete_record(c, args.type, args.id, JournalDeletionSink())
+                    lambda tx: delete_with_sink(tx, args.type, args.id, JournalDeletionSink())
                 )
             except ValueError as exc:
                 print(str(exc), file=sys.stderr)
@@ -187,13 +187,13 @@ def cmd_records(args: argparse.Namespace) -> int:
             print(f"deleted {args.type} {args.id}")
             return 0
         if args.action == "show":
-            rec = storage.read(lambda c: records.get_record(c, args.type, args.id))
+            rec = storage.read(lambda tx: tx.record_get(args.type, args.id))
             if rec is None:
                 print(f"no {args.type} record {args.id}", file=sys.stderr)
                 return 1
             print(json.dumps(rec, indent=2, ensure_ascii=False, default=str))
             return 0
-        rows = storage.read(lambda c: records.list_records(c, args.type, limit=args.limit))
+        rows = storage.read(lambda tx: tx.record_list(args.type, limit=args.limit))
         print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
         return 0
 
@@ -202,7 +202,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     from router import schedules
 
     with _opened(args.config) as (cfg, storage):
-        items = storage.read(lambda c: schedules.describe(cfg, c, count=args.count))
+        items = storage.read(lambda tx: schedules.describe(cfg, tx, count=args.count))
         print(json.dumps(items, indent=2, ensure_ascii=False) if args.json else schedules.format_table(items))
         return 0
 

@@ -31,7 +31,7 @@ from engine.records import RecordStore
 from engine.runner import Engine
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
-from router import journal, metrics, sources, systemd
+from router import metrics, sources, systemd
 from router.build import build_routes, load_checked, outbound_settings
 from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
@@ -40,6 +40,7 @@ from router.doorbell import listen as doorbell_listen
 from router.netutil import listen_socket, raise_fd_limit
 from router.shared_metrics import ENV as SHARED_DIR_ENV
 from router.storage import Storage, StorageUnavailable
+from router.storage import open_storage as open_store
 from router.supervise import supervise, tune_gc
 from router.workers import WorkerPool, die_with_parent
 
@@ -58,10 +59,8 @@ def db_path(cfg: Config) -> Path:
 
 
 def open_storage(cfg: Config) -> Storage:
-    storage = Storage(db_path(cfg))
-    storage.open_sync()
-    storage.write_sync(journal.create_schema)
-    storage.write_sync(lambda conn: sources.ensure_sources(conn, cfg))
+    storage = open_store(db_path(cfg))  # migrates the schema to this version
+    storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
     return storage
 
 
@@ -181,7 +180,7 @@ class Daemon:
                 from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
                 from channels.http.app import HttpChannel
 
-                states = self.storage.read(sources.load_states)
+                states = self.storage.read(lambda tx: tx.source_states())
                 self.http = HttpChannel(
                     self.dispatcher,
                     build_routes(cfg, states),
@@ -228,7 +227,7 @@ class Daemon:
                     nursery.cancel_scope.cancel()
             finally:
                 # Work this process still holds goes back to the journal for the next start.
-                self.storage.write_sync(lambda conn: journal.release_claims(conn, self.dispatcher.owner))
+                self.storage.write_sync(lambda tx: tx.release(self.dispatcher.owner))
                 self.storage.close()
                 if doorbell is not None:
                     doorbell.close()
@@ -243,7 +242,7 @@ class Daemon:
         from router.schedules import Scheduler  # the clock: reads self.cfg on every wake, so reloads apply
 
         channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
-        channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(sources.load_states))))
+        channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(lambda tx: tx.source_states()))))
         channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
         channels.append(("retention", self._run_retention))
         return channels
@@ -301,20 +300,16 @@ class Daemon:
     # -- running ----------------------------------------------------------------------------------
 
     async def _remember_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
-        import json
-
-        await self.storage.write(
-            lambda conn: conn.execute("UPDATE signals SET ack = ? WHERE id = ?", (json.dumps(ack), signal_id))
-        )
+        await self.storage.write(lambda tx: tx.set_ack(signal_id, ack))
 
     async def _watch_state(self) -> None:
         """CLI and admin changes (activate, rotate) reach the routes within half a second."""
         assert self.http is not None
         while True:
-            version = self.storage.read(sources.state_version)
+            version = self.storage.read(lambda tx: tx.sources_version())
             if version != self._state_version:
                 self._state_version = version
-                self.http.routes = build_routes(self.cfg, self.storage.read(sources.load_states))
+                self.http.routes = build_routes(self.cfg, self.storage.read(lambda tx: tx.source_states()))
             await trio.sleep(0.5)
 
     async def _watchdog(self) -> None:
@@ -361,7 +356,7 @@ class Daemon:
         # writer's connection while a batch is open ("cannot start a transaction within a transaction").
         try:
             if self.is_main:
-                await self.storage.write(lambda conn: sources.ensure_sources(conn, cfg))
+                await self.storage.write(lambda tx: sources.ensure_sources(tx, cfg))
         except StorageUnavailable as exc:
             self._reload_log(logging.ERROR, "reload refused", error=str(exc))
             systemd.notify("READY=1")
@@ -377,7 +372,7 @@ class Daemon:
                 return [f"[http] tls_cert / tls_key / tls_client_ca: {exc}"]
         if cfg.http.tls_enabled != (self.tls_context is not None):
             self._reload_log(logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it")
-        routes = build_routes(cfg, self.storage.read(sources.load_states))
+        routes = build_routes(cfg, self.storage.read(lambda tx: tx.source_states()))
         self.cfg = cfg
         self.dispatcher.workflows = workflows
         if self.http is not None:

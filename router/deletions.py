@@ -7,15 +7,17 @@ is itself named `type` is kept, with all the others, under `deleted_record.field
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from engine.entity import Entity
-from router.journal import append_signal
+from engine.ports import RecordTx
+from router.storage.base import Tx
 
 
 class JournalDeletionSink:
-    def record_deleted(self, conn: sqlite3.Connection, record_type: str, record: dict[str, Any]) -> None:
+    def record_deleted(self, tx: RecordTx, record_type: str, record: dict[str, Any]) -> str:
+        if not isinstance(tx, Tx):
+            raise TypeError("deletion signals are journaled in the delete's own storage transaction")
         deleted = {**record, "type": record_type, "fields": dict(record)}
         entity = Entity("deletions", f"deletions.{record_type}", {"deleted_record": deleted})
-        append_signal(conn, entity)
+        return tx.append_signal(entity).signal_id

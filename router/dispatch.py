@@ -24,15 +24,14 @@ import structlog
 import trio
 
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
-from engine import records
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Reply
 from engine.runner import Engine, RunResult
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
-from router import journal
-from router.journal import Journal, Signal
-from router.storage import Storage, StorageUnavailable
+from router.journal import Journal
+from router.storage import Storage, StorageUnavailable, Tx
+from router.storage.rows import RUNNING, ClaimRef, Run, Signal
 
 log = structlog.get_logger("router.dispatch")
 
@@ -83,6 +82,7 @@ class Dispatcher:
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{int(time.time() * 1000) % 10**8}"
         self._nursery: trio.Nursery | None = None
         self._active: dict[str, trio.CancelScope] = {}
+        self._claims: dict[str, ClaimRef] = {}  # the claim each active run settles with (its fencing token)
         self._waiting: dict[str, CallerResponder] = {}  # callers waiting for a signal not yet claimed
         self._wake = trio.Event()
         self._idle = trio.Event()
@@ -170,8 +170,8 @@ class Dispatcher:
             if responder is not None:
                 responder.finish()
         elif claim and self._nursery is not None and self._accepting:
-            signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, "running", 0, None,
-                            dedup_key, self.owner)
+            signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, RUNNING, 0, None,
+                            dedup_key, self.owner, epoch=1)
             self._start(signal, responder)
         elif self.hand_off is not None:
             self.pending_estimate += 1
@@ -215,6 +215,7 @@ class Dispatcher:
         assert self._nursery is not None
         scope = trio.CancelScope()
         self._active[signal.id] = scope
+        self._claims[signal.id] = signal.claim
         self._nursery.start_soon(self._process, signal, responder, scope)
 
     async def _claim_loop(self) -> None:
@@ -227,7 +228,7 @@ class Dispatcher:
             free = self.settings.concurrency - len(self._active)
             if free <= 0:
                 continue
-            if not self.storage.read(journal.has_claimable):
+            if not self.storage.read(_has_claimable):
                 self.pending_estimate = 0
                 continue  # nothing to claim: no write transaction (and no fsync) for nothing
             try:
@@ -239,7 +240,9 @@ class Dispatcher:
                 self.pending_estimate = max(0, self.pending_estimate - 1)
                 if signal.id in self._active:
                     # Still running here: its lease lapsed while the journal could not be written
-                    # (renewals failed) and this claim just took it back. A second run is a double.
+                    # (renewals failed) and this claim just took it back. A second run is a double;
+                    # the run under way settles with the new claim instead.
+                    self._claims[signal.id] = signal.claim
                     continue
                 self._start(signal, self._waiting.pop(signal.id, None))
             if len(claimed) == free:
@@ -272,6 +275,7 @@ class Dispatcher:
         finally:
             caller.finish()
             self._active.pop(signal.id, None)
+            self._claims.pop(signal.id, None)
             if not self._active:
                 self._idle.set()
             if self.pending_estimate > 0:
@@ -280,7 +284,7 @@ class Dispatcher:
                 self._wake.set()
 
     async def _run_workflows(self, signal: Signal, caller: CallerResponder) -> None:
-        done = self.storage.read(lambda c: journal.done_workflows(c, signal.id)) if signal.attempts else set()
+        done = self.storage.read(lambda tx: tx.done_workflows(signal.id)) if signal.attempts else set()
         todo = [w for w in self.listeners(signal.source) if w.name not in done]
         attempt = signal.attempts + 1
         runs: list[tuple[Workflow, str, float, RunResult]] = []
@@ -315,35 +319,37 @@ class Dispatcher:
         """Record every run and the signal's outcome in ONE transaction: a crash never leaves a
         run recorded as done on a signal that will be run again."""
         failures = [(w, r.error or "failed", r.retryable) for w, _, _, r in runs if r.status != "done"]
-        status, error, retry_at = "done", None, None
+        status, error, retry_in = "done", None, None
         if failures:
             error = "; ".join(f"{w.name}: {msg}" for w, msg, _ in failures)
             retryable = [w for w, _, again in failures if again and w.run_mode == "async"]
             max_attempts = min((w.max_attempts or self.settings.max_attempts) for w, _, _ in failures)
             if retryable and attempt < max_attempts:
                 delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
-                status, retry_at = "pending", time.time() + delay
+                status, retry_in = "pending", delay
                 log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
             else:
                 status = "failed"
                 log.warning("failed", signal_id=signal.id, attempts=attempt, error=error)
 
-        def write(conn: Any) -> None:
+        claim = self._claims.get(signal.id, signal.claim)
+
+        def write(tx: Tx) -> None:
             for workflow, started, duration, result in runs:
-                journal.record_run(
-                    conn, signal.id, workflow.name, attempt, result.status, started, duration, result.error,
-                    result.trace,
-                )
-            if journal.finish_signal(conn, signal.id, self.owner, status=status, error=error, retry_at=retry_at) \
-                    and status == "done":
-                records.forget_effects(conn, signal.id)
+                tx.record_run(signal.id, Run(workflow.name, attempt, result.status, started, duration, result.error,
+                                             result.trace))
+            if tx.settle(claim, status=status, error=error, retry_in=retry_in) and status == "done":
+                tx.effects_forget(signal.id)
 
         await self.storage.write(write)
 
 
-def _count_pending(conn: Any) -> int:
-    row = conn.execute("SELECT count(*) FROM signals WHERE status = 'pending'").fetchone()
-    return int(row[0]) if row else 0
+def _count_pending(tx: Tx) -> int:
+    return tx.count_pending()
+
+
+def _has_claimable(tx: Tx) -> bool:
+    return tx.has_claimable()
 
 
 __all__ = ["Dispatcher", "DispatchSettings", "NullResponder"]

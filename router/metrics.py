@@ -241,8 +241,6 @@ __all__ = ["CONTENT_TYPE", "HttpObserver", "Metrics"]
 
 def attach(daemon: Any) -> Metrics:
     """Wire a daemon's storage, dispatcher and HTTP channel to a fresh `Metrics`."""
-    from router import journal
-
     m = Metrics()
     daemon.storage.on_commit = m.on_commit
     daemon.dispatcher.on_submit = m.on_submit
@@ -251,7 +249,7 @@ def attach(daemon: Any) -> Metrics:
         daemon.http.observer = m.http_observer()
 
     def read() -> dict[str, Any]:
-        by_status = daemon.storage.read(journal.counts_by_status)
+        by_status = daemon.storage.read(lambda tx: tx.counts())
         return {
             "pending": by_status.get("pending", 0),
             "active": by_status.get("running", 0),

@@ -10,7 +10,6 @@ point at them.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 
@@ -18,7 +17,6 @@ import structlog
 import trio
 from ulid import ULID
 
-from engine import records
 from router.storage import Storage, StorageUnavailable
 
 log = structlog.get_logger("router.retention")
@@ -32,35 +30,18 @@ def id_cutoff(before: float) -> str:
     return str(ULID.from_timestamp(max(0.0, before)))[:10]
 
 
-def prune_batch(conn: sqlite3.Connection, cutoff: str, limit: int = BATCH) -> int:
-    ids = [row[0] for row in conn.execute(
-        "SELECT id FROM signals WHERE id < ? AND status IN ('done', 'failed') ORDER BY id LIMIT ?", (cutoff, limit)
-    )]
-    if not ids:
-        return 0
-    marks = ",".join("?" * len(ids))
-    conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
-    records.forget_effects(conn, *ids)
-    conn.execute(f"DELETE FROM signals WHERE id IN ({marks})", ids)
-    return len(ids)
-
-
-def prune_dedup(conn: sqlite3.Connection, now: float) -> int:
-    return conn.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)).rowcount
-
-
 async def prune(storage: Storage, retention: float, now: float | None = None) -> tuple[int, int]:
     """One pass: (signals pruned, idempotency keys expired)."""
     now = time.time() if now is None else now
     cutoff = id_cutoff(now - retention)
     signals = 0
     while True:
-        n = await storage.write(lambda conn: prune_batch(conn, cutoff))
+        n = await storage.write(lambda tx: tx.prune_settled(cutoff, BATCH))
         signals += n
         if n < BATCH:
             break
         await trio.sleep(0)  # let waiting appends into the next group commit
-    keys = await storage.write(lambda conn: prune_dedup(conn, now))
+    keys = await storage.write(lambda tx: tx.prune_dedup(now))
     return signals, keys
 
 

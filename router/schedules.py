@@ -24,7 +24,6 @@ at once; otherwise it expires after `LEASE_TTL` seconds.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,14 +45,9 @@ from router.schedule_store import (
     LeaseLost,
     State,
     acquire_lease,
-    create_schema,
     fire,
-    load_states,
     make_owner,
-    prune_slots,
     register,
-    release_lease,
-    renew_lease,
 )
 from router.schedule_triggers import (
     after,
@@ -66,11 +60,11 @@ from router.schedule_triggers import (
     slot_key,
     upcoming,
 )
-from router.storage import Storage, StorageUnavailable
+from router.storage import Storage, StorageUnavailable, Tx
 
 __all__ = [
-    "Fired", "Firing", "LeaseLost", "Scheduler", "State", "acquire_lease", "create_schema", "definition",
-    "describe", "fire", "format_table", "load_states", "register", "release_lease", "renew_lease",
+    "Fired", "Firing", "LeaseLost", "Scheduler", "State", "acquire_lease", "definition", "describe", "fire",
+    "format_table", "register",
 ]
 
 log = structlog.get_logger("router.schedules")
@@ -136,13 +130,12 @@ class Scheduler:
         self.leader = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.storage.write(create_schema)
         task_status.started()
         try:
             while True:
                 try:
                     leader = await self.storage.write(
-                        lambda c: acquire_lease(c, self.owner, self.lease_ttl, self.clock())
+                        lambda tx: acquire_lease(tx, self.owner, self.lease_ttl, self.clock())
                     )
                 except StorageUnavailable as exc:
                     log.warning("scheduler lease failed", error=str(exc))
@@ -165,7 +158,7 @@ class Scheduler:
             if self.leader:
                 with trio.CancelScope(shield=True):
                     try:
-                        await self.storage.write(lambda c: release_lease(c, self.owner))
+                        await self.storage.write(lambda tx: tx.lease_release(self.owner))
                     except StorageUnavailable:
                         pass  # shutting down: a restart on this host takes over at once anyway
 
@@ -186,7 +179,7 @@ class Scheduler:
                 await self._fire(due)
                 next_renew = self.clock() + self.lease_ttl / 3  # a tick renews the lease
             elif now >= next_renew:
-                await self.storage.write(lambda c: renew_lease(c, self.owner, self.lease_ttl, self.clock()))
+                await self.storage.write(lambda tx: tx.lease_renew(self.owner, self.lease_ttl, self.clock()))
                 next_renew = self.clock() + self.lease_ttl / 3
             if now - self._last_prune > PRUNE_EVERY:
                 await self._prune(now)
@@ -202,10 +195,10 @@ class Scheduler:
         if cfg is self._seen_cfg and self.clock() < self._next_state_check:
             return  # activation states are looked at once per POLL, however many ticks there are
         self._next_state_check = self.clock() + POLL
-        version = self.storage.read(sources.state_version)
+        version = self.storage.read(lambda tx: tx.sources_version())
         if cfg is self._seen_cfg and version == self._seen_states:
             return
-        states = self.storage.read(sources.load_states)
+        states = self.storage.read(lambda tx: tx.source_states())
         wanted = {
             name: model
             for name, model in cfg.schedules.items()
@@ -231,7 +224,7 @@ class Scheduler:
         if fresh:
             now = self.clock()
             items = [(name, defn, isinstance(trigger, DateTrigger)) for name, _, trigger, defn in fresh]
-            db_states = await self.storage.write(lambda c: register(c, items, now))
+            db_states = await self.storage.write(lambda tx: register(tx, items, now))
             for i, (name, model, trigger, defn) in enumerate(fresh):
                 if i % 100 == 99:
                     await trio.lowlevel.checkpoint()
@@ -274,7 +267,7 @@ class Scheduler:
             if p.fire or p.cursor != entry.cursor:
                 firings.append(Firing(entry.name, entry.definition, m.timezone, p.fire, p.cursor))
         try:
-            fired = await self.storage.write(lambda c: fire(c, self.owner, firings, self.lease_ttl, now)) \
+            fired = await self.storage.write(lambda tx: fire(tx, self.owner, firings, self.lease_ttl, now)) \
                 if firings else []
         except StorageUnavailable as exc:
             log.warning("schedule tick not journaled, retrying in 1s", error=str(exc))
@@ -297,7 +290,7 @@ class Scheduler:
         grace = max((e.model.misfire_grace + e.model.jitter for e in self.entries.values()), default=0.0)
         keep = max(SLOT_RETENTION, 2 * grace)
         try:
-            await self.storage.write(lambda c: prune_slots(c, now - keep))
+            await self.storage.write(lambda tx: tx.prune_slots(now - keep))
         except StorageUnavailable as exc:
             log.warning("schedule slot pruning failed", error=str(exc))
 
@@ -305,11 +298,11 @@ class Scheduler:
 # -- `router schedules` -------------------------------------------------------------------------------
 
 
-def describe(cfg: Config, conn: sqlite3.Connection, now: float | None = None, count: int = 3) -> list[dict[str, Any]]:
+def describe(cfg: Config, tx: Tx, now: float | None = None, count: int = 3) -> list[dict[str, Any]]:
     """Every schedule with its next `count` fire times (in its timezone) and its last tick."""
     now_dt = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    states = sources.load_states(conn)
-    db = load_states(conn)
+    states = tx.source_states()
+    db = tx.schedule_states()
     out: list[dict[str, Any]] = []
     for name, model in cfg.schedules.items():
         trigger = build_trigger(model)

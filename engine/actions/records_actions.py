@@ -6,11 +6,11 @@ keeps its type. `create_record` and `upsert_record` set `__data.__entity_inserte
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, ClassVar
 
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from engine.actions.core import is_template
+from engine.ports import StorageError
 from engine.records import TYPE_RE, RecordError, RecordStore
 
 INSERTED_ID = "__entity_inserted_id"
@@ -75,7 +75,7 @@ class _RecordAction(Action):
             return await self.run(options, ctx)
         except RecordError as exc:
             raise ActionError(f"{self.name}: {exc}", retryable=False) from None
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             raise ActionError(f"{self.name}: database error: {exc}", retryable=True) from None
 
 

@@ -1,6 +1,6 @@
-"""The storage seam: every byte the router keeps goes through `Storage`.
+"""The SQLite backend's store: connections, the group-commit writer, migrations at open.
 
-SQLite specifics live here and only here (SPEC §10). One writer per process drains a queue of
+One writer per process drains a queue of
 write jobs and runs each batch in ONE transaction with ONE fsync (group commit): appends that
 arrive together share the cost of durability. Each job runs inside its own savepoint, so one
 failing job does not undo its neighbours. A job's caller is woken only after COMMIT returned,
@@ -29,14 +29,24 @@ from typing import Any, TypeVar
 
 import trio
 
+from engine.ports import StorageError
+from router.storage.base import StorageUnavailable, Tx
+from router.storage.sqlite import schema
+from router.storage.sqlite.tx import SqliteTx
+
 T = TypeVar("T")
 
 MAX_BATCH = 512
 BUSY_TIMEOUT_MS = 10000  # how long a transaction waits for a lock held outside the router
 
 
-class StorageUnavailable(Exception):
-    """The journal could not write (disk full, read-only, locked for too long)."""
+def storage_error(exc: BaseException) -> BaseException:
+    """The driver's errors leave the backend as `StorageError`; everything else as it is."""
+    if isinstance(exc, sqlite3.Error):
+        err = StorageError(str(exc))
+        err.__cause__ = exc
+        return err
+    return exc
 
 
 def connect(path: Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
@@ -57,18 +67,18 @@ def connect(path: Path, *, synchronous: str = "FULL", readonly: bool = False) ->
 class _Job:
     __slots__ = ("fn", "done", "result", "error")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(self, fn: Callable[[Tx], Any]) -> None:
         self.fn = fn
         self.done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
 
 
-class Storage:
-    """SQLite database in the data dir with a group-committing writer.
+class SqliteStorage:
+    """SQLite database in the data dir with a group-committing writer (`router.storage.base.Storage`).
 
-    Use inside trio: `async with Storage.open(path) as storage:` starts the writer task.
-    Outside trio (CLI), `write_sync` runs one transaction directly.
+    Use inside trio: start `run_writer` in a nursery, then `await write(job)`. Outside trio (CLI),
+    `write_sync` runs one transaction directly.
     """
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
@@ -77,6 +87,8 @@ class Storage:
         self._writer_conn: sqlite3.Connection | None = None
         self._write_lock_fd: int | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._writer_tx: SqliteTx | None = None
+        self._read_tx: SqliteTx | None = None
         self._send: trio.MemorySendChannel[_Job] | None = None
         self._recv: trio.MemoryReceiveChannel[_Job] | None = None
         self._lock = threading.Lock()  # serialises write_sync callers in one process
@@ -88,10 +100,21 @@ class Storage:
     # -- lifecycle -------------------------------------------------------------------------
 
     def open_sync(self) -> None:
+        """Open (creating the file if needed) and migrate the schema to this router's version."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer_conn = connect(self.path, synchronous=self.synchronous)
-        self._writer_conn.execute("PRAGMA busy_timeout = 0")  # see _begin
-        self._read_conn = connect(self.path, synchronous=self.synchronous)
+        try:
+            self._writer_conn = connect(self.path, synchronous=self.synchronous)
+            schema.migrate(self._writer_conn)  # with the busy timeout: another process may be migrating
+            self._writer_conn.execute("PRAGMA busy_timeout = 0")  # see _begin
+            self._read_conn = connect(self.path, synchronous=self.synchronous)
+        except StorageError:
+            self.close()
+            raise
+        except sqlite3.Error as exc:
+            self.close()
+            raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._writer_tx = SqliteTx(self._writer_conn)
+        self._read_tx = SqliteTx(self._read_conn)
         self._write_lock_fd = os.open(f"{self.path}-writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def close(self) -> None:
@@ -99,14 +122,10 @@ class Storage:
             if conn is not None:
                 conn.close()
         self._writer_conn = self._read_conn = None
+        self._writer_tx = self._read_tx = None
         if self._write_lock_fd is not None:
             os.close(self._write_lock_fd)
             self._write_lock_fd = None
-
-    @property
-    def writer_conn(self) -> sqlite3.Connection:
-        assert self._writer_conn is not None, "storage is not open"
-        return self._writer_conn
 
     async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The single writer task: drain, run a batch in one transaction, wake the callers."""
@@ -144,8 +163,8 @@ class Storage:
 
     # -- the narrow interface --------------------------------------------------------------
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` in the next group commit; return once it is durable."""
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn(tx)` in the next group commit; return once it is durable."""
         if self._send is None:
             raise StorageUnavailable("storage writer is not running")
         job = _Job(fn)
@@ -160,11 +179,14 @@ class Storage:
             raise job.error
         return job.result  # type: ignore[no-any-return]
 
-    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        assert self._read_conn is not None, "storage is not open"
-        return fn(self._read_conn)
+    def read(self, fn: Callable[[Tx], T]) -> T:
+        assert self._read_tx is not None, "storage is not open"
+        try:
+            return fn(self._read_tx)
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
 
-    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def write_sync(self, fn: Callable[[Tx], T]) -> T:
         """One transaction right now, from a plain thread (CLI, start-up)."""
         job = _Job(fn)
         with self._lock:
@@ -203,7 +225,8 @@ class Storage:
             conn.execute("PRAGMA busy_timeout = 0")
 
     def _transaction(self, batch: list[_Job], fd: int) -> None:
-        conn = self.writer_conn
+        conn, tx = self._writer_conn, self._writer_tx
+        assert conn is not None and tx is not None, "storage is not open"
         started = time.perf_counter()
         try:
             self._begin(conn, fd)
@@ -216,9 +239,9 @@ class Storage:
             savepoint = f"job{i}"
             conn.execute(f"SAVEPOINT {savepoint}")
             try:
-                job.result = job.fn(conn)
+                job.result = job.fn(tx)
             except BaseException as exc:  # noqa: BLE001 - reported to that job's caller
-                job.error = exc
+                job.error = storage_error(exc)
                 if conn.in_transaction:
                     conn.execute(f"ROLLBACK TO {savepoint}")
             if conn.in_transaction:
