@@ -34,7 +34,8 @@ from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
 from router.doorbell import Doorbell, wait_for_runners
 from router.doorbell import listen as doorbell_listen
-from router.netutil import listen_socket, raise_fd_limit
+from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
+from router.netutil import ListenError, listen_socket, probe_listen, raise_fd_limit
 from router.storage import Storage, StorageUnavailable
 from router.supervise import supervise, tune_gc
 from router.workers import WorkerPool, die_with_parent
@@ -135,8 +136,20 @@ class Daemon:
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("config error %s", issue)
-            return 1
+            return EX_CONFIG
         cfg = self.cfg
+        http_sock = None
+        try:
+            if self.runner_index == 0:  # runners have no listener
+                http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1, setting="http.listen")
+            if self.is_main:
+                self._probe_listeners()
+        except ListenError as exc:
+            log.error("cannot listen: %s", exc)
+            if http_sock is not None:
+                http_sock.close()
+            self.storage.close()
+            return EX_UNAVAILABLE
         async with httpx.AsyncClient(timeout=30.0) as http_client:
             services = Services(
                 db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client
@@ -145,8 +158,7 @@ class Daemon:
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             self.dispatcher = Dispatcher(self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg))
             doorbell: Doorbell | None = None
-            http_sock = None
-            if self.runner_index == 0:  # runners import no listener code (a smaller process)
+            if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
 
                 from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
@@ -162,7 +174,6 @@ class Daemon:
                     ready=lambda: self.ready,
                     on_ack=self._remember_ack,
                 )
-                http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
                 if cfg.router.runners > 0:
                     doorbell = Doorbell(db_path(cfg), cfg.router.runners)
                     self.dispatcher.hand_off = doorbell.ring
@@ -208,6 +219,15 @@ class Daemon:
                     doorbell.close()
         log.info("stopped")
         return 0
+
+    def _probe_listeners(self) -> None:
+        """SMTP and admin bind inside their supervised channels; a port taken at start-up is
+        an operator's mistake to report, not a crash to retry forever."""
+        cfg = self.cfg
+        if cfg.smtp.enabled:
+            probe_listen("smtp.listen", cfg.smtp.listen, retry=5.0)
+        if cfg.admin.enabled and (cfg.admin.token or cfg.admin.is_loopback):
+            probe_listen("admin.listen", cfg.admin.listen)
 
     def _extra_channels(self) -> list[tuple[str, Callable[..., Awaitable[None]]]]:
         """Channels besides HTTP, each a supervised `run(task_status=...)` (one line per channel)."""

@@ -70,7 +70,7 @@ from router.storage import Storage, StorageUnavailable
 
 __all__ = [
     "Fired", "Firing", "LeaseLost", "Scheduler", "State", "acquire_lease", "create_schema", "definition",
-    "describe", "fire", "format_table", "load_states", "register", "release_lease", "renew_lease",
+    "describe", "fire", "load_states", "register", "release_lease", "renew_lease",
 ]
 
 log = logging.getLogger("router.schedules")
@@ -338,16 +338,3 @@ def describe(cfg: Config, conn: sqlite3.Connection, now: float | None = None, co
             item["last_signal_id"] = state.last_signal_id
         out.append(item)
     return out
-
-
-def format_table(items: list[dict[str, Any]]) -> str:
-    """`router schedules` without --json: one line per schedule."""
-    lines = []
-    for item in items:
-        spec = {"cron": lambda i: f'cron "{i["cron"]}"', "every": lambda i: f"every {i['every']:g}s",
-                "at": lambda i: f"at {i['at']}"}[item["kind"]](item)
-        state = "active" if item["active"] else "inactive"
-        nexts = ", ".join(item["next"]) or "-"
-        last = f"  last {item['last_slot']}" if item["last_slot"] else ""
-        lines.append(f"{item['name']:<20} {spec:<24} {item['timezone']:<16} {state:<8} next {nexts}{last}")
-    return "\n".join(lines) if lines else "no schedules configured"

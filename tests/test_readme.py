@@ -65,3 +65,9 @@ def test_embedded_default_config_serves_the_demo(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
+
+
+def test_packaged_default_config_is_the_repos_router_toml() -> None:
+    """`router install-service` writes router/default.toml (shipped in the wheel); it must be the
+    router.toml this README documents and the test above serves."""
+    assert (ROOT / "router" / "default.toml").read_text() == (ROOT / "router.toml").read_text()
