@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ def watchdog_interval() -> float | None:
 # Hardening: `systemd-analyze security --offline=yes` scores this unit 1.x ("OK"; 3.7 before
 # SystemCallFilter, ProtectClock, ProtectKernelLogs, ProtectHostname, RestrictRealtime,
 # ProtectProc, ProcSubset and PrivateMounts). MemoryDenyWriteExecute holds for CPython without
-# a JIT. AF_UNIX stays for sd_notify and the socketpairs to the SMTP worker and runners.
+# a JIT. @resources stays allowed: the daemon raises its open-files limit (setrlimit). AF_UNIX stays for sd_notify and the socketpairs to the SMTP worker and runners.
 UNIT = """\
 [Unit]
 Description=router: signals from HTTP, webhooks, forms, email, SMS and schedules into workflows
@@ -84,7 +85,7 @@ LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
-SystemCallFilter=~@privileged @resources
+SystemCallFilter=~@privileged
 SystemCallErrorNumber=EPERM
 UMask=0077
 
@@ -128,7 +129,7 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def plan(config_path: str, cfg: Any) -> UnitPlan:
+def plan(config_path: str, cfg: Any, exe: str = "") -> UnitPlan:
     """Capabilities, writable paths and sandbox warnings for `cfg` (a loaded `config.Config`,
     read with the environment the unit gives the service)."""
     config = os.path.abspath(config_path)
@@ -140,13 +141,17 @@ def plan(config_path: str, cfg: Any) -> UnitPlan:
         port = int(str(address).rsplit(":", 1)[1])
         if enabled and 0 < port < 1024:
             result.low_ports.append(f"{name} {address}")
-    for what, path in (("config", config), ("data_dir", data_dir)):
+    checked = [("config", config, "/etc/router"), ("data_dir", data_dir, STATE_DIR)]
+    if exe:  # the script and the interpreter it runs (a venv's python is a symlink)
+        programs = dict.fromkeys(os.path.realpath(p) for p in (exe.split()[0], sys.executable))
+        checked += [("program", p, "/opt or /usr/local (e.g. PIPX_HOME=/opt/pipx)") for p in programs]
+    for what, path, instead in checked:
         if _under(path, "/tmp") or _under(path, "/var/tmp"):
             result.warnings.append(f"{what} {path} is under /tmp: PrivateTmp=yes gives the service its own "
-                                   "empty /tmp, so it would not see it; move it (e.g. /etc/router, /var/lib/router)")
+                                   f"empty /tmp, so it would not see it; move it to {instead}")
         elif _under(path, "/home") or _under(path, "/root") or _under(path, "/run/user"):
             result.warnings.append(f"{what} {path} is under a home directory: ProtectHome=yes hides it from "
-                                   "the service; move it (e.g. /etc/router, /var/lib/router)")
+                                   f"the service; move it to {instead}")
     hidden = any(w.startswith("data_dir") for w in result.warnings)
     if not _under(data_dir, STATE_DIR) and not hidden:
         result.warnings.append(f"data_dir {data_dir} is outside StateDirectory ({STATE_DIR}): the unit adds "

@@ -72,10 +72,11 @@ def _unit(config_path: str, read_from: Path) -> tuple[str, list[str]]:
         raise SystemExit(EX_CONFIG) from None
     except FileNotFoundError:
         raise Exit(EX_CONFIG, f"{read_from}: no such config file") from None
-    unit_plan = systemd.plan(config_path, cfg)
+    exe = _exe()
+    unit_plan = systemd.plan(config_path, cfg, exe)
     if not Path(config_path).is_absolute():
         unit_plan.config = config_path
-    return systemd.unit_file(_exe(), unit_plan.config, unit_plan=unit_plan), unit_plan.warnings
+    return systemd.unit_file(exe, unit_plan.config, unit_plan=unit_plan), unit_plan.warnings
 
 
 def cmd_systemd_unit(args: argparse.Namespace) -> int:
