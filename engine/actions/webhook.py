@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 import trio
 
+from config.units import parse_duration
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -84,6 +85,17 @@ def _is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+def _literal_duration(key: str, value: Any) -> tuple[float | None, str | None]:
+    """A literal time option: seconds, or a duration like "40s", "1m30s", "250ms" (as every
+    time in the config takes)."""
+    if value is None or _is_template(value):
+        return None, None
+    try:
+        return parse_duration(value), None
+    except ValueError as exc:
+        return None, f"webhook: {key}: {exc}"
+
+
 def _literal_number(key: str, value: Any, *, integer: bool = False) -> tuple[float | None, str | None]:
     """Check a literal (non-template) numeric option; returns (value, problem)."""
     if value is None or _is_template(value):
@@ -109,16 +121,17 @@ def _as_text(ctx: ActionContext, value: Any) -> str:
     return str(value)
 
 
-def _number(ctx: ActionContext, key: str, value: Any, default: float) -> float:
+def _number(ctx: ActionContext, key: str, value: Any, default: float, *, duration: bool = False) -> float:
     if value is None:
         return default
     text = _as_text(ctx, value).strip()
     if text == "":
         return default
     try:
-        number = float(text)
+        number = parse_duration(text) if duration else float(text)
     except ValueError:
-        raise ActionError(f"webhook: {key} must be a number, got {text!r}", retryable=False) from None
+        kind = "a duration (30, \"30s\", \"1m\")" if duration else "a number"
+        raise ActionError(f"webhook: {key} must be {kind}, got {text!r}", retryable=False) from None
     if not math.isfinite(number) or number < 0:
         raise ActionError(f"webhook: {key} must be a non-negative number, got {text!r}", retryable=False)
     return number
@@ -222,7 +235,7 @@ class Webhook(Action):
             problems.append('webhook: form must be a table of field = "value"')
         if options.get("body") is not None and not isinstance(options["body"], str):
             problems.append("webhook: body must be a string (use json = { ... } for structured data)")
-        timeout, problem = _literal_number("timeout", options.get("timeout"))
+        timeout, problem = _literal_duration("timeout", options.get("timeout"))
         if problem:
             problems.append(problem)
         elif timeout is not None and timeout <= 0:
@@ -232,7 +245,7 @@ class Webhook(Action):
             problems.append(problem)
         elif retries is not None and not 0 <= retries <= MAX_RETRIES:
             problems.append(f"webhook: retries must be between 0 and {MAX_RETRIES}")
-        backoff, problem = _literal_number("retry_backoff", options.get("retry_backoff"))
+        backoff, problem = _literal_duration("retry_backoff", options.get("retry_backoff"))
         if problem:
             problems.append(problem)
         elif backoff is not None and backoff < 0:
@@ -307,12 +320,12 @@ class Webhook(Action):
         content, content_type = self._encode_body(options, ctx)
         if content_type and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = content_type
-        timeout = _number(ctx, "timeout", options.get("timeout"), DEFAULT_TIMEOUT)
+        timeout = _number(ctx, "timeout", options.get("timeout"), DEFAULT_TIMEOUT, duration=True)
         if timeout <= 0:
             raise ActionError("webhook: timeout must be more than 0 seconds", retryable=False)
         retries = int(_number(ctx, "retries", options.get("retries"), 0))
         retries = min(retries, MAX_RETRIES)
-        backoff = _number(ctx, "retry_backoff", options.get("retry_backoff"), DEFAULT_BACKOFF)
+        backoff = _number(ctx, "retry_backoff", options.get("retry_backoff"), DEFAULT_BACKOFF, duration=True)
         label = f"webhook {method} {shown_url}"
 
         attempt = 0
