@@ -109,6 +109,7 @@ class Daemon:
         self._http_scope = trio.CancelScope()
         self._state_version = -1.0
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+        self.channels_up: dict[str, bool] = {}  # supervised channel -> serving now (/readyz)
 
     @property
     def is_main(self) -> bool:
@@ -188,12 +189,13 @@ class Daemon:
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
                     if http_sock is not None:
-                        await nursery.start(supervise, "http", partial(self._serve_http, http_sock))
+                        await nursery.start(partial(supervise, "http", partial(self._serve_http, http_sock),
+                                                    up=self.channels_up))
                         nursery.start_soon(self._watch_state)
                     else:
                         nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
                     for name, run in self.extra_channels:
-                        await nursery.start(supervise, name, run)
+                        await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
                         if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):
