@@ -132,7 +132,8 @@ def test_not_found_exits_non_zero_everywhere(router_factory) -> None:  # type: i
         (("endpoints", "rotate", "nope"), "no source named 'nope'"),
         (("replay", "01NOPE"), "no signal 01NOPE"),
         (("records", "list", "nope"), "no records of type 'nope'"),
-        (("records", "show", "note", "1"), "no records of type 'note'"),
+        (("records", "show", "note", "1"), "no note record 1"),
+        (("records", "show", "other", "1"), "no records of type 'other'"),
         (("jwt", "nope"), "no source named 'nope'"),
     ]
     for args, message in cases:
@@ -140,6 +141,8 @@ def test_not_found_exits_non_zero_everywhere(router_factory) -> None:  # type: i
         assert out.returncode == NOT_FOUND and message in out.stderr, (args, out.returncode, out.stderr)
         assert "Traceback" not in out.stderr
     assert router.cli("signals", "--source", "hello").returncode == 0  # a known source with no signals
+    empty = router.cli("records", "list", "note")  # a type the config names, no record yet: empty, not missing
+    assert empty.stdout.strip() == "no note records" and json.loads(router.cli("records", "list", "note", "--json").stdout) == []
     missing = run("signals", "-c", str(router.tmp / "absent.toml"))
     assert missing.returncode == EX_CONFIG and "no such config file" in missing.stderr
 

@@ -125,10 +125,7 @@ def cmd_records(args: argparse.Namespace) -> int:
                 raise Exit(NOT_FOUND, f"no {args.type} record {args.id}")
             print(json.dumps({"deleted": args.type, "id": args.id}) if args.json else f"deleted {args.type} {args.id}")
             return 0
-        try:
-            known = storage.read(records.list_record_types)
-        except ValueError as exc:
-            raise Exit(NOT_FOUND, str(exc)) from None
+        known = sorted(set(storage.read(records.list_record_types)) | _configured_types(cfg))
         if args.type not in known:
             raise Exit(NOT_FOUND, f"no records of type {args.type!r} (known: {', '.join(known) or 'none'})")
         if args.action == "show":
@@ -148,6 +145,12 @@ def cmd_records(args: argparse.Namespace) -> int:
             print(table([c.upper() for c in columns], [[row.get(c) for c in columns] for row in rows],
                         f"no {args.type} records"))
         return 0
+
+
+def _configured_types(cfg: Any) -> set[str]:
+    """Record types the config's steps name literally: known before their first record."""
+    return {step.options()["record_type"] for workflow in cfg.workflows for step in workflow.steps
+            if isinstance(step.options().get("record_type"), str) and "{" not in step.options()["record_type"]}
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
