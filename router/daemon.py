@@ -179,6 +179,7 @@ class Daemon:
                     doorbell = Doorbell(db_path(cfg), cfg.router.runners)
                     self.dispatcher.hand_off = doorbell.ring
             self.metrics = metrics.attach(self)
+            services.on_call, services.on_retry = self.metrics.on_call, self.metrics.on_retry
             if self.is_main:
                 self.extra_channels = self._extra_channels()
                 if cfg.http.workers > 1 or cfg.router.runners > 0:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -188,6 +189,11 @@ def _parse_json(text: str, content_type: str, truncated: bool) -> Any:
         return None
 
 
+def _observe(services: Any, outcome: str, started: float) -> None:
+    if services.on_call is not None:
+        services.on_call("webhook", outcome, time.perf_counter() - started)
+
+
 @asynccontextmanager
 async def _client(shared: Any) -> AsyncIterator[httpx.AsyncClient]:
     if shared is not None:
@@ -329,24 +335,31 @@ class Webhook(Action):
         label = f"webhook {method} {shown_url}"
 
         attempt = 0
-        async with _client(ctx.services.http) as client:
+        services = ctx.services
+        async with _client(services.http) as client:
             while True:
                 attempt += 1
                 last = attempt > retries
                 delay = min(backoff * (2 ** (attempt - 1)), MAX_BACKOFF)
+                started = time.perf_counter()
                 try:
                     stored = await self._attempt(client, method, url, headers, content, timeout)
                 except trio.TooSlowError:
+                    _observe(services, "timeout", started)
                     problem = f"{label}: no complete answer within {timeout:g}s"
                 except httpx.TimeoutException as exc:
+                    _observe(services, "timeout", started)
                     problem = f"{label}: timed out ({type(exc).__name__})"
                 except (httpx.TransportError, OSError) as exc:
+                    _observe(services, "connection_error", started)
                     problem = f"{label}: connection failed ({type(exc).__name__}: {_scrub(exc, url)})"
                 except httpx.HTTPError as exc:  # e.g. too many redirects, an invalid URL
+                    _observe(services, "error", started)
                     detail = f"{type(exc).__name__}: {_scrub(exc, url)}"
                     raise ActionError(f"{label}: {detail}", retryable=False) from None
                 else:
                     status = stored["status"]
+                    _observe(services, "ok" if stored["ok"] else f"http_{status // 100}xx", started)
                     if stored["ok"]:
                         output = {"method": method, "url": shown_url, "status": status, "attempts": attempt}
                         return ActionResult(output=output, store={"webhook": stored})
@@ -363,6 +376,8 @@ class Webhook(Action):
                     if after is not None:
                         delay = after
                     ctx.log("warning", f"{label}: HTTP {status}, retry {attempt}/{retries} in {delay:.2f}s")
+                    if services.on_retry is not None:
+                        services.on_retry("webhook")
                     await trio.sleep(delay)
                     continue
                 if last:
@@ -370,6 +385,8 @@ class Webhook(Action):
                         problem += f" after {attempt} attempts"
                     raise ActionError(problem, retryable=True)
                 ctx.log("warning", f"{problem}; retry {attempt}/{retries} in {delay:.2f}s")
+                if services.on_retry is not None:
+                    services.on_retry("webhook")
                 await trio.sleep(delay)
 
     async def _attempt(
