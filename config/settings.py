@@ -92,6 +92,31 @@ class HttpSettings(ListenMixin):
     # after its last answer) is closed: idle keep-alive clients and slow-header (slowloris) ones
     # alike. Above the 60 s idle timeout of the usual load balancers, as they expect.
     idle_timeout: PositiveDuration = 75.0
+    # One structured line per request (method, path, status, duration): off by default, since
+    # the journal keeps every signal and refused requests are logged (throttled) anyway.
+    access_log: StrictBool = False
+    # HTTPS (and HTTP/2 by ALPN) with these PEM files; a client CA makes it mutual TLS: every
+    # client must present a certificate it signed. Reloaded on SIGHUP (new handshakes).
+    tls_cert: RelativePath = None
+    tls_key: RelativePath = None
+    tls_client_ca: RelativePath = None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def rule_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            problems.append((missing, "set both tls_cert and tls_key (PEM files) or neither"))
+        for key in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                problems.append((key, f"file not found: {path}"))
+        if self.tls_client_ca is not None and not self.tls_enabled:
+            problems.append(("tls_client_ca", "client certificates need TLS: set tls_cert and tls_key too"))
+        return problems
 
 
 class SmtpSettings(ListenMixin):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 import trio
 
 from engine.actions import REGISTRY, ActionContext, ActionError, ActionResult, Services
@@ -25,7 +26,7 @@ from engine.templates import TemplateError
 from engine.trace import Recorder, redact
 from engine.workflow import Step, Templates, Workflow
 
-log = logging.getLogger("router.engine")
+log = structlog.get_logger("router.engine")
 
 LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -152,7 +153,7 @@ class _Run:
             if logs:
                 entry["logs"] = logs
             if not isinstance(exc, ActionError):
-                log.warning("workflow %s step %s raised", self.workflow.name, step.id, exc_info=exc)
+                log.warning("step raised", workflow=self.workflow.name, step=step.id, exc_info=exc)
             failure = step.children.get("failure")
             if not failure:
                 return self.fail(step, entry, exc)
@@ -186,14 +187,8 @@ class _Run:
     def log(self, step: Step, logs: list[dict[str, str]], level: str, message: str) -> None:
         level = (level or "info").lower()
         logs.append({"level": level, "message": message})
-        log.log(
-            LOG_LEVELS.get(level, logging.INFO),
-            "workflow %s signal %s step %s: %s",
-            self.workflow.name,
-            self.entity.id,
-            step.id,
-            message,
-        )
+        log.log(LOG_LEVELS.get(level, logging.INFO), "workflow log", workflow=self.workflow.name,
+                signal_id=self.entity.id, step=step.id, message=message)
 
 
 class Engine:
@@ -224,7 +219,7 @@ class Engine:
             leaves = _leaves(exc)
             if any(isinstance(e, (trio.Cancelled, KeyboardInterrupt, SystemExit)) for e in leaves):
                 raise  # ...but a cancellation from outside (or a shutdown) must
-            log.error("workflow %s crashed on signal %s", workflow.name, entity.id, exc_info=exc)
+            log.error("workflow crashed", workflow=workflow.name, signal_id=entity.id, exc_info=exc)
             if run.error is None:
                 run.error = f"internal error: {_error_text(leaves[0])}"
                 run.retryable = True

@@ -13,13 +13,16 @@ a dispatcher that claims pending work, woken by the doorbell).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import structlog
 import trio
 
 from config import Config, ConfigError
@@ -36,6 +39,7 @@ from router.doorbell import Doorbell, wait_for_runners
 from router.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
 from router.netutil import ListenError, listen_socket, probe_listen, raise_fd_limit
+from router.shared_metrics import ENV as SHARED_DIR_ENV
 from router.storage import Storage, StorageUnavailable
 from router.supervise import supervise, tune_gc
 from router.workers import WorkerPool, die_with_parent
@@ -43,8 +47,9 @@ from router.workers import WorkerPool, die_with_parent
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
     from channels.http.pipeline import HttpSettings
+    from channels.http.ratelimit import SharedRateLimits
 
-log = logging.getLogger("router.daemon")
+log = structlog.get_logger("router.daemon")
 
 DB_NAME = "router.db"
 
@@ -84,7 +89,20 @@ def http_settings(cfg: Config) -> HttpSettings:
         trust_proxy=cfg.router.trust_proxy,
         twilio_auth_token=cfg.twilio.auth_token,
         sse_keepalive=cfg.http.sse_keepalive,
+        access_log=cfg.http.access_log,
     )
+
+
+def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
+    """One table of rate-limit buckets for all the HTTP processes of this node, in the node's
+    shared-memory directory (router/shared_metrics.py): the main process makes it afresh before
+    its workers start; they open it."""
+    from channels.http.ratelimit import SharedRateLimits
+
+    base = os.environ.get(SHARED_DIR_ENV)
+    if not base:
+        return None  # not under `router serve` (an in-process test): per-process buckets
+    return SharedRateLimits(Path(base) / "rate-limits", create=create)
 
 
 class Daemon:
@@ -108,6 +126,7 @@ class Daemon:
         self.http_stopped = trio.Event()
         self._http_scope = trio.CancelScope()
         self._state_version = -1.0
+        self.tls_context: ssl.SSLContext | None = None  # [http] tls_cert: reloaded in place on SIGHUP
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
         self.channels_up: dict[str, bool] = {}  # supervised channel -> serving now (/readyz)
 
@@ -136,9 +155,17 @@ class Daemon:
             self.load()
         except ConfigError as exc:
             for issue in exc.issues:
-                log.error("config error %s", issue)
+                log.error("config error", problem=str(issue))
             return EX_CONFIG
         cfg = self.cfg
+        if cfg.http.tls_enabled and self.runner_index == 0:
+            from router import tls  # imports hypercorn: only where HTTP is served
+
+            try:
+                self.tls_context = tls.server_context(cfg.http)
+            except (ssl.SSLError, OSError) as exc:
+                log.error("config error", problem=f"[http] tls_cert / tls_key / tls_client_ca: {exc}")
+                return EX_CONFIG
         http_sock = None
         try:
             if self.runner_index == 0:  # runners have no listener
@@ -146,7 +173,7 @@ class Daemon:
             if self.is_main:
                 self._probe_listeners()
         except ListenError as exc:
-            log.error("cannot listen: %s", exc)
+            log.error("cannot listen", error=str(exc))
             if http_sock is not None:
                 http_sock.close()
             self.storage.close()
@@ -174,6 +201,7 @@ class Daemon:
                     max_in_flight=cfg.http.max_in_flight,
                     ready=lambda: self.ready,
                     on_ack=self._remember_ack,
+                    limits=node_rate_limits(create=self.is_main),
                 )
                 if cfg.router.runners > 0:
                     doorbell = Doorbell(db_path(cfg), cfg.router.runners)
@@ -206,11 +234,8 @@ class Daemon:
                         nursery.start_soon(die_with_parent)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")
-                    log.info(
-                        "ready %s data_dir=%s workflows=%d",
-                        f"http={cfg.http.listen}" if http_sock is not None else f"runner={self.runner_index}",
-                        cfg.router.data_dir, len(self.workflows),
-                    )
+                    role = {"http": cfg.http.listen} if http_sock is not None else {"runner": self.runner_index}
+                    log.info("ready", **role, data_dir=cfg.router.data_dir, workflows=len(self.workflows))
                     await self._handle_signals()
                     await self._shutdown()
                     nursery.cancel_scope.cancel()
@@ -265,7 +290,12 @@ class Daemon:
         from channels.http.app import MAX_HEAD
 
         assert self.http is not None
-        hc = HypercornConfig()
+        if self.tls_context is None:
+            hc = HypercornConfig()
+        else:
+            from router.tls import TlsConfig
+
+            hc = TlsConfig(self.tls_context)
         hc.bind = [self.cfg.http.listen]
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
@@ -275,7 +305,10 @@ class Daemon:
         hc.keep_alive_timeout = self.cfg.http.idle_timeout
         hc.graceful_timeout = self.cfg.router.shutdown_timeout
         hc.h11_max_incomplete_size = MAX_HEAD  # the app applies it exactly (see channels.http.app)
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        if self.tls_context is None:
+            sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        else:
+            sockets = Sockets(secure_sockets=[sock], insecure_sockets=[], quic_sockets=[])
         self._http_scope = trio.CancelScope()  # a fresh one per (re)start of the channel
         with self._http_scope:
             await worker_serve(
@@ -322,7 +355,7 @@ class Daemon:
                     if self.workers is not None:
                         self.workers.send(signal.SIGHUP)
                     continue
-                log.info("shutdown signal=%s", signal.Signals(signum).name)
+                log.info("shutdown", signal=signal.Signals(signum).name)
                 return
 
     async def reload(self) -> list[str]:
@@ -337,7 +370,7 @@ class Daemon:
             cfg, workflows = load_checked(self.config_path, self.templates)
         except ConfigError as exc:
             for issue in exc.issues:
-                self._reload_log(logging.ERROR, "reload refused: config error %s", issue)
+                self._reload_log(logging.ERROR, "reload refused: config error", problem=str(issue))
             systemd.notify("READY=1")
             return [str(i) for i in exc.issues]
         if cfg.http.listen != self.cfg.http.listen:
@@ -352,9 +385,20 @@ class Daemon:
             if self.is_main:
                 await self.storage.write(lambda conn: sources.ensure_sources(conn, cfg))
         except StorageUnavailable as exc:
-            self._reload_log(logging.ERROR, "reload refused: %s", exc)
+            self._reload_log(logging.ERROR, "reload refused", error=str(exc))
             systemd.notify("READY=1")
             return [f"the journal could not record the new sources: {exc}"]
+        if self.tls_context is not None and cfg.http.tls_enabled:
+            from router import tls
+
+            try:
+                tls.load(self.tls_context, cfg.http)  # new handshakes get the renewed certificate
+            except (ssl.SSLError, OSError) as exc:
+                self._reload_log(logging.ERROR, "reload refused", error=f"[http] TLS files: {exc}")
+                systemd.notify("READY=1")
+                return [f"[http] tls_cert / tls_key / tls_client_ca: {exc}"]
+        if cfg.http.tls_enabled != (self.tls_context is not None):
+            self._reload_log(logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it")
         routes = build_routes(cfg, self.storage.read(sources.load_states))
         self.cfg = cfg
         self.dispatcher.workflows = workflows
@@ -363,13 +407,13 @@ class Daemon:
             self.http.settings = http_settings(cfg)
         self.workflows = workflows
         systemd.notify("READY=1")
-        self._reload_log(logging.INFO, "reloaded workflows=%d sources=%d", len(workflows), len(cfg.sources()))
+        self._reload_log(logging.INFO, "reloaded", workflows=len(workflows), sources=len(cfg.sources()))
         return []
 
-    def _reload_log(self, level: int, msg: str, *args: Any) -> None:
+    def _reload_log(self, level: int, event: str, **fields: Any) -> None:
         """The main process speaks for the daemon; its children (which reload on the SIGHUP it
         forwards) say the same at debug, so one reload is one set of lines."""
-        log.log(level if self.is_main else logging.DEBUG, msg, *args)
+        log.log(level if self.is_main else logging.DEBUG, event, **fields)
 
     async def _http_quiet(self) -> None:
         """Wait until no request is in flight, then close what is left (idle keep-alive
@@ -410,6 +454,6 @@ def serve(
 ) -> int:
     if runner_index == 0:  # runners hold no connections
         fds = raise_fd_limit()
-        log.info("open files limit=%d", fds)
+        log.info("open files", limit=fds)
     daemon = Daemon(config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args)
     return trio.run(daemon.main)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 import trio
 
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
@@ -33,7 +34,7 @@ from router import journal
 from router.journal import Journal, Signal
 from router.storage import Storage, StorageUnavailable
 
-log = logging.getLogger("router.dispatch")
+log = structlog.get_logger("router.dispatch")
 
 
 @dataclass
@@ -87,7 +88,6 @@ class Dispatcher:
         self._idle = trio.Event()
         self._accepting = True
         self.pending_estimate = 0
-        self.processed = 0
         # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
         self.on_submit: Callable[[str, str, str, float], None] | None = None
         self.on_run: Callable[[str, str, float], None] | None = None
@@ -202,9 +202,6 @@ class Dispatcher:
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
-    def stop_accepting(self) -> None:
-        self._accepting = False
-
     async def drain(self, timeout: float) -> bool:
         """Wait for in-flight runs; True if all finished within `timeout`."""
         self._accepting = False
@@ -237,7 +234,7 @@ class Dispatcher:
             try:
                 claimed = await self.journal.claim(self.owner, free, self.settings.lease)
             except StorageUnavailable as exc:
-                log.warning("claim failed: %s", exc)
+                log.warning("claim failed", error=str(exc))
                 continue
             for signal in claimed:
                 self.pending_estimate = max(0, self.pending_estimate - 1)
@@ -264,7 +261,7 @@ class Dispatcher:
                 try:
                     await self.journal.renew(self.owner, list(self._active), self.settings.lease)
                 except StorageUnavailable as exc:
-                    log.warning("lease renewal failed: %s", exc)
+                    log.warning("lease renewal failed", error=str(exc))
 
     async def _process(self, signal: Signal, responder: CallerResponder | None, scope: trio.CancelScope) -> None:
         caller: CallerResponder = responder or NullResponder()
@@ -272,11 +269,10 @@ class Dispatcher:
             with scope:
                 await self._run_workflows(signal, caller)
         except Exception:  # noqa: BLE001 - a bug in one signal must not take the daemon down
-            log.exception("signal processing crashed signal_id=%s", signal.id)
+            log.exception("signal processing crashed", signal_id=signal.id)
         finally:
             caller.finish()
             self._active.pop(signal.id, None)
-            self.processed += 1
             if not self._active:
                 self._idle.set()
             if self.pending_estimate > 0:
@@ -302,12 +298,10 @@ class Dispatcher:
             request_id = signal.entity.data.get("__request_id")
             # A line per run is the journal's job (`router signals`); at 1,000 runs/s logging them
             # cost a tenth of a runner's CPU. Done runs log at debug, the others at info.
-            log.log(
-                logging.DEBUG if result.status == "done" else logging.INFO,
-                "run workflow=%s signal_id=%s%s status=%s duration_ms=%.1f%s",
-                workflow.name, signal.id, f" request_id={request_id}" if request_id else "", result.status,
-                duration, f" error={result.error!r}" if result.error else "",
-            )
+            level = logging.DEBUG if result.status == "done" else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "run", workflow=workflow.name, signal_id=signal.id, request_id=request_id,
+                        status=result.status, duration_ms=round(duration, 1), error=result.error)
 
         if len(todo) == 1:
             await one(todo[0])  # the common case: no nursery, no extra task
@@ -330,12 +324,12 @@ class Dispatcher:
             if retryable and attempt < max_attempts:
                 delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
                 status, retry_at = "pending", time.time() + delay
-                log.info("retry signal_id=%s attempt=%d in %.1fs", signal.id, attempt, delay)
+                log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
                 if self.on_retry is not None:
                     self.on_retry("signal")
             else:
                 status = "failed"
-                log.warning("failed signal_id=%s attempts=%d error=%r", signal.id, attempt, error)
+                log.warning("failed", signal_id=signal.id, attempts=attempt, error=error)
 
         def write(conn: Any) -> None:
             for workflow, started, duration, result in runs:

@@ -9,14 +9,14 @@ two daemons on one machine never ring each other's runners.
 from __future__ import annotations
 
 import hashlib
-import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import structlog
 import trio
 
-log = logging.getLogger("router.doorbell")
+log = structlog.get_logger("router.doorbell")
 
 
 def runner_address(db_path: Path, index: int) -> str:
@@ -52,7 +52,7 @@ async def listen(db_path: Path, index: int, on_ring: Callable[[], None]) -> None
                 sock.bind(runner_address(db_path, index))
                 break
             except OSError as exc:  # the previous runner with this index is still exiting
-                log.info("doorbell busy (%s); retrying", exc)
+                log.info("doorbell busy; retrying", error=str(exc))
                 await trio.sleep(0.5)
         while True:
             await trio.lowlevel.wait_readable(sock)

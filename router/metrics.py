@@ -58,6 +58,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from channels.http.asgi import loggable_path
+from router import logs
 from router.shared_metrics import is_shared
 from router.version import version
 
@@ -68,6 +70,9 @@ RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 
 # Paths of the HTTP channels -> the channel name of what arrives there.
 _HTTP_CHANNELS = {"listener": "endpoints", "webhooks": "webhooks", "forms": "forms", "sms": "sms", "whatsapp": "whatsapp"}
+
+
+_PROBES = frozenset({"/healthz", "/readyz"})
 
 
 @dataclass
@@ -272,7 +277,13 @@ class HttpObserver:
         source_obj = request.extra.get("source")
         parts = request.path.strip("/").split("/")
         channel = note.channel or (source_obj.kind if source_obj is not None else _HTTP_CHANNELS.get(parts[0]))
-        if status >= 400 and note.outcome not in ("accepted", "duplicate"):
+        source = note.source or (source_obj.source if source_obj is not None else "unknown")
+        if status >= 400 and note.outcome not in ("accepted", "duplicate") and request.path not in _PROBES:
+            logs.refused(
+                channel or "http", source, status, str(request.extra.get("reason") or f"HTTP {status}"),
+                method=request.method, path=loggable_path(request.path), remote=request.client,
+                request_id=request.request_id,
+            )
             reason = REFUSAL_REASONS.get(status, f"http_{status}")
             if status == 503:
                 reason = "overloaded" if request.extra.get("overloaded") or note.outcome == "overloaded" else (
@@ -280,7 +291,6 @@ class HttpObserver:
             m.refused.labels(channel or "http", reason).inc()
         if channel is None:
             return  # /healthz, /readyz, unknown paths: not an arrival
-        source = note.source or (source_obj.source if source_obj is not None else "unknown")
         if request.extra.get("overloaded"):
             m.overloaded.labels(channel).inc()
         if status == 429:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import errno
-import logging
 import resource
 import socket
 import time
 
+import structlog
+
 from config.units import parse_listen
 
-log = logging.getLogger("router.daemon")
+log = structlog.get_logger("router.daemon")
 
 
 def raise_fd_limit() -> int:
@@ -26,7 +27,7 @@ def raise_fd_limit() -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
         except (ValueError, OSError) as exc:  # e.g. a hard limit above the kernel's nr_open
-            log.warning("could not raise the open-files limit soft=%s hard=%s error=%s", soft, hard, exc)
+            log.warning("could not raise the open-files limit", soft=soft, hard=hard, error=str(exc))
     return int(soft)
 
 

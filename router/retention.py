@@ -10,18 +10,18 @@ point at them.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import Callable
 
+import structlog
 import trio
 from ulid import ULID
 
 from engine import records
 from router.storage import Storage, StorageUnavailable
 
-log = logging.getLogger("router.retention")
+log = structlog.get_logger("router.retention")
 
 BATCH = 2000
 MAX_INTERVAL = 3600.0
@@ -72,8 +72,8 @@ async def run_retention(storage: Storage, retention: Callable[[], float]) -> Non
             try:
                 signals, keys = await prune(storage, keep)
             except StorageUnavailable as exc:
-                log.warning("retention pass failed: %s", exc)
+                log.warning("retention pass failed", error=str(exc))
             else:
                 if signals or keys:
-                    log.info("pruned signals=%d idempotency_keys=%d older_than_s=%.0f", signals, keys, keep)
+                    log.info("pruned", signals=signals, idempotency_keys=keys, older_than_s=round(keep))
         await trio.sleep(min(keep / 2, MAX_INTERVAL) if keep > 0 else MAX_INTERVAL)

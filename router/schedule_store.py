@@ -7,7 +7,6 @@ with the same primary key and the lease with the same conditional update).
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sqlite3
@@ -16,11 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
+
 from engine.entity import Entity
 from router.journal import append_signal
 from router.schedule_triggers import local_iso, slot_key
 
-log = logging.getLogger("router.schedules")
+log = structlog.get_logger("router.schedules")
 
 SLOT_RETENTION = 3600.0  # claimed slots are kept at least this long (and 2 x the largest grace)
 SCHEMA = """
@@ -130,7 +131,7 @@ def register(conn: sqlite3.Connection, items: Iterable[tuple[str, str, bool]], n
                 (name, defn, now, cursor, cursor_ts, now),
             )
         else:
-            log.info("schedule changed, starting afresh name=%s", name)
+            log.info("schedule changed, starting afresh", name=name)
             conn.execute(
                 "UPDATE schedule_state SET definition = ?, since = ?, cursor = ?, cursor_ts = ?, updated_at = ?"
                 " WHERE name = ?",
@@ -144,7 +145,7 @@ def acquire_lease(conn: sqlite3.Connection, owner: str, ttl: float, now: float) 
     if row is not None and row["owner"] != owner and row["lease_until"] >= now and not _owner_is_dead(row["owner"]):
         return False
     if row is not None and row["owner"] != owner:
-        log.info("scheduler lease taken over from=%s", row["owner"])
+        log.info("scheduler lease taken over", previous_owner=row["owner"])
     conn.execute(
         "INSERT INTO schedule_lease (id, owner, lease_until) VALUES (1, ?, ?)"
         " ON CONFLICT(id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until",

@@ -24,7 +24,6 @@ at once; otherwise it expires after `LEASE_TTL` seconds.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from heapq import heappop, heappush
 from typing import Any
 
+import structlog
 import trio
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -73,7 +73,7 @@ __all__ = [
     "describe", "fire", "load_states", "register", "release_lease", "renew_lease",
 ]
 
-log = logging.getLogger("router.schedules")
+log = structlog.get_logger("router.schedules")
 
 LEASE_TTL = 15.0
 POLL = 1.0  # config reloads and activate/deactivate reach the heap within this
@@ -145,15 +145,15 @@ class Scheduler:
                         lambda c: acquire_lease(c, self.owner, self.lease_ttl, self.clock())
                     )
                 except StorageUnavailable as exc:
-                    log.warning("scheduler lease: %s", exc)
+                    log.warning("scheduler lease failed", error=str(exc))
                     leader = False
                 if leader:
                     self.leader = True
-                    log.info("scheduler driving schedules owner=%s", self.owner)
+                    log.info("scheduler driving schedules", owner=self.owner)
                     try:
                         await self._drive()
                     except LeaseLost:
-                        log.warning("scheduler lease lost; standing by owner=%s", self.owner)
+                        log.warning("scheduler lease lost; standing by", owner=self.owner)
                     finally:
                         self.leader = False
                         self.entries.clear()
@@ -214,7 +214,7 @@ class Scheduler:
         for name in list(self.entries):
             if name not in wanted:
                 del self.entries[name]  # its heap items go stale (generation check)
-                log.info("schedule stopped name=%s", name)
+                log.info("schedule stopped", name=name)
         fresh: list[tuple[str, ScheduleConfig, BaseTrigger, str]] = []
         for name, model in wanted.items():
             entry = self.entries.get(name)
@@ -225,7 +225,7 @@ class Scheduler:
             try:
                 trigger = build_trigger(model)
             except Exception:  # noqa: BLE001 - one bad schedule must not stop the others
-                log.exception("schedule cannot be built name=%s", name)
+                log.exception("schedule cannot be built", name=name)
                 continue
             fresh.append((name, model, trigger, definition(model)))
         if fresh:
@@ -240,7 +240,7 @@ class Scheduler:
                 entry = Entry(name, model, trigger, defn, state.cursor, gen=self._gen)
                 self.entries[name] = entry
                 self._schedule(entry, after(trigger, entry.cursor))
-            log.info("schedules loaded count=%d changed=%d", len(self.entries), len(fresh))
+            log.info("schedules loaded", count=len(self.entries), changed=len(fresh))
         self._seen_cfg = cfg
         self._seen_states = version
 
@@ -263,20 +263,21 @@ class Scheduler:
             plans.append(p)
             if p.missed:
                 log.warning(
-                    "schedule missed ticks name=%s missed=%d%s first=%s last=%s misfire_grace=%gs (skipped)",
-                    entry.name, p.missed, "+" if p.missed_more else "", local_iso(p.first_missed, m.timezone)
-                    if p.first_missed else "-", local_iso(p.last_missed, m.timezone) if p.last_missed else "-",
-                    m.misfire_grace,
+                    "schedule missed ticks (skipped)", name=entry.name,
+                    missed=f"{p.missed}+" if p.missed_more else p.missed,
+                    first=local_iso(p.first_missed, m.timezone) if p.first_missed else "-",
+                    last=local_iso(p.last_missed, m.timezone) if p.last_missed else "-",
+                    misfire_grace_s=m.misfire_grace,
                 )
             if p.coalesced:
-                log.info("schedule coalesced ticks name=%s count=%d", entry.name, p.coalesced + 1)
+                log.info("schedule coalesced ticks", name=entry.name, count=p.coalesced + 1)
             if p.fire or p.cursor != entry.cursor:
                 firings.append(Firing(entry.name, entry.definition, m.timezone, p.fire, p.cursor))
         try:
             fired = await self.storage.write(lambda c: fire(c, self.owner, firings, self.lease_ttl, now)) \
                 if firings else []
         except StorageUnavailable as exc:
-            log.warning("schedule tick not journaled, retrying in 1s: %s", exc)
+            log.warning("schedule tick not journaled, retrying in 1s", error=str(exc))
             for entry in due:
                 self._seq += 1
                 entry.fire_at = now + 1.0
@@ -289,7 +290,7 @@ class Scheduler:
             self.fired += len(fired)
             self.poke()
             for f in fired[:20]:
-                log.debug("schedule fired name=%s slot=%s signal_id=%s", f.name, slot_key(f.slot), f.signal_id)
+                log.debug("schedule fired", name=f.name, slot=slot_key(f.slot), signal_id=f.signal_id)
 
     async def _prune(self, now: float) -> None:
         self._last_prune = now
@@ -298,7 +299,7 @@ class Scheduler:
         try:
             await self.storage.write(lambda c: prune_slots(c, now - keep))
         except StorageUnavailable as exc:
-            log.warning("schedule slot pruning failed: %s", exc)
+            log.warning("schedule slot pruning failed", error=str(exc))
 
 
 # -- `router schedules` -------------------------------------------------------------------------------

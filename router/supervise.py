@@ -4,14 +4,14 @@ and the garbage collector tuned once everything is loaded."""
 from __future__ import annotations
 
 import gc
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 import trio
 
-log = logging.getLogger("router.daemon")
+log = structlog.get_logger("router.daemon")
 
 
 class _StartOnce:
@@ -51,7 +51,7 @@ async def supervise(name: str, run: Callable[..., Awaitable[None]], *, up: dict[
             return
         except Exception:
             up[name] = False
-            log.exception("channel crashed channel=%s restart_in=%.1fs", name, delay)
+            log.exception("channel crashed", channel=name, restart_in_s=round(delay, 3))
         await trio.sleep(delay)
         delay = 0.5 if time.monotonic() - started_at > 60 else min(delay * 2, 30.0)
 

@@ -8,7 +8,6 @@ machines on PostgreSQL would use (SPEC §10). Schedules, SMTP and admin stay in 
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -16,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import structlog
 import trio
 
-log = logging.getLogger("router.workers")
+log = structlog.get_logger("router.workers")
 
 
 LIFELINE_ENV = "ROUTER_LIFELINE_FD"
@@ -63,7 +63,7 @@ class WorkerPool:
 
     async def _keep_running(self, role: tuple[str, int]) -> None:
         flag, index = role
-        name = f"{flag.lstrip('-')}={index}"
+        child = {flag.lstrip("-"): index}
         delay = 0.5
         while not self.stopping:
             cmd = [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path), flag, str(index),
@@ -72,7 +72,7 @@ class WorkerPool:
                 cmd, stdin=subprocess.DEVNULL, env=_child_env(self._lifeline_read), pass_fds=(self._lifeline_read,)
             )
             self.processes[role] = proc
-            log.info("child started %s pid=%d", name, proc.pid)
+            log.info("child started", **child, pid=proc.pid)
             try:
                 code = await proc.wait()
             finally:
@@ -81,7 +81,7 @@ class WorkerPool:
             self.processes.pop(role, None)
             if self.stopping:
                 return
-            log.warning("child exited %s code=%s restart_in=%.1fs", name, code, delay)
+            log.warning("child exited", **child, code=code, restart_in_s=round(delay, 3))
             await trio.sleep(delay)
             delay = min(delay * 2, 30.0)
 

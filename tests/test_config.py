@@ -66,7 +66,6 @@ def test_spec_sample_loads() -> None:
     }
     assert ("endpoints", "invoices", inv) in cfg.sources()
     assert cfg.raw["endpoints"]["invoices"]["endpoint_secret"] == "s3cret"
-    assert cfg.workflows_for("endpoints", "invoices") == [wf]
 
 
 def test_defaults(tmp_path: Path) -> None:

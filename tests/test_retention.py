@@ -51,21 +51,22 @@ def test_old_settled_signals_are_pruned_young_and_pending_ones_stay(router_facto
         conn.execute("UPDATE signals SET status = 'pending', not_before = ? WHERE id = ?", (time.time() + 3600, old[0]))
     conn.close()
     router.start()
-    time.sleep(1.5)
     with httpx.Client(timeout=10) as client:
         young = client.post(url, json={"n": 99}).json()["signal_id"]
 
-    def pruned() -> bool:
+    def pruned() -> set[str] | None:
+        # One snapshot decides: the old settled ones are gone and (in the same read) who stayed.
         ids = {row[0] for row in query(router, "SELECT id FROM signals")}
-        return not ids & set(old[1:])
+        # The keys go in the same pass, just after the signals (window 2 s: expired).
+        keys = query(router, "SELECT count(*) FROM dedup WHERE key LIKE 'k%'")[0][0]
+        return None if ids & set(old[1:]) or keys else ids
 
-    router.wait_for(pruned, timeout=20, interval=0.2)
-    ids = {row[0] for row in query(router, "SELECT id FROM signals")}
+    ids = router.wait_for(pruned, timeout=20, interval=0.2)
     assert old[0] in ids and young in ids, ids  # pending stays; young stays
     assert {row[0] for row in query(router, "SELECT signal_id FROM runs")} <= {old[0], young}
-    assert query(router, "SELECT count(*) FROM dedup WHERE key LIKE 'k%'")[0][0] == 0  # window 2 s: expired
-    # Records are the user's data: retention never touches them.
-    assert query(router, "SELECT count(*) FROM record_note")[0][0] == 6
+    # Records are the user's data: retention never touches them. The young signal's run writes
+    # the sixth whenever its runner gets to it (under load, after the prune: this was the flake).
+    router.wait_for(lambda: query(router, "SELECT count(*) FROM record_note")[0][0] == 6)
     assert "msg=pruned" in router.log()
 
 

@@ -7,20 +7,34 @@ replaced atomically on reload or state changes; a request keeps the table it sta
 
 from __future__ import annotations
 
-import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
+
 from channels.http import endpoints, webhooks
-from channels.http.asgi import Receive, Request, Response, Scope, Send, error_response, json_response
+from channels.http.asgi import (
+    ClientGone,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    error_response,
+    json_response,
+    loggable_path,
+)
 from channels.http.pipeline import HttpSettings
+from channels.http.ratelimit import RateLimits, SharedRateLimits
 from channels.http.replies import from_ack, to_ack
-from channels.http.routes import HttpSource, RateLimits, RouteTable
+from channels.http.routes import HttpSource, RouteTable
 from channels.intake import Intake, Submission
 
-log = logging.getLogger("router.http")
+log = structlog.get_logger("router.http")
+access = structlog.get_logger("router.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -50,16 +64,16 @@ class HttpChannel:
         max_in_flight: int = 1024,
         ready: Callable[[], bool] = lambda: True,
         on_ack: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        limits: RateLimits | SharedRateLimits | None = None,
     ) -> None:
         self.intake = intake
         self.routes = routes
         self.settings = settings
         self.max_in_flight = max_in_flight
         self.in_flight = 0
-        self.limits = RateLimits()
+        self.limits = limits if limits is not None else RateLimits()
         self.ready = ready
         self.on_ack = on_ack
-        self.stats: dict[str, int] = {}
         self.draining = False  # set on SIGTERM: requests on kept-alive connections get 503 + close
         self.observer: Any = None  # metrics: `begin(request) -> token`, `end(token, request, status)`
 
@@ -72,10 +86,11 @@ class HttpChannel:
         given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request = Request.from_scope(scope, receive, request_id)
+        started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500
         if head_size(scope) > MAX_HEAD:
-            self._count(431)
+            request.extra["reason"] = "request head too large"
             response = error_response(431, f"request header fields too large (the limit is {MAX_HEAD} bytes)")
             response.close = True
             await response.send(send, request_id)
@@ -83,16 +98,16 @@ class HttpChannel:
                 self.observer.end(observed, request, 431)
             return
         if self.in_flight >= self.max_in_flight:
-            self._count(503)
             request.extra["overloaded"] = True
+            request.extra["reason"] = "too many requests in flight"
             await request.drain()
             await error_response(503, "too many requests in flight").header("retry-after", "1").send(send, request_id)
             if self.observer is not None:
                 self.observer.end(observed, request, 503)
             return
         if self.draining:
-            self._count(503)
             await request.drain()
+            request.extra["reason"] = "shutting down"
             response = error_response(503, "shutting down, retry later").header("retry-after", "2")
             response.close = True
             await response.send(send, request_id)
@@ -106,20 +121,24 @@ class HttpChannel:
             if answer is not None:
                 if not request.body_read and not answer.close:
                     await request.drain()
-                self._count(answer.status)
+                if answer.status >= 400:
+                    request.extra["reason"] = answer.reason
                 await answer.send(send, request_id)
+        except ClientGone:
+            status = 499  # nginx's "client closed request": there is no one to answer
+            request.extra["reason"] = "the client closed the connection before its body arrived"
         except Exception:
             status = 500
-            log.exception("request failed request_id=%s path=%s", request_id, request.path)
+            log.exception("request failed", request_id=request_id, path=request.path)
             await error_response(500, "internal error", request_id=request_id).send(send, request_id)
         finally:
             self.in_flight -= 1
             if self.observer is not None:
                 self.observer.end(observed, request, status)
-
-    def _count(self, status: int) -> None:
-        key = str(status)
-        self.stats[key] = self.stats.get(key, 0) + 1
+            if self.settings.access_log:
+                access.info("access", method=request.method, path=loggable_path(request.path), status=status,
+                            duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.client,
+                            request_id=request_id)
 
     async def _route(self, request: Request, send: Send) -> Response | None:
         parts = request.path.strip("/").split("/")

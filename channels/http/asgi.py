@@ -131,6 +131,7 @@ class Response:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     close: bool = False
+    reason: str = ""  # why a request was refused, for the refusal log line (not sent)
 
     def header(self, name: str, value: str) -> Response:
         self.headers.append((name, value))
@@ -147,13 +148,24 @@ class Response:
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
+def loggable_path(path: str) -> str:
+    """A path fit for a log line: an endpoint's two URL hashes are its credential, so only
+    their first 4 characters are kept (enough to tell endpoints apart)."""
+    parts = path.split("/")
+    if len(parts) == 4 and parts[1] == "listener":
+        return f"/listener/{parts[2][:4]}…/{parts[3][:4]}…"
+    return path[:512]
+
+
 def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Response(status, body, [("content-type", "application/json"), *(headers or [])])
 
 
 def error_response(status: int, message: str, **extra: Any) -> Response:
-    return json_response(status, {"error": message, **extra})
+    response = json_response(status, {"error": message, **extra})
+    response.reason = message
+    return response
 
 
 def text_response(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Response:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING
 
+import structlog
 import trio
 
 from channels.http import cors, jwt_auth, pipeline
@@ -20,7 +20,7 @@ from engine.entity import Entity
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
 
-log = logging.getLogger("router.http")
+log = structlog.get_logger("router.http")
 
 METHODS = ("GET", "POST", "PUT", "OPTIONS")
 SYNC_HOLD_LIMIT = 600.0  # a sync run still queued after this long gets the 202 answer
@@ -147,6 +147,6 @@ async def stream_events(
         done = json.dumps({"signal_id": signal_id})
         await send({"type": "http.response.body", "body": _frame("done", done), "more_body": False})
     except Exception:  # noqa: BLE001 - hypercorn raises various errors once the peer is gone
-        log.info("sse client went away signal_id=%s; the run continues", signal_id)
+        log.info("sse client went away; the run continues", signal_id=signal_id)
     finally:
         responder.frames.close()

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import structlog
 
 from channels.http import pipeline
 from channels.http.app import EXTRA_HANDLERS
@@ -36,7 +37,7 @@ from engine.entity import Entity
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
 
-log = logging.getLogger("router.http")
+log = structlog.get_logger("router.http")
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -91,6 +92,7 @@ def as_page(response: Response, request_id: str) -> Response:
     out = page(
         response.status, title, message[:1].upper() + message[1:] + ".", detail=f"Request id {request_id}"
     )
+    out.reason = response.reason or message
     out.headers.extend(
         (k, v) for k, v in response.headers if k.lower() not in ("content-type", "content-length")
     )
@@ -145,13 +147,14 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
         return response.header("allow", "POST")
     problem = origin_problem(request, list(source.config.allowed_origins or []))
     if problem:
-        log.info("form refused source=%s reason=%r request_id=%s", source.source, problem, request.request_id)
-        return page(
+        response = page(
             403,
             _TITLES[403],
             problem[:1].upper() + problem[1:] + ".",
             detail=f"Request id {request.request_id}",
         )
+        response.reason = problem
+        return response
     try:
         return await _accept(channel, request, source)
     except Refused as refused:
@@ -178,12 +181,8 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     data = await pipeline.parse(request, _without_files(settings))
     trap = source.config.honeypot
     if trap and str(data.get(trap) or "").strip():
-        log.info(
-            "form honeypot filled: not journaled source=%s remote=%s request_id=%s",
-            source.source,
-            request.client,
-            request.request_id,
-        )
+        log.info("form honeypot filled: not journaled", source=source.source, remote=request.client,
+                 request_id=request.request_id)
         return success(channel, source, data)
     if data.get("__files"):
         data = await pipeline.parse(request, settings)

@@ -20,7 +20,8 @@ from channels.http.parsing import (
     parse_json,
     request_meta,
 )
-from channels.http.routes import HttpSource, RateLimits
+from channels.http.ratelimit import RateLimits, SharedRateLimits
+from channels.http.routes import HttpSource
 from channels.intake import Intake, JournalUnavailable, Overloaded
 
 
@@ -40,6 +41,7 @@ class HttpSettings:
     trust_proxy: bool = False
     twilio_auth_token: str | None = None
     sse_keepalive: float = 15.0
+    access_log: bool = False
 
 
 async def read_body(request: Request, source: HttpSource, settings: HttpSettings) -> bytes:
@@ -58,7 +60,7 @@ def check_signature(request: Request, source: HttpSource) -> None:
         raise Refused(error_response(401, "invalid signature", reason=problem))
 
 
-def check_rate(limits: RateLimits, source: HttpSource) -> None:
+def check_rate(limits: RateLimits | SharedRateLimits, source: HttpSource) -> None:
     wait = limits.check(source)
     if wait > 0:
         response = error_response(429, "rate limit exceeded", source=source.source)

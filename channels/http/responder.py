@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import math
 
+import structlog
 import trio
 
 from engine.ports import Reply
 
-log = logging.getLogger("router.http")
+log = structlog.get_logger("router.http")
 
 
 class HttpResponder:
@@ -28,7 +28,7 @@ class HttpResponder:
 
     def respond(self, reply: Reply) -> bool:
         if self.reply is not None:
-            log.info("respond ignored: a response was already sent signal_id=%s", self.signal_hint)
+            log.info("respond ignored: a response was already sent", signal_id=self.signal_hint)
             return False
         self.reply = reply
         self.replied.set()

@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import structlog
 import trio
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
@@ -35,7 +35,7 @@ from engine.entity import Entity
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
 
-log = logging.getLogger("router.http")
+log = structlog.get_logger("router.http")
 
 REPLY_TIMEOUT = 10.0  # Twilio gives up on a webhook after 15 s
 WHATSAPP_PREFIX = "whatsapp:"
@@ -64,7 +64,7 @@ def signature_valid(request: Request, params: _Params, settings: HttpSettings) -
     token = settings.twilio_auth_token
     signature = request.headers.get("x-twilio-signature", "")
     if not token:
-        log.error("twilio webhook refused: no [twilio] auth_token configured path=%s", request.path)
+        log.error("twilio webhook refused: no [twilio] auth_token configured", path=request.path)
         return False
     if not signature:
         return False
@@ -181,7 +181,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     with trio.move_on_after(REPLY_TIMEOUT):
         await responder.finished.wait()
     if not responder.finished.is_set():
-        log.warning("twilio reply timeout signal_id=%s: answering with the replies so far", entity.id)
+        log.warning("twilio reply timeout: answering with the replies so far", signal_id=entity.id)
     response = twiml(list(responder.twiml))
     await channel.remember_ack(entity.id, response)
     return response

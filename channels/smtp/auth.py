@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-log = logging.getLogger("router.smtp")
+log = structlog.get_logger("router.smtp")
 
 MECHANISMS = ("LOGIN", "PLAIN")
 _CACHE_LIMIT = 1024
@@ -59,7 +59,7 @@ class Authenticator:
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace")
         ok = self.check(login, auth_data.password)
-        log.info("smtp auth user=%s mechanism=%s ok=%s peer=%s", login, mechanism, ok, _peer(session))
+        log.info("smtp auth", user=login, mechanism=mechanism, ok=ok, peer=_peer(session))
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
 

@@ -13,7 +13,6 @@ cannot be decoded falls back to its raw text, so a message is never refused for 
 from __future__ import annotations
 
 import hashlib
-import logging
 import mimetypes
 import re
 from collections.abc import Iterator
@@ -26,9 +25,11 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from channels.http.parsing import EMAIL_PARSER_BUGS, save_file
 
-log = logging.getLogger("router.smtp")
+log = structlog.get_logger("router.smtp")
 
 _PARSER = BytesParser(policy=policy.default)
 _LENIENT_PARSER = BytesParser(EmailMessage, policy=policy.compat32)

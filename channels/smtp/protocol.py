@@ -8,13 +8,27 @@
 - `command_timeout` between commands, `data_timeout` for one whole DATA transfer; on expiry the
   client gets `421 4.4.2` before the connection is closed.
 - `max_connections`: the connection after the last one gets `421 4.7.0` and is closed.
+
+The seam with aiosmtpd. Its public hooks (`handle_RCPT`, `handle_DATA`, the constructor's
+options, `smtp_*` command methods, an `Authenticator`) carry most of this; where none exists we
+override a private member, each one listed here with the reason. aiosmtpd is pinned to the tested
+range in pyproject.toml, and tests/test_aiosmtpd_seam.py fingerprints the upstream source of every
+member named below, so a new aiosmtpd that changes one fails that test before it fails a user.
+
+| private member | why |
+|---|---|
+| `aiosmtpd.smtp.inspect` (module global) | `SMTP.__init__` runs `inspect.getmembers()` over protocol and handler on every connection to find `auth_*` methods: a tenth of the SMTP process's time; `_AuthMembers` returns the same members from a per-class cache |
+| `SMTP._create_envelope` | our envelope also records which mailboxes each recipient reached (no public factory) |
+| `SMTP._timeout_cb` | to say `421 4.4.2` before closing a timed-out connection (upstream closes silently) |
+| `SMTP._getaddr` | to see source routes and `%`/`!` routing the parser drops (relay refusal), without the class upstream creates per call |
+| `SMTP._reader`, `_reset_timeout`, `_set_post_data_state`, `_call_handler_hook` | used by our `smtp_DATA` (bulk read) exactly as upstream's own `smtp_DATA` uses them |
+| `asyncio.StreamReader._limit`, `._buffer` | a bigger read size during DATA, and pipelined bytes after the terminator put back |
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +37,12 @@ from email.errors import HeaderParseError
 from typing import Any
 
 import aiosmtpd.smtp
+import structlog
 from aiosmtpd.smtp import SMTP, Envelope
 
 from channels.smtp.auth import Authenticator
 
-log = logging.getLogger("router.smtp")
+log = structlog.get_logger("router.smtp")
 
 READ_CHUNK = 64 * 1024
 _END = b"\r\n.\r\n"
@@ -101,7 +116,7 @@ def _auth_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-aiosmtpd.smtp.inspect = _AuthMembers()  # type: ignore[assignment]
+aiosmtpd.smtp.inspect = _AuthMembers()  # type: ignore[assignment]  # the seam table above: first row
 
 
 class RouterSMTP(SMTP):
@@ -235,7 +250,7 @@ class RouterSMTP(SMTP):
                     dropped += len(buf) - 4
                     del buf[:-4]
         except asyncio.CancelledError:
-            log.info("connection lost during DATA peer=%s", _peer(self))
+            log.info("smtp connection lost during DATA", peer=_peer(self))
             raise
         finally:
             reader._limit = saved_limit  # type: ignore[attr-defined]

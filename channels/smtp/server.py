@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
 import trio
 
 from channels.intake import Intake, JournalUnavailable, Overloaded, Submission
@@ -33,7 +34,7 @@ from channels.smtp.ipc import FrameReader, pack
 from channels.smtp.protocol import limits_from
 from engine.entity import Entity
 
-log = logging.getLogger("router.smtp")
+log = structlog.get_logger("router.smtp")
 
 REFRESH_INTERVAL = 0.5
 READY_TIMEOUT = 30.0
@@ -101,8 +102,10 @@ class SmtpBridge:
                         if kind == "deliver":
                             nursery.start_soon(self._deliver, message)
                         elif kind == "log":
-                            logging.getLogger(str(message.get("logger", "router.smtp"))).log(
-                                int(message.get("level", logging.INFO)), "%s", message.get("msg", "")
+                            fields = message.get("fields") or {}
+                            structlog.get_logger(str(message.get("logger", "router.smtp"))).log(
+                                int(message.get("level", logging.INFO)), str(message.get("msg", "")),
+                                **{str(k): v for k, v in fields.items() if str(k) != "event"},
                             )
                         elif kind == "ready":
                             self.ready.set()
@@ -137,14 +140,13 @@ class SmtpBridge:
         for entity, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Submission):
                 log.info(
-                    "smtp accepted source=%s signal_id=%s%s from=%s size=%s peer=%s", entity.source,
-                    outcome.signal_id, " duplicate=true" if outcome.duplicate else "", info.get("from"),
-                    info.get("size"), info.get("peer"),
+                    "smtp accepted", source=entity.source, signal_id=outcome.signal_id,
+                    duplicate=outcome.duplicate, mail_from=info.get("from"), size=info.get("size"), peer=info.get("peer"),
                 )
             elif isinstance(outcome, (Overloaded, JournalUnavailable)):
-                log.warning("smtp not accepted source=%s reason=%r peer=%s", entity.source, str(outcome), info.get("peer"))
+                log.warning("smtp not accepted", source=entity.source, reason=str(outcome), peer=info.get("peer"))
             else:
-                log.error("smtp delivery failed source=%s", entity.source, exc_info=outcome)
+                log.error("smtp delivery failed", source=entity.source, exc_info=outcome)
         self.send({"t": "result", "n": message["n"], "results": [_result(o) for o in outcomes]})
 
 
@@ -231,8 +233,7 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
             with trio.move_on_after(READY_TIMEOUT):
                 await _first(bridge.ready, bridge.closed)
             if bridge.ready.is_set():
-                log.info("smtp listening on %s mailboxes=%d worker_pid=%d", cfg.smtp.listen, len(cfg.mailboxes),
-                         proc.pid)
+                log.info("smtp listening", listen=cfg.smtp.listen, mailboxes=len(cfg.mailboxes), worker_pid=proc.pid)
                 task_status.started()
             while bridge.ready.is_set() and not host.stopping.is_set() and not bridge.closed.is_set():
                 with trio.move_on_after(REFRESH_INTERVAL):

@@ -25,13 +25,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import structlog
+
 from channels.smtp.ipc import FrameReader, pack
 from channels.smtp.mailboxes import MailboxTable
 from channels.smtp.mime import parse_email
 from channels.smtp.protocol import Busy, Connections, Limits, RoutedEnvelope, RouterSMTP, limits_from
 from engine.entity import Entity, utcnow_iso
 
-log = logging.getLogger("router.smtp")
+log = structlog.get_logger("router.smtp")
 
 PARSE_INLINE_MAX = 256 * 1024  # larger messages are parsed on the pool, off the SMTP loop
 STOP_GRACE = 5.0
@@ -103,10 +105,15 @@ class LinkLogHandler(logging.Handler):
         self.loop_thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.exc_info:
-            text += " exc=" + repr(logging.Formatter().formatException(record.exc_info))
-        message = {"t": "log", "level": record.levelno, "logger": record.name, "msg": text}
+        message: dict[str, Any] = {"t": "log", "level": record.levelno, "logger": record.name}
+        if isinstance(record.msg, dict):  # from structlog: the event and its fields, kept apart
+            fields = {k: v for k, v in record.msg.items() if not k.startswith("_") or k == "_throttle"}
+            message["msg"] = str(fields.pop("event", ""))
+            message["fields"] = fields
+        else:
+            message["msg"] = record.getMessage()
+            if record.exc_info:
+                message["fields"] = {"exc": logging.Formatter().formatException(record.exc_info)}
         if threading.get_ident() == self.loop_thread:
             self.link.send(message)
         else:
@@ -127,7 +134,7 @@ class Worker:
         try:
             self.limits = limits_from(SimpleNamespace(**message["smtp"]))
         except (OSError, ValueError) as exc:
-            log.error("smtp config not applied, keeping the previous one: %s", exc)
+            log.error("smtp config not applied, keeping the previous one", error=str(exc))
         boxes = {m["name"]: SimpleNamespace(address=m["address"], active=m["active"]) for m in message["mailboxes"]}
         self.mailboxes = MailboxTable.build(boxes)
         self.files_dir = Path(message["files_dir"])
@@ -140,7 +147,8 @@ class Worker:
     def protocol(self) -> asyncio.Protocol:
         limits = self.limits
         if len(self.connections.open) >= limits.max_connections:
-            log.warning("smtp connection refused: open=%d limit=%d", len(self.connections.open), limits.max_connections)
+            log.warning("smtp connection refused", open=len(self.connections.open), limit=limits.max_connections,
+                        _throttle=("smtp", "connection", "max_connections"))
             self.refused("too_many_connections")
             return Busy(limits.hostname)
         return RouterSMTP(self.handler, limits, self.connections)
@@ -168,7 +176,7 @@ class MailHandler:
             return f"452 4.5.3 Error: too many recipients (at most {smtp.limits.max_recipients})"
         if smtp.last_routing is not None:
             # Even where a catch-all would take the local part: this is how relays get abused.
-            log.info("smtp recipient refused rcpt=%s reason=routing peer=%s", address, _peer(session))
+            _refused_rcpt(address, "routing", _peer(session))
             self.worker.refused("relay")
             return f"553 5.7.1 <{address}>: Recipient address rejected: {smtp.last_routing} is not accepted (no relaying)"
         found = self.worker.mailboxes.resolve(address)
@@ -177,12 +185,12 @@ class MailHandler:
             self.worker.refused("mailbox_disabled" if found.inactive else "no_such_mailbox" if found.local_domain
                                 else "relay")
             if found.inactive:
-                log.info("smtp recipient refused rcpt=%s reason=disabled peer=%s", address, peer)
+                _refused_rcpt(address, "disabled", peer)
                 return f"550 5.2.1 <{address}>: Recipient address rejected: mailbox disabled"
             if found.local_domain:
-                log.info("smtp recipient refused rcpt=%s reason=unknown peer=%s", address, peer)
+                _refused_rcpt(address, "unknown", peer)
                 return f"550 5.1.1 <{address}>: Recipient address rejected: no such mailbox"
-            log.info("smtp recipient refused rcpt=%s reason=relay peer=%s", address, peer)
+            _refused_rcpt(address, "relay", peer)
             return f"550 5.7.1 <{address}>: Relay access denied"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -197,11 +205,11 @@ class MailHandler:
         try:
             email = await self.worker.parse(raw, received_at)
         except OSError as exc:
-            log.error("smtp cannot store attachments error=%r", str(exc))
+            log.error("smtp cannot store attachments", error=str(exc))
             self.worker.refused("storage_error")
             return "451 4.3.0 Error: cannot store the message right now, try again later"
         except Exception:
-            log.exception("smtp message parsing failed peer=%s", peer)
+            log.exception("smtp message parsing failed", peer=peer)
             self.worker.refused("parse_error")
             return "451 4.3.0 Error: local error in processing"
         # Without a Message-ID the content hash deduplicates, so a retry never runs twice.
@@ -243,6 +251,25 @@ def status(results: list[dict[str, Any]]) -> str:
     return "451 4.3.0 Error: message not accepted (journal unavailable), try again later"
 
 
+def _refused_rcpt(address: str, reason: str, peer: str) -> None:
+    log.info("refused", channel="smtp", source="smtp", status=550 if reason != "routing" else 553, reason=reason,
+             rcpt=address, peer=peer, _throttle=("smtp", "smtp", reason))
+
+
+def configure_forwarding() -> None:
+    """structlog hands records to the stdlib unrendered: LinkLogHandler ships them to the
+    daemon, which renders them in its own format (router/logs.py)."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+
+
 def _peer(session: Any) -> str:
     peer = getattr(session, "peer", None)
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
@@ -252,6 +279,7 @@ async def serve(listen_fd: int, link_fd: int) -> None:
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=link_fd), limit=2**20)
     link = Link(reader, writer)
+    configure_forwarding()
     root = logging.getLogger()
     root.handlers[:] = [LinkLogHandler(link, loop)]
     root.setLevel(logging.INFO)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections import deque
 from typing import Any
+
+import structlog
 
 from router import sources
 from router.admin.auth import (
@@ -19,17 +19,12 @@ from router.admin.auth import (
 )
 from router.build import build_routes
 
-log = logging.getLogger("router.admin")
+log = structlog.get_logger("router.admin")
+
+# The audit line's own fields: a detail of the same name is logged as `detail_<name>`.
+_AUDIT_KEYS = frozenset({"action", "target", "result", "who", "via", "remote", "msg", "level", "logger", "time"})
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def _q(value: Any) -> str:
-    """A logfmt-safe value."""
-    text = str(value)
-    if text == "" or any(c in text for c in ' "=\t\n'):
-        return json.dumps(text)
-    return text
 
 
 class Admin:
@@ -78,11 +73,8 @@ class Admin:
         who = principal.who if principal else "anonymous"
         via = principal.via if principal else "-"
         remote = principal.remote if principal else "-"
-        extra = "".join(f" {k}={_q(v)}" for k, v in details.items() if v is not None)
-        log.info(
-            "admin action=%s target=%s result=%s who=%s via=%s remote=%s%s",
-            _q(action), _q(target), _q(result), _q(who), via, _q(remote), extra,
-        )
+        extra = {f"detail_{k}" if k in _AUDIT_KEYS else k: v for k, v in details.items() if v is not None}
+        log.info("admin", action=action, target=target, result=result, who=who, via=via, remote=remote, **extra)
         self.audit_trail.appendleft({
             "at": time.time(), "action": action, "target": target, "result": result,
             "who": who, "via": via, "remote": remote, **{k: v for k, v in details.items() if v is not None},

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
@@ -24,7 +25,7 @@ from router.admin.health import Readiness
 from router.netutil import listen_socket
 from router.version import version
 
-log = logging.getLogger("router.admin")
+log = structlog.get_logger("router.admin")
 
 HERE = Path(__file__).parent
 PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/login", "/static/")
@@ -61,8 +62,8 @@ def create_app(daemon: Any) -> QuartTrio:
         principal = admin.authenticate(request.headers, request.cookies, request.remote_addr or "")
         if principal is None:
             if _machine(path):
-                log.info("admin refused path=%s remote=%s reason=%s", path, request.remote_addr,
-                         "bad_token" if "authorization" in request.headers else "no_credentials")
+                log.info("admin refused", path=path, remote=request.remote_addr,
+                         reason="bad_token" if "authorization" in request.headers else "no_credentials")
                 return Response(
                     b'{"error":"missing or invalid admin token: send Authorization: Bearer TOKEN"}', 401,
                     {"Content-Type": "application/json", "WWW-Authenticate": 'Bearer realm="router-admin"'},
@@ -72,7 +73,7 @@ def create_app(daemon: Any) -> QuartTrio:
         if not given and request.method in MUTATING and request.mimetype in FORM_TYPES:
             given = (await request.form).get("csrf_token", "")
         if not admin.csrf_ok(principal, request.method, given):
-            log.info("admin refused path=%s remote=%s reason=csrf", path, request.remote_addr)
+            log.info("admin refused", path=path, remote=request.remote_addr, reason="csrf")
             return Response(b'{"error":"missing or invalid X-CSRF-Token for a cookie session"}', 403,
                             {"Content-Type": "application/json"})
         g.principal = principal
@@ -123,12 +124,12 @@ async def run_admin(daemon: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED)
         return
     if not cfg.token and not cfg.is_loopback:
         # The config check refuses this already; never serve an open admin on a public address.
-        log.error("admin not started: no [admin] token and listen=%s is not a loopback address", cfg.listen)
+        log.error("admin not started: no [admin] token and listen is not a loopback address", listen=cfg.listen)
         task_status.started()
         await daemon.stopping.wait()
         return
     if not cfg.token:
-        log.warning("admin has no token: anyone on this host can use it (listen=%s)", cfg.listen)
+        log.warning("admin has no token: anyone on this host can use it", listen=cfg.listen)
     app = create_app(daemon)
     sock = listen_socket(cfg.listen, setting="admin.listen")
     hc = HypercornConfig()
@@ -137,7 +138,7 @@ async def run_admin(daemon: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED)
     hc.keep_alive_timeout = 75
     hc.graceful_timeout = 2.0  # live views end when the daemon stops; nothing long-running here
     sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
-    log.info("admin listening on %s", cfg.listen)
+    log.info("admin listening", listen=cfg.listen)
     await worker_serve(
         wrap_app(app, None, "asgi"),  # type: ignore[arg-type]
         hc,

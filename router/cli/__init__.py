@@ -9,9 +9,11 @@ from router.cli.common import Exit
 
 
 def main(argv: list[str] | None = None) -> int:
+    from router import logs
     from router.cli.parser import build_parser
 
     args = build_parser().parse_args(argv)
+    logs.setup("logfmt", "warning")  # `serve` sets its own format and level
     try:
         return int(args.func(args) or 0)
     except Exit as exc:
