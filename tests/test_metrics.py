@@ -122,7 +122,8 @@ def test_curl_metrics_shows_the_exact_numbers_sent(router_factory) -> None:  # t
 
 
 def _request(path: str, source: Any = None) -> Any:
-    return SimpleNamespace(path=path, extra={"source": source} if source else {})
+    return SimpleNamespace(path=path, method="POST", client="127.0.0.1", request_id="r1",
+                           extra={"source": source} if source else {})
 
 
 def test_observer_counts_overload_and_dropped_and_ignores_health_checks() -> None:
