@@ -18,7 +18,9 @@ from .types import (
     ResolvedPath,
     Size,
     StrictModel,
+    StrList,
     Url,
+    check_network,
 )
 from .units import is_loopback_host, parse_listen
 
@@ -59,6 +61,14 @@ class RouterSettings(StrictModel):
     data_dir: ResolvedPath = Field(default=Path("var"), validate_default=True)
     public_url: Url = "http://127.0.0.1:8080"
     trust_proxy: StrictBool = False
+    # With trust_proxy: the peers whose X-Forwarded-* headers are believed (addresses or CIDRs).
+    # A request from any other peer is taken at its socket address, whatever it claims.
+    trusted_proxies: StrList = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        return [check_network(item) for item in value]
     shutdown_timeout: Duration = 10.0
     concurrency: int = Field(default=64, ge=1)
     # Processes that run async workflows; 0 runs them inside the process that received the signal.

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import Field, StrictBool, field_validator
 
 from .cron import normalize_crontab, validate_crontab
-from .types import Duration, PositiveDuration, Rate, Size, StrictModel, StrList, check_origin
+from .passwords import check_password_hash
+from .types import Duration, PositiveDuration, Rate, Size, StrictModel, StrList, check_network, check_origin
 
 __all__ = [
     "SIGNATURE_SCHEMES",
@@ -50,9 +51,43 @@ class HttpSourceOptions(StrictModel):
     signature_prefix: str = ""
     signature_encoding: Literal["hex", "base64"] = "hex"
     dedup_key: str | None = None
+    # Who may call: any of these given is required (channels/http/access.py).
+    allow_ips: StrList = Field(default_factory=list)
+    basic_auth: str | None = None  # "user:password" or "user:pbkdf2_sha256$…"
+    auth_header: str | None = None  # e.g. "X-Token", compared with auth_token
+    auth_token: str | None = None
+
+    @field_validator("allow_ips")
+    @classmethod
+    def _check_ips(cls, value: list[str]) -> list[str]:
+        return [check_network(item) for item in value]
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _check_basic(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        user, sep, secret = value.partition(":")
+        if not sep or not user or not secret:
+            raise ValueError('expected "user:password" or "user:pbkdf2_sha256$…" (both parts non-empty)')
+        if secret.startswith("pbkdf2_sha256$"):
+            check_password_hash(secret)
+        return value
+
+    @field_validator("auth_header")
+    @classmethod
+    def _check_header(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+            raise ValueError(f"{value!r} is not a header name")
+        if value is not None and value.lower() in ("authorization", "cookie", "host", "content-type"):
+            raise ValueError(f"{value!r} is not free for a token: choose e.g. X-Token")
+        return value
 
     def rule_problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
+        if (self.auth_header is None) != (self.auth_token is None) or self.auth_token == "":
+            missing = "auth_token" if self.auth_header is not None else "auth_header"
+            problems.append((missing, 'set auth_header (e.g. "X-Token") and a non-empty auth_token together'))
         if self.signature is not None and not self.signing_secret:
             problems.append(
                 ("signing_secret", f'signature = "{self.signature}" needs signing_secret (e.g. "${{SIGNING_SECRET}}")')

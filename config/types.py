@@ -32,6 +32,7 @@ __all__ = [
     "ResolvedPath",
     "Size",
     "StrList",
+    "check_network",
     "StrictModel",
     "Url",
     "base_dir",
@@ -155,3 +156,13 @@ OptionalUrl = Annotated[str | None, BeforeValidator(_optional_url)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 RelativePath = Annotated[Path | None, BeforeValidator(_relative_path)]
 ResolvedPath = Annotated[Path, BeforeValidator(_relative_path)]
+
+
+def check_network(value: str) -> str:
+    """An IP address or CIDR block (``192.0.2.0/24``, ``2001:db8::/32``), normalised."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(str(value).strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR block (e.g. 192.0.2.0/24, 2001:db8::/32)") from None

@@ -87,6 +87,7 @@ def http_settings(cfg: Config) -> HttpSettings:
         files_dir=Path(cfg.router.data_dir) / "files",
         public_url=cfg.router.public_url,
         trust_proxy=cfg.router.trust_proxy,
+        trusted_proxies=tuple(cfg.router.trusted_proxies),
         twilio_auth_token=cfg.twilio.auth_token,
         sse_keepalive=cfg.http.sse_keepalive,
         access_log=cfg.http.access_log,

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from channels.http import endpoints, webhooks
+from channels.http.access import client_address, networks
 from channels.http.asgi import (
     ClientGone,
     Receive,
@@ -86,6 +87,9 @@ class HttpChannel:
         given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request = Request.from_scope(scope, receive, request_id)
+        if self.settings.trust_proxy and "x-forwarded-for" in request.headers:
+            request.client = client_address(request.client, request.headers["x-forwarded-for"],
+                                            networks(self.settings.trusted_proxies))
         started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from channels.http import cors, jwt_auth, pipeline
+from channels.http import access, cors, jwt_auth, pipeline
 from channels.http.asgi import Request, Response, Send, error_response, json_response
 from channels.http.pipeline import Refused
 from channels.http.replies import body_response, reply_response, to_ack
@@ -63,6 +63,7 @@ async def handle(channel: HttpChannel, request: Request, send: Send, source: Htt
 
 async def _accept(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:
     cfg = source.config
+    await access.check_access(request, source)
     await pipeline.read_body(request, source, channel.settings)
     pipeline.check_signature(request, source)
     jwt_data = _authenticate(channel, request, source) if cfg.add_authentication else None

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from channels.http import pipeline
+from channels.http import access, pipeline
 from channels.http.app import EXTRA_HANDLERS
 from channels.http.asgi import Request, Response
 from channels.http.pipeline import Refused
@@ -163,6 +163,7 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
 
 async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
     settings = channel.settings
+    await access.check_access(request, source)
     body = await pipeline.read_body(request, source, settings)
     ctype = request.content_type
     if ctype not in FORM_TYPES:

@@ -39,6 +39,7 @@ class HttpSettings:
     files_dir: Path | None = None
     public_url: str = "http://127.0.0.1:8080"
     trust_proxy: bool = False
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     twilio_auth_token: str | None = None
     sse_keepalive: float = 15.0
     access_log: bool = False

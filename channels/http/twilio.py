@@ -22,7 +22,7 @@ import trio
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels.http import pipeline
+from channels.http import access, pipeline
 from channels.http.app import EXTRA_HANDLERS
 from channels.http.asgi import Request, Response, error_response
 from channels.http.pipeline import HttpSettings, Refused
@@ -152,6 +152,7 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
 
 async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
     settings = channel.settings
+    await access.check_access(request, source)
     await pipeline.read_body(request, source, settings)
     if not signature_valid(request, _form(request), settings):
         raise Refused(error_response(403, "invalid Twilio signature"))

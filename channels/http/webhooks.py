@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING
 
-from channels.http import pipeline
+from channels.http import access, pipeline
 from channels.http.asgi import Request, Response, error_response
 from channels.http.parsing import is_json_type
 from channels.http.pipeline import Refused
@@ -39,6 +39,7 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
 
 
 async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+    await access.check_access(request, source)
     given = _given_key(request)
     if not given:
         raise Refused(error_response(401, "missing API key: add ?apiKey=KEY or an X-Api-Key header"))
