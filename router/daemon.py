@@ -38,7 +38,7 @@ from router.dispatch import Dispatcher, DispatchSettings
 from router.doorbell import Doorbell, wait_for_runners
 from router.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
-from router.netutil import ListenError, listen_socket, probe_listen, raise_fd_limit
+from router.netutil import ListenError, open_listeners, raise_fd_limit
 from router.shared_metrics import ENV as SHARED_DIR_ENV
 from router.storage import Storage, StorageUnavailable
 from router.supervise import supervise, tune_gc
@@ -167,16 +167,10 @@ class Daemon:
             except (ssl.SSLError, OSError) as exc:
                 log.error("config error", problem=f"[http] tls_cert / tls_key / tls_client_ca: {exc}")
                 return EX_CONFIG
-        http_sock = None
-        try:
-            if self.runner_index == 0:  # runners have no listener
-                http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1, setting="http.listen")
-            if self.is_main:
-                self._probe_listeners()
+        try:  # runners have no listener; only the main process runs SMTP and admin
+            http_sock = open_listeners(cfg, http=self.runner_index == 0, others=self.is_main)
         except ListenError as exc:
             log.error("cannot listen", error=str(exc))
-            if http_sock is not None:
-                http_sock.close()
             self.storage.close()
             return EX_UNAVAILABLE
         async with httpx.AsyncClient(timeout=30.0) as http_client:
@@ -248,15 +242,6 @@ class Daemon:
                     doorbell.close()
         log.info("stopped")
         return 0
-
-    def _probe_listeners(self) -> None:
-        """SMTP and admin bind inside their supervised channels; a port taken at start-up is
-        an operator's mistake to report, not a crash to retry forever."""
-        cfg = self.cfg
-        if cfg.smtp.enabled:
-            probe_listen("smtp.listen", cfg.smtp.listen, retry=5.0)
-        if cfg.admin.enabled and (cfg.admin.token or cfg.admin.is_loopback):
-            probe_listen("admin.listen", cfg.admin.listen)
 
     def _extra_channels(self) -> list[tuple[str, Callable[..., Awaitable[None]]]]:
         """Channels besides HTTP, each a supervised `run(task_status=...)` (one line per channel)."""

@@ -6,6 +6,7 @@ import errno
 import resource
 import socket
 import time
+from typing import Any
 
 import structlog
 
@@ -72,3 +73,20 @@ def probe_listen(setting: str, address: str, *, retry: float = 0.0) -> None:
             if not isinstance(cause, OSError) or cause.errno != errno.EADDRINUSE or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def open_listeners(cfg: Any, *, http: bool, others: bool) -> socket.socket | None:
+    """The HTTP listener, bound (`http`), after checking that SMTP's and admin's addresses are
+    free (`others`): they bind inside their supervised channels, and a port taken at start-up is
+    an operator's mistake to report in one line, not a crash to retry forever."""
+    sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1, setting="http.listen") if http else None
+    try:
+        if others and cfg.smtp.enabled:
+            probe_listen("smtp.listen", cfg.smtp.listen, retry=5.0)
+        if others and cfg.admin.enabled and (cfg.admin.token or cfg.admin.is_loopback):
+            probe_listen("admin.listen", cfg.admin.listen)
+    except ListenError:
+        if sock is not None:
+            sock.close()
+        raise
+    return sock
