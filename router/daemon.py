@@ -37,7 +37,8 @@ from router.deletions import JournalDeletionSink
 from router.dispatch import Dispatcher, DispatchSettings
 from router.doorbell import Doorbell, wait_for_runners
 from router.doorbell import listen as doorbell_listen
-from router.netutil import listen_socket, raise_fd_limit
+from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
+from router.netutil import ListenError, open_listeners, raise_fd_limit
 from router.shared_metrics import ENV as SHARED_DIR_ENV
 from router.storage import Storage, StorageUnavailable
 from router.storage import open_storage as open_store
@@ -127,6 +128,7 @@ class Daemon:
         self._state_version = -1.0
         self.tls_context: ssl.SSLContext | None = None  # [http] tls_cert: reloaded in place on SIGHUP
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+        self.channels_up: dict[str, bool] = {}  # supervised channel -> serving now (/readyz)
 
     @property
     def is_main(self) -> bool:
@@ -154,7 +156,7 @@ class Daemon:
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("config error", problem=str(issue))
-            return 1
+            return EX_CONFIG
         cfg = self.cfg
         if cfg.http.tls_enabled and self.runner_index == 0:
             from router import tls  # imports hypercorn: only where HTTP is served
@@ -163,7 +165,13 @@ class Daemon:
                 self.tls_context = tls.server_context(cfg.http)
             except (ssl.SSLError, OSError) as exc:
                 log.error("config error", problem=f"[http] tls_cert / tls_key / tls_client_ca: {exc}")
-                return 1
+                return EX_CONFIG
+        try:  # runners have no listener; only the main process runs SMTP and admin
+            http_sock = open_listeners(cfg, http=self.runner_index == 0, others=self.is_main)
+        except ListenError as exc:
+            log.error("cannot listen", error=str(exc))
+            self.storage.close()
+            return EX_UNAVAILABLE
         async with httpx.AsyncClient(timeout=30.0) as http_client:
             services = Services(
                 db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client
@@ -172,8 +180,7 @@ class Daemon:
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             self.dispatcher = Dispatcher(self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg))
             doorbell: Doorbell | None = None
-            http_sock = None
-            if self.runner_index == 0:  # runners import no listener code (a smaller process)
+            if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
 
                 from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
@@ -190,11 +197,11 @@ class Daemon:
                     on_ack=self._remember_ack,
                     limits=node_rate_limits(create=self.is_main),
                 )
-                http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
                 if cfg.router.runners > 0:
                     doorbell = Doorbell(db_path(cfg), cfg.router.runners)
                     self.dispatcher.hand_off = doorbell.ring
             self.metrics = metrics.attach(self)
+            services.on_call, services.on_retry = self.metrics.on_call, self.metrics.on_retry
             if self.is_main:
                 self.extra_channels = self._extra_channels()
                 if cfg.http.workers > 1 or cfg.router.runners > 0:
@@ -205,12 +212,13 @@ class Daemon:
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
                     if http_sock is not None:
-                        await nursery.start(supervise, "http", partial(self._serve_http, http_sock))
+                        await nursery.start(partial(supervise, "http", partial(self._serve_http, http_sock),
+                                                    up=self.channels_up))
                         nursery.start_soon(self._watch_state)
                     else:
                         nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
                     for name, run in self.extra_channels:
-                        await nursery.start(supervise, name, run)
+                        await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
                         if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):

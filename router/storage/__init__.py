@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from router.storage.base import Storage, StorageUnavailable, Tx
+from router.storage.base import Storage, StorageError, StorageUnavailable, Tx
 
 
 def open_storage(path: Path, *, synchronous: str = "FULL") -> Storage:
@@ -19,4 +19,4 @@ def open_storage(path: Path, *, synchronous: str = "FULL") -> Storage:
     return storage
 
 
-__all__ = ["Storage", "StorageUnavailable", "Tx", "open_storage"]
+__all__ = ["Storage", "StorageError", "StorageUnavailable", "Tx", "open_storage"]
