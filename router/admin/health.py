@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from router.doorbell import runner_listening
+from router.dispatch.doorbell import runner_listening
 
 PROBE_TIMEOUT = 2.0  # a journal that cannot commit a tiny row in 2 s is not taking signals either
 

@@ -110,7 +110,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_records(args: argparse.Namespace) -> int:
     from engine.records import delete_with_sink
-    from router.deletions import JournalDeletionSink
+    from router.dispatch.deletions import JournalDeletionSink
 
     with opened(args.config) as (cfg, storage):
         if args.action in ("show", "delete") and not args.id:
@@ -155,7 +155,7 @@ def _configured_types(cfg: Any) -> set[str]:
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
-    from router import schedules
+    from router.schedules import scheduler as schedules
 
     with opened(args.config) as (cfg, storage):
         items = storage.read(lambda tx: schedules.describe(cfg, tx, count=args.count))

@@ -38,7 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from config import Config, ScheduleConfig
 from router import sources
-from router.schedule_store import (
+from router.schedules.store import (
     SLOT_RETENTION,
     Fired,
     Firing,
@@ -49,7 +49,7 @@ from router.schedule_store import (
     make_owner,
     register,
 )
-from router.schedule_triggers import (
+from router.schedules.triggers import (
     after,
     build_trigger,
     definition,

@@ -2,7 +2,7 @@
 
 Served at `/metrics` on the admin listener of the main process. Under `router serve` every
 process of the daemon (main, HTTP workers, runners) writes its values to a shared directory and
-`/metrics` sums them (router/shared_metrics.py). What is counted where:
+`/metrics` sums them (router/ops/shared_metrics.py). What is counted where:
 
 * `router_signals_total{channel,source,outcome,status}`: one per arrival. `outcome` is
   `accepted` (journaled), `duplicate` (an idempotency repeat: acknowledged, not run),
@@ -59,8 +59,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from channels.http.asgi import loggable_path
-from router import logs
-from router.shared_metrics import is_shared
+from router.ops import logs
+from router.ops.shared_metrics import is_shared
 from router.version import version
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

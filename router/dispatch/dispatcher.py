@@ -29,7 +29,7 @@ from engine.ports import Reply
 from engine.runner import Engine, RunResult
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
-from router.journal import Journal
+from router.dispatch.journal import Journal
 from router.storage import Storage, StorageUnavailable, Tx
 from router.storage.rows import RUNNING, ClaimRef, Run, Signal
 
