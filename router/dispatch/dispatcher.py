@@ -9,6 +9,10 @@ not cancel the run it started.
 With runner processes (`[router] runners`), a listening process sets `hand_off`: it claims only
 the signals whose caller waits for an answer (sync runs, `continue`, SSE, TwiML) and leaves the
 rest pending for the runners, whose claim loops it wakes through `hand_off` (the doorbell).
+When the runners lag anyway (the listeners hold every core: more than `help_backlog` signals
+pending), a listening process claims pending work too and runs it itself. That takes CPU from
+accepting, so the daemon accepts about as fast as it processes, and what it acknowledged is
+done within about a second rather than falling minutes behind.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class DispatchSettings:
     max_pending: int = 10000
     dedup_window: float = 86400.0
     poll_interval: float = 0.25
+    # With runner processes: a listening process helps run pending work above this backlog.
+    help_backlog: int = 256
 
 
 class NullResponder:
@@ -88,6 +94,7 @@ class Dispatcher:
         self._idle = trio.Event()
         self._accepting = True
         self.pending_estimate = 0
+        self._helping = False  # a listening process running pending work because the runners lag
         # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
         self.on_submit: Callable[[str, str, str, float], None] | None = None
         self.on_run: Callable[[str, str, float], None] | None = None
@@ -195,10 +202,7 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            if self.hand_off is None:
-                nursery.start_soon(self._claim_loop)
-            else:
-                nursery.start_soon(self._backlog_loop)
+            nursery.start_soon(self._claim_loop)
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
@@ -220,16 +224,25 @@ class Dispatcher:
         self._nursery.start_soon(self._process, signal, responder, scope)
 
     async def _claim_loop(self) -> None:
+        """Claims pending work (this process's, others', retries, lapsed leases) as run slots
+        free up. In a listening process with runners: only while they lag (see module doc), and
+        otherwise keeps `pending_estimate` (the `max_pending` bound) honest."""
+        helper = self.hand_off is not None
         while True:
             with trio.move_on_after(self.settings.poll_interval):
                 await self._wake.wait()
             self._wake = trio.Event()
+            if helper:
+                self.pending_estimate = self.storage.read(_count_pending)
+                self._helping = self.pending_estimate > self.settings.help_backlog
+                if not self._helping:
+                    continue
             if not self._accepting:
                 continue
             free = self.settings.concurrency - len(self._active)
             if free <= 0:
                 continue
-            if not self.storage.read(_has_claimable):
+            if not helper and not self.storage.read(_has_claimable):
                 self.pending_estimate = 0
                 continue  # nothing to claim: no write transaction (and no fsync) for nothing
             try:
@@ -248,14 +261,8 @@ class Dispatcher:
                 self._start(signal, self._waiting.pop(signal.id, None))
             if len(claimed) == free:
                 self._wake.set()  # there may be more
-            else:
+            elif not helper:
                 self.pending_estimate = self.storage.read(_count_pending)
-
-    async def _backlog_loop(self) -> None:
-        """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
-        while True:
-            await trio.sleep(self.settings.poll_interval)
-            self.pending_estimate = self.storage.read(_count_pending)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -279,7 +286,7 @@ class Dispatcher:
             self._claims.pop(signal.id, None)
             if not self._active:
                 self._idle.set()
-            if self.pending_estimate > 0:
+            if self.pending_estimate > 0 and (self.hand_off is None or self._helping):
                 # A slot came free and work is waiting. Otherwise the periodic poll is enough:
                 # a claim query after every finished run would cost a transaction per signal.
                 self._wake.set()
