@@ -138,30 +138,70 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 class ForkedProcess:
     """What the main process holds for a child of the fork server; the part of trio.Process
-    the daemon uses (pid, returncode, poll, wait, send_signal, kill)."""
+    the daemon uses (pid, returncode, poll, wait, send_signal, kill). Not its parent, it watches
+    the child through a pidfd (readable once the child has exited; signals through it never reach
+    a process that got its PID later), and learns the exit status from the fork server."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self._exited = trio.Event()
+        self._reported = trio.Event()
+        self._exited = False
+        self._watching = False
+        self._pidfd: int | None
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:  # already gone: the fork server's report says how
+            self._pidfd = None
 
     def _set_exit(self, code: int) -> None:
         if self.returncode is None:
             self.returncode = code
-            self._exited.set()
+        self._reported.set()
+        self._close()
+
+    def _close(self) -> None:
+        if self._pidfd is not None:
+            trio.lowlevel.notify_closing(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _gone(self) -> bool:
+        return self._pidfd is None or bool(select.select([self._pidfd], [], [], 0)[0])
 
     def poll(self) -> int | None:
+        if self.returncode is None and self._gone():
+            self.returncode = -1  # exited; its status is on its way from the fork server
         return self.returncode
 
     async def wait(self) -> int:
-        await self._exited.wait()
-        assert self.returncode is not None
+        """Any number of tasks may wait (the pool's keeper and its stop() both do): one watches
+        the pidfd, the others look again every 50 ms."""
+        while self.returncode is None and self._pidfd is not None and not self._exited:
+            if self._watching:
+                await trio.sleep(0.05)
+                continue
+            self._watching = True
+            try:
+                await trio.lowlevel.wait_readable(self._pidfd)
+                self._exited = True
+            except trio.ClosedResourceError:
+                pass  # the fork server's report came first and closed it
+            finally:
+                self._watching = False
+        # The status comes from the fork server, which reaps it; if it cannot say (gone, or this
+        # process's reader has stopped at shutdown), the exit is all there is to know.
+        with trio.move_on_after(1.0):
+            await self._reported.wait()
+        if self.returncode is None:
+            self.returncode = -1
+        self._close()
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
-        if self.returncode is None:  # once reaped the PID may be someone else's
+        if self._pidfd is not None:
             try:
-                os.kill(self.pid, signum)
+                signal.pidfd_send_signal(self._pidfd, signum)
             except ProcessLookupError:
                 pass
 
@@ -206,8 +246,8 @@ class ForkServer:
         return cls(ours, pid)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Read the server's reports until it goes (then every child it had is treated as gone
-        when its PID is: pidfd polling needs no parenthood)."""
+        """Read the server's reports until it goes (children are watched through their pidfds
+        then: that needs no parenthood)."""
         self._sock = trio.socket.from_stdlib_socket(self._raw)
         task_status.started()
         try:
@@ -233,11 +273,6 @@ class ForkServer:
             self.gone = True
             for event, _ in self._waiting.values():
                 event.set()
-            orphans, self._children = list(self._children.values()), {}
-            if orphans:
-                async with trio.open_nursery() as nursery:
-                    for child in orphans:
-                        nursery.start_soon(_watch_orphan, child)
 
     async def spawn(self, kind: str, *, index: int = 0, name: str, env: dict[str, str] | None = None,
                     unset_env: tuple[str, ...] = (), fds: tuple[int, ...] = ()) -> ForkedProcess:
@@ -262,16 +297,3 @@ class ForkServer:
 
     def close(self) -> None:
         self._raw.close()
-
-
-async def _watch_orphan(child: ForkedProcess) -> None:
-    try:
-        pidfd = os.pidfd_open(child.pid)
-    except OSError:
-        child._set_exit(-1)
-        return
-    try:
-        await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
-    child._set_exit(-1)  # its status went to whoever reaps it now
