@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from channels.http.routes import HttpSource, RouteTable
+from channels.http.routes import HttpSource, Previous, RouteTable
 from config import Config, ConfigError, ConfigIssue, load_config
 from engine.ports import OutboundSettings
 from engine.templates import TemplateEngine
@@ -82,6 +83,7 @@ def build_routes(cfg: Config, states: dict[tuple[str, str], SourceState]) -> Rou
         if kind not in ("endpoints", "webhooks", "forms", "sms", "whatsapp"):
             continue
         state = states.get((kind, name))
+        old = state.previous if state else None
         src = HttpSource(
             kind=kind,
             name=name,
@@ -90,8 +92,13 @@ def build_routes(cfg: Config, states: dict[tuple[str, str], SourceState]) -> Rou
             api_key=state.api_key if state else None,
             first_hash=state.first_hash if state else None,
             second_hash=state.second_hash if state else None,
+            jwt_key=state.jwt_key if state else None,
+            jwt_secret=state.jwt_secret if state else None,
+            previous=Previous(old.until, old.api_key, old.jwt_key, old.jwt_secret) if old else None,
         )
         if kind == "endpoints":
+            if old and old.first_hash and old.second_hash:
+                table.endpoints[(old.first_hash, old.second_hash)] = replace(src, expires=old.until)
             if src.first_hash and src.second_hash:
                 table.endpoints[(src.first_hash, src.second_hash)] = src
         else:

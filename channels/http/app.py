@@ -153,7 +153,7 @@ class HttpChannel:
             source = routes.endpoints.get((parts[1], parts[2]))
             if source is not None:
                 request.extra["source"] = source
-            if source is None or not source.active:
+            if source is None or not source.active or source.expired(time.time()):
                 return error_response(404, "unknown or inactive endpoint")
             return await endpoints.handle(self, request, send, source)
         if parts[:2] == ["webhooks", "incoming"] and len(parts) == 3:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 import structlog
@@ -31,14 +32,32 @@ def _cors_domains(channel: HttpChannel, source: HttpSource) -> list[str]:
     return [d.strip() for d in raw.split(",") if d.strip()]
 
 
-def _authenticate(channel: HttpChannel, request: Request, source: HttpSource) -> list[object]:
+def _jwt_pairs(channel: HttpChannel, source: HttpSource) -> list[tuple[str, str]]:
+    """(iss, secret) pairs accepted now: the config's values win over the generated ones; during
+    a rotation's grace the previous pair too (pinned parts stay as they are)."""
     cfg = source.config
-    issuer = channel.intake.render(cfg.endpoint_key or "", {})
-    secret = channel.intake.render(cfg.endpoint_secret or "", {})
-    outcome = jwt_auth.verify(jwt_auth.token_from_headers(request.headers), issuer=issuer, secret=secret)
-    if isinstance(outcome, jwt_auth.JwtFailure):
-        raise Refused(error_response(outcome.status, outcome.error, reason=outcome.reason))
-    return jwt_auth.jwt_data(outcome)
+    issuer = channel.intake.render(cfg.endpoint_key, {}) if cfg.endpoint_key else source.jwt_key or ""
+    secret = channel.intake.render(cfg.endpoint_secret, {}) if cfg.endpoint_secret else source.jwt_secret or ""
+    pairs = [(issuer, secret)]
+    old = source.grace(time.time())
+    if old is not None and (old.jwt_key or old.jwt_secret):
+        pairs.append((old.jwt_key or issuer, old.jwt_secret or secret))
+    return [(i, s) for i, s in pairs if s]  # an empty HMAC key would accept tokens anyone can sign
+
+
+def _authenticate(channel: HttpChannel, request: Request, source: HttpSource) -> list[object]:
+    token = jwt_auth.token_from_headers(request.headers)
+    first: jwt_auth.JwtFailure | None = None
+    pairs = _jwt_pairs(channel, source)
+    if not pairs:
+        raise Refused(error_response(500, "endpoint_secret renders empty: no JWT can be checked"))
+    for issuer, secret in pairs:
+        outcome = jwt_auth.verify(token, issuer=issuer, secret=secret)
+        if not isinstance(outcome, jwt_auth.JwtFailure):
+            return jwt_auth.jwt_data(outcome)
+        first = first or outcome  # the current pair's reason: the previous one is on its way out
+    assert first is not None
+    raise Refused(error_response(first.status, first.error, reason=first.reason))
 
 
 async def handle(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:

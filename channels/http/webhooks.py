@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from typing import TYPE_CHECKING
 
 from channels.http import access, pipeline
@@ -43,7 +44,10 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     given = _given_key(request)
     if not given:
         raise Refused(error_response(401, "missing API key: add ?apiKey=KEY or an X-Api-Key header"))
-    if not key_matches(given, source.api_key):
+    old = source.grace(time.time())
+    current = key_matches(given, source.api_key)
+    previous = key_matches(given, old.api_key if old else None)  # compared either way: same timing
+    if not (current or previous):
         raise Refused(error_response(401, "invalid API key"))
     body = await pipeline.read_body(request, source, channel.settings)
     ctype = request.content_type

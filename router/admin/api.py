@@ -158,16 +158,25 @@ def register(app: QuartTrio, admin: Admin) -> None:
         except ValueError as exc:
             admin.audit(g.principal, "source.rotate", name, "not_found")
             raise BadRequest(str(exc), 404) from exc
+        body = await _json_body()
         try:
-            fresh = await daemon.storage.write(lambda tx: sources.rotate(tx, kind, short))
+            grace = sources.parse_grace(body.get("grace", request.args.get("grace")))
+        except ValueError as exc:
+            admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "bad_request")
+            raise BadRequest(f"grace: {exc}") from exc
+        cfg = daemon.cfg
+        try:
+            fresh = await daemon.storage.write(lambda tx: sources.rotate(tx, cfg, kind, short, grace))
         except ValueError as exc:
             admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "refused")
             raise BadRequest(str(exc), 409) from exc
         admin.refresh_routes()
-        admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "ok")  # never the new secret
+        admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "ok", grace=grace)  # never the new secret
         item = _one_source(f"{kind}.{short}")
+        until = fresh.get("grace_until")
+        old = f"keeps working until {until}" if until else "no longer works"
         return {**item, **fresh, "rotated": True,
-                "notice": "the previous URL/key no longer works; this response is the only time the API "
+                "notice": f"the previous URL/key/secret {old}; this response is the only time the API "
                           "returns the new credentials on their own"}
 
     # -- signals -------------------------------------------------------------------------------

@@ -5,54 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from router.cli.common import NOT_FOUND, USAGE, Exit, dump, load, opened, table
+from router.cli.common import NOT_FOUND, USAGE, Exit, dump, opened, table
 
 if TYPE_CHECKING:
     from router.storage import Tx
-
-
-def cmd_endpoints(args: argparse.Namespace) -> int:
-    from router import sources
-
-    with opened(args.config) as (cfg, storage):
-        if args.action in ("activate", "deactivate", "rotate"):
-            if not args.name:
-                raise Exit(USAGE, f"router endpoints {args.action} needs a source NAME")
-            try:
-                kind, name = sources.resolve_name(cfg, args.name)
-            except ValueError as exc:
-                raise Exit(NOT_FOUND, str(exc)) from None
-            if args.action == "rotate":
-                try:
-                    fresh = storage.write_sync(lambda tx: sources.rotate(tx, kind, name))
-                except ValueError as exc:
-                    raise Exit(NOT_FOUND, str(exc)) from None
-                item = next(i for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
-                            if i["kind"] == kind and i["name"] == name)
-                if args.json:
-                    dump({**item, **fresh})
-                else:
-                    print(f"{kind}.{name} rotated: {item.get('url')}")
-                return 0
-            active = args.action == "activate"
-            storage.write_sync(lambda tx: tx.source_set_active(kind, name, active))
-            if args.json:
-                dump({"source": f"{kind}.{name}", "active": active})
-            else:
-                print(f"{kind}.{name} {'activated' if active else 'deactivated'}")
-            return 0
-        items = sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
-        if args.json:
-            dump(items)
-        else:
-            rows = [(i["kind"], i["name"], "active" if i["active"] else "inactive", i.get("url") or i.get("address"))
-                    for i in items]
-            print(table(("KIND", "NAME", "STATE", "URL / ADDRESS"), rows, "no sources configured"))
-        return 0
 
 
 def _source_filter(cfg: Any, given: str | None, seen: bool) -> str | None:
@@ -170,33 +129,3 @@ def cmd_schedules(args: argparse.Namespace) -> int:
                          ", ".join(i["next"]) or "-", i["last_slot"]))
         print(table(("NAME", "WHEN", "TIMEZONE", "STATE", "NEXT", "LAST"), rows, "no schedules configured"))
         return 0
-
-
-def cmd_jwt(args: argparse.Namespace) -> int:
-    import jwt as pyjwt
-
-    from engine.templates import TemplateEngine
-    from router import sources
-
-    cfg = load(args.config)
-    try:
-        kind, name = sources.resolve_name(cfg, args.name)
-    except ValueError as exc:
-        raise Exit(NOT_FOUND, str(exc)) from None
-    model = cfg.endpoints.get(name) if kind == "endpoints" else None
-    if model is None or not model.add_authentication:
-        raise Exit(NOT_FOUND, f"{kind}.{name} does not use JWT authentication")
-    templates = TemplateEngine()  # endpoint_key / endpoint_secret may be templates, as the daemon renders them
-    issuer = templates.render(model.endpoint_key or "", {})
-    secret = templates.render(model.endpoint_secret or "", {})
-    now = int(time.time())
-    claims: dict[str, Any] = {"iss": issuer, "iat": now, "exp": now + args.ttl}
-    if args.data:
-        try:
-            claims["data"] = json.loads(args.data)
-        except json.JSONDecodeError as exc:
-            raise Exit(USAGE, f"--data is not valid JSON: {exc}") from None
-    print(pyjwt.encode(claims, secret, algorithm="HS256"))
-    return 0
-
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from router.cli import manage, service
+from router.cli import endpoints, manage, service
 from router.cli.common import EXIT_CODES, config_arg, json_arg
 from router.version import version
 
@@ -46,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("check", "validate a config file and print every problem at once", service.cmd_check)
     config_arg(p)
 
-    p = verb("endpoints", "list sources with their URLs, or activate/deactivate/rotate one", manage.cmd_endpoints)
+    p = verb("endpoints", "list sources with their URLs, or activate/deactivate/rotate one", endpoints.cmd_endpoints)
     config_arg(p)
     p.add_argument("action", nargs="?", choices=["list", "activate", "deactivate", "rotate"], default="list",
                    help="what to do (default: list)")
     p.add_argument("name", nargs="?", help="source name, `invoices` or `endpoints.invoices`")
+    p.add_argument("--grace", metavar="DURATION",
+                   help="rotate: the old URL/key/secret keeps working this long (e.g. 1h; default 0: stops at once)")
     json_arg(p)
 
     p = verb("signals", "list journaled signals, newest first", manage.cmd_signals)
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=3, metavar="N", help="how many next fire times (default: 3)")
     json_arg(p)
 
-    p = verb("jwt", "mint a test token for a JWT endpoint", manage.cmd_jwt)
+    p = verb("jwt", "mint a test token for a JWT endpoint", endpoints.cmd_jwt)
     config_arg(p)
     p.add_argument("name", metavar="NAME", help="the endpoint's name")
     p.add_argument("--data", metavar="JSON", help="JSON for the token's data claim")

@@ -177,9 +177,18 @@ class Tx(RecordTx):
     def source_set_active(self, kind: str, name: str, active: bool) -> bool: ...
 
     @abstractmethod
+    def source_fill_jwt(self, kind: str, name: str, jwt_key: str, jwt_secret: str) -> bool:
+        """Give an endpoint its generated JWT key and secret if it has none yet (a row made before
+        they existed, or just now by `source_add`); False, nothing changed, if it has a secret."""
+
+    @abstractmethod
     def source_set_credentials(self, kind: str, name: str, *, first_hash: str | None = None,
-                               second_hash: str | None = None, api_key: str | None = None) -> bool:
-        """Replace the given credentials (rotation); the others stay."""
+                               second_hash: str | None = None, api_key: str | None = None,
+                               jwt_key: str | None = None, jwt_secret: str | None = None,
+                               keep_old_until: float | None = None) -> bool:
+        """Replace the given credentials (rotation); the others stay. With `keep_old_until` (epoch
+        seconds) the replaced ones become the previous set, still accepted until then; without it
+        they stop at once. Either way an earlier previous set is dropped. One statement."""
 
     @abstractmethod
     def source_states(self) -> dict[tuple[str, str], SourceState]: ...

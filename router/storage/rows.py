@@ -79,6 +79,19 @@ class Run:
 
 
 @dataclass
+class Previous:
+    """Credentials a rotation replaced, still accepted until `until` (epoch seconds): the grace
+    period. Only the ones that rotation replaced are set."""
+
+    until: float
+    first_hash: str | None = None
+    second_hash: str | None = None
+    api_key: str | None = None
+    jwt_key: str | None = None
+    jwt_secret: str | None = None
+
+
+@dataclass
 class SourceState:
     kind: str
     name: str
@@ -86,6 +99,13 @@ class SourceState:
     second_hash: str | None
     api_key: str | None
     active_override: bool | None  # None: as the config says
+    jwt_key: str | None = None  # generated; a configured endpoint_key / endpoint_secret wins
+    jwt_secret: str | None = None
+    previous: Previous | None = None  # set after a rotation with a grace period (maybe expired since)
+
+    def grace(self, now: float) -> Previous | None:
+        """The previous credentials if their grace period still runs at `now`."""
+        return self.previous if self.previous is not None and self.previous.until > now else None
 
 
 @dataclass

@@ -73,7 +73,9 @@
     if (!confirmed(button)) return;
     button.disabled = true;
     try {
-      const item = await api("POST", "/api/sources/" + encodeURIComponent(source) + "/" + action);
+      const grace = document.getElementById("rotate-grace");
+      const body = action === "rotate" && grace ? { grace: grace.value } : undefined;
+      const item = await api("POST", "/api/sources/" + encodeURIComponent(source) + "/" + action, body);
       if (action === "rotate") {
         showRotated(item);
         return;
@@ -102,6 +104,18 @@
       keyRow.hidden = false;
     } else {
       keyRow.hidden = true;
+    }
+    const jwtRow = document.getElementById("rotated-jwt-row");
+    if (jwtRow) {
+      jwtRow.hidden = !item.endpoint_secret;
+      document.getElementById("rotated-jwt-key").textContent = item.endpoint_key || "";
+      document.getElementById("rotated-jwt-secret").textContent = item.endpoint_secret || "";
+    }
+    const notice = document.getElementById("rotated-notice");
+    if (notice) {
+      notice.textContent = item.grace_until
+        ? "Shown once. The old URL/key/secret keeps working until " + item.grace_until + "."
+        : "Shown once. The old URL/key/secret no longer works.";
     }
     document.getElementById("rotated-close").onclick = () => { dialog.close(); location.reload(); };
     dialog.showModal();

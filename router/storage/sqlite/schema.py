@@ -112,6 +112,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE IF NOT EXISTS health (key TEXT PRIMARY KEY, at REAL NOT NULL)
     """,
+    # 4: endpoints get a generated JWT key and secret; a rotation with a grace period keeps the
+    # replaced credentials (prev_*) valid until prev_until.
+    """
+    ALTER TABLE sources ADD COLUMN jwt_key TEXT;
+    ALTER TABLE sources ADD COLUMN jwt_secret TEXT;
+    ALTER TABLE sources ADD COLUMN prev_first_hash TEXT;
+    ALTER TABLE sources ADD COLUMN prev_second_hash TEXT;
+    ALTER TABLE sources ADD COLUMN prev_api_key TEXT;
+    ALTER TABLE sources ADD COLUMN prev_jwt_key TEXT;
+    ALTER TABLE sources ADD COLUMN prev_jwt_secret TEXT;
+    ALTER TABLE sources ADD COLUMN prev_until REAL
+    """,
 ]
 VERSION = len(MIGRATIONS)
 
