@@ -177,7 +177,7 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _rendered(template: str) -> str:
