@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from router.cli.common import NOT_FOUND, USAGE, Exit, dump, load, opened, table
+from router.cli.common import NOT_FOUND, USAGE, Exit, dump, opened, table
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
@@ -80,9 +80,7 @@ def _notes(item: dict[str, Any]) -> list[str]:
         lines.append(f"{item['source']}: JWT key (iss) {item['endpoint_key']}, secret {secret}")
     old = item.get("previous")
     if old:
-        what = "/".join(w for w, k in (("URL", "url"), ("JWT secret", "endpoint_secret")) if k in old)
-        if "api_key" in old:
-            what = "URL/API key"
+        what = "URL/API key" if "api_key" in old else "URL/JWT pair" if "endpoint_key" in old else "URL"
         lines.append(f"{item['source']}: the previous {what} works until {old['expires_at']} "
                      f"({_left(old['expires_in'])} left)")
     return lines
@@ -102,15 +100,14 @@ def cmd_jwt(args: argparse.Namespace) -> int:
 
     from router import sources
 
-    cfg = load(args.config)
-    try:
-        kind, name = sources.resolve_name(cfg, args.name)
-    except ValueError as exc:
-        raise Exit(NOT_FOUND, str(exc)) from None
-    model = cfg.endpoints.get(name) if kind == "endpoints" else None
-    if model is None or not model.add_authentication:
-        raise Exit(NOT_FOUND, f"{kind}.{name} does not use JWT authentication")
-    with opened(args.config) as (_, storage):  # the generated pair, where the config sets none
+    with opened(args.config) as (cfg, storage):  # the generated pair, where the config sets none
+        try:
+            kind, name = sources.resolve_name(cfg, args.name)
+        except ValueError as exc:
+            raise Exit(NOT_FOUND, str(exc)) from None
+        model = cfg.endpoints.get(name) if kind == "endpoints" else None
+        if model is None or not model.add_authentication:
+            raise Exit(NOT_FOUND, f"{kind}.{name} does not use JWT authentication")
         state = storage.read(lambda tx: tx.source_states()).get((kind, name))
     issuer, secret = sources.jwt_pair(model, state)  # rendered, as the daemon renders templates
     now = int(time.time())
