@@ -42,7 +42,8 @@ def new_jwt_key(name: str) -> str:
 
 
 def new_jwt_secret() -> str:
-    return secrets.token_urlsafe(32)  # 32 random bytes: PyJWT warns on HMAC keys below 32 bytes
+    # 64 random bytes: PyJWT warns on an HMAC key shorter than its hash (32 bytes for HS256, 64 for HS512).
+    return secrets.token_urlsafe(64)
 
 
 MAX_GRACE = 30 * 86400.0

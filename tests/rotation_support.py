@@ -41,11 +41,11 @@ api_key = "${PINNED_KEY}"
 ENV = {"PINNED_SECRET": PINNED_SECRET, "PINNED_KEY": PINNED_KEY}
 
 
-def token(key: str, secret: str, **claims: Any) -> str:
+def token(key: str, secret: str, algorithm: str = "HS256", **claims: Any) -> str:
     now = int(time.time())
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # PyJWT's InsecureKeyLengthWarning: secrets must be >= 32 bytes
-        return jwt.encode({"iss": key, "iat": now, "exp": now + 300, **claims}, secret, algorithm="HS256")
+        warnings.simplefilter("error")  # PyJWT's InsecureKeyLengthWarning: a key shorter than the hash
+        return jwt.encode({"iss": key, "iat": now, "exp": now + 300, **claims}, secret, algorithm=algorithm)
 
 
 def call(url: str, tok: str | None = None) -> int:

@@ -112,7 +112,7 @@ def test_a_data_dir_from_c6e79dd_upgrades_in_place(tmp_path: Path) -> None:
         # their hashes untouched.
         rows = raw(tmp_path / "var" / "router.db",
                    "SELECT name, first_hash, jwt_key, jwt_secret FROM sources WHERE kind = 'endpoints'")
-        assert rows and all(key and len(secret) >= 43 for _, _, key, secret in rows)
+        assert rows and all(key and len(secret) >= 86 for _, _, key, secret in rows)
         assert {name: first for name, first, _, _ in rows}["invoices"] == inv["first_hash"]
     finally:
         assert router.stop() == 0, router.log()[-3000:]
