@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, StrictBool, field_validator
 
 from .types import PositiveDuration, StrictModel, StrList
 
-__all__ = ["LISTEN_KINDS", "SOURCE_KINDS", "StepConfig", "WorkflowConfig"]
+__all__ = ["LISTEN_KINDS", "SOURCE_KINDS", "StepConfig", "WorkflowConfig", "record_id_spelling_problem"]
 
 SOURCE_KINDS = ("endpoints", "webhooks", "forms", "mailboxes", "sms", "whatsapp", "schedules")
 LISTEN_KINDS = (*SOURCE_KINDS, "deletions")
@@ -20,6 +20,19 @@ _LISTEN_HELP = (
 )
 CONDITION_BRANCHES = ("yes", "no")
 ACTION_BRANCHES = ("success", "failure")
+RECORD_ID_ACTIONS = ("update_record", "delete_record")
+
+
+def record_id_spelling_problem(action: str | None, step_id: str | None) -> str | None:
+    """What is wrong with a record step whose own `id` is a template. Before SPEC §8 said
+    `record_id`, `id` held the record id on these actions; now `id` names the step as on every
+    step, and a template there is the old spelling (no child's `parent` could ever match it).
+    Shared by both checking layers (here and `engine.workflow`) so that they agree."""
+    if action in RECORD_ID_ACTIONS and step_id and ("{{" in step_id or "{%" in step_id):
+        verb = action.split("_")[0]
+        return (f"step id {step_id!r} looks like a template: the record to {verb} goes in "
+                f"record_id = {step_id!r} (SPEC §8); id names the step")
+    return None
 
 
 class StepConfig(StrictModel):
@@ -46,7 +59,8 @@ class StepConfig(StrictModel):
         if (self.condition is None) == (self.action is None):
             found = "both" if self.condition is not None else "neither"
             return [("", f"a step needs exactly one of condition or action (found {found})")]
-        return []
+        problem = record_id_spelling_problem(self.action, self.id)
+        return [("id", problem)] if problem else []
 
 
 class WorkflowConfig(StrictModel):

@@ -19,6 +19,7 @@ import structlog
 import trio
 
 from engine.actions import REGISTRY, ActionContext, ActionError, ActionResult, Services
+from engine.actions.base import Each
 from engine.conditions import ConditionError, evaluate
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Responder
@@ -78,37 +79,59 @@ class _Run:
         self.retryable = False
         self.scope = trio.CancelScope()
 
-    async def steps(self, steps: list[Step], data: dict[str, Any]) -> None:
+    async def steps(self, steps: list[Step], data: dict[str, Any], item: tuple[int, ...] = ()) -> None:
         if len(steps) == 1:
-            await self.step(steps[0], data)
+            await self.step(steps[0], data, item)
             return
         async with trio.open_nursery() as nursery:
             for step in steps:
-                nursery.start_soon(self.step, step, data)
+                nursery.start_soon(self.step, step, data, item)
 
-    async def step(self, step: Step, parent_data: dict[str, Any]) -> None:
+    async def step(self, step: Step, parent_data: dict[str, Any], item: tuple[int, ...] = ()) -> None:
+        """`item`: the element indexes of the `for_each` steps above this one, outermost first."""
         data = dict(parent_data)
         entry: dict[str, Any] = {
             "step_id": step.id,
             "action": "condition" if step.is_condition else step.action,
             "started_at": utcnow_iso(),
         }
+        if item:
+            entry["item_index"] = list(item)
         self.trace.append(entry)
         recorder = Recorder()
         started = time.perf_counter()
         children: list[Step] = []
+        each: Each | None = None
         try:
             if step.is_condition:
                 children = self.condition(step, data, entry, recorder)
             else:
-                children = await self.action(step, data, entry, recorder)
+                children, each = await self.action(step, data, entry, recorder, item)
         except trio.Cancelled:
             entry.setdefault("error", "cancelled")
             raise
         finally:
             entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        if children:
-            await self.steps(children, data)
+        if children and each is not None:
+            await self.each(children, data, item, each)
+        elif children:
+            await self.steps(children, data, item)
+
+    async def each(self, children: list[Step], data: dict[str, Any], item: tuple[int, ...], each: Each) -> None:
+        """A `for_each` step's children, once per element, at most `concurrency` at a time."""
+        slots = trio.Semaphore(each.concurrency)  # taken here, given back by the element's task
+
+        async def one(index: int, element: Any) -> None:
+            try:
+                await self.steps(children, {**data, each.name: element, f"{each.name}_index": index},
+                                 (*item, index))
+            finally:
+                slots.release()
+
+        async with trio.open_nursery() as nursery:
+            for index, element in enumerate(each.items):
+                await slots.acquire()  # no more tasks than may run: 10,000 items stay cheap
+                nursery.start_soon(one, index, element)
 
     def condition(self, step: Step, data: dict[str, Any], entry: dict[str, Any], recorder: Recorder) -> list[Step]:
         render = recorder.wrap(lambda source: self.engine.templates.render_value(source, data))
@@ -124,8 +147,8 @@ class _Run:
         return step.children.get(branch, [])
 
     async def action(
-        self, step: Step, data: dict[str, Any], entry: dict[str, Any], recorder: Recorder
-    ) -> list[Step]:
+        self, step: Step, data: dict[str, Any], entry: dict[str, Any], recorder: Recorder, item: tuple[int, ...]
+    ) -> tuple[list[Step], Each | None]:
         action = REGISTRY.get(step.action or "")
         templates = self.engine.templates
         logs: list[dict[str, str]] = []
@@ -138,7 +161,8 @@ class _Run:
             responder=self.responder,
             log=lambda level, message: self.log(step, logs, level, message),
             render_html=recorder.wrap(lambda source: templates.render(source, data, html=True)),
-            effect_key=(self.entity.id, self.workflow.name, step.id),
+            # Inside a for_each, each element's run of a step is its own effect (and webhook key).
+            effect_key=(self.entity.id, self.workflow.name, step.id + "".join(f"[{i}]" for i in item)),
         )
         try:
             if action is None:
@@ -156,14 +180,14 @@ class _Run:
                 log.warning("step raised", workflow=self.workflow.name, step=step.id, exc_info=exc)
             failure = step.children.get("failure")
             if not failure:
-                return self.fail(step, entry, exc)
+                return self.fail(step, entry, exc), None
             entry["error"] = _error_text(exc)
             entry["branch"] = "failure"
             store = getattr(exc, "store", None)
             if isinstance(store, dict):
                 data.update(store)
             data["__error"] = entry["error"]
-            return failure
+            return failure, None
         entry["inputs"] = redact(recorder.rendered(step.options))
         entry["output"] = redact(result.output)
         if logs:
@@ -172,7 +196,7 @@ class _Run:
             data.update(result.store)
             self.merged.update(result.store)
         entry["branch"] = "success"
-        return step.children.get("success", [])
+        return step.children.get("success", []), result.each
 
     def fail(self, step: Step, entry: dict[str, Any], exc: BaseException) -> list[Step]:
         """The run fails with this step's error; everything still running is cancelled."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from config.workflows import record_id_spelling_problem
 from engine.actions import REGISTRY
 from engine.conditions import validate_condition
 
@@ -118,12 +119,8 @@ class Workflow:
         return False
 
 
-def _record_id_in_step_id(config: StepLike) -> str | None:
-    """SPEC §8 names the record id of `update_record` / `delete_record` `id`, the key that is the
-    step id elsewhere: on those actions `id` is the record id (the step gets an automatic id)."""
-    if config.action in ("update_record", "delete_record") and config.id and "id" not in (config.options() or {}):
-        return config.id
-    return None
+def old_record_id_spelling(config: StepLike) -> str | None:
+    return record_id_spelling_problem(config.action, config.id)
 
 
 def _plain(value: Any) -> Any:
@@ -218,16 +215,19 @@ class _Compiler:
         order: list[Step] = []
         for index, config in enumerate(configs):
             key = f"{base}.steps[{index}]"
-            record_id = _record_id_in_step_id(config)
-            step_id = (None if record_id is not None else config.id) or self.auto_id(index, explicit)
+            old_spelling = old_record_id_spelling(config)
+            if old_spelling is not None:
+                self.problem(f"{key}.id", old_spelling)
+            step_id = config.id or self.auto_id(index, explicit)
             if step_id in steps:
                 self.problem(f"{key}.id", f"duplicate step id \"{step_id}\" (ids must be unique in a workflow)")
                 continue
-            step = self.step(key, step_id, config, caps, record_id)
+            step = self.step(key, step_id, config, caps)
             steps[step_id] = step
             where[step_id] = (key, config)
             order.append(step)
-        return steps, self.link(steps, where, order)
+        named = {step_id for step_id, (_, config) in where.items() if config.id}
+        return steps, self.link(steps, where, order, named)
 
     @staticmethod
     def auto_id(index: int, taken: set[str]) -> str:
@@ -240,11 +240,9 @@ class _Compiler:
         return step_id
 
     def step(
-        self, key: str, step_id: str, config: StepLike, caps: list[tuple[str, SourceCaps]], record_id: str | None = None
+        self, key: str, step_id: str, config: StepLike, caps: list[tuple[str, SourceCaps]]
     ) -> Step:
         options = dict(config.options() or {})
-        if record_id is not None:
-            options["id"] = record_id
         who = f"step \"{step_id}\""
         condition = config.condition
         if condition is not None and config.action:
@@ -269,6 +267,8 @@ class _Compiler:
         else:
             allowed_keys = action.required | action.optional
             for missing in sorted(action.required - options.keys()):
+                if missing == "record_id" and old_record_id_spelling(config) is not None:
+                    continue  # already reported at `id`, naming record_id
                 self.problem(f"{key}.{missing}", f"{who}: action \"{action_name}\" needs the key \"{missing}\"")
             for unknown in sorted(options.keys() - allowed_keys):
                 self.problem(
@@ -306,9 +306,12 @@ class _Compiler:
             self.problem(key, f"{who}: {error}")
 
     def link(
-        self, steps: dict[str, Step], where: dict[str, tuple[str, StepLike]], order: list[Step]
+        self, steps: dict[str, Step], where: dict[str, tuple[str, StepLike]], order: list[Step], named: set[str]
     ) -> list[Step]:
-        """Attach children to parents and return the roots; report unknown parents, bad branches, loops."""
+        """Attach children to parents and return the roots; report unknown parents, bad branches, loops.
+
+        A `parent` must name a step's own `id`: the automatic ids (`step-N`) shift when a step is
+        inserted, and `config.workflows` (the first checking layer) knows only the named ones."""
         roots: list[Step] = []
         parent_of: dict[str, str] = {}
         for step in order:
@@ -320,9 +323,10 @@ class _Compiler:
                     self.problem(f"{key}.branch", f"{who} has branch = \"{branch}\" but no parent")
                 roots.append(step)
                 continue
-            parent = steps.get(config.parent)
+            parent = steps.get(config.parent) if config.parent in named else None
             if parent is None:
-                self.problem(f"{key}.parent", f"{who}: unknown parent \"{config.parent}\"")
+                known = ", ".join(sorted(named)) or "no step has an id"
+                self.problem(f"{key}.parent", f"{who}: unknown parent \"{config.parent}\"; step ids: {known}")
                 continue
             parent_of[step.id] = parent.id
             if parent.is_condition:

@@ -5,7 +5,7 @@ runs), one supervised task per channel (restarted with backoff if it crashes), t
 watcher and the signal handler. SIGTERM stops the listeners, lets runs finish up to
 `shutdown_timeout`, and exits 0; whatever is left stays in the journal for the next start.
 
-The same class runs the children the main process starts (router/workers.py): an extra HTTP
+The same class runs the children the main process starts (router/ops/workers.py): an extra HTTP
 worker (`--worker N`: HTTP channel and dispatcher only) or a runner (`--runner N`: no listener,
 a dispatcher that claims pending work, woken by the doorbell).
 """
@@ -31,18 +31,20 @@ from engine.records import RecordStore
 from engine.runner import Engine
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
-from router import journal, metrics, sources, systemd
+from router import sources
 from router.build import build_routes, load_checked, outbound_settings
-from router.deletions import JournalDeletionSink
-from router.dispatch import Dispatcher, DispatchSettings
-from router.doorbell import Doorbell, wait_for_runners
-from router.doorbell import listen as doorbell_listen
+from router.dispatch.deletions import JournalDeletionSink
+from router.dispatch.dispatcher import Dispatcher, DispatchSettings
+from router.dispatch.doorbell import Doorbell, wait_for_runners
+from router.dispatch.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
-from router.netutil import ListenError, open_listeners, raise_fd_limit
-from router.shared_metrics import ENV as SHARED_DIR_ENV
+from router.ops import metrics, systemd
+from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
+from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
+from router.ops.supervise import supervise, tune_gc
+from router.ops.workers import WorkerPool, die_with_parent
 from router.storage import Storage, StorageUnavailable
-from router.supervise import supervise, tune_gc
-from router.workers import WorkerPool, die_with_parent
+from router.storage import open_storage as open_store
 
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
@@ -59,10 +61,8 @@ def db_path(cfg: Config) -> Path:
 
 
 def open_storage(cfg: Config) -> Storage:
-    storage = Storage(db_path(cfg))
-    storage.open_sync()
-    storage.write_sync(journal.create_schema)
-    storage.write_sync(lambda conn: sources.ensure_sources(conn, cfg))
+    storage = open_store(db_path(cfg))  # migrates the schema to this version
+    storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
     return storage
 
 
@@ -96,7 +96,7 @@ def http_settings(cfg: Config) -> HttpSettings:
 
 def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
     """One table of rate-limit buckets for all the HTTP processes of this node, in the node's
-    shared-memory directory (router/shared_metrics.py): the main process makes it afresh before
+    shared-memory directory (router/ops/shared_metrics.py): the main process makes it afresh before
     its workers start; they open it."""
     from channels.http.ratelimit import SharedRateLimits
 
@@ -160,7 +160,7 @@ class Daemon:
             return EX_CONFIG
         cfg = self.cfg
         if cfg.http.tls_enabled and self.runner_index == 0:
-            from router import tls  # imports hypercorn: only where HTTP is served
+            from router.ops import tls  # imports hypercorn: only where HTTP is served
 
             try:
                 self.tls_context = tls.server_context(cfg.http)
@@ -188,7 +188,7 @@ class Daemon:
                 from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
                 from channels.http.app import HttpChannel
 
-                states = self.storage.read(sources.load_states)
+                states = self.storage.read(lambda tx: tx.source_states())
                 self.http = HttpChannel(
                     self.dispatcher,
                     build_routes(cfg, states),
@@ -236,7 +236,7 @@ class Daemon:
                     nursery.cancel_scope.cancel()
             finally:
                 # Work this process still holds goes back to the journal for the next start.
-                self.storage.write_sync(lambda conn: journal.release_claims(conn, self.dispatcher.owner))
+                self.storage.write_sync(lambda tx: tx.release(self.dispatcher.owner))
                 self.storage.close()
                 if doorbell is not None:
                     doorbell.close()
@@ -248,16 +248,18 @@ class Daemon:
         channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
         from channels.smtp.server import run_smtp
         from router.admin import run_admin
-        from router.schedules import Scheduler  # the clock: reads self.cfg on every wake, so reloads apply
+        from router.schedules.scheduler import (
+            Scheduler,  # the clock: reads self.cfg on every wake, so reloads apply
+        )
 
         channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
-        channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(sources.load_states))))
+        channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(lambda tx: tx.source_states()))))
         channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
         channels.append(("retention", self._run_retention))
         return channels
 
     async def _run_retention(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from router.retention import run_retention
+        from router.dispatch.retention import run_retention
 
         task_status.started()
         def keep() -> float:
@@ -279,7 +281,7 @@ class Daemon:
         if self.tls_context is None:
             hc = HypercornConfig()
         else:
-            from router.tls import TlsConfig
+            from router.ops.tls import TlsConfig
 
             hc = TlsConfig(self.tls_context)
         hc.bind = [self.cfg.http.listen]
@@ -309,20 +311,16 @@ class Daemon:
     # -- running ----------------------------------------------------------------------------------
 
     async def _remember_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
-        import json
-
-        await self.storage.write(
-            lambda conn: conn.execute("UPDATE signals SET ack = ? WHERE id = ?", (json.dumps(ack), signal_id))
-        )
+        await self.storage.write(lambda tx: tx.set_ack(signal_id, ack))
 
     async def _watch_state(self) -> None:
         """CLI and admin changes (activate, rotate) reach the routes within half a second."""
         assert self.http is not None
         while True:
-            version = self.storage.read(sources.state_version)
+            version = self.storage.read(lambda tx: tx.sources_version())
             if version != self._state_version:
                 self._state_version = version
-                self.http.routes = build_routes(self.cfg, self.storage.read(sources.load_states))
+                self.http.routes = build_routes(self.cfg, self.storage.read(lambda tx: tx.source_states()))
             await trio.sleep(0.5)
 
     async def _watchdog(self) -> None:
@@ -369,13 +367,13 @@ class Daemon:
         # writer's connection while a batch is open ("cannot start a transaction within a transaction").
         try:
             if self.is_main:
-                await self.storage.write(lambda conn: sources.ensure_sources(conn, cfg))
+                await self.storage.write(lambda tx: sources.ensure_sources(tx, cfg))
         except StorageUnavailable as exc:
             self._reload_log(logging.ERROR, "reload refused", error=str(exc))
             systemd.notify("READY=1")
             return [f"the journal could not record the new sources: {exc}"]
         if self.tls_context is not None and cfg.http.tls_enabled:
-            from router import tls
+            from router.ops import tls
 
             try:
                 tls.load(self.tls_context, cfg.http)  # new handshakes get the renewed certificate
@@ -385,7 +383,7 @@ class Daemon:
                 return [f"[http] tls_cert / tls_key / tls_client_ca: {exc}"]
         if cfg.http.tls_enabled != (self.tls_context is not None):
             self._reload_log(logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it")
-        routes = build_routes(cfg, self.storage.read(sources.load_states))
+        routes = build_routes(cfg, self.storage.read(lambda tx: tx.source_states()))
         self.cfg = cfg
         self.dispatcher.workflows = workflows
         if self.http is not None:

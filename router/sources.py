@@ -8,13 +8,12 @@ admin API. `active` NULL means "as the config says".
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from config import Config
 from config.sources import EndpointConfig, MailboxConfig, ScheduleConfig, WebhookConfig
+from router.storage.base import Tx
+from router.storage.rows import SourceState
 
 HTTP_KINDS = ("endpoints", "webhooks", "forms", "sms", "whatsapp")
 ALL_KINDS = (*HTTP_KINDS, "mailboxes", "schedules")
@@ -28,79 +27,30 @@ def new_api_key() -> str:
     return secrets.token_urlsafe(32)  # 32 random bytes, base64url
 
 
-@dataclass
-class SourceState:
-    kind: str
-    name: str
-    first_hash: str | None
-    second_hash: str | None
-    api_key: str | None
-    active_override: bool | None
-
-
-def ensure_sources(conn: sqlite3.Connection, cfg: Config) -> None:
-    """Create rows (and credentials) for sources seen for the first time."""
-    now = time.time()
+def ensure_sources(tx: Tx, cfg: Config) -> None:
+    """Create rows (and credentials) for sources seen for the first time; apply pinned API keys."""
     for kind, name, model in cfg.sources():
-        row = conn.execute("SELECT * FROM sources WHERE kind = ? AND name = ?", (kind, name)).fetchone()
         pinned = getattr(model, "api_key", None)
-        if row is None:
-            conn.execute(
-                "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, NULL, ?)",
-                (
-                    kind,
-                    name,
-                    new_hash() if kind == "endpoints" else None,
-                    new_hash() if kind == "endpoints" else None,
-                    pinned or new_api_key() if kind == "webhooks" else None,
-                    now,
-                ),
-            )
-        elif kind == "webhooks" and pinned and row["api_key"] != pinned:
-            conn.execute(
-                "UPDATE sources SET api_key = ?, updated_at = ? WHERE kind = ? AND name = ?", (pinned, now, kind, name)
-            )
-
-
-def load_states(conn: sqlite3.Connection) -> dict[tuple[str, str], SourceState]:
-    out = {}
-    for row in conn.execute("SELECT * FROM sources"):
-        override = None if row["active"] is None else bool(row["active"])
-        out[(row["kind"], row["name"])] = SourceState(
-            row["kind"], row["name"], row["first_hash"], row["second_hash"], row["api_key"], override
+        tx.source_add(
+            kind, name,
+            first_hash=new_hash() if kind == "endpoints" else None,
+            second_hash=new_hash() if kind == "endpoints" else None,
+            api_key=pinned or new_api_key() if kind == "webhooks" else None,
         )
-    return out
+        if kind == "webhooks" and pinned:
+            tx.source_pin_api_key(kind, name, pinned)
 
 
-def state_version(conn: sqlite3.Connection) -> float:
-    row = conn.execute("SELECT coalesce(max(updated_at), 0), count(*) FROM sources").fetchone()
-    return float(row[0]) + row[1] * 1e-9
-
-
-def set_active(conn: sqlite3.Connection, kind: str, name: str, active: bool) -> bool:
-    cur = conn.execute(
-        "UPDATE sources SET active = ?, updated_at = ? WHERE kind = ? AND name = ?",
-        (int(active), time.time(), kind, name),
-    )
-    return cur.rowcount == 1
-
-
-def rotate(conn: sqlite3.Connection, kind: str, name: str) -> dict[str, str]:
+def rotate(tx: Tx, kind: str, name: str) -> dict[str, str]:
     """New hashes (endpoints) or API key (webhooks); the old URL or key stops working."""
-    now = time.time()
     if kind == "endpoints":
-        first, second = new_hash(), new_hash()
-        conn.execute(
-            "UPDATE sources SET first_hash = ?, second_hash = ?, updated_at = ? WHERE kind = ? AND name = ?",
-            (first, second, now, kind, name),
-        )
-        return {"first_hash": first, "second_hash": second}
-    if kind == "webhooks":
-        key = new_api_key()
-        conn.execute("UPDATE sources SET api_key = ?, updated_at = ? WHERE kind = ? AND name = ?", (key, now, kind, name))
-        return {"api_key": key}
-    raise ValueError(f"{kind} sources have no credentials to rotate")
+        fresh = {"first_hash": new_hash(), "second_hash": new_hash()}
+    elif kind == "webhooks":
+        fresh = {"api_key": new_api_key()}
+    else:
+        raise ValueError(f"{kind} sources have no credentials to rotate")
+    tx.source_set_credentials(kind, name, **fresh)
+    return fresh
 
 
 def is_active(model: Any, state: SourceState | None) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from engine import records
+from router.storage import open_storage
 
 CONFIG = """
 [webhooks.del]
@@ -26,7 +26,7 @@ listen = "webhooks.del"
 [[workflows.steps]]
 action = "delete_record"
 record_type = "note"
-id = "{{ __data.id }}"
+record_id = "{{ __data.id }}"
 
 [[workflows]]
 name = "audit"
@@ -45,14 +45,12 @@ def db(router) -> Path:  # type: ignore[no-untyped-def]
 
 def seed(router, n: int) -> list[str]:  # type: ignore[no-untyped-def]
     """Notes written straight into the data dir's record store before the daemon starts."""
-    db(router).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db(router), isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("BEGIN")
-    ids = [records.create_record(conn, "note", {"body": f"note {i}", "n": i, "type": "memo"})["id"] for i in range(n)]
-    conn.execute("COMMIT")
-    conn.close()
-    return ids
+    storage = open_storage(db(router))
+    try:
+        return storage.write_sync(lambda tx: [
+            tx.record_create("note", {"body": f"note {i}", "n": i, "type": "memo"})["id"] for i in range(n)])
+    finally:
+        storage.close()
 
 
 def query(router, sql: str, *params: Any) -> list[sqlite3.Row]:  # type: ignore[no-untyped-def]
@@ -113,15 +111,14 @@ def test_three_ways_of_deleting_give_three_signals_with_the_last_fields(router_f
 DELETER = """
 import sys
 from pathlib import Path
-from engine import records
-from router.deletions import JournalDeletionSink
-from router.storage import Storage
+from engine.records import delete_with_sink
+from router.dispatch.deletions import JournalDeletionSink
+from router.storage import open_storage
 
 # What `router records delete TYPE ID` does, in a loop (a CLI process per delete costs a second).
-storage = Storage(Path(sys.argv[1]))
-storage.open_sync()
+storage = open_storage(Path(sys.argv[1]))
 for record_id in sys.argv[2:]:
-    storage.write_sync(lambda c: records.delete_record(c, "note", record_id, JournalDeletionSink()))
+    storage.write_sync(lambda tx: delete_with_sink(tx, "note", record_id, JournalDeletionSink()))
     print(record_id, flush=True)
 """
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,10 +13,10 @@ import trio
 from engine.actions import REGISTRY, Action, ActionContext, ActionError, ActionResult, Services
 from engine.entity import Entity
 from engine.ports import Reply
-from engine.records import count, create_record, find, get_record
 from engine.runner import Engine, RunResult
 from engine.templates import TemplateEngine
 from engine.workflow import SourceCaps, Workflow, compile_workflows
+from router.storage.sqlite.tx import SqliteTx
 from tests.test_records import Sink, SqliteDb
 
 # -- config stand-ins (the protocol compile_workflows reads) -----------------------------------
@@ -177,7 +176,7 @@ async def test_flexie_example_creates_note_and_responds(db: SqliteDb) -> None:
         compile_one(INVOICE), entity({"invoice_amount": 2500, "customer_email": "john@example.com"}), caller
     )
     assert result.status == "done", result.error
-    notes = db.read(lambda c: find(c, "note"))
+    notes = db.read(lambda c: c.record_find("note"))
     assert len(notes) == 1
     assert notes[0]["body"] == "Invoice raised: €2,500.00"
     assert notes[0]["amount"] == 2500  # a lone {{ expression }} keeps its type
@@ -196,7 +195,7 @@ async def test_flexie_example_without_email_refuses(db: SqliteDb) -> None:
     result = await make_engine(db).run(compile_one(INVOICE), entity({"invoice_amount": 2500}), caller)
     assert result.status == "done"
     assert [r.body for r in caller.replies] == ['{"error": "email required"}']
-    assert db.read(lambda c: count(c, "note")) == 0
+    assert db.read(lambda c: c.record_count("note")) == 0
     assert [e["branch"] for e in result.trace] == ["no", "success"]
 
 
@@ -380,9 +379,9 @@ async def test_record_actions_and_deletion_sink(db: SqliteDb) -> None:
         step("up", action="upsert_record", record_type="contact", key=["email"],
              fields={"email": "{{ __data.email }}", "n": "{{ __data.n }}", "tags": "{{ __data.tags }}"}),
         step("upd", parent="up", action="update_record", record_type="contact",
-             id="{{ __data.__entity_inserted_id }}", fields={"stage": "won"}),
+             record_id="{{ __data.__entity_inserted_id }}", fields={"stage": "won"}),
         step("del", parent="upd", action="delete_record", record_type="contact",
-             id="{{ __data.__entity_inserted_id }}"),
+             record_id="{{ __data.__entity_inserted_id }}"),
     ]))
     engine = make_engine(db, sink)
     result = await engine.run(wf, entity({"email": "a@x.io", "n": 3, "tags": ["vip"]}, "webhooks.x"))
@@ -391,28 +390,28 @@ async def test_record_actions_and_deletion_sink(db: SqliteDb) -> None:
     assert sink.calls == [("contact", sink.calls[0][1])]
     last = sink.calls[0][1]
     assert (last["id"], last["email"], last["n"], last["tags"], last["stage"]) == (record_id, "a@x.io", 3, ["vip"], "won")
-    assert db.read(lambda c: get_record(c, "contact", record_id)) is None
-    assert db.read(lambda c: c.execute("SELECT id FROM outbox").fetchall()) == [(record_id,)]
+    assert db.read(lambda c: c.record_get("contact", record_id)) is None
+    assert db.read(lambda c: [tuple(r) for r in c.conn.execute("SELECT id FROM outbox")]) == [(record_id,)]
 
 
 async def test_failed_deletion_sink_rolls_back_the_delete(db: SqliteDb) -> None:
-    def setup(c: sqlite3.Connection) -> dict[str, Any]:
-        c.execute("CREATE TABLE outbox (type TEXT, id TEXT)")
-        return create_record(c, "contact", {"e": 1})
+    def setup(c: SqliteTx) -> dict[str, Any]:
+        c.conn.execute("CREATE TABLE outbox (type TEXT, id TEXT)")
+        return c.record_create("contact", {"e": 1})
 
     rec = await db.write(setup)
     wf = compile_one(WfCfg(name="del", listen="webhooks.x", steps=[
-        step("del", action="delete_record", record_type="contact", id="{{ __data.rid }}"),
+        step("del", action="delete_record", record_type="contact", record_id="{{ __data.rid }}"),
     ]))
     result = await make_engine(db, Sink(fail=True)).run(wf, entity({"rid": rec["id"]}, "webhooks.x"))
     assert result.status == "failed" and "sink failed" in (result.error or "")
-    assert db.read(lambda c: get_record(c, "contact", rec["id"])) == rec
-    assert db.read(lambda c: c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) == 0
+    assert db.read(lambda c: c.record_get("contact", rec["id"])) == rec
+    assert db.read(lambda c: c.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) == 0
 
 
 async def test_update_of_missing_record_fails(db: SqliteDb) -> None:
     wf = compile_one(WfCfg(name="u", listen="webhooks.x", steps=[
-        step("u", action="update_record", record_type="contact", id="nope", fields={"a": 1}),
+        step("u", action="update_record", record_type="contact", record_id="nope", fields={"a": 1}),
     ]))
     result = await make_engine(db).run(wf, entity({}, "webhooks.x"))
     assert result.status == "failed" and "no contact with id 'nope'" in (result.error or "")

@@ -147,7 +147,7 @@ def test_html_and_redirect(urls) -> None:  # type: ignore[no-untyped-def]
 
 def test_methods_and_unknown(router, urls) -> None:  # type: ignore[no-untyped-def]
     assert httpx.delete(urls["data"]).status_code == 405
-    assert httpx.patch(urls["data"]).headers["allow"] == "GET, POST, PUT, OPTIONS"
+    assert httpx.patch(urls["data"]).headers["allow"] == "GET, HEAD, POST, PUT, OPTIONS"
     assert httpx.get(f"{router.base}/listener/{'a' * 40}/{'b' * 40}").status_code == 404
     assert httpx.get(f"{router.base}/nothing-here").status_code == 404
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 import trio
 
 from engine.entity import Entity
-from router import journal
-from router.journal import Journal
-from router.storage import Storage
+from router.dispatch.journal import Journal
+from router.storage import Storage, Tx, open_storage
 
 
 @pytest.fixture
 def storage(tmp_path: Path) -> Storage:
-    st = Storage(tmp_path / "router.db")
-    st.open_sync()
-    st.write_sync(journal.create_schema)
-    return st
+    return open_storage(tmp_path / "router.db")
 
 
 async def test_group_commit_batches_concurrent_appends(storage: Storage) -> None:
@@ -39,16 +34,15 @@ async def test_group_commit_batches_concurrent_appends(storage: Storage) -> None
     assert len(set(ids)) == 200
     assert storage.jobs_committed - before_jobs == 200
     assert storage.commits - before_commits < 200  # appends that arrived together shared transactions
-    count = storage.read(lambda c: c.execute("SELECT count(*) FROM signals").fetchone()[0])
-    assert count == 200
+    assert storage.read(lambda tx: tx.counts()) == {"pending": 200}
 
 
 async def test_failing_job_does_not_undo_its_batch_neighbours(storage: Storage) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(storage.run_writer)
 
-        def bad(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
+        def bad(tx: Tx) -> None:
+            tx.record_create("note", {"key": "a"})
             raise ValueError("boom")
 
         results: dict[str, object] = {}
@@ -61,28 +55,28 @@ async def test_failing_job_does_not_undo_its_batch_neighbours(storage: Storage) 
 
         async with trio.open_nursery() as clients:
             clients.start_soon(run, "bad", bad)
-            clients.start_soon(run, "good", lambda c: c.execute("INSERT INTO meta VALUES ('b', '2')").rowcount)
+            clients.start_soon(run, "good", lambda tx: tx.record_create("note", {"key": "b"})["key"])
         storage.stop_writer()
     assert isinstance(results["bad"], ValueError)
-    assert results["good"] == 1
-    keys = storage.read(lambda c: [r[0] for r in c.execute("SELECT key FROM meta")])
+    assert results["good"] == "b"
+    keys = storage.read(lambda tx: [r["key"] for r in tx.record_find("note")])
     assert keys == ["b"]
 
 
 def test_dedup_within_window_returns_original(storage: Storage) -> None:
     first = storage.write_sync(
-        lambda c: journal.append_signal(c, Entity("webhooks", "webhooks.x", {}), dedup_key="k1", ack={"status": 200})
+        lambda tx: tx.append_signal(Entity("webhooks", "webhooks.x", {}), dedup_key="k1", ack={"status": 200})
     )
-    again = storage.write_sync(lambda c: journal.append_signal(c, Entity("webhooks", "webhooks.x", {}), dedup_key="k1"))
+    again = storage.write_sync(lambda tx: tx.append_signal(Entity("webhooks", "webhooks.x", {}), dedup_key="k1"))
     assert again.duplicate and again.signal_id == first.signal_id and again.ack == {"status": 200}
     other_source = storage.write_sync(
-        lambda c: journal.append_signal(c, Entity("webhooks", "webhooks.y", {}), dedup_key="k1")
+        lambda tx: tx.append_signal(Entity("webhooks", "webhooks.y", {}), dedup_key="k1")
     )
     assert not other_source.duplicate
     # After the window the key is free again.
     later = storage.write_sync(
-        lambda c: journal.append_signal(
-            c, Entity("webhooks", "webhooks.x", {}), dedup_key="k1", dedup_window=1, now=1e12
+        lambda tx: tx.append_signal(
+            Entity("webhooks", "webhooks.x", {}), dedup_key="k1", dedup_window=1, now=1e12
         )
     )
     assert not later.duplicate
@@ -90,14 +84,16 @@ def test_dedup_within_window_returns_original(storage: Storage) -> None:
 
 def test_claims_lease_and_reclaim(storage: Storage) -> None:
     for i in range(3):
-        storage.write_sync(lambda c, i=i: journal.append_signal(c, Entity("e", "endpoints.a", {"i": i})))
-    got = storage.write_sync(lambda c: journal.claim_signals(c, "A", 2, lease=10, now=1000))
+        storage.write_sync(lambda tx, i=i: tx.append_signal(Entity("e", "endpoints.a", {"i": i})))
+    got = storage.write_sync(lambda tx: tx.claim("A", 2, lease=10, now=1000))
     assert len(got) == 2
-    rest = storage.write_sync(lambda c: journal.claim_signals(c, "B", 10, lease=10, now=1001))
+    rest = storage.write_sync(lambda tx: tx.claim("B", 10, lease=10, now=1001))
     assert len(rest) == 1  # the first two are leased to A
     # A dies; once its leases expire B takes them over.
-    retaken = storage.write_sync(lambda c: journal.claim_signals(c, "B", 10, lease=10, now=1011))
+    retaken = storage.write_sync(lambda tx: tx.claim("B", 10, lease=10, now=1011))
     assert {s.id for s in retaken} == {s.id for s in got}
     # A's late completion is refused: it no longer owns the claim.
-    assert not storage.write_sync(lambda c: journal.finish_signal(c, got[0].id, "A", status="done"))
-    assert storage.write_sync(lambda c: journal.finish_signal(c, got[0].id, "B", status="done"))
+    assert not storage.write_sync(lambda tx: tx.settle(got[0].claim, status="done"))
+    mine = next(s for s in retaken if s.id == got[0].id)
+    assert mine.epoch == got[0].epoch + 1
+    assert storage.write_sync(lambda tx: tx.settle(mine.claim, status="done"))

@@ -174,7 +174,9 @@ async def test_webhook_json_body_and_headers_arrive_exactly(target: HttpTarget) 
     assert all(k == k.lower() for k in stored["headers"])
     assert json.loads(stored["body"]) == stored["json"]
     assert stored["json"]["headers"]["x-signature"] == "sig-42"
+    key = result.output.pop("idempotency_key")
     assert result.output == {"method": "POST", "url": target.url("/hook/42"), "status": 200, "attempts": 1}
+    assert key == req.header("Idempotency-Key") and key.startswith("run:")  # no signal: one key for its tries
 
 
 async def test_webhook_json_string_forms(target: HttpTarget) -> None:

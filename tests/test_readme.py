@@ -67,6 +67,15 @@ def test_embedded_default_config_serves_the_demo(tmp_path: Path) -> None:
         assert proc.wait(20) == 0
 
 
+def test_every_jwt_error_code_is_documented() -> None:
+    """The README's JWT row names every `error` code the endpoint JWT check can answer."""
+    source = (ROOT / "channels" / "http" / "jwt_auth.py").read_text()
+    codes = set(re.findall(r'JwtFailure\(\d{3}, "([a-z_]+)"', source))
+    assert {"token_expired", "token_not_yet_valid", "forbidden"} <= codes
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| JWT "))
+    assert {code for code in codes if f'"{code}"' not in row} == set()
+
+
 def test_packaged_default_config_is_the_repos_router_toml() -> None:
     """`router install-service` writes router/default.toml (shipped in the wheel); it must be the
     router.toml this README documents and the test above serves."""

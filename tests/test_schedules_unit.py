@@ -4,7 +4,6 @@ lease, restarts, reloads and activation. Hours pass in milliseconds."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,9 +16,13 @@ import trio
 import trio.testing
 
 from config import Config, ScheduleConfig
-from router import journal, schedules, sources
-from router.schedules import Firing, LeaseLost, Scheduler
-from router.storage import connect
+from router import sources
+from router.schedules import scheduler as schedules
+from router.schedules.scheduler import Firing, LeaseLost, Scheduler
+from router.storage import Tx
+from router.storage.sqlite import schema
+from router.storage.sqlite.tx import SqliteTx
+from router.storage.sqlite.writer import connect
 
 T = TypeVar("T")
 BASE = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -30,25 +33,25 @@ class InlineStorage:
 
     def __init__(self, path: Path) -> None:
         self.conn = connect(path, synchronous="OFF")
-        self.write_sync(journal.create_schema)
-        self.write_sync(schedules.create_schema)
+        schema.migrate(self.conn)
+        self.tx = SqliteTx(self.conn)
 
-    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def write_sync(self, fn: Callable[[SqliteTx], T]) -> T:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            result = fn(self.conn)
+            result = fn(self.tx)
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
         return result
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[SqliteTx], T]) -> T:
         await trio.lowlevel.checkpoint()
         return self.write_sync(fn)
 
-    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return fn(self.conn)
+    def read(self, fn: Callable[[SqliteTx], T]) -> T:
+        return fn(self.tx)
 
 
 @pytest.fixture
@@ -62,7 +65,7 @@ def cfg(**schedules_: dict[str, Any]) -> Config:
 
 
 def ticks(store: InlineStorage, name: str | None = None) -> list[dict[str, Any]]:
-    rows = store.read(lambda c: c.execute(
+    rows = store.read(lambda c: c.conn.execute(
         "SELECT source, entity, dedup_key FROM signals WHERE channel = 'schedules' ORDER BY id").fetchall())
     out = [{**json.loads(r["entity"])["__schedule"], "dedup_key": r["dedup_key"], "source": r["source"]} for r in rows]
     return [t for t in out if name is None or t["name"] == name]
@@ -90,7 +93,7 @@ def test_a_slot_is_journaled_once_even_if_fired_twice(store: InlineStorage) -> N
     again = store.write_sync(lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 1.5))
     assert len(first) == 1 and again == []
     # Even with the cursor rewound (a stale process), the slot table refuses a second claim.
-    store.write_sync(lambda c: c.execute("UPDATE schedule_state SET cursor_ts = ?", (BASE,)))
+    store.write_sync(lambda c: c.conn.execute("UPDATE schedule_state SET cursor_ts = ?", (BASE,)))
     assert store.write_sync(lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 2)) == []
     [tick] = ticks(store)
     assert tick["dedup_key"] == "a@2026-06-01T12:00:01Z"
@@ -106,7 +109,7 @@ def test_a_tick_without_the_lease_writes_nothing(store: InlineStorage) -> None:
     with pytest.raises(LeaseLost):
         store.write_sync(lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 1))
     assert ticks(store) == []
-    assert store.read(lambda c: c.execute("SELECT count(*) FROM schedule_slots").fetchone()[0]) == 0
+    assert store.read(lambda c: c.conn.execute("SELECT count(*) FROM schedule_slots").fetchone()[0]) == 0
 
 
 def test_lease_is_exclusive_until_expiry_or_death(store: InlineStorage) -> None:
@@ -119,10 +122,10 @@ def test_lease_is_exclusive_until_expiry_or_death(store: InlineStorage) -> None:
     assert store.write_sync(lambda c: schedules.acquire_lease(c, "me", 15, BASE + 16))  # expired
     # A holder that is a dead process of this host is replaced at once.
     dead = f"{host}:{dead_pid()}:1"
-    store.write_sync(lambda c: c.execute("UPDATE schedule_lease SET owner = ?, lease_until = ?", (dead, BASE + 100)))
+    store.write_sync(lambda c: c.conn.execute("UPDATE schedule_lease SET owner = ?, lease_until = ?", (dead, BASE + 100)))
     assert store.write_sync(lambda c: schedules.acquire_lease(c, "me", 15, BASE + 20))
     # ... but not one on another host.
-    store.write_sync(lambda c: c.execute("UPDATE schedule_lease SET owner = 'elsewhere:1:1', lease_until = ?",
+    store.write_sync(lambda c: c.conn.execute("UPDATE schedule_lease SET owner = 'elsewhere:1:1', lease_until = ?",
                                          (BASE + 100,)))
     assert not store.write_sync(lambda c: schedules.acquire_lease(c, "me", 15, BASE + 21))
 
@@ -225,7 +228,7 @@ async def test_reload_and_deactivate_apply_without_restart(
         sim.config = cfg(b={"every": "2s"})  # ... and removes a
         await trio.sleep(10)
         store.write_sync(lambda c: sources.ensure_sources(c, sim.config))
-        store.write_sync(lambda c: sources.set_active(c, "schedules", "b", False))  # router endpoints deactivate b
+        store.write_sync(lambda c: c.source_set_active("schedules", "b", False))  # router endpoints deactivate b
         await trio.sleep(10)
         nursery.cancel_scope.cancel()
     a, b = ticks(store, "a"), ticks(store, "b")
@@ -251,13 +254,12 @@ async def test_shutdown_with_a_write_queued_does_not_hang(tmp_path: Path) -> Non
     cancelled, and the queued job must fail (StorageUnavailable), not leave its caller waiting."""
     import time as _time
 
-    from router.storage import Storage, StorageUnavailable
+    from router.storage import StorageUnavailable, open_storage
 
-    storage = Storage(tmp_path / "x.db")
-    storage.open_sync()
+    storage = open_storage(tmp_path / "x.db")
     results: list[str] = []
 
-    async def writer(fn: Callable[[sqlite3.Connection], str]) -> None:
+    async def writer(fn: Callable[[Tx], str]) -> None:
         try:
             results.append(await storage.write(fn))
         except StorageUnavailable:

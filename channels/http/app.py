@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -87,6 +87,8 @@ class HttpChannel:
         given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request = Request.from_scope(scope, receive, request_id)
+        if request.method == "HEAD":
+            send = _without_body(send)
         if self.settings.trust_proxy and "x-forwarded-for" in request.headers:
             request.client = client_address(request.client, request.headers["x-forwarded-for"],
                                             networks(self.settings.trusted_proxies))
@@ -188,6 +190,23 @@ class HttpChannel:
     async def remember_ack(self, signal_id: str, response: Response) -> None:
         if self.on_ack is not None:
             await self.on_ack(signal_id, to_ack(response))
+
+
+def _without_body(send: Send) -> Send:
+    """HEAD is answered as GET is, status and headers (Content-Length included) but no body
+    (RFC 9110 §9.3.2); h11 refuses body bytes on a HEAD response, so they are dropped here."""
+    ended = False
+
+    async def head_send(message: MutableMapping[str, Any]) -> None:
+        nonlocal ended
+        if message["type"] == "http.response.body":
+            if ended:
+                return
+            ended = True
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    return head_send
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 Scope = MutableMapping[str, Any]
@@ -15,9 +15,18 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, decoded: bool = False) -> None:
         super().__init__(f"request body is larger than {limit} bytes")
         self.limit = limit
+        self.decoded = decoded  # the limit was passed while decompressing (Content-Encoding)
+
+
+class BodyDecoder(Protocol):
+    """A Content-Encoding decoder (channels.http.encoding.Decoder)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> None: ...
 
 
 class ClientGone(Exception):
@@ -65,8 +74,9 @@ class Request:
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
-    async def read_body(self, limit: int) -> bytes:
-        """Read the whole body, refusing (without buffering) anything over `limit` bytes."""
+    async def read_body(self, limit: int, decoder: BodyDecoder | None = None) -> bytes:
+        """Read the whole body, refusing (without buffering) anything over `limit` bytes, as
+        sent and, with a `decoder` (Content-Encoding), as decoded chunk by chunk."""
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(limit)
@@ -80,9 +90,13 @@ class Request:
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
+            last = not message.get("more_body", False)
+            self.body_read = last  # read to the end: a decoding error must not wait to drain it
+            chunks.append(decoder.feed(chunk) if decoder is not None else chunk)
+            if last:
                 break
+        if decoder is not None:
+            decoder.finish()
         self.body = b"".join(chunks)
         self.body_read = True
         return self.body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from channels.http.asgi import Response
 
-ALLOWED_METHODS = "GET, POST, PUT, OPTIONS"
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, OPTIONS"
 BASE_ALLOWED_HEADERS = ["authorization", "content-type", "token", "idempotency-key", "x-request-id"]
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("router.http")
 
-METHODS = ("GET", "POST", "PUT", "OPTIONS")
+METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")  # HEAD: as GET, without the body
 SYNC_HOLD_LIMIT = 600.0  # a sync run still queued after this long gets the 202 answer
 
 

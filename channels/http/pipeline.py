@@ -12,6 +12,7 @@ import trio
 
 from channels.http import signatures
 from channels.http.asgi import BodyTooLarge, Request, Response, error_response, json_response
+from channels.http.encoding import SUPPORTED, BadEncoding, UnsupportedEncoding, decoder_for
 from channels.http.parsing import (
     BadBody,
     build_data,
@@ -48,11 +49,17 @@ class HttpSettings:
 async def read_body(request: Request, source: HttpSource, settings: HttpSettings) -> bytes:
     limit = getattr(source.config, "max_body", None) or settings.max_body
     try:
-        return await request.read_body(limit)
+        decoder = decoder_for(request.headers.get("content-encoding"), limit)
+        return await request.read_body(limit, decoder)
     except BodyTooLarge as exc:
-        response = error_response(413, f"request body exceeds the limit of {exc.limit} bytes", limit=exc.limit)
+        what = "decompressed request body" if exc.decoded else "request body"
+        response = error_response(413, f"{what} exceeds the limit of {exc.limit} bytes", limit=exc.limit)
         response.close = True  # the rest of the body is never read
         raise Refused(response) from exc
+    except UnsupportedEncoding as exc:
+        raise Refused(error_response(415, str(exc)).header("accept-encoding", ", ".join(SUPPORTED))) from exc
+    except BadEncoding as exc:
+        raise Refused(error_response(400, str(exc))) from exc
 
 
 def check_signature(request: Request, source: HttpSource) -> None:

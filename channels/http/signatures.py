@@ -91,12 +91,19 @@ def _standard_key(secret: str) -> bytes:
         return secret.encode()
 
 
+# Svix, whose scheme became Standard Webhooks, still sends its own header names (Clerk, Resend
+# and others use Svix): the same three headers as `svix-id`, `svix-timestamp`, `svix-signature`.
+# As in Svix's own libraries, a family is taken whole, `webhook-*` first.
+STANDARD_FAMILIES = ("webhook", "svix")
+
+
 def verify_standard(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
-    msg_id = headers.get("webhook-id")
-    ts = headers.get("webhook-timestamp")
-    given = headers.get("webhook-signature", "")
-    if not msg_id or not given:
-        return "missing webhook-id or webhook-signature header"
+    family = next((f for f in STANDARD_FAMILIES if headers.get(f"{f}-id") and headers.get(f"{f}-signature")), None)
+    if family is None:
+        return "missing webhook-id or webhook-signature header (or svix-id, svix-signature)"
+    msg_id = headers[f"{family}-id"]
+    ts = headers.get(f"{family}-timestamp")
+    given = headers[f"{family}-signature"]
     problem = _timestamp_problem(ts, now, STANDARD_TOLERANCE)
     if problem:
         return problem

@@ -142,8 +142,8 @@ def _has_sync_listener(channel: HttpChannel, source: HttpSource) -> bool:
 
 
 async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
-    if request.method not in ("POST", "GET"):
-        return error_response(405, f"method {request.method} not allowed; use POST").header("allow", "POST, GET")
+    if request.method not in ("POST", "GET", "HEAD"):
+        return error_response(405, f"method {request.method} not allowed; use POST").header("allow", "POST, GET, HEAD")
     try:
         return await _accept(channel, request, source)
     except Refused as refused:

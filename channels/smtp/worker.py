@@ -258,7 +258,7 @@ def _refused_rcpt(address: str, reason: str, peer: str) -> None:
 
 def configure_forwarding() -> None:
     """structlog hands records to the stdlib unrendered: LinkLogHandler ships them to the
-    daemon, which renders them in its own format (router/logs.py)."""
+    daemon, which renders them in its own format (router/ops/logs.py)."""
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -57,11 +57,22 @@ class ActionContext:
 
 
 @dataclass
+class Each:
+    """A `for_each` step's answer: run its children once per element, `concurrency` at a time."""
+
+    name: str
+    items: list[Any]
+    concurrency: int
+
+
+@dataclass
 class ActionResult:
-    """`output` goes into the trace; `store` is merged into this branch's __data."""
+    """`output` goes into the trace; `store` is merged into this branch's __data; `each` (only
+    `for_each` sets it) makes the runner run the step's children once per element."""
 
     output: Any = None
     store: dict[str, Any] = field(default_factory=dict)
+    each: Each | None = None
 
 
 class Action:

@@ -6,11 +6,11 @@ keeps its type. `create_record` and `upsert_record` set `__data.__entity_inserte
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, ClassVar
 
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from engine.actions.core import is_template
+from engine.ports import StorageError
 from engine.records import TYPE_RE, RecordError, RecordStore
 
 INSERTED_ID = "__entity_inserted_id"
@@ -55,7 +55,7 @@ def _fields(ctx: ActionContext, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record_id(ctx: ActionContext, options: dict[str, Any]) -> str:
-    raw = options["id"]
+    raw = options["record_id"]
     record_id = str(ctx.render(raw) if isinstance(raw, str) else raw).strip()
     if not record_id:
         raise ActionError("record id rendered empty", retryable=False)
@@ -75,7 +75,7 @@ class _RecordAction(Action):
             return await self.run(options, ctx)
         except RecordError as exc:
             raise ActionError(f"{self.name}: {exc}", retryable=False) from None
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             raise ActionError(f"{self.name}: database error: {exc}", retryable=True) from None
 
 
@@ -99,7 +99,7 @@ class CreateRecord(_RecordAction):
 @register
 class UpdateRecord(_RecordAction):
     name: ClassVar[str] = "update_record"
-    required: ClassVar[frozenset[str]] = frozenset({"record_type", "id", "fields"})
+    required: ClassVar[frozenset[str]] = frozenset({"record_type", "record_id", "fields"})
 
     def validate(self, options: dict[str, Any]) -> list[str]:
         return _type_problems(self.name, options) + _fields_problems(self.name, options)
@@ -146,7 +146,7 @@ class UpsertRecord(_RecordAction):
 @register
 class DeleteRecord(_RecordAction):
     name: ClassVar[str] = "delete_record"
-    required: ClassVar[frozenset[str]] = frozenset({"record_type", "id"})
+    required: ClassVar[frozenset[str]] = frozenset({"record_type", "record_id"})
 
     def validate(self, options: dict[str, Any]) -> list[str]:
         return _type_problems(self.name, options)

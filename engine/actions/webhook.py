@@ -14,6 +14,13 @@ Body encodings:
   a table value is sent as JSON text, `true`/`false` as the words, a missing value as "".
 - `body` — rendered text, sent as-is (`text/plain; charset=utf-8` unless `headers` says otherwise).
 
+Every call carries an `Idempotency-Key` header (the IETF httpapi draft's name, as Stripe and
+others take it), the same on every try of one step for one signal, retries within the step, the
+run's own retries and a run started over after a crash alike: `SIGNAL_ID:WORKFLOW:STEP_ID` by
+default, so a receiver that drops repeats of a key sees each effect once although delivery is at
+least once. `idempotency_key = "{{ … }}"` sets it (rendered empty: the default), `false` sends
+none, and an `Idempotency-Key` in `headers` is sent as it is.
+
 Retries happen on connection errors, timeouts, 429 and 5xx answers (a `Retry-After` is honoured
 up to 30 s), never on other 4xx answers. A final non-2xx answer raises `WebhookError`, which
 carries the response as `.store` (the same shape a success stores) so that `failure` branches can
@@ -22,31 +29,33 @@ inspect it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 import trio
 
 from config.units import parse_duration
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
+from engine.actions.webhook_answer import retry_after, send_once
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 BODY_KEYS = ("json", "form", "body")
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_BACKOFF = 0.5
 MAX_RETRIES = 10
-MAX_RETRY_AFTER = 30.0
 MAX_BACKOFF = 60.0
-MAX_BODY = 1024 * 1024  # bytes of the response body kept in __data.webhook.body
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY = 255  # what receivers commonly accept (Stripe: 255)
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?:(?!\}\}).)*\}\}\s*$", re.DOTALL)
 
@@ -84,6 +93,23 @@ def _scrub(exc: BaseException, url: str) -> str:
 
 def _is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def default_idempotency_key(ctx: ActionContext) -> str:
+    """`SIGNAL_ID:WORKFLOW:STEP_ID`: stable across every try of one step for one signal, distinct
+    between the workflows a signal fans out to. Names are percent-encoded to stay one header
+    token; past 255 characters the names are replaced by their hash."""
+    if ctx.effect_key is None:  # a run of no journaled signal: one key for this step's tries
+        return f"run:{uuid.uuid4().hex}:{quote(ctx.step_id, safe=_KEY_SAFE)}"
+    signal_id, workflow, step_id = ctx.effect_key
+    key = f"{signal_id}:{quote(workflow, safe=_KEY_SAFE)}:{quote(step_id, safe=_KEY_SAFE)}"
+    if len(key) > MAX_KEY:
+        names = (workflow + "\0" + step_id).encode()
+        key = f"{signal_id}:{hashlib.sha256(names).hexdigest()}"
+    return key
+
+
+_KEY_SAFE = "-._~[]"  # brackets: a for_each element, `post[3]`
 
 
 def _literal_duration(key: str, value: Any) -> tuple[float | None, str | None]:
@@ -150,45 +176,6 @@ def _form_value(value: Any) -> list[str]:
     return [str(value)]
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def _decode(raw: bytes, encoding: str | None) -> str:
-    try:
-        return raw.decode(encoding or "utf-8", errors="replace")
-    except LookupError:  # an unknown charset in the Content-Type
-        return raw.decode("utf-8", errors="replace")
-
-
-def _parse_json(text: str, content_type: str, truncated: bool) -> Any:
-    if truncated or not text.strip():
-        return None
-    ctype = content_type.split(";", 1)[0].strip().lower()
-    looks_json = "json" in ctype or (not ctype and text.lstrip()[:1] in ("{", "["))
-    if not looks_json:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def _observe(services: Any, outcome: str, started: float) -> None:
     if services.on_call is not None:
         services.on_call("webhook", outcome, time.perf_counter() - started)
@@ -208,7 +195,7 @@ class Webhook(Action):
     name: ClassVar[str] = "webhook"
     required: ClassVar[frozenset[str]] = frozenset({"url"})
     optional: ClassVar[frozenset[str]] = frozenset(
-        {"method", "headers", "json", "form", "body", "timeout", "retries", "retry_backoff"}
+        {"method", "headers", "json", "form", "body", "timeout", "retries", "retry_backoff", "idempotency_key"}
     )
 
     def validate(self, options: dict[str, Any]) -> list[str]:
@@ -251,6 +238,12 @@ class Webhook(Action):
             problems.append(problem)
         elif retries is not None and not 0 <= retries <= MAX_RETRIES:
             problems.append(f"webhook: retries must be between 0 and {MAX_RETRIES}")
+        key = options.get("idempotency_key")
+        if key is not None and not isinstance(key, str | bool):
+            problems.append('webhook: idempotency_key must be a template string, or false to send none')
+        elif key is True or (isinstance(key, str) and not key.strip()):
+            problems.append('webhook: idempotency_key is a template such as "{{ __data.delivery_id }}", '
+                            "or false to send none (leave it out for the default)")
         backoff, problem = _literal_duration("retry_backoff", options.get("retry_backoff"))
         if problem:
             problems.append(problem)
@@ -308,6 +301,20 @@ class Webhook(Action):
             headers[str(hname)] = value
         return headers
 
+    def _idempotency_key(self, options: dict[str, Any], ctx: ActionContext, headers: dict[str, str]) -> str | None:
+        if any(k.lower() == IDEMPOTENCY_HEADER.lower() for k in headers):
+            return None  # given in `headers`: sent as it is
+        configured = options.get("idempotency_key")
+        if configured is False:
+            return None
+        if isinstance(configured, str):
+            key = _as_text(ctx, configured).strip()
+            if any(c in key for c in "\r\n\0"):
+                raise ActionError("webhook: idempotency_key contains a line break", retryable=False)
+            if key:
+                return key[:MAX_KEY]
+        return default_idempotency_key(ctx)
+
     # -- running it ------------------------------------------------------------------------
 
     async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
@@ -323,6 +330,9 @@ class Webhook(Action):
         if method not in METHODS:
             raise ActionError(f"webhook: unsupported method {method!r}", retryable=False)
         headers = self._headers(options, ctx)
+        idempotency_key = self._idempotency_key(options, ctx, headers)
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
         content, content_type = self._encode_body(options, ctx)
         if content_type and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = content_type
@@ -343,7 +353,7 @@ class Webhook(Action):
                 delay = min(backoff * (2 ** (attempt - 1)), MAX_BACKOFF)
                 started = time.perf_counter()
                 try:
-                    stored = await self._attempt(client, method, url, headers, content, timeout)
+                    stored = await send_once(client, method, url, headers, content, timeout)
                 except trio.TooSlowError:
                     _observe(services, "timeout", started)
                     problem = f"{label}: no complete answer within {timeout:g}s"
@@ -361,7 +371,8 @@ class Webhook(Action):
                     status = stored["status"]
                     _observe(services, "ok" if stored["ok"] else f"http_{status // 100}xx", started)
                     if stored["ok"]:
-                        output = {"method": method, "url": shown_url, "status": status, "attempts": attempt}
+                        output = {"method": method, "url": shown_url, "status": status, "attempts": attempt,
+                                  "idempotency_key": idempotency_key}
                         return ActionResult(output=output, store={"webhook": stored})
                     retryable = status == 429 or status >= 500
                     if not retryable or last:
@@ -372,7 +383,7 @@ class Webhook(Action):
                         raise WebhookError(
                             message, retryable=retryable, status=status, store={"webhook": stored}
                         )
-                    after = _retry_after(stored["headers"].get("retry-after"))
+                    after = retry_after(stored["headers"].get("retry-after"))
                     if after is not None:
                         delay = after
                     ctx.log("warning", f"{label}: HTTP {status}, retry {attempt}/{retries} in {delay:.2f}s")
@@ -388,42 +399,3 @@ class Webhook(Action):
                 if services.on_retry is not None:
                     services.on_retry("webhook")
                 await trio.sleep(delay)
-
-    async def _attempt(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        content: bytes | None,
-        timeout: float,
-    ) -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            async with client.stream(
-                method,
-                url,
-                headers=headers,
-                content=content,
-                timeout=httpx.Timeout(timeout),
-                follow_redirects=True,
-            ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                truncated = False
-                async for chunk in response.aiter_bytes():
-                    if size + len(chunk) > MAX_BODY:
-                        chunks.append(chunk[: MAX_BODY - size])
-                        truncated = True
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-        raw = b"".join(chunks)
-        content_type = response.headers.get("content-type", "")
-        text = _decode(raw, response.charset_encoding)
-        return {
-            "ok": 200 <= response.status_code < 300,
-            "status": response.status_code,
-            "headers": {k.lower(): v for k, v in response.headers.items()},
-            "body": text,
-            "json": _parse_json(text, content_type, truncated),
-        }

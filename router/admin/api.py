@@ -8,7 +8,6 @@ is written to the log with who made it, from where, and what it changed (`Admin.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -19,12 +18,13 @@ import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from engine import records
-from router import journal, schedules, sources
+from router import sources
 from router.admin import queries
 from router.admin.core import Admin
-from router.deletions import JournalDeletionSink
-from router.metrics import CONTENT_TYPE
+from router.dispatch.deletions import JournalDeletionSink
+from router.ops.metrics import CONTENT_TYPE
+from router.schedules import scheduler as schedules
+from router.storage import Tx
 
 OPENAPI = Path(__file__).with_name("openapi.json")
 STATUSES = ("pending", "running", "done", "failed")
@@ -64,6 +64,14 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
+def _feed(tx: Tx, cursor: Any) -> tuple[list[dict[str, Any]], Any]:
+    return tx.feed_after(cursor)
+
+
+def _now(tx: Tx, ids: list[str]) -> list[dict[str, Any]]:
+    return tx.signals_now(ids)
+
+
 def register(app: QuartTrio, admin: Admin) -> None:
     daemon = admin.daemon
 
@@ -86,7 +94,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
-        counts = read(journal.counts_by_status)
+        counts = read(lambda tx: tx.counts())
         return {
             "ready": bool(daemon.ready),
             "uptime_s": round(time.time() - admin.started, 1),
@@ -130,7 +138,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
         except ValueError as exc:
             admin.audit(g.principal, f"source.{action}", name, "not_found")
             raise BadRequest(str(exc), 404) from exc
-        await daemon.storage.write(lambda c: sources.set_active(c, kind, short, active))
+        await daemon.storage.write(lambda tx: tx.source_set_active(kind, short, active))
         admin.refresh_routes()
         admin.audit(g.principal, f"source.{action}", f"{kind}.{short}", "ok")
         return _one_source(f"{kind}.{short}")
@@ -151,7 +159,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
             admin.audit(g.principal, "source.rotate", name, "not_found")
             raise BadRequest(str(exc), 404) from exc
         try:
-            fresh = await daemon.storage.write(lambda c: sources.rotate(c, kind, short))
+            fresh = await daemon.storage.write(lambda tx: sources.rotate(tx, kind, short))
         except ValueError as exc:
             admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "refused")
             raise BadRequest(str(exc), 409) from exc
@@ -198,14 +206,14 @@ def register(app: QuartTrio, admin: Admin) -> None:
         return dict(item)
 
     async def _replay(ids: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-        def job(conn: sqlite3.Connection) -> tuple[list[str], list[dict[str, str]]]:
+        def job(tx: Tx) -> tuple[list[str], list[dict[str, str]]]:
             done, skipped = [], []
             for sid in ids:
-                if journal.requeue_signal(conn, sid):
+                if tx.requeue(sid):
                     done.append(sid)
                 else:
-                    row = conn.execute("SELECT status FROM signals WHERE id = ?", (sid,)).fetchone()
-                    reason = "not found" if row is None else f"signal is {row[0]}; only failed or done signals replay"
+                    sig = tx.get_signal(sid)
+                    reason = "not found" if sig is None else f"signal is {sig.status}; only failed or done signals replay"
                     skipped.append({"id": sid, "reason": reason})
             return done, skipped
 
@@ -249,25 +257,23 @@ def register(app: QuartTrio, admin: Admin) -> None:
         source = request.args.get("source") or None
 
         async def stream() -> AsyncIterator[bytes]:
-            last_rowid = read(queries.last_rowid)
+            cursor = read(lambda tx: tx.feed_start())
             watched: dict[str, tuple[str, int]] = {}
             quiet_since = trio.current_time()
             yield b"retry: 2000\n: connected\n\n"
             while not daemon.stopping.is_set():
                 out: list[bytes] = []
-                rows = read(partial(queries.added_after, after=last_rowid))
-                for row in rows:
-                    last_rowid = row["rid"]
-                    if source and row["source"] != source:
+                rows, cursor = read(partial(_feed, cursor=cursor))
+                for item in rows:
+                    if source and item["source"] != source:
                         continue
-                    item = {k: row[k] for k in row.keys() if k != "rid"}
                     watched[item["id"]] = (item["status"], item["attempts"])
                     out.append(_sse("signal", item))
                 if watched:
-                    for row in read(partial(queries.current, ids=list(watched)[-SSE_WATCH:])):
+                    for row in read(partial(_now, ids=list(watched)[-SSE_WATCH:])):
                         if watched.get(row["id"]) != (row["status"], row["attempts"]):
                             watched[row["id"]] = (row["status"], row["attempts"])
-                            out.append(_sse("signal", dict(row)))
+                            out.append(_sse("signal", row))
                     for stale in list(watched)[:-SSE_WATCH]:
                         watched.pop(stale, None)
                 if out:
@@ -305,7 +311,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
         if not offset.isdigit():
             raise BadRequest("offset must be a whole number")
         try:
-            items = read(lambda c: records.list_records(c, record_type, limit=_limit(), offset=int(offset)))
+            items = read(lambda tx: tx.record_list(record_type, limit=_limit(), offset=int(offset)))
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         return {"type": record_type, "items": items}
@@ -313,7 +319,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
     @app.get("/api/records/<record_type>/<record_id>")
     async def show_record(record_type: str, record_id: str) -> dict[str, Any]:
         try:
-            item = read(lambda c: records.get_record(c, record_type, record_id))
+            item = read(lambda tx: tx.record_get(record_type, record_id))
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         if item is None:
@@ -322,13 +328,12 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.delete("/api/records/<record_type>/<record_id>")
     async def delete_record(record_type: str, record_id: str) -> dict[str, Any]:
-        def job(conn: sqlite3.Connection) -> tuple[dict[str, Any] | None, str | None]:
+        def job(tx: Tx) -> tuple[dict[str, Any] | None, str | None]:
             # The deletion signal is appended by the sink inside this same transaction.
-            deleted = records.delete_record(conn, record_type, record_id, JournalDeletionSink())
+            deleted = tx.record_delete(record_type, record_id)
             if deleted is None:
                 return None, None
-            row = conn.execute("SELECT id FROM signals WHERE rowid = last_insert_rowid()").fetchone()
-            return deleted, row[0] if row else None
+            return deleted, JournalDeletionSink().record_deleted(tx, record_type, deleted)
 
         target = f"{record_type}/{record_id}"
         try:

@@ -92,4 +92,4 @@ class Admin:
         """Apply a source change to this process's HTTP routes now (other processes within 0.5 s)."""
         d = self.daemon
         if d.http is not None:
-            d.http.routes = build_routes(d.cfg, d.storage.read(sources.load_states))
+            d.http.routes = build_routes(d.cfg, d.storage.read(lambda tx: tx.source_states()))

@@ -16,8 +16,6 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 from quart import Response, g, redirect, render_template, request
 from quart_trio import QuartTrio
 
-from engine import records
-from router import journal, schedules
 from router.admin import queries
 from router.admin.auth import (
     SESSION_COOKIE,
@@ -29,6 +27,7 @@ from router.admin.auth import (
     token_matches,
 )
 from router.admin.core import Admin
+from router.schedules import scheduler as schedules
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -69,7 +68,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
     async def page(template: str, **context: Any) -> str:
         principal = g.principal
         csrf = csrf_token(admin.token, principal.session) if principal and principal.session else ""
-        counts = read(journal.counts_by_status)
+        counts = read(lambda tx: tx.counts())
         return await render_template(
             template, principal=principal, csrf=csrf, open_mode=admin.open, nav_counts=counts,
             public_url=daemon.cfg.router.public_url, **context,
@@ -157,7 +156,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
     @app.get("/records/<record_type>")
     async def records_type_page(record_type: str) -> Any:
         try:
-            items = read(lambda c: records.list_records(c, record_type, limit=200))
+            items = read(lambda tx: tx.record_list(record_type, limit=200))
         except ValueError:
             items = []
         columns: list[str] = []

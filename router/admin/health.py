@@ -10,20 +10,18 @@ alive and, for runners, listening for work. Anything else answers 503 with what 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
 import trio
 
-from router.doorbell import runner_listening
+from router.dispatch.doorbell import runner_listening
 
 PROBE_TIMEOUT = 2.0  # a journal that cannot commit a tiny row in 2 s is not taking signals either
 
 
-def _touch(conn: sqlite3.Connection) -> None:
-    # The meta table is ours and otherwise unused: one row, rewritten, proves a commit reaches disk.
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('readyz', ?)", (repr(time.time()),))
+def _touch(tx: Any) -> None:
+    tx.health_touch("readyz")  # one row, rewritten: proves a commit reaches the disk
 
 
 PROBE_EVERY = 1.0  # /readyz is public: a flood of probes costs at most one commit a second

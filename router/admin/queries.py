@@ -7,12 +7,13 @@ whether the work was done by this process, an HTTP worker process or the CLI.
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config import Config
-from router import journal, sources
+from router import sources
+from router.storage import Tx
+from router.storage.rows import Signal
 
 SECRET_HEADER = re.compile(
     r"authori[sz]ation|cookie|token|api[-_]?key|secret|signature|hmac|passw(or)?d|x-twilio-signature", re.IGNORECASE
@@ -87,24 +88,9 @@ def split_entity(data: dict[str, Any]) -> dict[str, Any]:
     return {"payload": mask_fields(payload), "headers": headers, "meta": meta}
 
 
-def source_stats(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    """Per source: counts by status and the last signal."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in conn.execute("SELECT source, status, count(*) FROM signals GROUP BY source, status"):
-        item = out.setdefault(row[0], {"counts": {}, "last_signal": None})
-        item["counts"][row[1]] = row[2]
-    for row in conn.execute(
-        "SELECT s.source, s.id, s.received_at, s.status FROM signals s "
-        "JOIN (SELECT source, max(id) AS id FROM signals GROUP BY source) last ON last.id = s.id"
-    ):
-        item = out.setdefault(row[0], {"counts": {}, "last_signal": None})
-        item["last_signal"] = {"id": row[1], "received_at": row[2], "status": row[3]}
-    return out
-
-
-def list_sources(cfg: Config, conn: sqlite3.Connection, workflows: list[Any] | None = None) -> list[dict[str, Any]]:
-    items = sources.describe(cfg, sources.load_states(conn))
-    stats = source_stats(conn)
+def list_sources(cfg: Config, tx: Tx, workflows: list[Any] | None = None) -> list[dict[str, Any]]:
+    items = sources.describe(cfg, tx.source_states())
+    stats = tx.source_stats()
     models = {(k, n): m for k, n, m in cfg.sources()}
     for item in items:
         st = stats.get(item["source"], {"counts": {}, "last_signal": None})
@@ -118,12 +104,12 @@ def list_sources(cfg: Config, conn: sqlite3.Connection, workflows: list[Any] | N
     return items
 
 
-def signal_summary(s: journal.Signal) -> dict[str, Any]:
+def signal_summary(s: Signal) -> dict[str, Any]:
     return s.summary()
 
 
 def list_signals(
-    conn: sqlite3.Connection,
+    tx: Tx,
     *,
     source: str | None = None,
     status: str | None = None,
@@ -132,73 +118,26 @@ def list_signals(
     before: str | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, op, value in (("source", "=", source), ("status", "=", status), ("received_at", ">=", since),
-                              ("received_at", "<", until), ("id", "<", before)):
-        if value:
-            clauses.append(f"{column} {op} ?")
-            params.append(value)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(f"SELECT * FROM signals {where} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-    return [journal.Signal.from_row(r).summary() | {"updated_at": r["updated_at"]} for r in rows]
+    rows = tx.list_signals(source=source, status=status, since=since, until=until, before=before, limit=limit)
+    return [s.summary() | {"updated_at": s.updated_at} for s in rows]
 
 
-def signal_detail(conn: sqlite3.Connection, signal_id: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
-    if row is None:
+def signal_detail(tx: Tx, signal_id: str) -> dict[str, Any] | None:
+    sig = tx.get_signal(signal_id)
+    if sig is None:
         return None
-    sig = journal.Signal.from_row(row)
     item = sig.summary()
-    item["updated_at"] = row["updated_at"]
+    item["updated_at"] = sig.updated_at
     item["entity"] = mask_fields({k: v for k, v in sig.entity.data.items() if k != "__headers"}) | (
         {"__headers": mask_headers(sig.entity.data["__headers"])} if isinstance(sig.entity.data.get("__headers"), dict)
         else {}
     )
     item["view"] = split_entity(sig.entity.data)
-    item["runs"] = journal.runs_for(conn, signal_id)
+    item["runs"] = tx.runs_for(signal_id)
     item["replayable"] = sig.status in ("failed", "done")
-    try:
-        import json
-
-        item["ack"] = json.loads(row["ack"]) if row["ack"] else None
-    except ValueError:
-        item["ack"] = None
+    item["ack"] = sig.ack
     return item
 
 
-_LIVE_COLUMNS = "id, channel, source, received_at, status, attempts, last_error, dedup_key"
-
-
-def added_after(conn: sqlite3.Connection, after: int, limit: int = 500) -> list[sqlite3.Row]:
-    """Signals journaled after rowid `after`, in commit order.
-
-    One writer at a time holds SQLite's write lock for a whole transaction, so rowids grow in
-    commit order, across processes too: a reader that remembers the last rowid it saw misses
-    nothing (timestamps could: a row stamped earlier may commit later).
-    """
-    return conn.execute(
-        f"SELECT rowid AS rid, {_LIVE_COLUMNS} FROM signals WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, limit)
-    ).fetchall()
-
-
-def current(conn: sqlite3.Connection, ids: list[str]) -> list[sqlite3.Row]:
-    """The present state of a few signals (the live view follows those it has shown)."""
-    if not ids:
-        return []
-    marks = ",".join("?" * len(ids))
-    return conn.execute(f"SELECT {_LIVE_COLUMNS} FROM signals WHERE id IN ({marks})", ids).fetchall()
-
-
-def last_rowid(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM signals").fetchone()[0])
-
-
-def record_types(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    from engine.records import list_record_types, table_name
-
-    out = []
-    for name in list_record_types(conn):
-        count = conn.execute(f'SELECT count(*) FROM "{table_name(name)}"').fetchone()[0]
-        out.append({"type": name, "count": count})
-    return out
+def record_types(tx: Tx) -> list[dict[str, Any]]:
+    return [{"type": name, "count": tx.record_count(name)} for name in tx.record_types()]

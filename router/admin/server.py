@@ -22,7 +22,7 @@ from router.admin import api, dashboard
 from router.admin.auth import CSRF_HEADER
 from router.admin.core import MUTATING, Admin
 from router.admin.health import Readiness
-from router.netutil import listen_socket
+from router.ops.netutil import listen_socket
 from router.version import version
 
 log = structlog.get_logger("router.admin")

@@ -9,8 +9,8 @@ from router.cli.common import Exit
 
 
 def main(argv: list[str] | None = None) -> int:
-    from router import logs
     from router.cli.parser import build_parser
+    from router.ops import logs
 
     args = build_parser().parse_args(argv)
     logs.setup("logfmt", "warning")  # `serve` sets its own format and level

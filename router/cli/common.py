@@ -63,15 +63,13 @@ def load(path: str) -> Config:
 @contextmanager
 def opened(path: str) -> Iterator[tuple[Config, Storage]]:
     """The validated config and its data dir's storage, closed afterwards."""
-    import sqlite3
-
     from router.daemon import open_storage
-    from router.storage import StorageUnavailable
+    from router.storage import StorageError
 
     cfg = load(path)
     try:
         storage = open_storage(cfg)
-    except (OSError, sqlite3.Error, StorageUnavailable) as exc:
+    except (OSError, StorageError) as exc:
         raise Exit(EX_UNAVAILABLE, f"data dir {cfg.router.data_dir}: {exc}") from None
     try:
         yield cfg, storage

@@ -7,9 +7,12 @@ import argparse
 import json
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router.cli.common import NOT_FOUND, USAGE, Exit, dump, load, opened, table
+
+if TYPE_CHECKING:
+    from router.storage import Tx
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
@@ -25,10 +28,10 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
                 raise Exit(NOT_FOUND, str(exc)) from None
             if args.action == "rotate":
                 try:
-                    fresh = storage.write_sync(lambda c: sources.rotate(c, kind, name))
+                    fresh = storage.write_sync(lambda tx: sources.rotate(tx, kind, name))
                 except ValueError as exc:
                     raise Exit(NOT_FOUND, str(exc)) from None
-                item = next(i for i in sources.describe(cfg, storage.read(sources.load_states))
+                item = next(i for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
                             if i["kind"] == kind and i["name"] == name)
                 if args.json:
                     dump({**item, **fresh})
@@ -36,13 +39,13 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
                     print(f"{kind}.{name} rotated: {item.get('url')}")
                 return 0
             active = args.action == "activate"
-            storage.write_sync(lambda c: sources.set_active(c, kind, name, active))
+            storage.write_sync(lambda tx: tx.source_set_active(kind, name, active))
             if args.json:
                 dump({"source": f"{kind}.{name}", "active": active})
             else:
                 print(f"{kind}.{name} {'activated' if active else 'deactivated'}")
             return 0
-        items = sources.describe(cfg, storage.read(sources.load_states))
+        items = sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
         if args.json:
             dump(items)
         else:
@@ -69,21 +72,17 @@ def _source_filter(cfg: Any, given: str | None, seen: bool) -> str | None:
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
-    from router import journal
-
     with opened(args.config) as (cfg, storage):
         status = "failed" if args.failed else args.status
-        seen = bool(args.source) and storage.read(
-            lambda c: c.execute("SELECT 1 FROM signals WHERE source = ? LIMIT 1", (args.source,)).fetchone()
-        ) is not None
+        seen = bool(args.source) and bool(storage.read(lambda tx: tx.list_signals(source=args.source, limit=1)))
         source = _source_filter(cfg, args.source, seen)
-        rows = storage.read(lambda c: journal.list_signals(c, status=status, source=source, limit=args.limit))
+        rows = storage.read(lambda tx: tx.list_signals(status=status, source=source, limit=args.limit))
         if args.json:
             out: list[dict[str, Any]] = []
             for s in rows:
                 item = s.summary()
                 item["entity"] = s.entity.data
-                item["runs"] = storage.read(partial(journal.runs_for, signal_id=s.id))
+                item["runs"] = storage.read(partial(_runs, signal_id=s.id))
                 out.append(item)
             dump(out)
         else:
@@ -93,14 +92,16 @@ def cmd_signals(args: argparse.Namespace) -> int:
         return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from router import journal
+def _runs(tx: Tx, signal_id: str) -> list[dict[str, Any]]:
+    return tx.runs_for(signal_id)
 
+
+def cmd_replay(args: argparse.Namespace) -> int:
     with opened(args.config) as (cfg, storage):
-        signal = storage.read(lambda c: journal.get_signal(c, args.signal_id))
+        signal = storage.read(lambda tx: tx.get_signal(args.signal_id))
         if signal is None:
             raise Exit(NOT_FOUND, f"no signal {args.signal_id}")
-        if not storage.write_sync(lambda c: journal.requeue_signal(c, args.signal_id)):
+        if not storage.write_sync(lambda tx: tx.requeue(args.signal_id)):
             raise Exit(NOT_FOUND, f"signal {args.signal_id} is {signal.status}; "
                        "only failed or done signals can be replayed")
         print(f"{args.signal_id} queued for replay")
@@ -108,8 +109,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from engine import records
-    from router.deletions import JournalDeletionSink
+    from engine.records import delete_with_sink
+    from router.dispatch.deletions import JournalDeletionSink
 
     with opened(args.config) as (cfg, storage):
         if args.action in ("show", "delete") and not args.id:
@@ -117,7 +118,7 @@ def cmd_records(args: argparse.Namespace) -> int:
         if args.action == "delete":
             try:
                 deleted = storage.write_sync(
-                    lambda c: records.delete_record(c, args.type, args.id, JournalDeletionSink())
+                    lambda tx: delete_with_sink(tx, args.type, args.id, JournalDeletionSink())
                 )
             except ValueError as exc:
                 raise Exit(NOT_FOUND, str(exc)) from None
@@ -125,11 +126,11 @@ def cmd_records(args: argparse.Namespace) -> int:
                 raise Exit(NOT_FOUND, f"no {args.type} record {args.id}")
             print(json.dumps({"deleted": args.type, "id": args.id}) if args.json else f"deleted {args.type} {args.id}")
             return 0
-        known = sorted(set(storage.read(records.list_record_types)) | _configured_types(cfg))
+        known = sorted(set(storage.read(lambda tx: tx.record_types())) | _configured_types(cfg))
         if args.type not in known:
             raise Exit(NOT_FOUND, f"no records of type {args.type!r} (known: {', '.join(known) or 'none'})")
         if args.action == "show":
-            rec = storage.read(lambda c: records.get_record(c, args.type, args.id))
+            rec = storage.read(lambda tx: tx.record_get(args.type, args.id))
             if rec is None:
                 raise Exit(NOT_FOUND, f"no {args.type} record {args.id}")
             if args.json:
@@ -137,7 +138,7 @@ def cmd_records(args: argparse.Namespace) -> int:
             else:
                 print(table(("FIELD", "VALUE"), list(rec.items())))
             return 0
-        rows = storage.read(lambda c: records.list_records(c, args.type, limit=args.limit))
+        rows = storage.read(lambda tx: tx.record_list(args.type, limit=args.limit))
         if args.json:
             dump(rows)
         else:
@@ -154,10 +155,10 @@ def _configured_types(cfg: Any) -> set[str]:
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
-    from router import schedules
+    from router.schedules import scheduler as schedules
 
     with opened(args.config) as (cfg, storage):
-        items = storage.read(lambda c: schedules.describe(cfg, c, count=args.count))
+        items = storage.read(lambda tx: schedules.describe(cfg, tx, count=args.count))
         if args.json:
             dump(items)
             return 0

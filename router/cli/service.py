@@ -18,8 +18,8 @@ SERVICE_ENV = {"ROUTER_DATA_DIR": "/var/lib/router"}  # what the unit's Environm
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from config import load_config
-    from router import logs
-    from router.shared_metrics import forget_metrics, share_metrics
+    from router.ops import logs
+    from router.ops.shared_metrics import forget_metrics, share_metrics
 
     if not Path(args.config).is_file():
         raise Exit(EX_CONFIG, f"{args.config}: no such config file")
@@ -63,7 +63,7 @@ def _unit(config_path: str, read_from: Path) -> tuple[str, list[str]]:
     """The unit for `config_path` (where the service reads it), planned from the file at
     `read_from` as the service will see it (the unit's environment applied)."""
     from config import load_config
-    from router import systemd
+    from router.ops import systemd
 
     try:
         cfg = load_config(read_from, environ={**os.environ, **SERVICE_ENV})

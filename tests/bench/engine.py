@@ -33,8 +33,7 @@ from engine.records import RecordStore  # noqa: E402
 from engine.runner import Engine  # noqa: E402
 from engine.templates import TemplateEngine  # noqa: E402
 from engine.workflow import SourceCaps, compile_workflows  # noqa: E402
-from router import journal  # noqa: E402
-from router.storage import Storage  # noqa: E402
+from router.storage import open_storage  # noqa: E402
 from tests.standins.bare_asgi import BareServer  # noqa: E402
 
 
@@ -73,9 +72,7 @@ async def bench(runs: int, concurrency: int) -> None:
     target = BareServer()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            storage = Storage(Path(tmp) / "bench.db")
-            storage.open_sync()
-            storage.write_sync(journal.create_schema)
+            storage = open_storage(Path(tmp) / "bench.db")
             cfg = parse_config(workflows(target.url("/hook")))
             records = RecordStore(storage)
             templates = TemplateEngine(records)

@@ -17,9 +17,8 @@ from pathlib import Path
 import trio
 
 from engine.entity import Entity
-from router import journal
-from router.journal import Journal
-from router.storage import Storage
+from router.dispatch.journal import Journal
+from router.storage import open_storage
 
 MODES = {
     "one commit per signal (FULL)": ("FULL", 1),
@@ -29,9 +28,7 @@ MODES = {
 
 
 async def measure(path: Path, synchronous: str, max_batch: int, writers: int, seconds: float) -> float:
-    storage = Storage(path, synchronous=synchronous)
-    storage.open_sync()
-    storage.write_sync(journal.create_schema)
+    storage = open_storage(path, synchronous=synchronous)
     storage.max_batch = max_batch
     jr = Journal(storage)
     count = 0

@@ -151,17 +151,15 @@ def scheduler_alone(tmp: Path, seconds: float, fast: int) -> tuple[float, float]
     import trio
 
     from config import load_config
-    from router import journal, sources
-    from router.schedules import Scheduler
-    from router.storage import Storage
+    from router import sources
+    from router.schedules.scheduler import Scheduler
+    from router.storage import open_storage
 
     path = tmp / f"alone{fast}.toml"
     path.write_text(config(tmp / f"alone{fast}", free_port(), fast, False))
     cfg = load_config(path)
-    storage = Storage(tmp / f"alone{fast}" / "router.db")
-    storage.open_sync()
-    storage.write_sync(journal.create_schema)
-    storage.write_sync(lambda c: sources.ensure_sources(c, cfg))
+    storage = open_storage(tmp / f"alone{fast}" / "router.db")
+    storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
     result: dict[str, float] = {}
 
     async def run() -> None:

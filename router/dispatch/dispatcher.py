@@ -1,0 +1,358 @@
+"""Dispatch: from the journal to the engine.
+
+`Dispatcher` implements the channels' `Intake`. A submitted signal is appended and, when a run
+slot is free, claimed by this process in the same transaction and processed at once; otherwise
+it stays pending and the claim loop (which also sees other processes' work, retries and expired
+leases) picks it up. Every task lives in the dispatcher's nursery: a caller that goes away does
+not cancel the run it started.
+
+With runner processes (`[router] runners`), a listening process sets `hand_off`: it claims only
+the signals whose caller waits for an answer (sync runs, `continue`, SSE, TwiML) and leaves the
+rest pending for the runners, whose claim loops it wakes through `hand_off` (the doorbell).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
+from engine.entity import Entity, utcnow_iso
+from engine.ports import Reply
+from engine.runner import Engine, RunResult
+from engine.templates import TemplateEngine
+from engine.workflow import Workflow
+from router.dispatch.journal import Journal
+from router.storage import Storage, StorageUnavailable, Tx
+from router.storage.rows import RUNNING, ClaimRef, Run, Signal
+
+log = structlog.get_logger("router.dispatch")
+
+
+@dataclass
+class DispatchSettings:
+    concurrency: int = 64
+    max_attempts: int = 5
+    retry_backoff: float = 2.0
+    run_timeout: float = 30.0
+    lease: float = 15.0
+    max_pending: int = 10000
+    dedup_window: float = 86400.0
+    poll_interval: float = 0.25
+
+
+class NullResponder:
+    """Stands in for a caller that is gone (recovery, retries, replay)."""
+
+    def respond(self, reply: Reply) -> bool:
+        return False
+
+    async def emit(self, event: str, data: str) -> None:
+        return None
+
+    def twiml_reply(self, message: str) -> None:
+        return None
+
+    def finish(self) -> None:
+        return None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        storage: Storage,
+        engine: Engine,
+        templates: TemplateEngine,
+        workflows: list[Workflow],
+        settings: DispatchSettings,
+    ) -> None:
+        self.storage = storage
+        self.journal = Journal(storage)
+        self.engine = engine
+        self.templates = templates
+        self.workflows = workflows
+        self.settings = settings
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{int(time.time() * 1000) % 10**8}"
+        self._nursery: trio.Nursery | None = None
+        self._active: dict[str, trio.CancelScope] = {}
+        self._claims: dict[str, ClaimRef] = {}  # the claim each active run settles with (its fencing token)
+        self._waiting: dict[str, CallerResponder] = {}  # callers waiting for a signal not yet claimed
+        self._wake = trio.Event()
+        self._idle = trio.Event()
+        self._accepting = True
+        self.pending_estimate = 0
+        # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
+        self.on_submit: Callable[[str, str, str, float], None] | None = None
+        self.on_run: Callable[[str, str, float], None] | None = None
+        self.on_retry: Callable[[str], None] | None = None  # a signal scheduled for another attempt
+        # Set in listening processes when runner processes exist: wakes them (see module doc).
+        self.hand_off: Callable[[], None] | None = None
+
+    # -- Intake -------------------------------------------------------------------------------
+
+    def listeners(self, source: str) -> list[Workflow]:
+        return [w for w in self.workflows if w.matches(source)]
+
+    def render(self, template: str, data: dict[str, Any], *, html: bool = False) -> str:
+        return self.templates.render(template, data, html=html)
+
+    async def submit(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None = None,
+        responder: CallerResponder | None = None,
+        ack: dict[str, Any] | None = None,
+    ) -> Submission:
+        started = time.perf_counter()
+        try:
+            sub = await self._submit(entity, dedup_key=dedup_key, responder=responder, ack=ack)
+        except Overloaded:
+            self._observe(entity, "overloaded", started)
+            raise
+        except JournalUnavailable:
+            self._observe(entity, "journal_unavailable", started)
+            raise
+        self._observe(entity, "duplicate" if sub.duplicate else "accepted", started)
+        return sub
+
+    def _observe(self, entity: Entity, outcome: str, started: float) -> None:
+        if self.on_submit is not None:
+            self.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
+
+    async def _submit(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None,
+        responder: CallerResponder | None,
+        ack: dict[str, Any] | None,
+    ) -> Submission:
+        if not self._accepting:
+            raise Overloaded(retry_after=5)
+        if self.pending_estimate >= self.settings.max_pending:
+            # The estimate only grows between claim-loop (or backlog) reads: look before refusing.
+            self.pending_estimate = self.storage.read(_count_pending)
+            if self.pending_estimate >= self.settings.max_pending:
+                raise Overloaded(retry_after=2)
+        listening = self.listeners(entity.source)
+        workflows = len(listening)
+        sync = any(w.run_mode == "sync" for w in listening)
+        if not listening:
+            claim = False  # nobody listens: the signal is journaled as done, nothing to claim or run
+        elif self.hand_off is not None:
+            # The runners take unattended work; a waiting caller is served here (bounded by the
+            # channel's own in-flight limit, not by `concurrency`: a runner could not answer it).
+            claim = responder is not None
+        else:
+            claim = len(self._active) < self.settings.concurrency
+        try:
+            appended = await self.journal.append(
+                entity,
+                dedup_key=dedup_key,
+                dedup_window=self.settings.dedup_window,
+                owner=self.owner if claim else None,
+                lease=self.settings.lease,
+                ack=ack,
+                settled=not listening,
+            )
+        except StorageUnavailable as exc:
+            raise JournalUnavailable(str(exc)) from exc
+        if appended.duplicate:
+            return Submission(appended.signal_id, duplicate=True, ack=appended.ack, workflows=workflows)
+        if not listening:
+            if responder is not None:
+                responder.finish()
+        elif claim and self._nursery is not None and self._accepting:
+            signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, RUNNING, 0, None,
+                            dedup_key, self.owner, epoch=1)
+            self._start(signal, responder)
+        elif self.hand_off is not None:
+            self.pending_estimate += 1
+            self.hand_off()
+        else:
+            if responder is not None:
+                self._waiting[entity.id] = responder
+            self.pending_estimate += 1
+            self._wake.set()
+        return Submission(appended.signal_id, workflows=workflows, sync=sync)
+
+    def poke(self) -> None:
+        """Something new may be claimable (a deletion signal, a replay): look now."""
+        if self.hand_off is not None:
+            self.hand_off()
+        self._wake.set()
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self.hand_off is None:
+                nursery.start_soon(self._claim_loop)
+            else:
+                nursery.start_soon(self._backlog_loop)
+            nursery.start_soon(self._lease_loop)
+            task_status.started()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for in-flight runs; True if all finished within `timeout`."""
+        self._accepting = False
+        with trio.move_on_after(timeout):
+            while self._active:
+                self._idle = trio.Event()
+                await self._idle.wait()
+            return True
+        return False
+
+    def _start(self, signal: Signal, responder: CallerResponder | None) -> None:
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._active[signal.id] = scope
+        self._claims[signal.id] = signal.claim
+        self._nursery.start_soon(self._process, signal, responder, scope)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            with trio.move_on_after(self.settings.poll_interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            if not self._accepting:
+                continue
+            free = self.settings.concurrency - len(self._active)
+            if free <= 0:
+                continue
+            if not self.storage.read(_has_claimable):
+                self.pending_estimate = 0
+                continue  # nothing to claim: no write transaction (and no fsync) for nothing
+            try:
+                claimed = await self.journal.claim(self.owner, free, self.settings.lease)
+            except StorageUnavailable as exc:
+                log.warning("claim failed", error=str(exc))
+                continue
+            for signal in claimed:
+                self.pending_estimate = max(0, self.pending_estimate - 1)
+                if signal.id in self._active:
+                    # Still running here: its lease lapsed while the journal could not be written
+                    # (renewals failed) and this claim just took it back. A second run is a double;
+                    # the run under way settles with the new claim instead.
+                    self._claims[signal.id] = signal.claim
+                    continue
+                self._start(signal, self._waiting.pop(signal.id, None))
+            if len(claimed) == free:
+                self._wake.set()  # there may be more
+            else:
+                self.pending_estimate = self.storage.read(_count_pending)
+
+    async def _backlog_loop(self) -> None:
+        """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
+        while True:
+            await trio.sleep(self.settings.poll_interval)
+            self.pending_estimate = self.storage.read(_count_pending)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.lease / 3)
+            if self._active:
+                try:
+                    await self.journal.renew(self.owner, list(self._active), self.settings.lease)
+                except StorageUnavailable as exc:
+                    log.warning("lease renewal failed", error=str(exc))
+
+    async def _process(self, signal: Signal, responder: CallerResponder | None, scope: trio.CancelScope) -> None:
+        caller: CallerResponder = responder or NullResponder()
+        try:
+            with scope:
+                await self._run_workflows(signal, caller)
+        except Exception:  # noqa: BLE001 - a bug in one signal must not take the daemon down
+            log.exception("signal processing crashed", signal_id=signal.id)
+        finally:
+            caller.finish()
+            self._active.pop(signal.id, None)
+            self._claims.pop(signal.id, None)
+            if not self._active:
+                self._idle.set()
+            if self.pending_estimate > 0:
+                # A slot came free and work is waiting. Otherwise the periodic poll is enough:
+                # a claim query after every finished run would cost a transaction per signal.
+                self._wake.set()
+
+    async def _run_workflows(self, signal: Signal, caller: CallerResponder) -> None:
+        done = self.storage.read(lambda tx: tx.done_workflows(signal.id)) if signal.attempts else set()
+        todo = [w for w in self.listeners(signal.source) if w.name not in done]
+        attempt = signal.attempts + 1
+        runs: list[tuple[Workflow, str, float, RunResult]] = []
+
+        async def one(workflow: Workflow) -> None:
+            started, t0 = utcnow_iso(), time.perf_counter()
+            result = await self.engine.run(
+                workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout
+            )
+            duration = (time.perf_counter() - t0) * 1000
+            if self.on_run is not None:
+                self.on_run(workflow.name, result.status, duration / 1000)
+            runs.append((workflow, started, duration, result))
+            request_id = signal.entity.data.get("__request_id")
+            # A line per run is the journal's job (`router signals`); at 1,000 runs/s logging them
+            # cost a tenth of a runner's CPU. Done runs log at debug, the others at info.
+            level = logging.DEBUG if result.status == "done" else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(level, "run", workflow=workflow.name, signal_id=signal.id, request_id=request_id,
+                        status=result.status, duration_ms=round(duration, 1), error=result.error)
+
+        if len(todo) == 1:
+            await one(todo[0])  # the common case: no nursery, no extra task
+        else:
+            async with trio.open_nursery() as nursery:
+                for workflow in todo:
+                    nursery.start_soon(one, workflow)
+        caller.finish()
+        await self._settle(signal, attempt, runs)
+
+    async def _settle(self, signal: Signal, attempt: int, runs: list[tuple[Workflow, str, float, RunResult]]) -> None:
+        """Record every run and the signal's outcome in ONE transaction: a crash never leaves a
+        run recorded as done on a signal that will be run again."""
+        failures = [(w, r.error or "failed", r.retryable) for w, _, _, r in runs if r.status != "done"]
+        status, error, retry_in = "done", None, None
+        if failures:
+            error = "; ".join(f"{w.name}: {msg}" for w, msg, _ in failures)
+            retryable = [w for w, _, again in failures if again and w.run_mode == "async"]
+            max_attempts = min((w.max_attempts or self.settings.max_attempts) for w, _, _ in failures)
+            if retryable and attempt < max_attempts:
+                delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
+                status, retry_in = "pending", delay
+                log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
+                if self.on_retry is not None:
+                    self.on_retry("signal")
+            else:
+                status = "failed"
+                log.warning("failed", signal_id=signal.id, attempts=attempt, error=error)
+
+        claim = self._claims.get(signal.id, signal.claim)
+
+        def write(tx: Tx) -> None:
+            for workflow, started, duration, result in runs:
+                tx.record_run(signal.id, Run(workflow.name, attempt, result.status, started, duration, result.error,
+                                             result.trace))
+            if tx.settle(claim, status=status, error=error, retry_in=retry_in) and status == "done":
+                tx.effects_forget(signal.id)
+
+        await self.storage.write(write)
+
+
+def _count_pending(tx: Tx) -> int:
+    return tx.count_pending()
+
+
+def _has_claimable(tx: Tx) -> bool:
+    return tx.has_claimable()
+
+
+__all__ = ["Dispatcher", "DispatchSettings", "NullResponder"]

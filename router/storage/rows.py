@@ -1,0 +1,109 @@
+"""The rows the storage interface hands out: plain dataclasses, the same for every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, TypeAlias
+
+from engine.entity import Entity
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+STATUSES = (PENDING, RUNNING, DONE, FAILED)
+
+# Where the live feed stopped. SQLite: (rowid, ""); a PostgreSQL backend: (xid, id). Opaque to callers.
+FeedCursor: TypeAlias = tuple[int, str]
+
+
+@dataclass
+class Appended:
+    signal_id: str
+    duplicate: bool = False
+    ack: dict[str, Any] | None = None  # the original acknowledgement of a duplicate, if recorded
+
+
+class ClaimRef(NamedTuple):
+    """One claim on one signal: the fencing token a settle must present. `epoch` counts the
+    claims of the signal, so an owner whose lease was taken over cannot settle any more."""
+
+    signal_id: str
+    owner: str
+    epoch: int
+
+
+@dataclass
+class Signal:
+    id: str
+    channel: str
+    source: str
+    received_at: str
+    entity: Entity
+    status: str
+    attempts: int
+    last_error: str | None
+    dedup_key: str | None
+    owner: str | None = None
+    epoch: int = 0
+    updated_at: float = 0.0
+    ack: dict[str, Any] | None = None
+
+    @property
+    def claim(self) -> ClaimRef:
+        assert self.owner is not None, "signal is not claimed"
+        return ClaimRef(self.id, self.owner, self.epoch)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "source": self.source,
+            "received_at": self.received_at,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "dedup_key": self.dedup_key,
+        }
+
+
+@dataclass
+class Run:
+    """One workflow run of one attempt of a signal, as recorded at settlement."""
+
+    workflow: str
+    attempt: int
+    status: str
+    started_at: str
+    duration_ms: float
+    error: str | None
+    trace: list[dict[str, Any]]
+
+
+@dataclass
+class SourceState:
+    kind: str
+    name: str
+    first_hash: str | None
+    second_hash: str | None
+    api_key: str | None
+    active_override: bool | None  # None: as the config says
+
+
+@dataclass
+class ScheduleState:
+    name: str
+    definition: str
+    since: float
+    cursor_ts: float | None
+    last_slot: str | None
+    last_fired_at: str | None
+    last_signal_id: str | None
+
+    @property
+    def cursor(self) -> datetime | None:
+        return None if self.cursor_ts is None else datetime.fromtimestamp(self.cursor_ts, UTC)
+
+
+@dataclass
+class LeaseHolder:
+    owner: str
+    lease_until: float

@@ -1,0 +1,238 @@
+"""The journal on SQLite: signals, claims, runs, idempotency keys, the live feed, retention.
+
+Part of `SqliteTx` (tx.py); every method runs inside the caller's transaction. Conditional writes
+are single statements that re-check their predicate (base.py), so they stay correct without the
+single writer SQLite happens to give: the dedup key is one upsert that only overwrites an expired
+key, a claim re-checks "still claimable" on the rows it updates, a settle re-checks owner + epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from engine.entity import Entity
+from router.storage.rows import DONE, PENDING, RUNNING, Appended, ClaimRef, FeedCursor, Run, Signal
+
+CLAIMABLE = "((status = 'pending' AND not_before <= :now) OR (status = 'running' AND lease_until < :now))"
+_LIVE_COLUMNS = "id, channel, source, received_at, status, attempts, last_error, dedup_key"
+
+
+def signal_from_row(row: sqlite3.Row) -> Signal:
+    entity = Entity.from_row(row["id"], row["channel"], row["source"], row["received_at"], row["entity"])
+    try:
+        ack = json.loads(row["ack"]) if row["ack"] else None
+    except ValueError:
+        ack = None
+    return Signal(
+        id=row["id"], channel=row["channel"], source=row["source"], received_at=row["received_at"], entity=entity,
+        status=row["status"], attempts=row["attempts"], last_error=row["last_error"], dedup_key=row["dedup_key"],
+        owner=row["owner"], epoch=row["epoch"], updated_at=row["updated_at"], ack=ack,
+    )
+
+
+class SqliteJournal:
+    conn: sqlite3.Connection
+
+    def now(self) -> float:
+        # One machine, one clock: the host's wall clock, read here and nowhere else in the backend.
+        return time.time()
+
+    # -- append, claim, settle ------------------------------------------------------------------------
+
+    def append_signal(self, entity: Entity, *, dedup_key: str | None = None, dedup_window: float = 86400.0,
+                      owner: str | None = None, lease: float = 15.0, ack: dict[str, Any] | None = None,
+                      now: float | None = None, settled: bool = False) -> Appended:
+        now = self.now() if now is None else now
+        conn = self.conn
+        if dedup_key:
+            # One statement decides: a fresh key is inserted, an expired one taken over, a live one
+            # left alone (no row returned). Under READ COMMITTED elsewhere, the loser of a race
+            # waits on the key's index entry and then takes this same "left alone" branch.
+            taken = conn.execute(
+                "INSERT INTO dedup (source, key, signal_id, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (source, key) DO UPDATE SET signal_id = excluded.signal_id,"
+                " expires_at = excluded.expires_at WHERE dedup.expires_at <= ? RETURNING 1",
+                (entity.source, dedup_key, entity.id, now + dedup_window, now),
+            ).fetchone()
+            if taken is None:
+                row = conn.execute(
+                    "SELECT d.signal_id, s.ack FROM dedup d LEFT JOIN signals s ON s.id = d.signal_id"
+                    " WHERE d.source = ? AND d.key = ?",
+                    (entity.source, dedup_key),
+                ).fetchone()
+                return Appended(row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None)
+        if settled:
+            status, lease_until, owner = DONE, None, None
+        else:
+            status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
+        conn.execute(
+            "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
+            " updated_at, ack, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entity.id, entity.channel, entity.source, entity.received_at, entity.to_json(), status, dedup_key,
+                owner, lease_until, now, json.dumps(ack) if ack is not None else None, 1 if owner else 0,
+            ),
+        )
+        return Appended(entity.id)
+
+    def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
+        now = self.now() if now is None else now
+        # The outer WHERE repeats the predicate: a row another claimer took between the subquery's
+        # pick and this row's update is skipped, not claimed twice (what READ COMMITTED would do).
+        rows = self.conn.execute(
+            "UPDATE signals SET status = 'running', owner = :owner, lease_until = :until, updated_at = :now,"
+            " epoch = epoch + 1"
+            f" WHERE id IN (SELECT id FROM signals WHERE {CLAIMABLE} ORDER BY id LIMIT :limit) AND {CLAIMABLE}"
+            " RETURNING *",
+            {"owner": owner, "until": now + lease, "now": now, "limit": limit},
+        ).fetchall()
+        return sorted((signal_from_row(r) for r in rows), key=lambda s: s.id)
+
+    def has_claimable(self, now: float | None = None) -> bool:
+        now = self.now() if now is None else now
+        return self.conn.execute(f"SELECT 1 FROM signals WHERE {CLAIMABLE} LIMIT 1", {"now": now}).fetchone() is not None
+
+    def renew(self, owner: str, signal_ids: list[str], lease: float, now: float | None = None) -> int:
+        until = (self.now() if now is None else now) + lease
+        cur = self.conn.executemany(
+            "UPDATE signals SET lease_until = ? WHERE id = ? AND owner = ? AND status = 'running'",
+            [(until, sid, owner) for sid in signal_ids],
+        )
+        return cur.rowcount
+
+    def settle(self, claim: ClaimRef, *, status: str, error: str | None = None, retry_in: float | None = None,
+               now: float | None = None) -> bool:
+        now = self.now() if now is None else now
+        fence = "WHERE id = ? AND owner = ? AND epoch = ? AND status = 'running'"
+        if retry_in is not None:
+            cur = self.conn.execute(
+                "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = ?,"
+                f" attempts = attempts + 1, last_error = ?, updated_at = ? {fence}",
+                (now + retry_in, error, now, *claim),
+            )
+        else:
+            cur = self.conn.execute(
+                "UPDATE signals SET status = ?, owner = NULL, lease_until = NULL, attempts = attempts + 1,"
+                f" last_error = ?, updated_at = ? {fence}",
+                (status, error, now, *claim),
+            )
+        return cur.rowcount == 1
+
+    def record_run(self, signal_id: str, run: Run) -> None:
+        self.conn.execute(
+            "INSERT INTO runs (signal_id, workflow, attempt, status, started_at, duration_ms, error, trace)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (signal_id, run.workflow, run.attempt, run.status, run.started_at, run.duration_ms, run.error,
+             json.dumps(run.trace, default=str)),
+        )
+
+    def release(self, owner: str) -> int:
+        return self.conn.execute(
+            "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, updated_at = ?"
+            " WHERE owner = ? AND status = 'running'",
+            (self.now(), owner),
+        ).rowcount
+
+    def requeue(self, signal_id: str) -> bool:
+        return self.conn.execute(
+            "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = 0,"
+            " updated_at = ? WHERE id = ? AND status IN ('failed', 'done')",
+            (self.now(), signal_id),
+        ).rowcount == 1
+
+    def set_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
+        self.conn.execute("UPDATE signals SET ack = ? WHERE id = ?", (json.dumps(ack), signal_id))
+
+    # -- reads --------------------------------------------------------------------------------------------
+
+    def get_signal(self, signal_id: str) -> Signal | None:
+        row = self.conn.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
+        return signal_from_row(row) if row else None
+
+    def list_signals(self, *, status: str | None = None, source: str | None = None, since: str | None = None,
+                     until: str | None = None, before: str | None = None, limit: int = 50) -> list[Signal]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (("source", "=", source), ("status", "=", status), ("received_at", ">=", since),
+                                  ("received_at", "<", until), ("id", "<", before)):
+            if value:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.conn.execute(f"SELECT * FROM signals {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [signal_from_row(r) for r in rows.fetchall()]
+
+    def runs_for(self, signal_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM runs WHERE signal_id = ? ORDER BY id", (signal_id,)).fetchall()
+        return [{**dict(r), "trace": json.loads(r["trace"])} for r in rows]
+
+    def done_workflows(self, signal_id: str) -> set[str]:
+        rows = self.conn.execute("SELECT workflow FROM runs WHERE signal_id = ? AND status = 'done'", (signal_id,))
+        return {r[0] for r in rows}
+
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT status, count(*) FROM signals GROUP BY status")}
+
+    def count_pending(self) -> int:
+        row = self.conn.execute("SELECT count(*) FROM signals WHERE status = 'pending'").fetchone()
+        return int(row[0]) if row else 0
+
+    def source_stats(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.conn.execute("SELECT source, status, count(*) FROM signals GROUP BY source, status"):
+            item = out.setdefault(row[0], {"counts": {}, "last_signal": None})
+            item["counts"][row[1]] = row[2]
+        for row in self.conn.execute(
+            "SELECT s.source, s.id, s.received_at, s.status FROM signals s "
+            "JOIN (SELECT source, max(id) AS id FROM signals GROUP BY source) last ON last.id = s.id"
+        ):
+            item = out.setdefault(row[0], {"counts": {}, "last_signal": None})
+            item["last_signal"] = {"id": row[1], "received_at": row[2], "status": row[3]}
+        return out
+
+    # -- the live feed --------------------------------------------------------------------------------------
+    # One writer at a time holds SQLite's write lock for a whole transaction, so rowids grow in
+    # commit order, across processes too: a reader that remembers the last rowid it saw misses
+    # nothing (timestamps could: a row stamped earlier may commit later). Signals are never updated
+    # by delete + insert, so a row keeps its rowid.
+
+    def feed_start(self) -> FeedCursor:
+        return int(self.conn.execute("SELECT coalesce(max(rowid), 0) FROM signals").fetchone()[0]), ""
+
+    def feed_after(self, cursor: FeedCursor, limit: int = 500) -> tuple[list[dict[str, Any]], FeedCursor]:
+        rows = self.conn.execute(
+            f"SELECT rowid AS rid, {_LIVE_COLUMNS} FROM signals WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (cursor[0], limit),
+        ).fetchall()
+        if not rows:
+            return [], cursor
+        return [{k: r[k] for k in r.keys() if k != "rid"} for r in rows], (int(rows[-1]["rid"]), "")
+
+    def signals_now(self, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return [dict(r) for r in self.conn.execute(f"SELECT {_LIVE_COLUMNS} FROM signals WHERE id IN ({marks})", ids)]
+
+    # -- retention ------------------------------------------------------------------------------------------
+
+    def prune_settled(self, cutoff: str, limit: int) -> int:
+        ids = [row[0] for row in self.conn.execute(
+            "SELECT id FROM signals WHERE id < ? AND status IN ('done', 'failed') ORDER BY id LIMIT ?", (cutoff, limit)
+        )]
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        self.conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
+        self.conn.execute(f"DELETE FROM step_effects WHERE signal_id IN ({marks})", ids)
+        # Re-checked here too: a signal replayed since the SELECT above stays.
+        return self.conn.execute(
+            f"DELETE FROM signals WHERE id IN ({marks}) AND status IN ('done', 'failed')", ids
+        ).rowcount
+
+    def prune_dedup(self, now: float | None = None) -> int:
+        now = self.now() if now is None else now
+        return self.conn.execute("DELETE FROM dedup WHERE expires_at < ?", (now,)).rowcount

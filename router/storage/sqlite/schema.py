@@ -1,0 +1,144 @@
+"""Every table of the SQLite backend, and how a data dir gets from any older version to this one.
+
+The schema version is `PRAGMA user_version`. `migrate` runs at every open and applies the numbered
+migrations above the file's version, each in its own `BEGIN IMMEDIATE` transaction that re-reads
+the version first, so several processes starting at once (HTTP workers, runners, the CLI) apply
+each migration exactly once. A data dir written by a newer router is refused, never "fixed".
+
+Version 0 is every data dir made before this module (commit c6e79dd and earlier): its tables were
+created with `IF NOT EXISTS` by whichever part used them first, so migration 1 creates whatever of
+that baseline is missing and changes nothing that exists. Record tables (`record_<type>`) are
+data, not schema: sqlite-utils creates them and adds a column per new field (records.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from engine.ports import StorageError
+
+BASELINE = """
+CREATE TABLE IF NOT EXISTS signals (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    source TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    dedup_key TEXT,
+    owner TEXT,
+    lease_until REAL,
+    not_before REAL NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL DEFAULT 0,
+    ack TEXT
+);
+CREATE INDEX IF NOT EXISTS signals_claimable ON signals(status, not_before);
+CREATE INDEX IF NOT EXISTS signals_source ON signals(source, id);
+CREATE TABLE IF NOT EXISTS dedup (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (source, key)
+);
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_at);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    signal_id TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    error TEXT,
+    trace TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_signal ON runs(signal_id);
+CREATE TABLE IF NOT EXISTS sources (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    first_hash TEXT,
+    second_hash TEXT,
+    api_key TEXT,
+    active INTEGER,
+    updated_at REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, name)
+);
+CREATE TABLE IF NOT EXISTS step_effects (
+    signal_id TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    record_id TEXT,
+    PRIMARY KEY (signal_id, workflow, step_id)
+);
+CREATE TABLE IF NOT EXISTS schedule_state (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    since REAL NOT NULL,
+    cursor TEXT,
+    cursor_ts REAL,
+    last_slot TEXT,
+    last_fired_at TEXT,
+    last_signal_id TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule_slots (
+    schedule TEXT NOT NULL,
+    slot_time TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    fired_at TEXT NOT NULL,
+    fired_ts REAL NOT NULL,
+    PRIMARY KEY (schedule, slot_time)
+);
+CREATE INDEX IF NOT EXISTS schedule_slots_fired ON schedule_slots(fired_ts);
+CREATE TABLE IF NOT EXISTS schedule_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    owner TEXT NOT NULL,
+    lease_until REAL NOT NULL
+)
+"""
+
+# Each entry takes the schema from version i to i + 1. Append only; never edit a released one.
+MIGRATIONS: list[str] = [
+    BASELINE,
+    # 2: claims carry a fencing token (how many times the signal was claimed); `meta` was never used.
+    """
+    ALTER TABLE signals ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    DROP TABLE IF EXISTS meta
+    """,
+    # 3: one row per prober, rewritten by /readyz to prove a commit reaches the disk.
+    """
+    CREATE TABLE IF NOT EXISTS health (key TEXT PRIMARY KEY, at REAL NOT NULL)
+    """,
+]
+VERSION = len(MIGRATIONS)
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to `VERSION`; returns the version it found. `conn` must be in
+    autocommit mode with a busy timeout (another process may be migrating right now)."""
+    found = version(conn)
+    if found > VERSION:
+        raise StorageError(f"the data dir's schema is version {found}, newer than this router's ({VERSION}): "
+                           "run the newer router, or restore a backup made for this one")
+    while version(conn) < VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = version(conn)  # re-read under the write lock: someone may have done it
+            if current < VERSION:
+                for statement in MIGRATIONS[current].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {current + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return found
