@@ -56,6 +56,30 @@ class RecordingIntake:
         return template
 
 
+class Host:
+    """The daemon as the SMTP channel sees it (`channels.smtp.server.SmtpHost`)."""
+
+    def __init__(self, cfg: Any, port: int = 0) -> None:
+        self.cfg = cfg
+        self.port = port
+        self.dispatcher = RecordingIntake()
+        self.stopping = trio.Event()
+        self.state_version = 0.0
+        self._states: dict[tuple[str, str], Any] = {}
+
+    @property
+    def states(self) -> dict[tuple[str, str], Any]:
+        return self._states
+
+    @states.setter
+    def states(self, states: dict[tuple[str, str], Any]) -> None:
+        self._states = states
+        self.state_version += 1  # as the daemon's sources_version moves on (de)activation
+
+    def source_states(self) -> dict[tuple[str, str], Any]:
+        return self._states
+
+
 SMTP_CONFIG = """
 [router]
 data_dir = "{data_dir}"
@@ -87,16 +111,15 @@ active = false
 @pytest.fixture
 async def smtp(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async with trio.open_nursery() as nursery:
-        hosts: list[SimpleNamespace] = []
+        hosts: list[Host] = []
 
-        async def start(extra: str = "", command_timeout: str = "30s") -> SimpleNamespace:
+        async def start(extra: str = "", command_timeout: str = "30s") -> Host:
             port = free_port()
             path = tmp_path / f"router{len(hosts)}.toml"
             path.write_text(SMTP_CONFIG.format(data_dir=tmp_path / "var", port=port, extra=extra,
                                                command_timeout=command_timeout))
-            host = SimpleNamespace(cfg=load_config(path), dispatcher=RecordingIntake(), stopping=trio.Event(),
-                                   port=port, states={})
-            await nursery.start(run_smtp, host, lambda: host.states)
+            host = Host(load_config(path), port)
+            await nursery.start(run_smtp, host, host.dispatcher)
             hosts.append(host)
             return host
 
@@ -338,8 +361,8 @@ async def test_starttls_and_auth_required(smtp: Callable[..., Any], tls_files: t
 async def test_a_worker_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "router.toml"
     path.write_text(SMTP_CONFIG.format(data_dir=tmp_path / "var", port=free_port(), extra="", command_timeout="5s"))
-    host = SimpleNamespace(cfg=load_config(path), dispatcher=RecordingIntake(), stopping=trio.Event())
+    host = Host(load_config(path))
     monkeypatch.setattr(sys, "executable", "/bin/false")
     with trio.fail_after(10):
         with pytest.raises(RuntimeError, match="did not start listening"):
-            await run_smtp(host, dict)
+            await run_smtp(host, host.dispatcher)

@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -55,6 +55,15 @@ Handler = Callable[["HttpChannel", Request, HttpSource], Awaitable[Response]]
 EXTRA_HANDLERS: dict[str, Handler] = {}
 
 
+class HttpObserver(Protocol):
+    """Metrics (router/ops/metrics.py): `begin` when a request arrives, `end` once its answer
+    went out (same trio task, so what the dispatcher learned in between can ride a contextvar)."""
+
+    def begin(self, request: Request) -> object: ...
+
+    def end(self, token: object, request: Request, status: int) -> None: ...
+
+
 class HttpChannel:
     def __init__(
         self,
@@ -66,6 +75,7 @@ class HttpChannel:
         ready: Callable[[], bool] = lambda: True,
         on_ack: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
         limits: RateLimits | SharedRateLimits | None = None,
+        observer: HttpObserver | None = None,
     ) -> None:
         self.intake = intake
         self.routes = routes
@@ -76,7 +86,15 @@ class HttpChannel:
         self.ready = ready
         self.on_ack = on_ack
         self.draining = False  # set on SIGTERM: requests on kept-alive connections get 503 + close
-        self.observer: Any = None  # metrics: `begin(request) -> token`, `end(token, request, status)`
+        self.observer = observer
+
+    def set_routes(self, routes: RouteTable) -> None:
+        """A new table (reload, a source (de)activated or rotated); a request in flight keeps the
+        table it started with."""
+        self.routes = routes
+
+    def set_settings(self, settings: HttpSettings) -> None:
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

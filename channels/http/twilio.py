@@ -134,13 +134,6 @@ def _replayed(sub: Submission) -> Response:
     return from_ack(sub.ack) if sub.ack else twiml([])
 
 
-def _has_sync_listener(channel: HttpChannel, source: HttpSource) -> bool:
-    listeners = getattr(channel.intake, "listeners", None)
-    if listeners is None:
-        return False
-    return any(getattr(w, "run_mode", "async") == "sync" for w in listeners(source.source))
-
-
 async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
     if request.method not in ("POST", "GET", "HEAD"):
         return error_response(405, f"method {request.method} not allowed; use POST").header("allow", "POST, GET, HEAD")
@@ -164,7 +157,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     data["incoming_whatsapp" if source.kind == "whatsapp" else "incoming_sms"] = message
     key = pipeline.dedup_key(request, source, data, channel.intake) or message["message_sid"] or None
 
-    if not _has_sync_listener(channel, source):
+    if not channel.intake.has_sync_listener(source.source):
         response = twiml([])
         try:
             sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))

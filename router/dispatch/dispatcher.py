@@ -6,7 +6,7 @@ it stays pending and the claim loop (which also sees other processes' work, retr
 leases) picks it up. Every task lives in the dispatcher's nursery: a caller that goes away does
 not cancel the run it started.
 
-With runner processes (`[router] runners`), a listening process sets `hand_off`: it claims only
+With runner processes (`[router] runners`), a listening process is given `hand_off`: it claims only
 the signals whose caller waits for an answer (sync runs, `continue`, SSE, TwiML) and leaves the
 rest pending for the runners, whose claim loops it wakes through `hand_off` (the doorbell).
 """
@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import trio
@@ -48,6 +48,31 @@ class DispatchSettings:
     poll_interval: float = 0.25
 
 
+class DispatchObserver(Protocol):
+    """Metrics (router/ops/metrics.py `Metrics`)."""
+
+    def on_submit(self, channel: str, source: str, outcome: str, seconds: float) -> None:
+        """One submission: accepted, duplicate, overloaded or journal_unavailable."""
+        ...
+
+    def on_run(self, workflow: str, status: str, seconds: float) -> None: ...
+
+    def on_retry(self, kind: str) -> None:
+        """A failed signal scheduled for another attempt (`kind` "signal")."""
+        ...
+
+
+class _Unobserved:
+    def on_submit(self, channel: str, source: str, outcome: str, seconds: float) -> None:
+        return None
+
+    def on_run(self, workflow: str, status: str, seconds: float) -> None:
+        return None
+
+    def on_retry(self, kind: str) -> None:
+        return None
+
+
 class NullResponder:
     """Stands in for a caller that is gone (recovery, retries, replay)."""
 
@@ -72,6 +97,9 @@ class Dispatcher:
         templates: TemplateEngine,
         workflows: list[Workflow],
         settings: DispatchSettings,
+        *,
+        observer: DispatchObserver | None = None,
+        hand_off: Callable[[], None] | None = None,
     ) -> None:
         self.storage = storage
         self.journal = Journal(storage)
@@ -88,12 +116,14 @@ class Dispatcher:
         self._idle = trio.Event()
         self._accepting = True
         self.pending_estimate = 0
-        # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
-        self.on_submit: Callable[[str, str, str, float], None] | None = None
-        self.on_run: Callable[[str, str, float], None] | None = None
-        self.on_retry: Callable[[str], None] | None = None  # a signal scheduled for another attempt
-        # Set in listening processes when runner processes exist: wakes them (see module doc).
-        self.hand_off: Callable[[], None] | None = None
+        self.observer: DispatchObserver = observer or _Unobserved()
+        # Given to listening processes when runner processes exist: wakes them (see module doc).
+        self.hand_off = hand_off
+
+    @property
+    def active_runs(self) -> int:
+        """Signals this process is running now."""
+        return len(self._active)
 
     # -- Intake -------------------------------------------------------------------------------
 
@@ -102,6 +132,9 @@ class Dispatcher:
 
     def render(self, template: str, data: dict[str, Any], *, html: bool = False) -> str:
         return self.templates.render(template, data, html=html)
+
+    def has_sync_listener(self, source: str) -> bool:
+        return any(w.run_mode == "sync" for w in self.listeners(source))
 
     async def submit(
         self,
@@ -124,8 +157,7 @@ class Dispatcher:
         return sub
 
     def _observe(self, entity: Entity, outcome: str, started: float) -> None:
-        if self.on_submit is not None:
-            self.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
+        self.observer.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
 
     async def _submit(
         self,
@@ -296,8 +328,7 @@ class Dispatcher:
                 workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout
             )
             duration = (time.perf_counter() - t0) * 1000
-            if self.on_run is not None:
-                self.on_run(workflow.name, result.status, duration / 1000)
+            self.observer.on_run(workflow.name, result.status, duration / 1000)
             runs.append((workflow, started, duration, result))
             request_id = signal.entity.data.get("__request_id")
             # A line per run is the journal's job (`router signals`); at 1,000 runs/s logging them
@@ -329,8 +360,7 @@ class Dispatcher:
                 delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
                 status, retry_in = "pending", delay
                 log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
-                if self.on_retry is not None:
-                    self.on_retry("signal")
+                self.observer.on_retry("signal")
             else:
                 status = "failed"
                 log.warning("failed", signal_id=signal.id, attempts=attempt, error=error)
@@ -355,4 +385,4 @@ def _has_claimable(tx: Tx) -> bool:
     return tx.has_claimable()
 
 
-__all__ = ["Dispatcher", "DispatchSettings", "NullResponder"]
+__all__ = ["DispatchObserver", "Dispatcher", "DispatchSettings", "NullResponder"]
