@@ -32,9 +32,9 @@ from engine.runner import Engine
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
 from router import sources
-from router.build import build_routes, load_checked, outbound_settings
+from router.build import build_routes, load_checked
 from router.dispatch.deletions import JournalDeletionSink
-from router.dispatch.dispatcher import Dispatcher, DispatchSettings
+from router.dispatch.dispatcher import Dispatcher
 from router.dispatch.doorbell import Doorbell, wait_for_runners
 from router.dispatch.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
@@ -49,7 +49,6 @@ from router.storage.rows import SourceState
 
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
-    from channels.http.pipeline import HttpSettings
     from channels.http.ratelimit import SharedRateLimits
 
 log = structlog.get_logger("router.daemon")
@@ -65,34 +64,6 @@ def open_storage(cfg: Config) -> Storage:
     storage = open_store(db_path(cfg))  # migrates the schema to this version
     storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
     return storage
-
-
-def dispatch_settings(cfg: Config) -> DispatchSettings:
-    r = cfg.router
-    return DispatchSettings(
-        concurrency=r.concurrency,
-        max_attempts=r.max_attempts,
-        retry_backoff=r.retry_backoff,
-        run_timeout=r.run_timeout,
-        lease=r.lease,
-        max_pending=r.max_pending,
-        dedup_window=cfg.http.idempotency_window,
-    )
-
-
-def http_settings(cfg: Config) -> HttpSettings:
-    from channels.http.pipeline import HttpSettings
-
-    return HttpSettings(
-        max_body=cfg.http.max_body,
-        files_dir=Path(cfg.router.data_dir) / "files",
-        public_url=cfg.router.public_url,
-        trust_proxy=cfg.router.trust_proxy,
-        trusted_proxies=tuple(cfg.router.trusted_proxies),
-        twilio_auth_token=cfg.twilio.auth_token,
-        sse_keepalive=cfg.http.sse_keepalive,
-        access_log=cfg.http.access_log,
-    )
 
 
 def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
@@ -176,15 +147,15 @@ class Daemon:
             return EX_UNAVAILABLE
         async with httpx.AsyncClient(timeout=30.0) as http_client:
             services = Services(
-                db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client,
+                db=self.storage, deletions=JournalDeletionSink(), smtp=cfg.outbound.smtp, twilio=cfg.twilio, http=http_client,
                 on_call=self.metrics.on_call, on_retry=self.metrics.on_retry,
             )
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             # A listening process wakes the runners, which take the unattended work.
             doorbell = Doorbell(db_path(cfg), cfg.router.runners) if http_sock is not None and cfg.router.runners else None
             self.dispatcher = Dispatcher(
-                self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg),
-                observer=self.metrics, hand_off=doorbell.ring if doorbell is not None else None,
+                self.storage, engine, self.templates, self.workflows, cfg.router,
+                dedup_window=cfg.http.idempotency_window, observer=self.metrics, hand_off=doorbell.ring if doorbell is not None else None,
             )
             if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
@@ -196,7 +167,7 @@ class Daemon:
                 self.http = HttpChannel(
                     self.dispatcher,
                     build_routes(cfg, self.source_states()),
-                    http_settings(cfg),
+                    cfg,
                     max_in_flight=cfg.http.max_in_flight,
                     ready=lambda: self.ready,
                     on_ack=self._remember_ack,
@@ -402,7 +373,7 @@ class Daemon:
         self.dispatcher.workflows = workflows
         if self.http is not None:
             self.http.set_routes(routes)
-            self.http.set_settings(http_settings(cfg))
+            self.http.set_config(cfg)
         self.workflows = workflows
         systemd.notify("READY=1")
         self._reload_log(logging.INFO, "reloaded", workflows=len(workflows), sources=len(cfg.sources()))

@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -28,11 +29,11 @@ from channels.http.asgi import (
     json_response,
     loggable_path,
 )
-from channels.http.pipeline import HttpSettings
 from channels.http.ratelimit import RateLimits, SharedRateLimits
 from channels.http.replies import from_ack, to_ack
 from channels.http.routes import HttpSource, RouteTable
 from channels.intake import Intake, Submission
+from config import Config
 
 log = structlog.get_logger("router.http")
 access = structlog.get_logger("router.access")
@@ -69,7 +70,7 @@ class HttpChannel:
         self,
         intake: Intake,
         routes: RouteTable,
-        settings: HttpSettings,
+        cfg: Config,
         *,
         max_in_flight: int = 1024,
         ready: Callable[[], bool] = lambda: True,
@@ -79,7 +80,7 @@ class HttpChannel:
     ) -> None:
         self.intake = intake
         self.routes = routes
-        self.settings = settings
+        self.set_config(cfg)
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.limits = limits if limits is not None else RateLimits()
@@ -93,8 +94,11 @@ class HttpChannel:
         table it started with."""
         self.routes = routes
 
-    def set_settings(self, settings: HttpSettings) -> None:
-        self.settings = settings
+    def set_config(self, cfg: Config) -> None:
+        """The config (`[http]`, `[router]`, `[twilio]`) requests read from now on (start, reload)."""
+        self.cfg = cfg
+        self.files_dir = Path(cfg.router.data_dir) / "files"  # form uploads
+        self.trusted_proxies = networks(tuple(cfg.router.trusted_proxies))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -107,9 +111,8 @@ class HttpChannel:
         request = Request.from_scope(scope, receive, request_id)
         if request.method == "HEAD":
             send = _without_body(send)
-        if self.settings.trust_proxy and "x-forwarded-for" in request.headers:
-            request.client = client_address(request.client, request.headers["x-forwarded-for"],
-                                            networks(self.settings.trusted_proxies))
+        if self.cfg.router.trust_proxy and "x-forwarded-for" in request.headers:
+            request.client = client_address(request.client, request.headers["x-forwarded-for"], self.trusted_proxies)
         started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500
@@ -159,7 +162,7 @@ class HttpChannel:
             self.in_flight -= 1
             if self.observer is not None:
                 self.observer.end(observed, request, status)
-            if self.settings.access_log:
+            if self.cfg.http.access_log:
                 access.info("access", method=request.method, path=loggable_path(request.path), status=status,
                             duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.client,
                             request_id=request_id)

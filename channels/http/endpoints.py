@@ -64,11 +64,11 @@ async def handle(channel: HttpChannel, request: Request, send: Send, source: Htt
 async def _accept(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:
     cfg = source.config
     await access.check_access(request, source)
-    await pipeline.read_body(request, source, channel.settings)
+    await pipeline.read_body(request, source, channel.cfg.http.max_body)
     pipeline.check_signature(request, source)
     jwt_data = _authenticate(channel, request, source) if cfg.add_authentication else None
     pipeline.check_rate(channel.limits, source)
-    data = await pipeline.parse(request, channel.settings)
+    data = await pipeline.parse(request, channel.files_dir)
     if jwt_data is not None:
         data["__headers"]["__jwt_data"] = jwt_data
     entity = Entity("endpoints", source.source, data)
@@ -137,7 +137,7 @@ async def stream_events(
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
         while True:
-            with trio.move_on_after(channel.settings.sse_keepalive) as idle:
+            with trio.move_on_after(channel.cfg.http.sse_keepalive) as idle:
                 try:
                     event, data = await responder.frames.receive()
                 except trio.EndOfChannel:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -162,9 +161,8 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
 
 
 async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
-    settings = channel.settings
     await access.check_access(request, source)
-    body = await pipeline.read_body(request, source, settings)
+    body = await pipeline.read_body(request, source, channel.cfg.http.max_body)
     ctype = request.content_type
     if ctype not in FORM_TYPES:
         got = f"a body of type {ctype}" if ctype else ("a body without a content type" if body else "no body")
@@ -179,14 +177,14 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
     # Parse without keeping uploads first: a bot's files are never written to disk.
-    data = await pipeline.parse(request, _without_files(settings))
+    data = await pipeline.parse(request, None)
     trap = source.config.honeypot
     if trap and str(data.get(trap) or "").strip():
         log.info("form honeypot filled: not journaled", source=source.source, remote=request.client,
                  request_id=request.request_id)
         return success(channel, source, data)
     if data.get("__files"):
-        data = await pipeline.parse(request, settings)
+        data = await pipeline.parse(request, channel.files_dir)
     if trap:
         data.pop(trap, None)
     entity = Entity("forms", source.source, data)
@@ -199,10 +197,6 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     if sub.duplicate:
         return channel.replayed(sub)
     return response
-
-
-def _without_files(settings: pipeline.HttpSettings) -> pipeline.HttpSettings:
-    return replace(settings, files_dir=None)
 
 
 EXTRA_HANDLERS["forms"] = handle

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +33,9 @@ class Refused(Exception):
         self.response = response
 
 
-@dataclass
-class HttpSettings:
-    max_body: int = 1024 * 1024
-    files_dir: Path | None = None
-    public_url: str = "http://127.0.0.1:8080"
-    trust_proxy: bool = False
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
-    twilio_auth_token: str | None = None
-    sse_keepalive: float = 15.0
-    access_log: bool = False
-
-
-async def read_body(request: Request, source: HttpSource, settings: HttpSettings) -> bytes:
-    limit = getattr(source.config, "max_body", None) or settings.max_body
+async def read_body(request: Request, source: HttpSource, max_body: int) -> bytes:
+    """The body, within the source's `max_body` or else `[http] max_body`."""
+    limit = getattr(source.config, "max_body", None) or max_body
     try:
         decoder = decoder_for(request.headers.get("content-encoding"), limit)
         return await request.read_body(limit, decoder)
@@ -88,18 +76,19 @@ async def _parsed(request: Request, fn: Callable[[], dict[str, Any]]) -> dict[st
     return await trio.to_thread.run_sync(fn, limiter=_parse_threads)
 
 
-async def parse(request: Request, settings: HttpSettings) -> dict[str, Any]:
-    return await _parsed(request, lambda: parse_now(request, settings))
+async def parse(request: Request, files_dir: Path | None) -> dict[str, Any]:
+    """The body as `__data`; uploads are written under `files_dir` (None: not kept)."""
+    return await _parsed(request, lambda: parse_now(request, files_dir))
 
 
-def parse_now(request: Request, settings: HttpSettings) -> dict[str, Any]:
+def parse_now(request: Request, files_dir: Path | None) -> dict[str, Any]:
     try:
-        return build_data(request, settings.files_dir)
+        return build_data(request, files_dir)
     except BadBody as exc:
         raise Refused(error_response(400, str(exc))) from exc
 
 
-async def parse_json_request(request: Request, settings: HttpSettings) -> dict[str, Any]:
+async def parse_json_request(request: Request) -> dict[str, Any]:
     return await _parsed(request, lambda: parse_json_now(request))
 
 

@@ -25,11 +25,12 @@ from twilio.twiml.messaging_response import MessagingResponse
 from channels.http import access, pipeline
 from channels.http.app import EXTRA_HANDLERS
 from channels.http.asgi import Request, Response, error_response
-from channels.http.pipeline import HttpSettings, Refused
+from channels.http.pipeline import Refused
 from channels.http.replies import from_ack, to_ack
 from channels.http.responder import HttpResponder
 from channels.http.routes import HttpSource
 from channels.intake import JournalUnavailable, Overloaded, Submission
+from config import RouterSettings
 from engine.entity import Entity
 
 if TYPE_CHECKING:
@@ -48,10 +49,10 @@ class _Params(dict[str, list[str]]):
         return self[name]
 
 
-def public_request_url(request: Request, settings: HttpSettings) -> str:
-    """The URL Twilio called, as it signed it."""
-    base = settings.public_url.rstrip("/")
-    if settings.trust_proxy:
+def public_request_url(request: Request, router: RouterSettings) -> str:
+    """The URL Twilio called, as it signed it (`[router] public_url`, or the proxy's headers)."""
+    base = router.public_url.rstrip("/")
+    if router.trust_proxy:
         proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
         host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
         if proto and host:
@@ -60,8 +61,8 @@ def public_request_url(request: Request, settings: HttpSettings) -> str:
     return f"{base}{request.path}{query}"
 
 
-def signature_valid(request: Request, params: _Params, settings: HttpSettings) -> bool:
-    token = settings.twilio_auth_token
+def signature_valid(request: Request, params: _Params, router: RouterSettings, token: str | None) -> bool:
+    """`token`: `[twilio] auth_token`."""
     signature = request.headers.get("x-twilio-signature", "")
     if not token:
         log.error("twilio webhook refused: no [twilio] auth_token configured", path=request.path)
@@ -69,7 +70,7 @@ def signature_valid(request: Request, params: _Params, settings: HttpSettings) -
     if not signature:
         return False
     algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
-    url = public_request_url(request, settings)
+    url = public_request_url(request, router)
     try:
         return bool(RequestValidator(token).validate(url, params, signature, algorithm))
     except ValueError:  # urlparse refuses the URL (bad port or IPv6 host from X-Forwarded-Host)
@@ -144,13 +145,13 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
 
 
 async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
-    settings = channel.settings
+    cfg = channel.cfg
     await access.check_access(request, source)
-    await pipeline.read_body(request, source, settings)
-    if not signature_valid(request, _form(request), settings):
+    await pipeline.read_body(request, source, cfg.http.max_body)
+    if not signature_valid(request, _form(request), cfg.router, cfg.twilio.auth_token):
         raise Refused(error_response(403, "invalid Twilio signature"))
     pipeline.check_rate(channel.limits, source)
-    data = await pipeline.parse(request, settings)
+    data = await pipeline.parse(request, channel.files_dir)
     entity = Entity(source.kind, source.source, data)
     fields = {k: v for k, v in data.items() if not k.startswith("__")}
     message = message_fields(fields, source.kind, entity.received_at)

@@ -45,7 +45,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
         raise Refused(error_response(401, "missing API key: add ?apiKey=KEY or an X-Api-Key header"))
     if not key_matches(given, source.api_key):
         raise Refused(error_response(401, "invalid API key"))
-    body = await pipeline.read_body(request, source, channel.settings)
+    body = await pipeline.read_body(request, source, channel.cfg.http.max_body)
     ctype = request.content_type
     if ctype and not is_json_type(ctype):
         raise Refused(error_response(400, f"content type {ctype!r} is not JSON; send application/json"))
@@ -53,7 +53,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
         raise Refused(error_response(400, "empty body: send a JSON document"))
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
-    data = await pipeline.parse_json_request(request, channel.settings)
+    data = await pipeline.parse_json_request(request)
     entity = Entity("webhooks", source.source, data)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     response = pipeline.accepted(entity.id)

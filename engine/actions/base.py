@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from config import OutboundSmtpSettings, TwilioSettings
+
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.ports import Database, DeletionSink, OutboundSettings, Responder
+    from engine.ports import Database, DeletionSink, Responder
 
 
 class ActionError(Exception):
@@ -31,7 +33,8 @@ class Services:
 
     db: Database
     deletions: DeletionSink | None = None
-    outbound: OutboundSettings | None = None
+    smtp: OutboundSmtpSettings = field(default_factory=OutboundSmtpSettings)  # `[outbound.smtp]`: send_email's relay
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)  # `[twilio]`: send_sms / send_whatsapp
     http: Any = None  # an httpx.AsyncClient shared by webhook steps (created by the runner's owner)
     # Observers for the owner's metrics: one outbound call (kind, outcome, seconds), one retry (kind).
     on_call: Callable[[str, str, float], None] | None = None

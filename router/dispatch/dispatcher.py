@@ -17,13 +17,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 import trio
 
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
+from config import RouterSettings
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Reply
 from engine.runner import Engine, RunResult
@@ -36,16 +36,7 @@ from router.storage.rows import RUNNING, ClaimRef, Run, Signal
 log = structlog.get_logger("router.dispatch")
 
 
-@dataclass
-class DispatchSettings:
-    concurrency: int = 64
-    max_attempts: int = 5
-    retry_backoff: float = 2.0
-    run_timeout: float = 30.0
-    lease: float = 15.0
-    max_pending: int = 10000
-    dedup_window: float = 86400.0
-    poll_interval: float = 0.25
+POLL_INTERVAL = 0.25  # the claim loop looks this often even if nothing woke it (other processes' work)
 
 
 class DispatchObserver(Protocol):
@@ -96,8 +87,9 @@ class Dispatcher:
         engine: Engine,
         templates: TemplateEngine,
         workflows: list[Workflow],
-        settings: DispatchSettings,
+        settings: RouterSettings,
         *,
+        dedup_window: float,
         observer: DispatchObserver | None = None,
         hand_off: Callable[[], None] | None = None,
     ) -> None:
@@ -106,7 +98,8 @@ class Dispatcher:
         self.engine = engine
         self.templates = templates
         self.workflows = workflows
-        self.settings = settings
+        self.settings = settings  # `[router]`: concurrency, lease, max_pending, retries, run_timeout
+        self.dedup_window = dedup_window  # `[http] idempotency_window`
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{int(time.time() * 1000) % 10**8}"
         self._nursery: trio.Nursery | None = None
         self._active: dict[str, trio.CancelScope] = {}
@@ -189,7 +182,7 @@ class Dispatcher:
             appended = await self.journal.append(
                 entity,
                 dedup_key=dedup_key,
-                dedup_window=self.settings.dedup_window,
+                dedup_window=self.dedup_window,
                 owner=self.owner if claim else None,
                 lease=self.settings.lease,
                 ack=ack,
@@ -253,7 +246,7 @@ class Dispatcher:
 
     async def _claim_loop(self) -> None:
         while True:
-            with trio.move_on_after(self.settings.poll_interval):
+            with trio.move_on_after(POLL_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()
             if not self._accepting:
@@ -286,7 +279,7 @@ class Dispatcher:
     async def _backlog_loop(self) -> None:
         """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
         while True:
-            await trio.sleep(self.settings.poll_interval)
+            await trio.sleep(POLL_INTERVAL)
             self.pending_estimate = self.storage.read(_count_pending)
 
     async def _lease_loop(self) -> None:
@@ -385,4 +378,4 @@ def _has_claimable(tx: Tx) -> bool:
     return tx.has_claimable()
 
 
-__all__ = ["DispatchObserver", "Dispatcher", "DispatchSettings", "NullResponder"]
+__all__ = ["DispatchObserver", "Dispatcher", "NullResponder"]
