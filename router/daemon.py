@@ -160,8 +160,6 @@ class Daemon:
             if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
 
-                from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
-                from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
                 from channels.http.app import HttpChannel
 
                 self.http = HttpChannel(

@@ -1,8 +1,10 @@
 """The HTTP channel: one lean ASGI app served by hypercorn's trio worker.
 
 Hot paths (`/listener/…`, `/webhooks/…`, `/forms/…`, `/sms/…`, `/whatsapp/…`) are plain ASGI
-handlers: the framework costs more than the fsync does (STACK-NOTES). The route table is
-replaced atomically on reload or state changes; a request keeps the table it started with.
+handlers: the framework costs more than the fsync does (STACK-NOTES). Which handler serves which
+path is the static `ROUTES` below; which sources exist is the `RouteTable`, replaced atomically
+on reload or state changes (a request keeps the table it started with). A handler sees the
+channel only as `pipeline.HttpContext`, so no handler imports this module.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
-from channels.http import endpoints, webhooks
+from channels.http import endpoints, forms, twilio, webhooks
 from channels.http.access import client_address, networks
 from channels.http.asgi import (
     ClientGone,
@@ -29,10 +32,11 @@ from channels.http.asgi import (
     json_response,
     loggable_path,
 )
+from channels.http.pipeline import HttpContext
 from channels.http.ratelimit import RateLimits, SharedRateLimits
-from channels.http.replies import from_ack, to_ack
+from channels.http.replies import to_ack
 from channels.http.routes import HttpSource, RouteTable
-from channels.intake import Intake, Submission
+from channels.intake import Intake
 from config import Config
 
 log = structlog.get_logger("router.http")
@@ -51,9 +55,36 @@ def head_size(scope: Scope) -> int:
     line = len(scope.get("method", "")) + len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) + 12
     return line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
-# Extra handlers (forms, sms, whatsapp) register here: kind -> handler(channel, request, source).
-Handler = Callable[["HttpChannel", Request, HttpSource], Awaitable[Response]]
-EXTRA_HANDLERS: dict[str, Handler] = {}
+
+# A source kind's handler: the answer, or None when it streamed one itself (SSE) through `send`.
+Handler = Callable[[HttpContext, Request, Send, HttpSource], Awaitable[Response | None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """`/{prefix…}/{key…}` → the source with that key in one of the `RouteTable`'s tables."""
+
+    prefix: tuple[str, ...]
+    keys: int  # path segments after the prefix that name the source
+    table: Callable[[RouteTable], dict[Any, HttpSource]]
+    handle: Handler
+    missing: str  # the 404's message
+
+    def source(self, routes: RouteTable, parts: list[str]) -> HttpSource | None:
+        key = parts[len(self.prefix)] if self.keys == 1 else tuple(parts[len(self.prefix):])
+        return self.table(routes).get(key)
+
+
+ROUTES: dict[str, Route] = {
+    route.prefix[0]: route
+    for route in (
+        Route(("listener",), 2, lambda t: t.endpoints, endpoints.handle, "unknown or inactive endpoint"),
+        Route(("webhooks", "incoming"), 1, lambda t: t.webhooks, webhooks.handle, "unknown or inactive webhook"),
+        Route(("forms",), 1, lambda t: t.forms, forms.handle, "unknown or inactive forms source"),
+        Route(("sms",), 1, lambda t: t.sms, twilio.handle, "unknown or inactive sms source"),
+        Route(("whatsapp",), 1, lambda t: t.whatsapp, twilio.handle, "unknown or inactive whatsapp source"),
+    )
+}
 
 
 class HttpObserver(Protocol):
@@ -169,44 +200,21 @@ class HttpChannel:
 
     async def _route(self, request: Request, send: Send) -> Response | None:
         parts = request.path.strip("/").split("/")
-        routes = self.routes
-        if parts[0] == "listener" and len(parts) == 3:
-            source = routes.endpoints.get((parts[1], parts[2]))
+        route = ROUTES.get(parts[0])
+        if route is not None and len(parts) == len(route.prefix) + route.keys and \
+                tuple(parts[:len(route.prefix)]) == route.prefix:
+            source = route.source(self.routes, parts)
             if source is not None:
                 request.extra["source"] = source
             if source is None or not source.active:
-                return error_response(404, "unknown or inactive endpoint")
-            return await endpoints.handle(self, request, send, source)
-        if parts[:2] == ["webhooks", "incoming"] and len(parts) == 3:
-            source = routes.webhooks.get(parts[2])
-            if source is not None:
-                request.extra["source"] = source
-            if source is None or not source.active:
-                return error_response(404, "unknown or inactive webhook")
-            return await webhooks.handle(self, request, source)
-        if parts[0] in ("forms", "sms", "whatsapp") and len(parts) == 2:
-            table: dict[str, HttpSource] = getattr(routes, parts[0])
-            source = table.get(parts[1])
-            if source is not None:
-                request.extra["source"] = source
-            handler = EXTRA_HANDLERS.get(parts[0])
-            if source is None or not source.active or handler is None:
-                return error_response(404, f"unknown or inactive {parts[0]} source")
-            return await handler(self, request, source)
+                return error_response(404, route.missing)
+            return await route.handle(self, request, send, source)
         if request.path == "/healthz":
             return json_response(200, {"status": "ok"})
         if request.path == "/readyz":
             ok = self.ready()
             return json_response(200 if ok else 503, {"ready": ok})
         return error_response(404, "not found")
-
-    def replayed(self, sub: Submission) -> Response:
-        """The answer to a repeat of an idempotency key: the original acknowledgement, no run."""
-        if sub.ack:
-            return from_ack(sub.ack)
-        return json_response(200, {"status": "duplicate", "signal_id": sub.signal_id}).header(
-            "idempotent-replayed", "true"
-        )
 
     async def remember_ack(self, signal_id: str, response: Response) -> None:
         if self.on_ack is not None:

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
@@ -23,18 +23,14 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.http import access, pipeline
-from channels.http.app import EXTRA_HANDLERS
-from channels.http.asgi import Request, Response, error_response
-from channels.http.pipeline import Refused
-from channels.http.replies import from_ack, to_ack
+from channels.http.asgi import Request, Response, Send, error_response
+from channels.http.pipeline import HttpContext, Refused
+from channels.http.replies import from_ack
 from channels.http.responder import HttpResponder
 from channels.http.routes import HttpSource
-from channels.intake import JournalUnavailable, Overloaded, Submission
+from channels.intake import Submission
 from config import RouterSettings
 from engine.entity import Entity
-
-if TYPE_CHECKING:
-    from channels.http.app import HttpChannel
 
 log = structlog.get_logger("router.http")
 
@@ -135,7 +131,7 @@ def _replayed(sub: Submission) -> Response:
     return from_ack(sub.ack) if sub.ack else twiml([])
 
 
-async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+async def handle(channel: HttpContext, request: Request, send: Send, source: HttpSource) -> Response:
     if request.method not in ("POST", "GET", "HEAD"):
         return error_response(405, f"method {request.method} not allowed; use POST").header("allow", "POST, GET, HEAD")
     try:
@@ -144,7 +140,7 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
         return refused.response
 
 
-async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+async def _accept(channel: HttpContext, request: Request, source: HttpSource) -> Response:
     cfg = channel.cfg
     await access.check_access(request, source)
     await pipeline.read_body(request, source, cfg.http.max_body)
@@ -159,20 +155,12 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     key = pipeline.dedup_key(request, source, data, channel.intake) or message["message_sid"] or None
 
     if not channel.intake.has_sync_listener(source.source):
-        response = twiml([])
-        try:
-            sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))
-        except (Overloaded, JournalUnavailable) as exc:
-            return pipeline.unavailable(exc)
-        return _replayed(sub) if sub.duplicate else response
+        return await pipeline.submit_and_answer(channel.intake, entity, key, twiml([]), replay=_replayed)
 
     responder = HttpResponder(entity.id)
-    try:
-        sub = await channel.intake.submit(entity, dedup_key=key, responder=responder)
-    except (Overloaded, JournalUnavailable) as exc:
-        return pipeline.unavailable(exc)
-    if sub.duplicate:
-        return _replayed(sub)
+    sub = await pipeline.submit_held(channel.intake, entity, key, responder, replay=_replayed)
+    if isinstance(sub, Response):
+        return sub  # Twilio's retry of a message already taken
     with trio.move_on_after(REPLY_TIMEOUT):
         await responder.finished.wait()
     if not responder.finished.is_set():
@@ -180,7 +168,3 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     response = twiml(list(responder.twiml))
     await channel.remember_ack(entity.id, response)
     return response
-
-
-EXTRA_HANDLERS["sms"] = handle
-EXTRA_HANDLERS["whatsapp"] = handle
