@@ -52,7 +52,7 @@ class ActionContext:
     services: Services
     responder: Responder | None = None
     log: Callable[[str, str], None] = lambda level, message: None
-    # Render a template string as HTML: values are autoescaped (`html_keys`, e.g. respond's return_html).
+    # Render a template string as HTML: values are autoescaped (respond's return_html, send_email's html).
     render_html: Callable[[str], str] | None = None
     # (signal id, workflow, step id) when the run belongs to a journaled signal: record steps write
     # once per run even if the run is started over after a crash (engine.records.once).
@@ -84,8 +84,6 @@ class Action:
     name: ClassVar[str] = ""
     required: ClassVar[frozenset[str]] = frozenset()
     optional: ClassVar[frozenset[str]] = frozenset()
-    # Keys whose values are rendered as HTML (autoescaped) rather than text.
-    html_keys: ClassVar[frozenset[str]] = frozenset()
     # Needs a caller that can take a reply: "respond", "emit" or "reply"; None for most actions.
     needs_caller: ClassVar[str | None] = None
 

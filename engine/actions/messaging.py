@@ -209,7 +209,6 @@ class SendEmail(Action):
     optional: ClassVar[frozenset[str]] = frozenset(
         {"subject", "text", "html", "from", "cc", "bcc", "reply_to", "headers"}
     )
-    html_keys: ClassVar[frozenset[str]] = frozenset({"html"})
 
     def validate(self, options: dict[str, Any]) -> list[str]:
         problems: list[str] = []
