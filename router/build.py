@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from channels.http.routes import HttpSource, RouteTable
@@ -27,7 +28,7 @@ def source_caps(cfg: Config) -> dict[str, SourceCaps]:
     return caps
 
 
-def caps_lookup(cfg: Config):  # type: ignore[no-untyped-def]
+def caps_lookup(cfg: Config) -> Callable[[str], SourceCaps]:
     caps = source_caps(cfg)
     return lambda source: caps.get(source, SourceCaps())
 

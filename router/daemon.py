@@ -192,7 +192,9 @@ class Daemon:
                         await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
-                        if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):
+                        with trio.move_on_after(60) as waiting:
+                            await wait_for_runners(db_path(cfg), cfg.router.runners)
+                        if waiting.cancelled_caught:
                             log.warning("runners not up after 60s; pending work waits for them in the journal")
                     nursery.start_soon(self._watchdog)
                     if not self.is_main:
@@ -406,12 +408,13 @@ class Daemon:
             self.http.draining = True
         self.stopping.set()  # listeners stop accepting; in-flight requests finish
         if self.workers is not None:
-            await self.workers.stop(timeout)
+            await self.workers.stop(grace=timeout)
         if self.http is not None:
             with trio.move_on_at(deadline):
                 await self._http_quiet()
-        finished = await self.dispatcher.drain(max(0.0, deadline - trio.current_time()))
-        if not finished:
+        with trio.move_on_at(deadline) as draining:
+            await self.dispatcher.drain()
+        if draining.cancelled_caught:
             log.warning("shutdown timeout: unfinished runs stay in the journal for the next start")
         self.storage.stop_writer()
 

@@ -85,7 +85,9 @@ async def _accept(channel: HttpContext, request: Request, send: Send, source: Ht
     # Sync runs hold the caller until the first respond (or the runs' end, bounded by their
     # run_timeout); async ones get a 202 with the signal id after response_timeout.
     hold = max(cfg.response_timeout, SYNC_HOLD_LIMIT) if sub.sync else cfg.response_timeout
-    reply = await responder.wait_reply(hold)
+    with trio.move_on_after(hold):
+        await responder.wait_reply()
+    reply = responder.reply
     if reply is not None:
         response = reply_response(reply)
     elif responder.finished.is_set():

@@ -227,15 +227,13 @@ class Dispatcher:
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait for in-flight runs; True if all finished within `timeout`."""
+    async def drain(self) -> None:
+        """Take no more signals; return once the runs in flight finished (the caller's cancel
+        scope bounds the wait: what is left stays in the journal)."""
         self._accepting = False
-        with trio.move_on_after(timeout):
-            while self._active:
-                self._idle = trio.Event()
-                await self._idle.wait()
-            return True
-        return False
+        while self._active:
+            self._idle = trio.Event()
+            await self._idle.wait()
 
     def _start(self, signal: Signal, responder: CallerResponder | None) -> None:
         assert self._nursery is not None
@@ -296,7 +294,7 @@ class Dispatcher:
         try:
             with scope:
                 await self._run_workflows(signal, caller)
-        except Exception:  # noqa: BLE001 - a bug in one signal must not take the daemon down
+        except Exception:  # a bug in one signal must not take the daemon down
             log.exception("signal processing crashed", signal_id=signal.id)
         finally:
             caller.finish()

@@ -76,9 +76,9 @@ class Node:
     def state_of(self, kind: str, name: str) -> Any:
         return self.storage.read(lambda tx: tx.source_states()).get((kind, name))
 
-    async def settled(self, signal_id: str, timeout: float = 10.0) -> Signal:
+    async def settled(self, signal_id: str) -> Signal:
         """The signal once it is done or failed (polled: the runs are in the dispatcher's nursery)."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(10):
             while True:
                 signal = self.signal(signal_id)
                 if signal is not None and signal.status in ("done", "failed"):
@@ -132,7 +132,8 @@ async def node_factory(router_logging: None, tmp_path: Path) -> AsyncIterator[Ca
         yield make
         for node in made:
             await node.client.aclose()
-            await node.dispatcher.drain(5)
+            with trio.move_on_after(5):
+                await node.dispatcher.drain()
             node.storage.stop_writer()
         nursery.cancel_scope.cancel()
     for node in made:
