@@ -81,14 +81,13 @@ return_data = '{"error": {{ __data.__error | json_encode }}}'
 
 
 def seed(router: Any, n: int) -> list[str]:
-    db = Path(router.data_dir) / "router.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(db)
+    """Records made through the store's own interface before the daemon starts."""
+    store = open_storage(Path(router.data_dir) / "router.db")
     try:
-        return storage.write_sync(lambda tx: [tx.record_create("note", {"state": "open", "n": i})["id"]
-                                              for i in range(n)])
+        return store.write_sync(lambda tx: [tx.record_create("note", {"state": "open", "n": i})["id"]
+                                            for i in range(n)])
     finally:
-        storage.close()
+        store.close()
 
 
 def notes(router: Any) -> dict[str, str]:
