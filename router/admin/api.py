@@ -21,6 +21,7 @@ from quart_trio import QuartTrio
 from router import sources
 from router.admin import queries
 from router.admin.core import Admin
+from router.dispatch import replay as replays
 from router.dispatch.deletions import JournalDeletionSink
 from router.ops.metrics import CONTENT_TYPE
 from router.schedules import scheduler as schedules
@@ -205,22 +206,12 @@ def register(app: QuartTrio, admin: Admin) -> None:
             raise BadRequest(f"no signal {signal_id}", 404)
         return dict(item)
 
-    async def _replay(ids: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-        def job(tx: Tx) -> tuple[list[str], list[dict[str, str]]]:
-            done, skipped = [], []
-            for sid in ids:
-                if tx.requeue(sid):
-                    done.append(sid)
-                else:
-                    sig = tx.get_signal(sid)
-                    reason = "not found" if sig is None else f"signal is {sig.status}; only failed or done signals replay"
-                    skipped.append({"id": sid, "reason": reason})
-            return done, skipped
-
-        result = await daemon.storage.write(job)
-        if result[0]:
+    async def _replay(ids: list[str], spread: float = 0.0) -> tuple[list[str], list[dict[str, str]]]:
+        cfg, listeners = daemon.cfg, daemon.dispatcher.listeners
+        result = await daemon.storage.write(lambda tx: replays.replay(tx, ids, cfg, listeners, spread=spread))
+        if result.replayed:
             daemon.dispatcher.poke()
-        return result
+        return result.replayed, result.skipped
 
     @app.post("/api/signals/<signal_id>/replay")
     async def replay_one(signal_id: str) -> tuple[dict[str, Any], int]:

@@ -7,6 +7,7 @@ import argparse
 import json
 import time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from router.cli.common import NOT_FOUND, USAGE, Exit, dump, load, opened, table
@@ -97,14 +98,21 @@ def _runs(tx: Tx, signal_id: str) -> list[dict[str, Any]]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from router.build import load_checked
+    from router.dispatch import replay
+
     with opened(args.config) as (cfg, storage):
-        signal = storage.read(lambda tx: tx.get_signal(args.signal_id))
-        if signal is None:
-            raise Exit(NOT_FOUND, f"no signal {args.signal_id}")
-        if not storage.write_sync(lambda tx: tx.requeue(args.signal_id)):
-            raise Exit(NOT_FOUND, f"signal {args.signal_id} is {signal.status}; "
-                       "only failed or done signals can be replayed")
-        print(f"{args.signal_id} queued for replay")
+        _, workflows = load_checked(Path(args.config))
+
+        def listeners(source: str) -> list[Any]:
+            return [w for w in workflows if w.matches(source)]
+
+        out = storage.write_sync(lambda tx: replay.replay(tx, [args.signal_id], cfg, listeners))
+        if out.skipped:
+            reason = out.skipped[0]["reason"]
+            raise Exit(NOT_FOUND, f"no signal {args.signal_id}" if reason == "not found"
+                       else f"signal {args.signal_id}: {reason}")
+        print(f"{args.signal_id} queued for replay: every workflow of its source runs again")
         return 0
 
 

@@ -104,8 +104,12 @@ class Tx(RecordTx):
         """Hand back every signal `owner` still holds (clean shutdown): pending again, attempt kept."""
 
     @abstractmethod
-    def requeue(self, signal_id: str) -> bool:
-        """Make a failed (or done) signal runnable again (`router replay`)."""
+    def requeue(self, signal_id: str, *, delay: float = 0.0, now: float | None = None) -> bool:
+        """Replay a failed or done signal (`router replay`): pending again, due `delay` seconds
+        from now, as a new round. `replays` grows by one and `replay_from` becomes the next attempt,
+        so every listening workflow runs again (`done_workflows` counts only this round's runs) and
+        the signal's step effects are forgotten (its record steps write again). False, nothing
+        changed, for a pending or running signal."""
 
     @abstractmethod
     def set_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
@@ -125,7 +129,9 @@ class Tx(RecordTx):
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    def done_workflows(self, signal_id: str) -> set[str]: ...
+    def done_workflows(self, signal_id: str, since_attempt: int = 0) -> set[str]:
+        """Workflows with a done run of attempt `since_attempt` or later (a retry or a run started
+        over after a crash skips them; pass the signal's `replay_from`)."""
 
     @abstractmethod
     def counts(self) -> dict[str, int]:

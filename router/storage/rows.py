@@ -46,6 +46,8 @@ class Signal:
     epoch: int = 0
     updated_at: float = 0.0
     ack: dict[str, Any] | None = None
+    replays: int = 0  # how many times it was replayed
+    replay_from: int = 0  # the first attempt of the current round (a replay starts a new one)
 
     @property
     def claim(self) -> ClaimRef:
@@ -62,6 +64,7 @@ class Signal:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "dedup_key": self.dedup_key,
+            "replays": self.replays,
         }
 
 

@@ -30,6 +30,7 @@ def signal_from_row(row: sqlite3.Row) -> Signal:
         id=row["id"], channel=row["channel"], source=row["source"], received_at=row["received_at"], entity=entity,
         status=row["status"], attempts=row["attempts"], last_error=row["last_error"], dedup_key=row["dedup_key"],
         owner=row["owner"], epoch=row["epoch"], updated_at=row["updated_at"], ack=ack,
+        replays=row["replays"], replay_from=row["replay_from"],
     )
 
 
@@ -136,12 +137,18 @@ class SqliteJournal:
             (self.now(), owner),
         ).rowcount
 
-    def requeue(self, signal_id: str) -> bool:
-        return self.conn.execute(
-            "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = 0,"
-            " updated_at = ? WHERE id = ? AND status IN ('failed', 'done')",
-            (self.now(), signal_id),
+    def requeue(self, signal_id: str, *, delay: float = 0.0, now: float | None = None) -> bool:
+        now = self.now() if now is None else now
+        replayed = self.conn.execute(
+            "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = ?,"
+            " replays = replays + 1, replay_from = attempts + 1, updated_at = ?"
+            " WHERE id = ? AND status IN ('failed', 'done')",
+            (now + max(0.0, delay), now, signal_id),
         ).rowcount == 1
+        if replayed:
+            # A new round: record steps write again (their effects are kept per round, see base.py).
+            self.conn.execute("DELETE FROM step_effects WHERE signal_id = ?", (signal_id,))
+        return replayed
 
     def set_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
         self.conn.execute("UPDATE signals SET ack = ? WHERE id = ?", (json.dumps(ack), signal_id))
@@ -169,8 +176,11 @@ class SqliteJournal:
         rows = self.conn.execute("SELECT * FROM runs WHERE signal_id = ? ORDER BY id", (signal_id,)).fetchall()
         return [{**dict(r), "trace": json.loads(r["trace"])} for r in rows]
 
-    def done_workflows(self, signal_id: str) -> set[str]:
-        rows = self.conn.execute("SELECT workflow FROM runs WHERE signal_id = ? AND status = 'done'", (signal_id,))
+    def done_workflows(self, signal_id: str, since_attempt: int = 0) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT workflow FROM runs WHERE signal_id = ? AND status = 'done' AND attempt >= ?",
+            (signal_id, since_attempt),
+        )
         return {r[0] for r in rows}
 
     def counts(self) -> dict[str, int]:

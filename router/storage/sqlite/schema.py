@@ -112,6 +112,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE IF NOT EXISTS health (key TEXT PRIMARY KEY, at REAL NOT NULL)
     """,
+    # 4: a replay starts a new round of attempts: `replays` counts them, `replay_from` is the first
+    # attempt of the current round (runs done before it do not make a workflow "done" any more).
+    """
+    ALTER TABLE signals ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE signals ADD COLUMN replay_from INTEGER NOT NULL DEFAULT 0
+    """,
 ]
 VERSION = len(MIGRATIONS)
 
