@@ -40,6 +40,7 @@ from router.dispatch.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
 from router.ops import metrics, systemd
 from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
+from router.ops.refusals import RefusalLog
 from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
 from router.ops.supervise import supervise, tune_gc
 from router.ops.workers import WorkerPool, die_with_parent
@@ -202,6 +203,10 @@ class Daemon:
                     doorbell = Doorbell(db_path(cfg), cfg.router.runners)
                     self.dispatcher.hand_off = doorbell.ring
             self.metrics = metrics.attach(self)
+            self.refusals: RefusalLog | None = None
+            if self.http is not None:
+                self.refusals = RefusalLog(self.storage, lambda: self.cfg.admin.refused_keep)
+                self.http.observer.refusals = self.refusals
             services.on_call, services.on_retry = self.metrics.on_call, self.metrics.on_retry
             if self.is_main:
                 self.extra_channels = self._extra_channels()
@@ -216,6 +221,8 @@ class Daemon:
                         await nursery.start(partial(supervise, "http", partial(self._serve_http, http_sock),
                                                     up=self.channels_up))
                         nursery.start_soon(self._watch_state)
+                        if self.refusals is not None:
+                            nursery.start_soon(self.refusals.run)
                     else:
                         nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
                     for name, run in self.extra_channels:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 from quart import Response, g, redirect, render_template, request
 from quart_trio import QuartTrio
 
-from router.admin import queries
+from router.admin import api_refused, queries
 from router.admin.auth import (
     SESSION_COOKIE,
     SESSION_TTL,
@@ -170,6 +170,8 @@ def register(app: QuartTrio, admin: Admin) -> None:
     @app.get("/audit")
     async def audit_page() -> Any:
         return await page("audit.html", nav="audit", items=list(admin.audit_trail))
+
+    api_refused.register(app, admin, page)
 
 
 def _ts(value: Any) -> str:

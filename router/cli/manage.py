@@ -93,6 +93,24 @@ def cmd_signals(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_refused(args: argparse.Namespace) -> int:
+    from router.ops.refusals import refusal_detail
+
+    with opened(args.config) as (cfg, storage):
+        source = args.source
+        if source and source != "unknown":
+            seen = bool(storage.read(lambda tx: tx.refused_list(source=source, limit=1)))
+            source = _source_filter(cfg, source, seen)
+        rows = storage.read(lambda tx: tx.refused_list(source=source, limit=args.limit))
+        if args.json:
+            dump([refusal_detail(r) for r in rows])
+        else:
+            print(table(("ID", "TIME", "SOURCE", "REQUEST", "STATUS", "REASON", "REMOTE"),
+                        [(r.id, r.at, r.source, f"{r.method} {r.path}", r.status, r.reason, r.remote) for r in rows],
+                        "no refused requests"))
+        return 0
+
+
 def _runs(tx: Tx, signal_id: str) -> list[dict[str, Any]]:
     return tx.runs_for(signal_id)
 

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N signals (default: 50)")
     p.add_argument("--json", action="store_true", help="print JSON, with each signal's entity and run traces")
 
+    p = verb("refused", "list refused requests kept for inspection (bad key, signature, size, unknown URL…)",
+             manage.cmd_refused)
+    config_arg(p)
+    p.add_argument("--source", metavar="SOURCE", help="only this source (`hello`, `endpoints.hello`, or `unknown`)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default: 50)")
+    p.add_argument("--json", action="store_true", help="print JSON, with masked headers, body and our answer")
+
     p = verb("replay", "run a failed (or done) signal again", manage.cmd_replay)
     config_arg(p)
     p.add_argument("signal_id", metavar="SIGNAL_ID", help="the signal's id (from `router signals`)")

@@ -60,6 +60,7 @@ from prometheus_client.registry import Collector
 
 from channels.http.asgi import loggable_path
 from router.ops import logs
+from router.ops.refusals import from_http as refusal_from_http
 from router.ops.shared_metrics import is_shared
 from router.version import version
 
@@ -261,6 +262,7 @@ class HttpObserver:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.refusals: Any = None  # router.ops.refusals.RefusalLog: each refusal is kept for the dashboard
 
     def begin(self, request: Any) -> Any:
         return _current.set(_RequestNote(time.perf_counter()))
@@ -289,6 +291,10 @@ class HttpObserver:
                 reason = "overloaded" if request.extra.get("overloaded") or note.outcome == "overloaded" else (
                     "journal_unavailable" if note.outcome == "journal_unavailable" else reason)
             m.refused.labels(channel or "http", reason).inc()
+            if self.refusals is not None:
+                self.refusals.note(refusal_from_http(
+                    request, status, channel or "http", source_obj.source if source_obj is not None else None,
+                    str(request.extra.get("reason") or f"HTTP {status}")))
         if channel is None:
             return  # /healthz, /readyz, unknown paths: not an arrival
         if request.extra.get("overloaded"):

@@ -33,6 +33,7 @@ from router.storage.rows import (
     ClaimRef,
     FeedCursor,
     LeaseHolder,
+    Refusal,
     Run,
     ScheduleState,
     Signal,
@@ -167,6 +168,21 @@ class Tx(RecordTx):
 
     @abstractmethod
     def prune_dedup(self, now: float | None = None) -> int: ...
+
+    # -- refused requests ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def refused_add(self, rows: list[Refusal], keep: int) -> int:
+        """Keep these refusals, then only the newest `keep` of each source they touch (by id);
+        returns how many older ones were dropped."""
+
+    @abstractmethod
+    def refused_list(self, *, source: str | None = None, before: str | None = None,
+                     limit: int = 50) -> list[Refusal]:
+        """Newest first; `before` an id (paging)."""
+
+    @abstractmethod
+    def refused_get(self, refusal_id: str) -> Refusal | None: ...
 
     # -- sources: generated credentials and activation -------------------------------------------------
 

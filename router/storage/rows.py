@@ -110,3 +110,29 @@ class ScheduleState:
 class LeaseHolder:
     owner: str
     lease_until: float
+
+
+@dataclass
+class Refusal:
+    """A request turned away before the journal, kept for inspection (masked, body capped)."""
+
+    id: str  # sortable (a ULID): the newest has the greatest
+    at: str  # the journal's timestamp format
+    channel: str
+    source: str  # `kind.name`, or "unknown" for a URL that names no source
+    method: str
+    path: str  # endpoint URL hashes shortened, as in the logs
+    query: str  # credentials masked
+    remote: str
+    headers: dict[str, Any]  # secrets masked
+    body: bytes  # the first REFUSED_BODY bytes
+    body_size: int  # as received (or declared, for a body never read)
+    status: int
+    reason: str
+    answer: str = ""  # the body we sent back (capped)
+    request_id: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at, "channel": self.channel, "source": self.source,
+                "method": self.method, "path": self.path, "remote": self.remote, "status": self.status,
+                "reason": self.reason, "body_size": self.body_size}

@@ -118,6 +118,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE signals ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE signals ADD COLUMN replay_from INTEGER NOT NULL DEFAULT 0
     """,
+    # 5: refused requests, the newest [admin] refused_keep per source (refusals.py keeps the bound).
+    """
+    CREATE TABLE IF NOT EXISTS refused (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        source TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        body_size INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        request_id TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS refused_source ON refused(source, id)
+    """,
 ]
 VERSION = len(MIGRATIONS)
 
