@@ -189,7 +189,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
         data = await pipeline.parse(request, settings)
     if trap:
         data.pop(trap, None)
-    entity = Entity("forms", source.source, data)
+    entity = Entity("forms", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     response = success(channel, source, data)
     try:

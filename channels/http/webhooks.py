@@ -54,7 +54,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
     data = await pipeline.parse_json_request(request, channel.settings)
-    entity = Entity("webhooks", source.source, data)
+    entity = Entity("webhooks", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     response = pipeline.accepted(entity.id)
     try:

@@ -206,6 +206,15 @@ def register(app: QuartTrio, admin: Admin) -> None:
             raise BadRequest(f"no signal {signal_id}", 404)
         return dict(item)
 
+    @app.get("/api/signals/<signal_id>/body")
+    async def signal_body(signal_id: str) -> Response:
+        """The request body as received, whole (up to max_body), as a download."""
+        body = read(lambda tx: tx.signal_body(signal_id))
+        if body is None:
+            raise BadRequest(f"no body kept for signal {signal_id}", 404)
+        return Response(body, content_type="application/octet-stream", headers={
+            "Content-Disposition": f'attachment; filename="{signal_id}.body"'})
+
     async def _replay(ids: list[str], spread: float = 0.0) -> tuple[list[str], list[dict[str, str]]]:
         cfg, listeners = daemon.cfg, daemon.dispatcher.listeners
         result = await daemon.storage.write(lambda tx: replays.replay(tx, ids, cfg, listeners, spread=spread))

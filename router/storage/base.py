@@ -76,7 +76,8 @@ class Tx(RecordTx):
                       now: float | None = None, settled: bool = False) -> Appended:
         """Journal one signal. A `dedup_key` still unexpired for its source makes it a duplicate
         (nothing is written; the original id and ack come back). With `owner` the signal is claimed
-        by that owner in the same transaction (epoch 1); `settled` journals it as done at once."""
+        by that owner in the same transaction (epoch 1); `settled` journals it as done at once.
+        `entity.raw`, the body as received, is kept beside it (`signal_body`)."""
 
     @abstractmethod
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
@@ -127,6 +128,10 @@ class Tx(RecordTx):
         """Newest first; `since`/`until` bound `received_at`, `before` an id (paging)."""
 
     @abstractmethod
+    def signal_body(self, signal_id: str) -> bytes | None:
+        """The request body as received (`Entity.raw`, journaled by `append_signal`), if any."""
+
+    @abstractmethod
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]: ...
 
     @abstractmethod
@@ -163,8 +168,8 @@ class Tx(RecordTx):
 
     @abstractmethod
     def prune_settled(self, cutoff: str, limit: int) -> int:
-        """Delete up to `limit` done/failed signals with ids below `cutoff`, with their runs and step
-        effects; pending and running signals are never touched."""
+        """Delete up to `limit` done/failed signals with ids below `cutoff`, with their runs, step
+        effects and bodies; pending and running signals are never touched."""
 
     @abstractmethod
     def prune_dedup(self, now: float | None = None) -> int: ...

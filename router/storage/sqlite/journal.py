@@ -77,6 +77,8 @@ class SqliteJournal:
                 owner, lease_until, now, json.dumps(ack) if ack is not None else None, 1 if owner else 0,
             ),
         )
+        if entity.raw:
+            conn.execute("INSERT OR REPLACE INTO signal_bodies (signal_id, body) VALUES (?, ?)", (entity.id, entity.raw))
         return Appended(entity.id)
 
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
@@ -172,6 +174,10 @@ class SqliteJournal:
         rows = self.conn.execute(f"SELECT * FROM signals {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         return [signal_from_row(r) for r in rows.fetchall()]
 
+    def signal_body(self, signal_id: str) -> bytes | None:
+        row = self.conn.execute("SELECT body FROM signal_bodies WHERE signal_id = ?", (signal_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM runs WHERE signal_id = ? ORDER BY id", (signal_id,)).fetchall()
         return [{**dict(r), "trace": json.loads(r["trace"])} for r in rows]
@@ -238,6 +244,9 @@ class SqliteJournal:
         marks = ",".join("?" * len(ids))
         self.conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
         self.conn.execute(f"DELETE FROM step_effects WHERE signal_id IN ({marks})", ids)
+        self.conn.execute(f"DELETE FROM signal_bodies WHERE signal_id IN ({marks})"
+                          f" AND signal_id NOT IN (SELECT id FROM signals WHERE id IN ({marks})"
+                          " AND status NOT IN ('done', 'failed'))", ids + ids)
         # Re-checked here too: a signal replayed since the SELECT above stays.
         return self.conn.execute(
             f"DELETE FROM signals WHERE id IN ({marks}) AND status IN ('done', 'failed')", ids

@@ -139,6 +139,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS refused_source ON refused(source, id)
     """,
+    # 6: the request body as received, for the inspector (and its download); pruned with the signal.
+    """
+    CREATE TABLE IF NOT EXISTS signal_bodies (signal_id TEXT PRIMARY KEY, body BLOB NOT NULL)
+    """,
 ]
 VERSION = len(MIGRATIONS)
 
