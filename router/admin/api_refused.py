@@ -7,8 +7,9 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from router.admin.api import BadRequest, _limit
 from router.admin.core import Admin
+from router.admin.params import BadRequest
+from router.admin.params import limit as _limit
 from router.ops.refusals import refusal_detail
 from router.storage.rows import Refusal
 

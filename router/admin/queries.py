@@ -151,8 +151,8 @@ def list_sources(cfg: Config, tx: Tx, workflows: list[Any] | None = None) -> lis
     return items
 
 
-def signal_summary(s: Signal) -> dict[str, Any]:
-    return s.summary()
+def signal_row(s: Signal) -> dict[str, Any]:
+    return s.summary() | {"updated_at": s.updated_at}
 
 
 def list_signals(
@@ -166,7 +166,7 @@ def list_signals(
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     rows = tx.list_signals(source=source, status=status, since=since, until=until, before=before, limit=limit)
-    return [s.summary() | {"updated_at": s.updated_at} for s in rows]
+    return [signal_row(s) for s in rows]
 
 
 def signal_detail(tx: Tx, signal_id: str) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from router.storage.rows import (
     Run,
     ScheduleState,
     Signal,
+    SignalQuery,
     SourceState,
 )
 
@@ -130,6 +131,15 @@ class Tx(RecordTx):
     @abstractmethod
     def signal_body(self, signal_id: str) -> bytes | None:
         """The request body as received (`Entity.raw`, journaled by `append_signal`), if any."""
+
+    @abstractmethod
+    def find_signals(self, query: SignalQuery) -> list[Signal]:
+        """Signals matching `query`, newest first, at most `query.limit`; with `after`, the
+        page just newer than that id (still newest first). Must stay fast at 100,000 signals."""
+
+    @abstractmethod
+    def count_signals(self, query: SignalQuery) -> int:
+        """How many signals match `query` (its cursor and limit ignored, `upto` kept)."""
 
     @abstractmethod
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]: ...

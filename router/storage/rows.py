@@ -69,6 +69,30 @@ class Signal:
 
 
 @dataclass
+class SignalQuery:
+    """Which signals to list, count, export or replay (`Tx.find_signals`, `Tx.count_signals`).
+
+    Every field narrows: `search` is text search over the id, source, dedup key and the
+    payload (the entity without its `__` meta: body fields, `__body`, `__json`, an email);
+    words are matched whole, all of them, each word's parts in order (`ORD-4711`); a word ending in
+    `*` matches as a prefix. `since`/`until` bound `received_at` (journal format). `before`/`after`
+    are the id cursor (exclusive); `upto` an inclusive newest id (what a count saw)."""
+
+    search: str | None = None
+    channel: str | None = None
+    source: str | None = None
+    status: str | None = None
+    statuses: tuple[str, ...] = ()  # any of these (bulk replay: failed and done)
+    workflow: str | None = None  # signals with a run of this workflow
+    since: str | None = None
+    until: str | None = None
+    before: str | None = None
+    after: str | None = None
+    upto: str | None = None
+    limit: int = 50
+
+
+@dataclass
 class Run:
     """One workflow run of one attempt of a signal, as recorded at settlement."""
 

@@ -143,6 +143,42 @@
     }
   }
 
+  // -- replay every signal matching the list's filter, after showing how many ----------------------
+  async function replayMatching(button) {
+    const dialog = document.getElementById("replay-dialog");
+    const filter = JSON.parse(button.getAttribute("data-filter") || "{}");
+    const count = document.getElementById("replay-count");
+    const ok = document.getElementById("replay-confirm");
+    ok.disabled = true;
+    count.textContent = "Counting…";
+    dialog.showModal();
+    document.getElementById("replay-cancel").onclick = () => dialog.close();
+    let counted;
+    try {
+      counted = await api("GET", "/api/signals/count?" + new URLSearchParams(filter).toString());
+    } catch (e) {
+      count.textContent = "Could not count: " + e.message;
+      return;
+    }
+    count.innerHTML = "";
+    const strong = document.createElement("strong");
+    strong.id = "replay-n";
+    strong.textContent = String(counted.replayable);
+    count.append(strong, " of " + counted.count + " matching signals will be replayed.");
+    ok.disabled = counted.replayable === 0;
+    ok.onclick = async () => {
+      ok.disabled = true;
+      try {
+        const result = await api("POST", "/api/signals/replay", counted.filter);
+        flash(result.replayed.length + " signals queued for replay");
+        location.reload();
+      } catch (e) {
+        toast("Replay failed: " + e.message, true);
+        ok.disabled = false;
+      }
+    };
+  }
+
   async function deleteRecord(button) {
     if (!confirmed(button)) return;
     const target = button.getAttribute("data-delete-record");
@@ -165,6 +201,7 @@
     else if (el.hasAttribute("data-action")) { sourceAction(el); }
     else if (el.hasAttribute("data-replay")) { replay(el); }
     else if (el.id === "replay-all") { replayAll(el); }
+    else if (el.id === "replay-matching") { replayMatching(el); }
     else if (el.hasAttribute("data-delete-record")) { deleteRecord(el); }
   });
 
@@ -209,7 +246,7 @@
     const table = document.getElementById("signals");
     const body = document.getElementById("signal-rows");
     const indicator = document.getElementById("live");
-    if (!table || !body || !window.EventSource) return;
+    if (!table || !body || !window.EventSource || table.getAttribute("data-live") === "0") return;
     const onlySource = table.getAttribute("data-source");
     const onlyStatus = table.getAttribute("data-status");
     const url = "/api/events" + (onlySource ? "?source=" + encodeURIComponent(onlySource) : "");

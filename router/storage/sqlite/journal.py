@@ -37,6 +37,9 @@ def signal_from_row(row: sqlite3.Row) -> Signal:
 class SqliteJournal:
     conn: sqlite3.Connection
 
+    def index_signal(self, rowid: int, entity: Entity, dedup_key: str | None) -> None:
+        raise NotImplementedError  # SqliteSearch.index_signal, via SqliteTx
+
     def now(self) -> float:
         # One machine, one clock: the host's wall clock, read here and nowhere else in the backend.
         return time.time()
@@ -69,7 +72,7 @@ class SqliteJournal:
             status, lease_until, owner = DONE, None, None
         else:
             status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
-        conn.execute(
+        cur = conn.execute(
             "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
             " updated_at, ack, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -77,6 +80,7 @@ class SqliteJournal:
                 owner, lease_until, now, json.dumps(ack) if ack is not None else None, 1 if owner else 0,
             ),
         )
+        self.index_signal(int(cur.lastrowid or 0), entity, dedup_key)
         if entity.raw:
             conn.execute("INSERT OR REPLACE INTO signal_bodies (signal_id, body) VALUES (?, ?)", (entity.id, entity.raw))
         return Appended(entity.id)
@@ -161,19 +165,6 @@ class SqliteJournal:
         row = self.conn.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
         return signal_from_row(row) if row else None
 
-    def list_signals(self, *, status: str | None = None, source: str | None = None, since: str | None = None,
-                     until: str | None = None, before: str | None = None, limit: int = 50) -> list[Signal]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (("source", "=", source), ("status", "=", status), ("received_at", ">=", since),
-                                  ("received_at", "<", until), ("id", "<", before)):
-            if value:
-                clauses.append(f"{column} {op} ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.conn.execute(f"SELECT * FROM signals {where} ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [signal_from_row(r) for r in rows.fetchall()]
-
     def signal_body(self, signal_id: str) -> bytes | None:
         row = self.conn.execute("SELECT body FROM signal_bodies WHERE signal_id = ?", (signal_id,)).fetchone()
         return bytes(row[0]) if row else None
@@ -242,6 +233,8 @@ class SqliteJournal:
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
+        self.conn.execute(f"DELETE FROM signal_text WHERE rowid IN (SELECT rowid FROM signals WHERE id IN ({marks})"
+                          " AND status IN ('done', 'failed'))", ids)
         self.conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
         self.conn.execute(f"DELETE FROM step_effects WHERE signal_id IN ({marks})", ids)
         self.conn.execute(f"DELETE FROM signal_bodies WHERE signal_id IN ({marks})"

@@ -143,6 +143,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE IF NOT EXISTS signal_bodies (signal_id TEXT PRIMARY KEY, body BLOB NOT NULL)
     """,
+    # 7: text search (search.py): one FTS5 row per signal (rowid = the signal's rowid), written
+    # by append_signal, deleted with the signal; signals journaled before get their whole entity
+    # indexed here. The workflow filter reads runs by workflow.
+    """
+    CREATE VIRTUAL TABLE IF NOT EXISTS signal_text USING fts5(text);
+    INSERT INTO signal_text (rowid, text)
+        SELECT rowid, id || ' ' || source || ' ' || coalesce(dedup_key, '') || ' ' || entity FROM signals;
+    CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, signal_id)
+    """,
 ]
 VERSION = len(MIGRATIONS)
 
@@ -163,9 +172,13 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             current = version(conn)  # re-read under the write lock: someone may have done it
             if current < VERSION:
-                for statement in MIGRATIONS[current].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                pending = ""
+                for piece in MIGRATIONS[current].split(";"):
+                    pending += piece + ";"
+                    if sqlite3.complete_statement(pending):  # a `;` inside a trigger body is not the end
+                        if pending.strip(" \n;"):
+                            conn.execute(pending)
+                        pending = ""
                 conn.execute(f"PRAGMA user_version = {current + 1}")
             conn.execute("COMMIT")
         except BaseException:
