@@ -120,3 +120,116 @@ def wait_for_signal(admin: Admin, source: str) -> str:
     items = _wait(f"a signal from {source}",
                   lambda: admin.ok("GET", "/api/signals", params={"source": source})["items"])
     return str(items[0]["id"])
+
+
+LIST_CONFIG = """
+[webhooks.orders]
+
+[webhooks.forward]
+
+[[workflows]]
+name = "orders-log"
+listen = "webhooks.orders"
+
+[[workflows.steps]]
+action = "log"
+message = "order {{ __data.n }}"
+
+[[workflows]]
+name = "forward"
+listen = "webhooks.forward"
+max_attempts = 1
+
+[[workflows.steps]]
+id = "post"
+action = "webhook"
+url = "{target}/hook"
+json = { n = "{{ __data.n }}" }
+"""
+
+
+def test_list_pages_searches_narrows_shares_and_replays_by_filter(router_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.standins.http_target import HttpTarget, Scripted
+    from tests.test_signal_search import send_many
+
+    with HttpTarget() as target:
+        router = router_factory(LIST_CONFIG.replace("{target}", target.base_url))
+        admin = Admin(router)
+        ids = send_many(admin.source("webhooks.orders")["url"], 1000, lambda i: {"n": i, "ref": f"REF-{i:04d}-Q"})
+        wait("1000 done", lambda: admin.ok("GET", "/api/signals/count", params={"status": "done"})["count"] == 1000,
+             timeout=60)
+        target.answer(*[Scripted(500, "down")] * 12)
+        forward = admin.source("webhooks.forward")["url"]
+        failed = send_many(forward, 12, lambda i: {"n": i})
+        wait("12 failed", lambda: admin.ok("GET", "/api/signals/count", params={"status": "failed"})["count"] == 12)
+
+        with chromium(tmp_path / "profile") as driver:
+            login(driver, admin.base, TOKEN)
+            # Paging reaches the first signal.
+            driver.get(f"{admin.base}/signals?source=webhooks.orders")
+            pages = 1
+            while all_css(driver, "#older"):
+                before = driver.current_url
+                css(driver, "#older").click()
+                pages += 1
+                wait("the next page", lambda before=before: driver.current_url != before and all_css(driver, "#newer"))
+            rows = all_css(driver, "#signal-rows tr[data-signal]")
+            assert rows[-1].get_attribute("data-signal") == min(ids) and pages == 10
+            last = driver.current_url
+            css(driver, "#newer").click()
+            wait("the newer page", lambda: driver.current_url != last and all_css(driver, "#older"))
+            assert len(all_css(driver, "#signal-rows tr")) == 100
+
+            # A search for a value inside one payload finds exactly that signal.
+            driver.get(f"{admin.base}/signals")
+            box = css(driver, "#f-q")
+            box.send_keys("REF-0733-Q")
+            css(driver, "#apply-filters").click()
+            wait("the search", lambda: "q=REF-0733-Q" in driver.current_url)
+            found = [r.get_attribute("data-signal") for r in all_css(driver, "#signal-rows tr")]
+            assert found == [ids[733]]
+
+            # A time range narrows the list; the URL of the view reopens the same view.
+            cut = admin.signal(ids[960])["received_at"]
+            expected = admin.ok("GET", "/api/signals/count", params={"since": cut, "source": "webhooks.orders"})["count"]
+            driver.get(f"{admin.base}/signals")
+            css(driver, "#f-since").send_keys(cut)
+            css(driver, "#f-source").send_keys("webhooks.orders")
+            css(driver, "#apply-filters").click()
+            wait("the range", lambda: "since=" in driver.current_url)
+            shown = [r.get_attribute("data-signal") for r in all_css(driver, "#signal-rows tr")]
+            assert 0 < len(shown) == expected < 1000
+            shared = driver.current_url
+            assert parse_qs(urlsplit(shared).query)["source"] == ["webhooks.orders"]
+            driver.get(f"{admin.base}/signals")
+            driver.get(shared)
+            assert [r.get_attribute("data-signal") for r in all_css(driver, "#signal-rows tr")] == shown
+            assert css(driver, "#f-since").get_attribute("value") == cut
+
+            # Bulk replay of "failed, source forward, last hour": the count shown is the count replayed.
+            driver.get(f"{admin.base}/signals?status=failed&source=webhooks.forward&since=1h")
+            css(driver, "#replay-matching").click()
+            n = wait("the count", lambda: css(driver, "#replay-n").text)
+            assert n == "12" and "12 of 12 matching" in css(driver, "#replay-count").text
+            shot(driver, "replay-dialog")
+            css(driver, "#replay-confirm").click()
+            wait("the flash", lambda: "12 signals queued for replay" in css(driver, "#toast").text)
+            wait("the replays", lambda: all(admin.signal(s)["status"] == "done" for s in failed))
+
+            # Replaying a done signal from its inspector records a new run, and its webhook is called again.
+            done_id = failed[0]
+            def calls() -> int:
+                with target.lock:
+                    return len([r for r in target.requests if r.json in ({"n": 0}, {"n": "0"})])
+
+            before_calls = calls()
+            driver.get(f"{admin.base}/signals/{done_id}")
+            css(driver, "#replay-button").click()
+            wait("the new run", lambda: len(admin.signal(done_id)["runs"]) == 3 and admin.signal(done_id)["status"] == "done")
+            assert calls() == before_calls + 1
+            driver.get(f"{admin.base}/signals/{done_id}")
+            runs = all_css(driver, "#runs article.run")
+            assert len(runs) == 3 and "attempt 3" in runs[0].text  # newest first
+        admin.close()

@@ -19,7 +19,7 @@ from quart_trio import QuartTrio
 
 from router.admin import queries
 from router.admin.core import Admin
-from router.admin.params import MAX_LIMIT, BadRequest, json_body, limit, signal_query
+from router.admin.params import MAX_LIMIT, BadRequest, json_body, limit, paged, signal_query
 from router.dispatch import replay as replays
 from router.storage import Tx
 from router.storage.rows import Signal, SignalQuery
@@ -47,12 +47,8 @@ def register(app: QuartTrio, admin: Admin) -> None:
     @app.get("/api/signals")
     async def list_signals() -> dict[str, Any]:
         q = signal_query(request.args, page=limit())
-        rows = read(lambda tx: tx.find_signals(q))
-        items = [queries.signal_row(s) for s in rows]
-        full = len(items) == q.limit
-        older = items[-1]["id"] if items and (full or q.after) else None
-        newer = items[0]["id"] if items and (q.before or (q.after and full)) else None
-        return {"items": items, "next_before": older, "prev_after": newer}
+        rows, older, newer = paged(lambda query: read(partial(_find, q=query)), q)
+        return {"items": [queries.signal_row(s) for s in rows], "next_before": older, "prev_after": newer}
 
     @app.get("/api/signals/failed")
     async def failed_signals() -> dict[str, Any]:

@@ -124,11 +124,9 @@ def register(app: QuartTrio, admin: Admin) -> None:
     async def signals_page() -> Any:
         args = request.args
         q = params.signal_query(args, page=PAGE, strict=False)
-        items = [queries.signal_row(s) for s in read(lambda tx: tx.find_signals(q))]
+        rows, older, newer = params.paged(lambda query: read(lambda tx: tx.find_signals(query)), q)
+        items = [queries.signal_row(s) for s in rows]
         kept = params.filter_args(args)
-        full = len(items) == PAGE
-        older = items[-1]["id"] if items and (full or q.after) else None
-        newer = items[0]["id"] if items and (q.before or (q.after and full)) else None
         names = sorted({*(f"{k}.{n}" for k, n, _ in daemon.cfg.sources()), *([q.source] if q.source else [])})
         return await page(
             "signals.html", nav="signals", items=items, f=kept, q=q, source_names=names,

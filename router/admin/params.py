@@ -8,13 +8,14 @@ and, spelled as options, in `router signals`: `q` (text search), `channel`, `sou
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from quart import request
 
 from router.admin import queries
-from router.storage.rows import STATUSES, SignalQuery
+from router.storage.rows import STATUSES, Signal, SignalQuery
 
 MAX_LIMIT = 1000
 FILTER_KEYS = ("q", "channel", "source", "status", "workflow", "since", "until")
@@ -78,6 +79,20 @@ def signal_query(args: Mapping[str, Any], *, page: int = 50, strict: bool = True
     return SignalQuery(search=q, channel=text("channel"), source=text("source"), status=status,
                        workflow=text("workflow"), since=times["since"], until=times["until"],
                        before=text("before"), after=text("after"), limit=page)
+
+
+def paged(find: Callable[[SignalQuery], list[Signal]], q: SignalQuery) -> tuple[list[Signal], str | None, str | None]:
+    """One page of `q`, newest first, with the cursors of the pages around it: `before` for the
+    older one, `after` for the newer one (None where there is none). One extra row is read to
+    know whether there is more."""
+    rows = find(replace(q, limit=q.limit + 1))
+    if q.after and not q.before:
+        more_newer = len(rows) > q.limit
+        rows = rows[1:] if more_newer else rows
+        return rows, (rows[-1].id if rows else q.after), (rows[0].id if rows and more_newer else None)
+    more_older = len(rows) > q.limit
+    rows = rows[: q.limit]
+    return rows, (rows[-1].id if rows and more_older else None), (rows[0].id if rows and q.before else None)
 
 
 def filter_args(args: Mapping[str, Any]) -> dict[str, str]:

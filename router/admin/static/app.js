@@ -206,9 +206,10 @@
   });
 
   // -- live signals (SSE) ----------------------------------------------------------------------
-  function cell(text, className) {
+  function cell(text, className, label) {
     const td = document.createElement("td");
     if (className) td.className = className;
+    if (label) td.setAttribute("data-label", label);
     td.textContent = text;
     return td;
   }
@@ -224,22 +225,22 @@
     row.replaceChildren();
     row.setAttribute("data-signal", s.id);
     row.setAttribute("data-status", s.status);
-    const when = cell((s.received_at || "").replace("T", " ").slice(0, 19), "nowrap");
+    const when = cell((s.received_at || "").replace("T", " ").slice(0, 19), "nowrap", "Received");
     when.title = s.received_at || "";
     row.appendChild(when);
-    const idCell = document.createElement("td");
+    const idCell = cell("", "", "Signal");
     const link = document.createElement("a");
     link.className = "mono";
     link.href = "/signals/" + encodeURIComponent(s.id);
     link.textContent = s.id;
     idCell.appendChild(link);
     row.appendChild(idCell);
-    row.appendChild(cell(s.source));
-    const st = document.createElement("td");
+    row.appendChild(cell(s.source, "wrap-any", "Source"));
+    const st = cell("", "", "Status");
     st.appendChild(statusBadge(s.status));
     row.appendChild(st);
-    row.appendChild(cell(String(s.attempts), "right"));
-    row.appendChild(cell(s.last_error || "", "error-cell"));
+    row.appendChild(cell(String(s.attempts), "right", "Attempts"));
+    row.appendChild(cell(s.last_error || "", "error-cell", "Last error"));
   }
 
   function liveSignals() {
