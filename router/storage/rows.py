@@ -75,7 +75,8 @@ class SignalQuery:
     Every field narrows: `search` is text search over the id, source, dedup key and the
     payload (the entity without its `__` meta: body fields, `__body`, `__json`, an email);
     words are matched whole, all of them, each word's parts in order (`ORD-4711`); a word ending in
-    `*` matches as a prefix. `since`/`until` bound `received_at` (journal format). `before`/`after`
+    `*` matches as a prefix (a search lists in commit order, which is id order but for signals
+    appended at the same moment). `since`/`until` bound `received_at` (journal format). `before`/`after`
     are the id cursor (exclusive); `upto` an inclusive newest id (what a count saw)."""
 
     search: str | None = None

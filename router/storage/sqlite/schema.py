@@ -145,12 +145,12 @@ MIGRATIONS: list[str] = [
     """,
     # 7: text search (search.py): one FTS5 row per signal (rowid = the signal's rowid), written
     # by append_signal, deleted with the signal; signals journaled before get their whole entity
-    # indexed here. The workflow filter reads runs by workflow.
+    # indexed here. The list filtered by status reads (status, id) in order, newest first.
     """
     CREATE VIRTUAL TABLE IF NOT EXISTS signal_text USING fts5(text);
     INSERT INTO signal_text (rowid, text)
         SELECT rowid, id || ' ' || source || ' ' || coalesce(dedup_key, '') || ' ' || entity FROM signals;
-    CREATE INDEX IF NOT EXISTS runs_workflow ON runs(workflow, signal_id)
+    CREATE INDEX IF NOT EXISTS signals_status_id ON signals(status, id)
     """,
 ]
 VERSION = len(MIGRATIONS)
