@@ -131,6 +131,7 @@ class Daemon:
         self.tls_context: ssl.SSLContext | None = None  # [http] tls_cert: reloaded in place on SIGHUP
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
         self.channels_up: dict[str, bool] = {}  # supervised channel -> serving now (/readyz)
+        self.refusals: RefusalLog | None = None  # refused requests kept for inspection (listening processes)
 
     @property
     def is_main(self) -> bool:
@@ -203,7 +204,6 @@ class Daemon:
                     doorbell = Doorbell(db_path(cfg), cfg.router.runners)
                     self.dispatcher.hand_off = doorbell.ring
             self.metrics = metrics.attach(self)
-            self.refusals: RefusalLog | None = None
             if self.http is not None:
                 self.refusals = RefusalLog(self.storage, lambda: self.cfg.admin.refused_keep)
                 self.http.observer.refusals = self.refusals
@@ -316,6 +316,13 @@ class Daemon:
         self.http_stopped.set()
 
     # -- running ----------------------------------------------------------------------------------
+
+    def smtp_refusal(self, reason: str, detail: dict[str, str]) -> None:
+        """The SMTP bridge: a command its worker refused, kept with the HTTP refusals (bucket `smtp`)."""
+        if self.refusals is not None:
+            from router.ops.refusals import from_smtp
+
+            self.refusals.note(from_smtp(reason, detail))
 
     async def _remember_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
         await self.storage.write(lambda tx: tx.set_ack(signal_id, ack))

@@ -33,6 +33,9 @@ max_body = "4KiB"
 [endpoints.hello]
 return_data = "ok"
 
+[mailboxes.support]
+address = "support@example.com"
+
 [[workflows]]
 name = "log"
 listen = "webhooks.*"
@@ -122,6 +125,20 @@ def test_refused_requests_are_kept_listed_and_counted(router_factory) -> None:  
     table = router.cli("refused").stdout
     assert "invalid signature" in table and "unknown" in table and table.splitlines()[0].startswith("ID")
     assert router.cli("refused", "--source", "nosuch", check=False).returncode == 1
+
+    # SMTP: a recipient refused at RCPT is kept too (bucket `smtp`), with the answer the client got.
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=10) as smtp:
+        smtp.ehlo("test.example")
+        smtp.mail("ada@example.org")
+        code, _ = smtp.rcpt("nobody@example.com")
+        assert code == 550
+    mail = _wait("the SMTP refusal", lambda: admin.ok("GET", "/api/refused", params={"source": "smtp"})["items"])
+    one = admin.ok("GET", f"/api/refused/{mail[0]['id']}")
+    assert (one["channel"], one["method"], one["path"], one["status"]) == ("smtp", "RCPT", "nobody@example.com", 550)
+    assert one["reason"] == "no_such_mailbox" and "no such mailbox" in one["answer"]
+    assert one["headers"] == {"mail-from": "ada@example.org"} and one["remote"] == "127.0.0.1"
 
     # Counted in /metrics by reason (router_refused_total, from the ops work: not a second counter).
     metrics = admin.get("/metrics").text

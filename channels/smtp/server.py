@@ -79,6 +79,8 @@ class SmtpBridge:
         self._wake = trio.Event()
         self.on_sessions: Callable[[int], None] | None = None  # open SMTP sessions, for metrics
         self.on_refused: Callable[[str], None] | None = None  # a refused command's reason, for metrics
+        # The same with what the worker told of it (command, peer, rcpt, answer): kept for inspection.
+        self.on_refusal: Callable[[str, dict[str, str]], None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.append(pack(message))
@@ -111,8 +113,13 @@ class SmtpBridge:
                             self.ready.set()
                         elif kind == "sessions" and self.on_sessions is not None:
                             self.on_sessions(int(message.get("n", 0)))
-                        elif kind == "refused" and self.on_refused is not None:
-                            self.on_refused(str(message.get("reason", "unknown"))[:40])
+                        elif kind == "refused":
+                            reason = str(message.get("reason", "unknown"))[:40]
+                            if self.on_refused is not None:
+                                self.on_refused(reason)
+                            detail = message.get("detail")
+                            if self.on_refusal is not None and isinstance(detail, dict):
+                                self.on_refusal(reason, {str(k): str(v) for k, v in detail.items()})
                 nursery.cancel_scope.cancel()
         finally:
             self.closed.set()
@@ -224,6 +231,7 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
     if metrics is not None:
         bridge.on_sessions = metrics.smtp_sessions.set
         bridge.on_refused = metrics.smtp_refused
+    bridge.on_refusal = getattr(host, "smtp_refusal", None)  # router.daemon.Daemon: kept for inspection
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bridge.serve)

@@ -42,7 +42,7 @@ def register(app: QuartTrio, admin: Admin, page: Any) -> None:
     @app.get("/refused")
     async def refused_page() -> Any:
         items, more, _ = listing()
-        names = ["unknown", *(f"{k}.{n}" for k, n, _ in daemon.cfg.sources())]
+        names = ["unknown", "smtp", *(f"{k}.{n}" for k, n, _ in daemon.cfg.sources())]
         return await page("refused.html", nav="refused", items=items, next_before=more,
                           source=request.args.get("source") or None, source_names=names,
                           keep=daemon.cfg.admin.refused_keep)

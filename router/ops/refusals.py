@@ -65,6 +65,18 @@ def from_http(request: Any, status: int, channel: str, source: str | None, reaso
     )
 
 
+def from_smtp(reason: str, detail: dict[str, str]) -> Refusal:
+    """A command the SMTP worker refused: the recipient stands where an HTTP path would."""
+    answer = detail.get("answer", "")
+    code = answer[:3]
+    headers = {"mail-from": detail["mail_from"]} if detail.get("mail_from") else {}
+    return Refusal(
+        id=new_signal_id(), at=utcnow_iso(), channel="smtp", source="smtp", method=detail.get("command", "SMTP")[:16],
+        path=detail.get("rcpt", ""), query="", remote=detail.get("peer", ""), headers=headers, body=b"", body_size=0,
+        status=int(code) if code.isdigit() else 0, reason=reason, answer=answer[:ANSWER_KEEP],
+    )
+
+
 def refusal_detail(r: Refusal) -> dict[str, Any]:
     text = r.body.decode("utf-8", "replace")
     return {**r.summary(), "query": r.query, "headers": r.headers, "body": text,
