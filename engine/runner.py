@@ -139,7 +139,7 @@ class _Run:
         render = recorder.wrap(lambda source: self.engine.templates.render_value(source, data))
         try:
             result = bool(evaluate(step.condition, render))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error in a condition fails the step, with its trace
             entry["inputs"] = redact(recorder.rendered(step.condition))
             return self.fail(step, entry, exc)
         entry["inputs"] = redact(recorder.rendered(step.condition))
@@ -232,7 +232,7 @@ class Engine:
         entity: Entity,
         responder: Responder | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - ends the run as "timeout" with its trace (a caller's scope would lose both)
         replay: int = 0,
     ) -> RunResult:
         """`replay`: how many times the signal was replayed (0: its first round of attempts)."""

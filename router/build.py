@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from channels.http.routes import HttpSource, RouteTable
 from config import Config, ConfigError, ConfigIssue, load_config
-from engine.ports import OutboundSettings
 from engine.templates import TemplateEngine
 from engine.workflow import SourceCaps, Workflow, compile_workflows
 from router.sources import SourceState, is_active
@@ -28,7 +28,7 @@ def source_caps(cfg: Config) -> dict[str, SourceCaps]:
     return caps
 
 
-def caps_lookup(cfg: Config):  # type: ignore[no-untyped-def]
+def caps_lookup(cfg: Config) -> Callable[[str], SourceCaps]:
     caps = source_caps(cfg)
     return lambda source: caps.get(source, SourceCaps())
 
@@ -97,23 +97,3 @@ def build_routes(cfg: Config, states: dict[tuple[str, str], SourceState]) -> Rou
         else:
             getattr(table, kind)[name] = src
     return table
-
-
-def outbound_settings(cfg: Config) -> OutboundSettings:
-    smtp = cfg.outbound.smtp
-    tw = cfg.twilio
-    return OutboundSettings(
-        smtp_host=smtp.host,
-        smtp_port=smtp.port,
-        smtp_starttls=smtp.starttls,
-        smtp_ssl=smtp.ssl,
-        smtp_username=smtp.username,
-        smtp_password=smtp.password,
-        smtp_from=smtp.from_address,
-        smtp_timeout=smtp.timeout,
-        twilio_account_sid=tw.account_sid,
-        twilio_auth_token=tw.auth_token,
-        twilio_api_base=tw.api_base,
-        twilio_from=tw.from_number,
-        twilio_whatsapp_from=tw.whatsapp_from,
-    )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,13 @@ class RouterProcess:
                 self.proc.wait(10)
         return int(self.proc.returncode)
 
+    def status(self) -> dict[str, Any]:
+        """The admin API's `/api/status` (signals by status, runs active, HTTP requests in flight)."""
+        r = httpx.get(f"http://127.0.0.1:{self.admin_port}/api/status", timeout=10,
+                      headers={"Authorization": "Bearer test-admin-token"})
+        r.raise_for_status()
+        return dict(r.json())
+
     def signals(self, *extra: str) -> list[dict[str, Any]]:
         return json.loads(self.cli("signals", "--json", "--limit", "100000", *extra).stdout)
 
@@ -166,3 +174,24 @@ class RouterProcess:
                 return last
             time.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}")
+
+
+class RouterFactory:
+    """`make(body, start=True, **RouterProcess options)`: a daemon in a fresh folder under `root`."""
+
+    def __init__(self, root: Callable[[], Path]) -> None:
+        self._root = root
+        self.started: list[RouterProcess] = []
+
+    def __call__(self, body: str, *, start: bool = True, **kwargs: Any) -> RouterProcess:
+        sub = self._root() / f"r{len(self.started)}"
+        sub.mkdir()
+        proc = RouterProcess(sub, body, **kwargs)
+        self.started.append(proc)
+        if start:
+            proc.start()
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop(timeout=10)

@@ -132,12 +132,8 @@ TIMESTAMPED = ("stripe", "slack", "standard", "svix")
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(tmp_path_factory.mktemp("sig"), _config()).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory):  # type: ignore[no-untyped-def]
+    return module_router_factory(_config())
 
 
 @pytest.fixture(scope="module")

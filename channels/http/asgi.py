@@ -191,6 +191,3 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
     response.reason = message
     return response
 
-
-def text_response(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Response:
-    return Response(status, text.encode(), [("content-type", content_type)])

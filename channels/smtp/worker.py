@@ -172,7 +172,7 @@ class MailHandler:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's naming
+    async def handle_RCPT(  # aiosmtpd's naming
         self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope, address: str, rcpt_options: list[str]
     ) -> str:
         def refuse(reason: str, answer: str) -> str:
@@ -205,7 +205,7 @@ class MailHandler:
             envelope.mailboxes.setdefault(name, []).append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope) -> str:  # noqa: N802
+    async def handle_DATA(self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope) -> str:
         raw = envelope.content if isinstance(envelope.content, bytes) else b""
         received_at = utcnow_iso()
         peer = _peer(session)

@@ -79,7 +79,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
             "sources": len(daemon.cfg.sources()),
             "workflows": len(daemon.workflows),
             "signals": {s: counts.get(s, 0) for s in STATUSES},
-            "runs_active": len(daemon.dispatcher._active),
+            "runs_active": daemon.dispatcher.active_runs,
             "http_in_flight": daemon.http.in_flight if daemon.http is not None else 0,
             "who": str(g.principal),
         }

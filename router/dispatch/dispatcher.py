@@ -6,7 +6,7 @@ it stays pending and the claim loop (which also sees other processes' work, retr
 leases) picks it up. Every task lives in the dispatcher's nursery: a caller that goes away does
 not cancel the run it started.
 
-With runner processes (`[router] runners`), a listening process sets `hand_off`: it claims only
+With runner processes (`[router] runners`), a listening process is given `hand_off`: it claims only
 the signals whose caller waits for an answer (sync runs, `continue`, SSE, TwiML) and leaves the
 rest pending for the runners, whose claim loops it wakes through `hand_off` (the doorbell).
 """
@@ -17,13 +17,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import trio
 
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
+from config import RouterSettings
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Reply
 from engine.runner import Engine, RunResult
@@ -36,16 +36,32 @@ from router.storage.rows import RUNNING, ClaimRef, Run, Signal
 log = structlog.get_logger("router.dispatch")
 
 
-@dataclass
-class DispatchSettings:
-    concurrency: int = 64
-    max_attempts: int = 5
-    retry_backoff: float = 2.0
-    run_timeout: float = 30.0
-    lease: float = 15.0
-    max_pending: int = 10000
-    dedup_window: float = 86400.0
-    poll_interval: float = 0.25
+POLL_INTERVAL = 0.25  # the claim loop looks this often even if nothing woke it (other processes' work)
+
+
+class DispatchObserver(Protocol):
+    """Metrics (router/ops/metrics.py `Metrics`)."""
+
+    def on_submit(self, channel: str, source: str, outcome: str, seconds: float) -> None:
+        """One submission: accepted, duplicate, overloaded or journal_unavailable."""
+        ...
+
+    def on_run(self, workflow: str, status: str, seconds: float) -> None: ...
+
+    def on_retry(self, kind: str) -> None:
+        """A failed signal scheduled for another attempt (`kind` "signal")."""
+        ...
+
+
+class _Unobserved:
+    def on_submit(self, channel: str, source: str, outcome: str, seconds: float) -> None:
+        return None
+
+    def on_run(self, workflow: str, status: str, seconds: float) -> None:
+        return None
+
+    def on_retry(self, kind: str) -> None:
+        return None
 
 
 class NullResponder:
@@ -71,14 +87,19 @@ class Dispatcher:
         engine: Engine,
         templates: TemplateEngine,
         workflows: list[Workflow],
-        settings: DispatchSettings,
+        settings: RouterSettings,
+        *,
+        dedup_window: float,
+        observer: DispatchObserver | None = None,
+        hand_off: Callable[[], None] | None = None,
     ) -> None:
         self.storage = storage
         self.journal = Journal(storage)
         self.engine = engine
         self.templates = templates
         self.workflows = workflows
-        self.settings = settings
+        self.settings = settings  # `[router]`: concurrency, lease, max_pending, retries, run_timeout
+        self.dedup_window = dedup_window  # `[http] idempotency_window`
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{int(time.time() * 1000) % 10**8}"
         self._nursery: trio.Nursery | None = None
         self._active: dict[str, trio.CancelScope] = {}
@@ -88,12 +109,14 @@ class Dispatcher:
         self._idle = trio.Event()
         self._accepting = True
         self.pending_estimate = 0
-        # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
-        self.on_submit: Callable[[str, str, str, float], None] | None = None
-        self.on_run: Callable[[str, str, float], None] | None = None
-        self.on_retry: Callable[[str], None] | None = None  # a signal scheduled for another attempt
-        # Set in listening processes when runner processes exist: wakes them (see module doc).
-        self.hand_off: Callable[[], None] | None = None
+        self.observer: DispatchObserver = observer or _Unobserved()
+        # Given to listening processes when runner processes exist: wakes them (see module doc).
+        self.hand_off = hand_off
+
+    @property
+    def active_runs(self) -> int:
+        """Signals this process is running now."""
+        return len(self._active)
 
     # -- Intake -------------------------------------------------------------------------------
 
@@ -102,6 +125,9 @@ class Dispatcher:
 
     def render(self, template: str, data: dict[str, Any], *, html: bool = False) -> str:
         return self.templates.render(template, data, html=html)
+
+    def has_sync_listener(self, source: str) -> bool:
+        return any(w.run_mode == "sync" for w in self.listeners(source))
 
     async def submit(
         self,
@@ -124,8 +150,7 @@ class Dispatcher:
         return sub
 
     def _observe(self, entity: Entity, outcome: str, started: float) -> None:
-        if self.on_submit is not None:
-            self.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
+        self.observer.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
 
     async def _submit(
         self,
@@ -157,7 +182,7 @@ class Dispatcher:
             appended = await self.journal.append(
                 entity,
                 dedup_key=dedup_key,
-                dedup_window=self.settings.dedup_window,
+                dedup_window=self.dedup_window,
                 owner=self.owner if claim else None,
                 lease=self.settings.lease,
                 ack=ack,
@@ -202,15 +227,13 @@ class Dispatcher:
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait for in-flight runs; True if all finished within `timeout`."""
+    async def drain(self) -> None:
+        """Take no more signals; return once the runs in flight finished (the caller's cancel
+        scope bounds the wait: what is left stays in the journal)."""
         self._accepting = False
-        with trio.move_on_after(timeout):
-            while self._active:
-                self._idle = trio.Event()
-                await self._idle.wait()
-            return True
-        return False
+        while self._active:
+            self._idle = trio.Event()
+            await self._idle.wait()
 
     def _start(self, signal: Signal, responder: CallerResponder | None) -> None:
         assert self._nursery is not None
@@ -221,7 +244,7 @@ class Dispatcher:
 
     async def _claim_loop(self) -> None:
         while True:
-            with trio.move_on_after(self.settings.poll_interval):
+            with trio.move_on_after(POLL_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()
             if not self._accepting:
@@ -254,7 +277,7 @@ class Dispatcher:
     async def _backlog_loop(self) -> None:
         """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
         while True:
-            await trio.sleep(self.settings.poll_interval)
+            await trio.sleep(POLL_INTERVAL)
             self.pending_estimate = self.storage.read(_count_pending)
 
     async def _lease_loop(self) -> None:
@@ -271,7 +294,7 @@ class Dispatcher:
         try:
             with scope:
                 await self._run_workflows(signal, caller)
-        except Exception:  # noqa: BLE001 - a bug in one signal must not take the daemon down
+        except Exception:  # a bug in one signal must not take the daemon down
             log.exception("signal processing crashed", signal_id=signal.id)
         finally:
             caller.finish()
@@ -300,8 +323,7 @@ class Dispatcher:
                 replay=signal.replays,
             )
             duration = (time.perf_counter() - t0) * 1000
-            if self.on_run is not None:
-                self.on_run(workflow.name, result.status, duration / 1000)
+            self.observer.on_run(workflow.name, result.status, duration / 1000)
             runs.append((workflow, started, duration, result))
             request_id = signal.entity.data.get("__request_id")
             # A line per run is the journal's job (`router signals`); at 1,000 runs/s logging them
@@ -334,8 +356,7 @@ class Dispatcher:
                 delay = min(self.settings.retry_backoff * (2 ** (tries - 1)), 3600.0)
                 status, retry_in = "pending", delay
                 log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
-                if self.on_retry is not None:
-                    self.on_retry("signal")
+                self.observer.on_retry("signal")
             else:
                 status = "failed"
                 log.warning("failed", signal_id=signal.id, attempts=attempt, error=error)
@@ -360,4 +381,4 @@ def _has_claimable(tx: Tx) -> bool:
     return tx.has_claimable()
 
 
-__all__ = ["Dispatcher", "DispatchSettings", "NullResponder"]
+__all__ = ["DispatchObserver", "Dispatcher", "NullResponder"]
