@@ -40,6 +40,7 @@ from router.dispatch.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
 from router.ops import metrics, systemd
 from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
+from router.ops.refusals import RefusalLog
 from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
 from router.ops.supervise import supervise, tune_gc
 from router.ops.workers import WorkerPool, die_with_parent
@@ -103,6 +104,7 @@ class Daemon:
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
         self.channels_up: dict[str, bool] = {}  # supervised channel -> serving now (/readyz)
         self.metrics = metrics.Metrics()  # the storage writer, dispatcher and channels report here
+        self.refusals: RefusalLog | None = None  # refused requests kept for inspection (listening processes)
 
     @property
     def is_main(self) -> bool:
@@ -172,6 +174,9 @@ class Daemon:
                     limits=node_rate_limits(create=self.is_main),
                     observer=self.metrics.http_observer(),
                 )
+                # Refusals are noted by the metrics' observers (HTTP and SMTP) and kept by this log.
+                self.refusals = RefusalLog(self.storage, lambda: self.cfg.admin.refused_keep)
+                self.metrics.refusals = self.refusals
             metrics.watch_gauges(self.metrics, self.storage, self.http)
             if self.is_main:
                 self.extra_channels = self._extra_channels()
@@ -186,6 +191,8 @@ class Daemon:
                         await nursery.start(partial(supervise, "http", partial(self._serve_http, http_sock),
                                                     up=self.channels_up))
                         nursery.start_soon(self._watch_state)
+                        if self.refusals is not None:
+                            nursery.start_soon(self.refusals.run)
                     else:
                         nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
                     for name, run in self.extra_channels:

@@ -42,6 +42,7 @@ listen = "127.0.0.1:{smtp_port}"
 [admin]
 listen = "127.0.0.1:{admin_port}"
 token = "test-admin-token"
+{admin_extra}
 """
 
 
@@ -56,11 +57,12 @@ def _alive(pid: int) -> bool:
 class RouterProcess:
     def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
                  env: dict[str, str] | None = None, workers: int = 1, router_extra: str = "",
-                 http_extra: str = "") -> None:
+                 http_extra: str = "", admin_extra: str = "") -> None:
         self.tmp = tmp
         self.workers = workers
         self.router_extra = textwrap.dedent(router_extra)  # more `key = value` lines for [router]
         self.http_extra = textwrap.dedent(http_extra)  # and for [http]
+        self.admin_extra = textwrap.dedent(admin_extra)  # and for [admin]
         self.http_port = free_port()
         self.smtp_port = free_port()
         self.admin_port = free_port()
@@ -76,6 +78,7 @@ class RouterProcess:
             data_dir=self.data_dir, http_port=self.http_port, smtp_port=self.smtp_port,
             admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
             workers=self.workers, router_extra=self.router_extra, http_extra=self.http_extra,
+            admin_extra=self.admin_extra,
         )
         self.config_path.write_text(head + textwrap.dedent(body))
 

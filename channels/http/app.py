@@ -151,6 +151,7 @@ class HttpChannel:
             request.extra["reason"] = "request head too large"
             response = error_response(431, f"request header fields too large (the limit is {MAX_HEAD} bytes)")
             response.close = True
+            request.extra["answer"] = response
             await response.send(send, request_id)
             if self.observer is not None:
                 self.observer.end(observed, request, 431)
@@ -159,7 +160,9 @@ class HttpChannel:
             request.extra["overloaded"] = True
             request.extra["reason"] = "too many requests in flight"
             await request.drain()
-            await error_response(503, "too many requests in flight").header("retry-after", "1").send(send, request_id)
+            response = error_response(503, "too many requests in flight").header("retry-after", "1")
+            request.extra["answer"] = response
+            await response.send(send, request_id)
             if self.observer is not None:
                 self.observer.end(observed, request, 503)
             return
@@ -168,6 +171,7 @@ class HttpChannel:
             request.extra["reason"] = "shutting down"
             response = error_response(503, "shutting down, retry later").header("retry-after", "2")
             response.close = True
+            request.extra["answer"] = response
             await response.send(send, request_id)
             if self.observer is not None:
                 self.observer.end(observed, request, 503)
@@ -181,6 +185,7 @@ class HttpChannel:
                     await request.drain()
                 if answer.status >= 400:
                     request.extra["reason"] = answer.reason
+                    request.extra["answer"] = answer
                 await answer.send(send, request_id)
         except ClientGone:
             status = 499  # nginx's "client closed request": there is no one to answer

@@ -85,7 +85,7 @@ async def _accept(channel: HttpContext, request: Request, send: Send, source: Ht
     data = await pipeline.parse(request, channel.files_dir)
     if jwt_data is not None:
         data["__headers"]["__jwt_data"] = jwt_data
-    entity = Entity("endpoints", source.source, data)
+    entity = Entity("endpoints", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     rtype = cfg.return_type
 

@@ -182,6 +182,6 @@ async def _accept(channel: HttpContext, request: Request, source: HttpSource) ->
         data = await pipeline.parse(request, channel.files_dir)
     if trap:
         data.pop(trap, None)
-    entity = Entity("forms", source.source, data)
+    entity = Entity("forms", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     return await pipeline.submit_and_answer(channel.intake, entity, key, success(channel, source, data))

@@ -148,7 +148,7 @@ async def _accept(channel: HttpContext, request: Request, source: HttpSource) ->
         raise Refused(error_response(403, "invalid Twilio signature"))
     pipeline.check_rate(channel.limits, source)
     data = await pipeline.parse(request, channel.files_dir)
-    entity = Entity(source.kind, source.source, data)
+    entity = Entity(source.kind, source.source, data, raw=request.body)
     fields = {k: v for k, v in data.items() if not k.startswith("__")}
     message = message_fields(fields, source.kind, entity.received_at)
     data["incoming_whatsapp" if source.kind == "whatsapp" else "incoming_sms"] = message

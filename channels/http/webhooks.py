@@ -52,6 +52,6 @@ async def _accept(channel: HttpContext, request: Request, source: HttpSource) ->
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
     data = await pipeline.parse_json_request(request)
-    entity = Entity("webhooks", source.source, data)
+    entity = Entity("webhooks", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     return await pipeline.submit_and_answer(channel.intake, entity, key, pipeline.accepted(entity.id))

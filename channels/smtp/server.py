@@ -80,6 +80,8 @@ class SmtpBridge:
         self._wake = trio.Event()
         self.on_sessions: Callable[[int], None] | None = None  # open SMTP sessions, for metrics
         self.on_refused: Callable[[str], None] | None = None  # a refused command's reason, for metrics
+        # The same with what the worker told of it (command, peer, rcpt, answer): kept for inspection.
+        self.on_refusal: Callable[[str, dict[str, str]], None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.append(pack(message))
@@ -112,8 +114,13 @@ class SmtpBridge:
                             self.ready.set()
                         elif kind == "sessions" and self.on_sessions is not None:
                             self.on_sessions(int(message.get("n", 0)))
-                        elif kind == "refused" and self.on_refused is not None:
-                            self.on_refused(str(message.get("reason", "unknown"))[:40])
+                        elif kind == "refused":
+                            reason = str(message.get("reason", "unknown"))[:40]
+                            if self.on_refused is not None:
+                                self.on_refused(reason)
+                            detail = message.get("detail")
+                            if self.on_refusal is not None and isinstance(detail, dict):
+                                self.on_refusal(reason, {str(k): str(v) for k, v in detail.items()})
                 nursery.cancel_scope.cancel()
         finally:
             self.closed.set()
@@ -186,6 +193,9 @@ class SmtpObserver(Protocol):
 
     def smtp_refused(self, reason: str) -> None: ...
 
+    def smtp_refusal(self, reason: str, detail: Mapping[str, str]) -> None:
+        """The same refusal with what the worker told of it (command, peer, rcpt, answer)."""
+
 
 def config_message(cfg: Config, states: Mapping[tuple[str, str], SourceActivation]) -> dict[str, Any]:
     """`[smtp]` and the mailbox table (activation overrides applied) for the worker."""
@@ -256,6 +266,7 @@ async def run_smtp(host: SmtpHost, intake: Intake, observer: SmtpObserver | None
     if observer is not None:
         bridge.on_sessions = observer.smtp_sessions_open
         bridge.on_refused = observer.smtp_refused
+        bridge.on_refusal = observer.smtp_refusal
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bridge.serve)

@@ -57,6 +57,8 @@ class ActionContext:
     # (signal id, workflow, step id) when the run belongs to a journaled signal: record steps write
     # once per run even if the run is started over after a crash (engine.records.once).
     effect_key: tuple[str, str, str] | None = None
+    # How many times the signal was replayed: a replay is a new execution, with its own webhook keys.
+    replay: int = 0
 
 
 @dataclass

@@ -308,15 +308,19 @@ class Dispatcher:
                 self._wake.set()
 
     async def _run_workflows(self, signal: Signal, caller: CallerResponder) -> None:
-        done = self.storage.read(lambda tx: tx.done_workflows(signal.id)) if signal.attempts else set()
-        todo = [w for w in self.listeners(signal.source) if w.name not in done]
         attempt = signal.attempts + 1
+        # A retry, or a run started over after a crash, skips the workflows this round already
+        # did; a replay starts a new round (`replay_from` = its first attempt): all of them run.
+        since = signal.replay_from
+        done = self.storage.read(lambda tx: tx.done_workflows(signal.id, since)) if attempt > max(since, 1) else set()
+        todo = [w for w in self.listeners(signal.source) if w.name not in done]
         runs: list[tuple[Workflow, str, float, RunResult]] = []
 
         async def one(workflow: Workflow) -> None:
             started, t0 = utcnow_iso(), time.perf_counter()
             result = await self.engine.run(
-                workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout
+                workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout,
+                replay=signal.replays,
             )
             duration = (time.perf_counter() - t0) * 1000
             self.observer.on_run(workflow.name, result.status, duration / 1000)
@@ -347,8 +351,9 @@ class Dispatcher:
             error = "; ".join(f"{w.name}: {msg}" for w, msg, _ in failures)
             retryable = [w for w, _, again in failures if again and w.run_mode == "async"]
             max_attempts = min((w.max_attempts or self.settings.max_attempts) for w, _, _ in failures)
-            if retryable and attempt < max_attempts:
-                delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
+            tries = attempt - max(signal.replay_from, 1) + 1  # a replay's round has attempts of its own
+            if retryable and tries < max_attempts:
+                delay = min(self.settings.retry_backoff * (2 ** (tries - 1)), 3600.0)
                 status, retry_in = "pending", delay
                 log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
                 self.observer.on_retry("signal")

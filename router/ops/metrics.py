@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,9 @@ from prometheus_client.registry import Collector
 
 from channels.http.asgi import loggable_path
 from router.ops import logs
+from router.ops.refusals import RefusalLog
+from router.ops.refusals import from_http as refusal_from_http
+from router.ops.refusals import from_smtp as refusal_from_smtp
 from router.ops.shared_metrics import is_shared
 from router.version import version
 
@@ -133,6 +136,7 @@ REFUSAL_REASONS = {
 class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # no `*_created` series: they double the output and nobody graphs them
+        self.refusals: RefusalLog | None = None  # refused requests kept for the dashboard (router/ops/refusals.py)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.signals = Counter(
@@ -244,6 +248,11 @@ class Metrics:
         """The SMTP bridge: its worker refused a command (the reason comes over the link)."""
         self.refused.labels("smtp", reason).inc()
 
+    def smtp_refusal(self, reason: str, detail: Mapping[str, str]) -> None:
+        """The SMTP bridge: what its worker told of a refused command, kept for inspection."""
+        if self.refusals is not None:
+            self.refusals.note(refusal_from_smtp(reason, dict(detail)))
+
     def smtp_sessions_open(self, sessions: int) -> None:
         """The SMTP bridge: its worker's count of open sessions (0 when the worker is gone)."""
         self.smtp_sessions.set(sessions)
@@ -287,6 +296,10 @@ class HttpObserver:
                 reason = "overloaded" if request.extra.get("overloaded") or note.outcome == "overloaded" else (
                     "journal_unavailable" if note.outcome == "journal_unavailable" else reason)
             m.refused.labels(channel or "http", reason).inc()
+            if m.refusals is not None:
+                m.refusals.note(refusal_from_http(
+                    request, status, channel or "http", source_obj.source if source_obj is not None else None,
+                    str(request.extra.get("reason") or f"HTTP {status}")))
         if channel is None:
             return  # /healthz, /readyz, unknown paths: not an arrival
         if request.extra.get("overloaded"):
