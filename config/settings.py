@@ -206,6 +206,9 @@ class AdminSettings(ListenMixin):
     listen: ListenAddress = "127.0.0.1:8081"
     enabled: StrictBool = True
     token: str = ""
+    # Refused requests kept for the dashboard (and `router refused`): the newest N per source, and
+    # N for requests to unknown URLs; 0 keeps none.
+    refused_keep: int = Field(default=200, ge=0, le=100_000)
 
     def rule_problems(self) -> list[tuple[str, str]]:
         if self.enabled and not self.token and not self.is_loopback:

@@ -313,7 +313,7 @@ def format_currency(value: Any, symbol: Any = "", decimals: Any = 2) -> str:
     return f"{'-' if negative else ''}{to_str(symbol)}{text}"
 
 
-def now(format: Any = None, timezone: Any = None) -> str:  # noqa: A002 - the template name
+def now(format: Any = None, timezone: Any = None) -> str:  # `format`: the template's own name
     """now() -> "2026-05-01T09:30:00Z"; now("Y-m-d") or now("%Y-%m-%d") formats; a timezone name
     as second argument converts first."""
     moment = datetime.now(UTC).replace(microsecond=0).astimezone(_timezone(timezone))

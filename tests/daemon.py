@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ listen = "127.0.0.1:{smtp_port}"
 [admin]
 listen = "127.0.0.1:{admin_port}"
 token = "test-admin-token"
+{admin_extra}
 """
 
 
@@ -66,11 +68,12 @@ def _alive(pid: int) -> bool:
 class RouterProcess:
     def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
                  env: dict[str, str] | None = None, workers: int = 1, router_extra: str = "",
-                 http_extra: str = "") -> None:
+                 http_extra: str = "", admin_extra: str = "") -> None:
         self.tmp = tmp
         self.workers = workers
         self.router_extra = textwrap.dedent(router_extra)  # more `key = value` lines for [router]
         self.http_extra = textwrap.dedent(http_extra)  # and for [http]
+        self.admin_extra = textwrap.dedent(admin_extra)  # and for [admin]
         self.http_port = free_port()
         self.smtp_port = free_port()
         self.admin_port = free_port()
@@ -86,6 +89,7 @@ class RouterProcess:
             data_dir=self.data_dir, http_port=self.http_port, smtp_port=self.smtp_port,
             admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
             workers=self.workers, router_extra=self.router_extra, http_extra=self.http_extra,
+            admin_extra=self.admin_extra,
         )
         self.config_path.write_text(head + textwrap.dedent(body))
 
@@ -162,6 +166,13 @@ class RouterProcess:
                 self.proc.wait(10)
         return int(self.proc.returncode)
 
+    def status(self) -> dict[str, Any]:
+        """The admin API's `/api/status` (signals by status, runs active, HTTP requests in flight)."""
+        r = httpx.get(f"http://127.0.0.1:{self.admin_port}/api/status", timeout=10,
+                      headers={"Authorization": "Bearer test-admin-token"})
+        r.raise_for_status()
+        return dict(r.json())
+
     def signals(self, *extra: str) -> list[dict[str, Any]]:
         return json.loads(self.cli("signals", "--json", "--limit", "100000", *extra).stdout)
 
@@ -174,3 +185,24 @@ class RouterProcess:
                 return last
             time.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}")
+
+
+class RouterFactory:
+    """`make(body, start=True, **RouterProcess options)`: a daemon in a fresh folder under `root`."""
+
+    def __init__(self, root: Callable[[], Path]) -> None:
+        self._root = root
+        self.started: list[RouterProcess] = []
+
+    def __call__(self, body: str, *, start: bool = True, **kwargs: Any) -> RouterProcess:
+        sub = self._root() / f"r{len(self.started)}"
+        sub.mkdir()
+        proc = RouterProcess(sub, body, **kwargs)
+        self.started.append(proc)
+        if start:
+            proc.start()
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop(timeout=10)

@@ -175,7 +175,7 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
     assert [r["status"] for r in done["runs"]] == ["failed", "done"]
     driver.get(f"{base}/signals/{failed_id}")
     runs = wait("both runs", lambda: len(all_css(driver, "#runs article.run")) == 2 and all_css(driver, "#runs article.run"))
-    assert "failed" in runs[0].text and "done" in runs[1].text
+    assert "done" in runs[0].text and "failed" in runs[1].text  # newest first
     shot(driver, "07-replayed")
 
     # -- schedules with next fire times, records, audit ----------------------------------------------
@@ -209,3 +209,37 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
     log = router.log()
     assert "action=source.deactivate target=endpoints.orders result=ok who=session:" in log
     assert f"action=signal.replay target={failed_id} result=ok who=session:" in log
+
+
+def test_rotation_with_a_grace_in_the_dashboard(router_factory, browser) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16, must-show 4 in the dashboard: rotate with a grace chosen on the page; the dialog
+    shows the new key once and says when the old one stops; the row shows it afterwards."""
+    router = router_factory(demo_config())
+    admin = Admin(router)
+    driver = browser
+    try:
+        old = admin.source("webhooks.payments")
+        driver.get(admin.base + "/")
+        wait("the login page", lambda: "/login" in driver.current_url)
+        css(driver, "#token").send_keys(TOKEN)
+        css(driver, "#login-button").click()
+        wait("the sources page", lambda: all_css(driver, 'tr[data-source="webhooks.payments"]'))
+        css(driver, '#rotate-grace option[value="1h"]').click()
+        css(driver, 'tr[data-source="webhooks.payments"] button[data-action="rotate"]').click()
+        driver.switch_to.alert.accept()  # "Rotate webhooks.payments? … or after the grace chosen above."
+        wait("the new credentials", lambda: css(driver, "#rotated").get_attribute("open") is not None)
+        new = admin.source("webhooks.payments")
+        assert new["api_key"] != old["api_key"] and css(driver, "#rotated-key").text == new["api_key"]
+        assert "keeps working until" in css(driver, "#rotated-notice").text
+        shot(driver, "11-rotated-with-grace")
+        css(driver, "#rotated-close").click()
+        tag = wait("the expiry on the row", lambda: css(driver, 'tr[data-source="webhooks.payments"] .tag.grace'))
+        assert "works until" in tag.text and "in 59m" in tag.text
+        assert new["previous"]["api_key"] == old["api_key"]
+        assert httpx.post(old["url"], json={"amount": 1}).status_code == 200  # the old key, within the grace
+        assert httpx.post(new["url"], json={"amount": 1}).status_code == 200
+    except BaseException:
+        shot(driver, "rotation-failure")
+        raise
+    finally:
+        admin.close()

@@ -116,12 +116,8 @@ fields = {{ pid = "{{{{ __data.id }}}}" }}
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(tmp_path_factory.mktemp("http"), CONFIG, router_extra='log_level = "debug"').start()  # run lines
-    yield proc
-    proc.stop()
+def router(module_router_factory):  # type: ignore[no-untyped-def]
+    return module_router_factory(CONFIG, router_extra='log_level = "debug"')  # run lines
 
 
 @pytest.fixture(scope="module")

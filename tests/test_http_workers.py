@@ -92,10 +92,10 @@ def test_a_listener_runs_pending_work_when_the_runners_lag(router_factory) -> No
     listening process claims the backlog and runs it itself, each signal still run once."""
     import signal
 
-    from router.dispatch.dispatcher import DispatchSettings
+    from router.dispatch.dispatcher import HELP_BACKLOG
     from tests.daemon import descendants
 
-    threshold = DispatchSettings().help_backlog
+    threshold = HELP_BACKLOG
     router = router_factory(CONFIG, router_extra="runners = 1")
     url = router.url("webhooks.ingest")
     router.wait_for(lambda: router.log().count("msg=ready") >= 2, timeout=20)  # main, runner

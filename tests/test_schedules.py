@@ -90,7 +90,9 @@ def test_kill9_around_fire_times_never_fires_a_slot_twice(router_factory) -> Non
         router.kill()
         time.sleep(rng.uniform(0.0, 1.2))
     router.start()
-    time.sleep(1.5)
+    up = time.time()
+    # Caught up: the slots missed while down fired, and a slot after the restart too.
+    router.wait_for(lambda: any(ts(t["scheduled_for"]) > up for t in ticks(router)), timeout=20)
     router.stop()
     slots = sorted(ts(t["scheduled_for"]) for t in ticks(router))
     assert len(slots) == len(set(slots)), "a slot fired twice"
@@ -127,7 +129,7 @@ def test_missed_slot_fires_once_on_start_within_grace_older_is_skipped(router_fa
     router.wait_for(lambda: "missed" in router.log() and "name=stale" in router.log(), timeout=5)
     router.stop()
     router.start()  # and once more: nothing fires again
-    time.sleep(1.5)
+    time.sleep(1.5)  # a window in which nothing may happen (not a wait for something)
     router.stop()
     assert len(ticks(router, "schedules.recent")) == 1
     assert len(ticks(router, "schedules.fresh")) == 1
@@ -145,13 +147,14 @@ def test_sighup_adds_and_removes_schedules(router_factory) -> None:  # type: ign
     router.signal(signal.SIGHUP)
     router.wait_for(lambda: len(ticks(router, "schedules.b")) >= 2, timeout=10)
     stopped = len(ticks(router, "schedules.a"))
-    time.sleep(1.5)
+    time.sleep(1.5)  # a window in which `a` (every 1 s) would have ticked
     assert len(ticks(router, "schedules.a")) == stopped
     # Deactivated from the CLI: no more ticks, without a restart.
     router.cli("endpoints", "deactivate", "b")
-    time.sleep(1.5)
+    router.wait_for(lambda: any("schedule stopped" in line and "name=b" in line.split()
+                                for line in router.log().splitlines()), timeout=10)
     count = len(ticks(router, "schedules.b"))
-    time.sleep(1.5)
+    time.sleep(1.5)  # a window in which `b` would have ticked
     assert len(ticks(router, "schedules.b")) == count
     assert router.stop() == 0
 
@@ -183,7 +186,9 @@ def test_two_daemons_on_one_data_dir_fire_each_slot_once_and_fail_over(router_fa
     second.data_dir = first.data_dir  # the same journal, as [http] workers or two nodes would share
     second.write_config(body)
     second.start()
-    time.sleep(3)
+    # Slots fire while both are up: the first drives, the second stands by.
+    seen = len(ticks(first))
+    first.wait_for(lambda: len(ticks(first)) >= seen + 2, timeout=15)
     assert "scheduler driving schedules" in first.log()
     assert "scheduler driving schedules" not in second.log()  # standing by: the lease is held
     first.kill()

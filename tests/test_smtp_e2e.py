@@ -12,13 +12,12 @@ import signal
 import smtplib
 import sqlite3
 import subprocess
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 
 CONFIG = """
 [mailboxes.support]
@@ -49,10 +48,16 @@ def with_smtp(proc: RouterProcess, settings: str) -> RouterProcess:
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = with_smtp(RouterProcess(tmp_path_factory.mktemp("smtp"), CONFIG), 'max_message_size = "256KiB"').start()
-    yield proc
-    proc.stop()
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    return with_smtp(module_router_factory(CONFIG, start=False), 'max_message_size = "256KiB"').start()
+
+
+def journaled_load(router: RouterProcess) -> int:
+    db = sqlite3.connect(f"file:{router.data_dir / 'router.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(db.execute("SELECT count(*) FROM signals WHERE source = 'mailboxes.load'").fetchone()[0])
+    finally:
+        db.close()
 
 
 def records(router: RouterProcess, mailer: str) -> list[dict[str, str]]:
@@ -182,7 +187,7 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
          "-t", "load@example.com", f"127.0.0.1:{router.smtp_port}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    time.sleep(1.5)
+    router.wait_for(lambda: journaled_load(router) > 100, timeout=30, interval=0.05)  # mid-load
     assert router.proc is not None
     router.proc.send_signal(signal.SIGKILL)
     router.proc.wait(10)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 
 TOKEN = "twilio-test-auth-token-0123456789"
 
@@ -65,10 +65,8 @@ message = "not a help request"
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = RouterProcess(tmp_path_factory.mktemp("twilio"), CONFIG).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    return module_router_factory(CONFIG)
 
 
 def post(router: RouterProcess, path: str, params: dict[str, str], *, signed_url: str | None = None,

@@ -183,7 +183,7 @@ class RouterSMTP(SMTP):
             self.transport.write(f"421 4.3.2 {self.hostname} Service shutting down\r\n".encode())  # type: ignore[attr-defined]
             self.transport.close()
 
-    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's naming
+    async def smtp_DATA(self, arg: str) -> None:  # aiosmtpd's naming
         if await self.check_helo_needed():
             return
         if await self.check_auth_needed("DATA"):

@@ -119,10 +119,11 @@ class WorkerPool:
             if proc.returncode is None:
                 proc.send_signal(signum)
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, *, grace: float) -> None:
+        """SIGTERM every child; SIGKILL those still running after `grace` seconds."""
         self.stopping = True
         self.send(signal.SIGTERM)
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(grace):
             for proc in list(self.processes.values()):
                 await proc.wait()
         for proc in list(self.processes.values()):

@@ -37,8 +37,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from tests.bench.peers.procs import cpu_seconds, start_time, tree_pids  # noqa: E402
-from tests.daemon import free_port  # noqa: E402
+from tests.bench.peers.procs import cpu_seconds, start_time, tree_pids
+from tests.daemon import free_port
 
 
 def smaps(pid: int) -> dict[str, float]:

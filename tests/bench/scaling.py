@@ -38,10 +38,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from tests.bench.http import ENDPOINTS, LUA, PACED_LUA, unfinished, wrk  # noqa: E402
-from tests.bench.peers.procs import cpu_seconds, tree_pids  # noqa: E402
-from tests.daemon import RouterProcess  # noqa: E402
-from tests.standins.bare_asgi import BareServer  # noqa: E402
+from tests.bench.http import ENDPOINTS, LUA, PACED_LUA, unfinished, wrk
+from tests.bench.peers.procs import cpu_seconds, tree_pids
+from tests.daemon import RouterProcess
+from tests.standins.bare_asgi import BareServer
 
 
 def done(proc: RouterProcess) -> int:

@@ -177,7 +177,7 @@ class SqliteStorage:
             await job.done.wait()
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        return job.result
 
     def read(self, fn: Callable[[Tx], T]) -> T:
         assert self._read_tx is not None, "storage is not open"
@@ -193,7 +193,7 @@ class SqliteStorage:
             self._execute_batch([job])
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        return job.result
 
     # -- internals ---------------------------------------------------------------------------
 
