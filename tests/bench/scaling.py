@@ -12,7 +12,8 @@ setting, flat out with wrk (-t2 -c64) for `--seconds`:
   CPU ms/sig   CPU time (user + system) of every router process from the start of the window
                until the backlog is drained, over the signals accepted: the cost of one signal,
                which contention on a shared machine barely moves (wall-clock rates it does);
-  p99 paced    wrk paced at half the measured acceptance rate for `--paced-seconds`;
+  p99 paced    wrk paced at half the measured acceptance rate (or `--paced-rate`) for
+               `--paced-seconds`, and the CPU ms per signal at that rate (CPU paced);
   RSS          per process at the end of the window (main, http-N, run-N, smtp, forks).
 A bare hypercorn-trio ASGI app (the floor of the server we use) is measured in the same run for
 its accepted/s and CPU ms per request. `--tree` runs the same settings with another worktree's
@@ -108,15 +109,21 @@ def measure_router(tree: Path, work: Path, workers: int, runners: int, args: arg
         cpu1 = cpu_seconds(tree_pids(root))
         accepted = res["rps"]
         processed = (done1 - done0) / args.seconds
-        paced_rate = max(1, round(accepted / 2))
+        paced_rate = args.paced_rate or max(1, round(accepted / 2))
         paced = scripts["dir"] / f"paced-{paced_rate}.lua"
         paced.write_text(PACED_LUA.replace("DELAY_MS", str(max(1, round(args.connections * 1000 / paced_rate)))))
-        p99 = wrk(url, args.paced_seconds, args.connections, paced, "10s")["p99"] if args.paced_seconds else float("nan")
+        p99, paced_cpu = float("nan"), float("nan")
+        if args.paced_seconds:
+            cpu2 = cpu_seconds(tree_pids(root))
+            paced_res = wrk(url, args.paced_seconds, args.connections, paced, "10s")
+            proc.wait_for(lambda: unfinished(proc) == 0, timeout=300, interval=0.05)
+            p99 = paced_res["p99"]
+            paced_cpu = 1000 * (cpu_seconds(tree_pids(root)) - cpu2) / max(1.0, paced_res["rps"] * args.paced_seconds)
         return {
             "accepted": accepted, "processed": processed, "backlog": float(backlog),
             "backlog_s": backlog / processed if processed else float("inf"), "drain_s": drain_s,
             "cpu_ms": 1000 * (cpu1 - cpu0) / max(1.0, accepted * args.seconds),
-            "p99_paced": p99, "paced_rate": float(paced_rate), "rss": rss,
+            "p99_paced": p99, "paced_rate": float(paced_rate), "paced_cpu_ms": paced_cpu, "rss": rss,
             "errors": res["errors"] + res["non2xx"],
         }
     finally:
@@ -141,6 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--paced-seconds", type=int, default=10)
+    parser.add_argument("--paced-rate", type=int, default=0,
+                        help="req/s of the paced run (default: half the measured acceptance rate); a fixed "
+                             "rate makes its CPU ms/sig comparable between trees and settings")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--max-workers", type=int, default=len(os.sched_getaffinity(0)))
@@ -187,14 +197,15 @@ def main() -> None:
     if bare:
         print(f"bare hypercorn-trio ASGI 200: {med(bare, 'accepted'):.0f} req/s, {med(bare, 'cpu_ms'):.3f} CPU ms/req\n")
     print(f"{'code':<14} {'workers':>7} {'accepted/s':>10} {'processed/s':>11} {'backlog':>7} {'backlog s':>9} "
-          f"{'CPU ms/sig':>10} {'p99 paced':>9} {'at /s':>6} {'errors':>6}   RSS MB per process")
+          f"{'CPU ms/sig':>10} {'p99 paced':>9} {'at /s':>6} {'CPU paced':>9} {'errors':>6}   RSS MB per process")
     for (tree_name, workers), runs in results.items():
         roles = sorted({name for r in runs for name in r["rss"]})  # type: ignore[attr-defined]
         rss = ", ".join(f"{name} {statistics.median(r['rss'][name] for r in runs if name in r['rss']):.0f}"  # type: ignore[index,operator]
                         for name in roles)
         print(f"{tree_name:<14} {workers:>7} {med(runs, 'accepted'):>10.0f} {med(runs, 'processed'):>11.0f} "
               f"{med(runs, 'backlog'):>7.0f} {med(runs, 'backlog_s'):>9.2f} {med(runs, 'cpu_ms'):>10.3f} "
-              f"{med(runs, 'p99_paced'):>9.1f} {med(runs, 'paced_rate'):>6.0f} {med(runs, 'errors'):>6.0f}   {rss}")
+              f"{med(runs, 'p99_paced'):>9.1f} {med(runs, 'paced_rate'):>6.0f} {med(runs, 'paced_cpu_ms'):>9.3f} "
+              f"{med(runs, 'errors'):>6.0f}   {rss}")
     print("\nbacklog s: the backlog over the processed rate, i.e. how far behind the acknowledgements the "
           "workflows ran; CPU ms/sig: all router processes, window start -> backlog drained, over signals accepted")
 
