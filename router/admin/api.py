@@ -22,6 +22,7 @@ from router import sources
 from router.admin import api_signals, queries
 from router.admin.core import Admin
 from router.admin.params import BadRequest
+from router.admin.params import json_body as _json_body
 from router.admin.params import limit as _limit
 from router.dispatch.deletions import JournalDeletionSink
 from router.ops.metrics import CONTENT_TYPE
