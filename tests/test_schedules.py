@@ -118,9 +118,10 @@ def test_missed_slot_fires_once_on_start_within_grace_older_is_skipped(router_fa
     at = "{fresh}"
     """
     # "fresh" was due before the daemon ever started (a run date in the past, within grace): it fires.
-    due = _at(8)
+    # 20 s ahead: room for a start and a first tick on a loaded machine (8 s was not, at load 14).
+    due = _at(20)
     router = router_factory(body.format(recent=due, stale=due, fresh=_at(-5)))
-    router.wait_for(lambda: ticks(router, "schedules.fresh"), timeout=10)
+    router.wait_for(lambda: ticks(router, "schedules.fresh"), timeout=15)
     router.kill()  # down across the run date of "recent" and "stale"
     assert time.time() < ts(due), "the daemon took too long to start"
     time.sleep(ts(due) + 2.5 - time.time())  # restart 2.5 s late: within 30 s, beyond 1 s
