@@ -39,11 +39,12 @@ from router.dispatch.doorbell import Doorbell, wait_for_runners
 from router.dispatch.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
 from router.ops import metrics, systemd
+from router.ops.forkserver import ForkedProcess, ForkServer, ForkServerGone
 from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
 from router.ops.refusals import RefusalLog
 from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
 from router.ops.supervise import supervise, tune_gc
-from router.ops.workers import WorkerPool, die_with_parent
+from router.ops.workers import WorkerPool, die_with_parent, lifeline
 from router.storage import Storage, StorageUnavailable
 from router.storage import open_storage as open_store
 from router.storage.rows import SourceState
@@ -88,6 +89,8 @@ class Daemon:
         self.runner_index = runner_index  # >0: a runner process (no listener)
         self.worker_args = worker_args or []
         self.workers: WorkerPool | None = None
+        self.fork_server: ForkServer | None = None  # the main process's (started by serve())
+        self.lifeline: tuple[int, int] | None = None
         self.cfg: Config
         self.workflows: list[Workflow]
         self.storage: Storage
@@ -147,11 +150,12 @@ class Daemon:
             log.error("cannot listen", error=str(exc))
             self.storage.close()
             return EX_UNAVAILABLE
-        async with httpx.AsyncClient(timeout=30.0) as http_client:
-            services = Services(
-                db=self.storage, deletions=JournalDeletionSink(), smtp=cfg.outbound.smtp, twilio=cfg.twilio, http=http_client,
-                on_call=self.metrics.on_call, on_retry=self.metrics.on_retry,
-            )
+        services = Services(
+            db=self.storage, deletions=JournalDeletionSink(), smtp=cfg.outbound.smtp, twilio=cfg.twilio,
+            http_factory=partial(httpx.AsyncClient, timeout=30.0),
+            on_call=self.metrics.on_call, on_retry=self.metrics.on_retry,
+        )
+        try:
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             # A listening process wakes the runners, which take the unattended work.
             doorbell = Doorbell(db_path(cfg), cfg.router.runners) if http_sock is not None and cfg.router.runners else None
@@ -181,10 +185,13 @@ class Daemon:
             if self.is_main:
                 self.extra_channels = self._extra_channels()
                 if cfg.http.workers > 1 or cfg.router.runners > 0:
-                    self.workers = WorkerPool(self.config_path, cfg.http.workers, cfg.router.runners, self.worker_args)
+                    self.workers = WorkerPool(self.config_path, cfg.http.workers, cfg.router.runners, self.worker_args,
+                                              fork_server=self.fork_server, pipe=self.lifeline)
             tune_gc()  # after every import this process needs
             try:
                 async with trio.open_nursery() as nursery:
+                    if self.fork_server is not None:
+                        await nursery.start(self.fork_server.run)
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
                     if http_sock is not None:
@@ -219,8 +226,23 @@ class Daemon:
                 self.storage.close()
                 if doorbell is not None:
                     doorbell.close()
+        finally:
+            if services.http is not None:
+                with trio.CancelScope(shield=True):
+                    await services.http.aclose()
         log.info("stopped")
         return 0
+
+    async def spawn_child(self, kind: str, fds: tuple[int, ...]) -> ForkedProcess | None:
+        """A child forked from the fork server (channels.smtp.server asks for its worker), or None
+        when there is none: the caller starts a new interpreter then."""
+        if self.fork_server is None:
+            return None
+        try:
+            return await self.fork_server.spawn(kind, name=f"router-{kind}", fds=fds,
+                                                unset_env=("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"))
+        except ForkServerGone:
+            return None
 
     def _extra_channels(self) -> list[tuple[str, Callable[..., Awaitable[None]]]]:
         """Channels besides HTTP, each a supervised `run(task_status=...)` (one line per channel)."""
@@ -433,4 +455,50 @@ def serve(
         fds = raise_fd_limit()
         log.info("open files", limit=fds)
     daemon = Daemon(config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args)
+    if daemon.is_main:
+        preload()
+        daemon.lifeline = lifeline()
+        daemon.fork_server = ForkServer.start(
+            {"runner": partial(_forked_daemon, config_path), "worker": partial(_forked_daemon, config_path),
+             "smtp": _forked_smtp_worker},
+            prepare={"smtp": _smtp_imports},
+            close_in_server=(daemon.lifeline[1],),
+        )
     return trio.run(daemon.main)
+
+
+def preload() -> None:
+    """What the main process imports before it forks the fork server: everything an HTTP worker or
+    a runner runs (the main process serves HTTP too), so that the children share it."""
+    from hypercorn.config import Config as _HypercornConfig  # noqa: F401
+    from hypercorn.trio.run import worker_serve as _worker_serve  # noqa: F401
+    from hypercorn.utils import wrap_app as _wrap_app  # noqa: F401
+
+    from channels.http import forms as _forms  # noqa: F401
+    from channels.http import twilio as _twilio  # noqa: F401
+    from channels.http.app import HttpChannel as _HttpChannel  # noqa: F401
+
+
+def _forked_daemon(config_path: Path, request: dict[str, Any], fds: list[int]) -> int:
+    """In a child of the fork server: an HTTP worker or a runner, as `serve --worker/--runner N`."""
+    _quiet_stdin()
+    kind, index = request["kind"], int(request["index"])
+    return serve(config_path, worker_index=index if kind == "worker" else 0,
+                 runner_index=index if kind == "runner" else 0)
+
+
+def _smtp_imports() -> None:
+    import channels.smtp.worker  # noqa: F401 - asyncio and aiosmtpd: the SMTP worker's alone
+
+
+def _forked_smtp_worker(request: dict[str, Any], fds: list[int]) -> int:
+    from channels.smtp.worker import main as smtp_worker
+
+    _quiet_stdin()
+    return smtp_worker([str(fds[0]), str(fds[1])])
+
+
+def _quiet_stdin() -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)

@@ -46,6 +46,17 @@ token = "test-admin-token"
 """
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the fork server's children are the daemon's grandchildren)."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        out = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True, text=True).stdout
+        frontier = [int(x) for x in out.split()]
+        found += frontier
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -136,7 +147,7 @@ class RouterProcess:
     def kill(self) -> None:
         """SIGKILL the daemon; its children (runners, workers, SMTP) die with it: wait for that too."""
         if self.proc and self.proc.poll() is None:
-            kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+            kids = descendants(self.proc.pid)
             self.proc.kill()
             self.proc.wait(10)
             deadline = time.monotonic() + 10

@@ -83,6 +83,16 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.sources() == [] and cfg.workflows == []
 
 
+def test_http_workers_auto_is_one_per_usable_cpu() -> None:
+    import os
+
+    assert parse_config({"http": {"workers": "auto"}}).http.workers == len(os.sched_getaffinity(0))
+    assert parse_config({"http": {"workers": 3}}).http.workers == 3
+    with pytest.raises(ConfigError) as err:
+        parse_config({"http": {"workers": "many"}})
+    assert 'http.workers: a number of processes (1 or more) or "auto"' in str(err.value)
+
+
 def test_values_are_normalised() -> None:
     cfg = parse_config({
         "router": {"public_url": "https://hooks.example.com/", "log_level": "DEBUG", "lease": 20},

@@ -255,10 +255,14 @@ async def run_smtp(host: SmtpHost, intake: Intake, observer: SmtpObserver | None
     listener = await _bind(cfg.smtp.host, cfg.smtp.port)
     ours, theirs = socket.socketpair()
     try:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "channels.smtp.worker", str(listener.fileno()), str(theirs.fileno())],
-            pass_fds=(listener.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
-        )
+        # Forked from the daemon's fork server when it has one (the loaded code shared), else a new interpreter.
+        spawn = getattr(host, "spawn_child", None)
+        proc = await spawn("smtp", (listener.fileno(), theirs.fileno())) if spawn is not None else None
+        if proc is None:
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "channels.smtp.worker", str(listener.fileno()), str(theirs.fileno())],
+                pass_fds=(listener.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
+            )
     finally:
         listener.close()
         theirs.close()

@@ -36,6 +36,9 @@ class Services:
     smtp: OutboundSmtpSettings = field(default_factory=OutboundSmtpSettings)  # `[outbound.smtp]`: send_email's relay
     twilio: TwilioSettings = field(default_factory=TwilioSettings)  # `[twilio]`: send_sms / send_whatsapp
     http: Any = None  # an httpx.AsyncClient shared by webhook steps (created by the runner's owner)
+    # ... or made on first use by this (its TLS context costs ~4 MB and ~50 ms: not for processes
+    # whose workflows never call out).
+    http_factory: Callable[[], Any] | None = None
     # Observers for the owner's metrics: one outbound call (kind, outcome, seconds), one retry (kind).
     on_call: Callable[[str, str, float], None] | None = None
     on_retry: Callable[[str], None] | None = None

@@ -185,7 +185,10 @@ def _observe(services: Any, outcome: str, started: float) -> None:
 
 
 @asynccontextmanager
-async def _client(shared: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(services: Any) -> AsyncIterator[httpx.AsyncClient]:
+    shared = services.http
+    if shared is None and services.http_factory is not None:
+        shared = services.http = services.http_factory()
     if shared is not None:
         yield shared
     else:
@@ -349,7 +352,7 @@ class Webhook(Action):
 
         attempt = 0
         services = ctx.services
-        async with _client(services.http) as client:
+        async with _client(services) as client:
             while True:
                 attempt += 1
                 last = attempt > retries

@@ -9,6 +9,10 @@ not cancel the run it started.
 With runner processes (`[router] runners`), a listening process is given `hand_off`: it claims only
 the signals whose caller waits for an answer (sync runs, `continue`, SSE, TwiML) and leaves the
 rest pending for the runners, whose claim loops it wakes through `hand_off` (the doorbell).
+When the runners lag anyway (the listeners hold every core: more than `HELP_BACKLOG` signals
+pending), a listening process claims pending work too and runs it itself. That takes CPU from
+accepting, so the daemon accepts about as fast as it processes, and what it acknowledged is
+done within about a second rather than falling minutes behind.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ log = structlog.get_logger("router.dispatch")
 
 
 POLL_INTERVAL = 0.25  # the claim loop looks this often even if nothing woke it (other processes' work)
+HELP_BACKLOG = 256  # with runner processes: a listening process helps run pending work above this backlog
 
 
 class DispatchObserver(Protocol):
@@ -109,6 +114,7 @@ class Dispatcher:
         self._idle = trio.Event()
         self._accepting = True
         self.pending_estimate = 0
+        self._helping = False  # a listening process running pending work because the runners lag
         self.observer: DispatchObserver = observer or _Unobserved()
         # Given to listening processes when runner processes exist: wakes them (see module doc).
         self.hand_off = hand_off
@@ -220,10 +226,7 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            if self.hand_off is None:
-                nursery.start_soon(self._claim_loop)
-            else:
-                nursery.start_soon(self._backlog_loop)
+            nursery.start_soon(self._claim_loop)
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
@@ -243,16 +246,25 @@ class Dispatcher:
         self._nursery.start_soon(self._process, signal, responder, scope)
 
     async def _claim_loop(self) -> None:
+        """Claims pending work (this process's, others', retries, lapsed leases) as run slots
+        free up. In a listening process with runners: only while they lag (see module doc), and
+        otherwise keeps `pending_estimate` (the `max_pending` bound) honest."""
+        helper = self.hand_off is not None
         while True:
             with trio.move_on_after(POLL_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()
+            if helper:
+                self.pending_estimate = self.storage.read(_count_pending)
+                self._helping = self.pending_estimate > HELP_BACKLOG
+                if not self._helping:
+                    continue
             if not self._accepting:
                 continue
             free = self.settings.concurrency - len(self._active)
             if free <= 0:
                 continue
-            if not self.storage.read(_has_claimable):
+            if not helper and not self.storage.read(_has_claimable):
                 self.pending_estimate = 0
                 continue  # nothing to claim: no write transaction (and no fsync) for nothing
             try:
@@ -271,14 +283,8 @@ class Dispatcher:
                 self._start(signal, self._waiting.pop(signal.id, None))
             if len(claimed) == free:
                 self._wake.set()  # there may be more
-            else:
+            elif not helper:
                 self.pending_estimate = self.storage.read(_count_pending)
-
-    async def _backlog_loop(self) -> None:
-        """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
-        while True:
-            await trio.sleep(POLL_INTERVAL)
-            self.pending_estimate = self.storage.read(_count_pending)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -302,7 +308,7 @@ class Dispatcher:
             self._claims.pop(signal.id, None)
             if not self._active:
                 self._idle.set()
-            if self.pending_estimate > 0:
+            if self.pending_estimate > 0 and (self.hand_off is None or self._helping):
                 # A slot came free and work is waiting. Otherwise the periodic poll is enough:
                 # a claim query after every finished run would cost a transaction per signal.
                 self._wake.set()
