@@ -95,7 +95,10 @@ def test_grace_keeps_the_old_url_and_secret_until_it_ends(router: RouterProcess)
     fresh = json.loads(router.cli("endpoints", "rotate", "signed", "--grace", "10m", "--json").stdout)
     new_url, new_tok = fresh["url"], token(*pair(fresh))
     until = epoch(fresh["grace_until"])
-    assert fresh["previous"]["url"] == old_url and fresh["previous"]["endpoint_secret"] == before["endpoint_secret"]
+    assert (
+        fresh["previous"]["url"] == old_url
+        and fresh["previous"]["endpoint_secret"] == before["endpoint_secret"]
+    )
     assert epoch(fresh["previous"]["expires_at"]) == until
     within(15.0, lambda: call(new_url, new_tok) == 200)  # the daemon took the change
     during = {(u, t): call(u, t) for u in (old_url, new_url) for t in (old_tok, new_tok)}
@@ -120,12 +123,19 @@ def test_grace_for_a_webhook_key(router: RouterProcess) -> None:
     assert fresh["previous"]["api_key"] == before["api_key"] != fresh["api_key"]
     within(15.0, lambda: httpx.post(fresh["url"], json={}).status_code == 200)
     old = httpx.post(before["url"], json={}).status_code
-    header = httpx.post(before["url"].split("?")[0], json={}, headers={"X-Api-Key": before["api_key"]}).status_code
+    header = httpx.post(
+        before["url"].split("?")[0], json={}, headers={"X-Api-Key": before["api_key"]}
+    ).status_code
     assert (old, header) == (200, 200)
     last = json.loads(router.cli("endpoints", "rotate", "hooks", "--grace", "2s", "--json").stdout)
     until = epoch(last["grace_until"])
-    within(15.0, lambda: httpx.post(last["url"], json={}).status_code == 200
-           and httpx.post(before["url"], json={}).status_code == 401)
+    within(
+        15.0,
+        lambda: (
+            httpx.post(last["url"], json={}).status_code == 200
+            and httpx.post(before["url"], json={}).status_code == 401
+        ),
+    )
     within(20.0, lambda: httpx.post(fresh["url"], json={}).status_code == 401)
     assert time.time() >= until - 0.25
     assert httpx.post(last["url"], json={}).status_code == 200

@@ -25,7 +25,9 @@ def hook_everywhere(url: str, status: int) -> bool:
 
 
 def api(router: RouterProcess, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, f"http://127.0.0.1:{router.admin_port}{path}", headers=AUTH, timeout=10, **kwargs)
+    return httpx.request(
+        method, f"http://127.0.0.1:{router.admin_port}{path}", headers=AUTH, timeout=10, **kwargs
+    )
 
 
 def test_admin_rotation_with_grace_across_two_workers(router_factory) -> None:  # type: ignore[no-untyped-def]
@@ -42,7 +44,11 @@ def test_admin_rotation_with_grace_across_two_workers(router_factory) -> None:  
     assert "keeps working until" in fresh["notice"] and fresh["previous"]["url"] == old_url
     new_url, new_tok = fresh["url"], token(*pair(fresh))
     within(15.0, lambda: everywhere(new_url, new_tok, 200))
-    during = [everywhere(old_url, old_tok, 200), everywhere(new_url, old_tok, 200), everywhere(old_url, new_tok, 200)]
+    during = [
+        everywhere(old_url, old_tok, 200),
+        everywhere(new_url, old_tok, 200),
+        everywhere(old_url, new_tok, 200),
+    ]
     shown = api(router, "GET", "/api/sources/endpoints.signed").json()["previous"]
     page = api(router, "GET", "/").text
     assert during == [True, True, True]
