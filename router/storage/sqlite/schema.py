@@ -186,13 +186,9 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             current = version(conn)  # re-read under the write lock: someone may have done it
             if current < VERSION:
-                pending = ""
-                for piece in MIGRATIONS[current].split(";"):
-                    pending += piece + ";"
-                    if sqlite3.complete_statement(pending):  # a `;` inside a trigger body is not the end
-                        if pending.strip(" \n;"):
-                            conn.execute(pending)
-                        pending = ""
+                for statement in MIGRATIONS[current].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {current + 1}")
             conn.execute("COMMIT")
         except BaseException:
