@@ -320,6 +320,8 @@ class HttpObserver:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # labels() takes a lock and builds a key on every call: the accepted path's children kept.
+        self._accepted: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     def begin(self, request: Any) -> Any:
         return _current.set(_RequestNote(time.perf_counter()))
@@ -375,8 +377,17 @@ class HttpObserver:
         if status == 429:
             m.rate_limited.labels(source).inc()
         if note.outcome in ("accepted", "duplicate"):
-            m.signals.labels(channel, source, note.outcome, str(status)).inc()
-            m.ack_latency.labels(channel).observe(time.perf_counter() - note.started)
+            key = (channel, source, note.outcome, status)
+            children = self._accepted.get(key)
+            if children is None:
+                if len(self._accepted) > 10_000:  # sources come and go with reloads
+                    self._accepted.clear()
+                children = self._accepted[key] = (
+                    m.signals.labels(channel, source, note.outcome, str(status)),
+                    m.ack_latency.labels(channel),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - note.started)
         elif status < 400:
             # Answered as a success but not journaled on purpose (a form's honeypot, a preflight).
             m.signals.labels(channel, source, "dropped", str(status)).inc()
