@@ -82,7 +82,12 @@ def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
 
 class Daemon:
     def __init__(
-        self, config_path: Path, *, worker_index: int = 0, runner_index: int = 0, worker_args: list[str] | None = None
+        self,
+        config_path: Path,
+        *,
+        worker_index: int = 0,
+        runner_index: int = 0,
+        worker_args: list[str] | None = None,
     ) -> None:
         self.config_path = config_path
         self.worker_index = worker_index  # 0: the main process; >0: an extra HTTP worker
@@ -151,17 +156,31 @@ class Daemon:
             self.storage.close()
             return EX_UNAVAILABLE
         services = Services(
-            db=self.storage, deletions=JournalDeletionSink(), smtp=cfg.outbound.smtp, twilio=cfg.twilio,
+            db=self.storage,
+            deletions=JournalDeletionSink(),
+            smtp=cfg.outbound.smtp,
+            twilio=cfg.twilio,
             http_factory=partial(httpx.AsyncClient, timeout=30.0),
-            on_call=self.metrics.on_call, on_retry=self.metrics.on_retry,
+            on_call=self.metrics.on_call,
+            on_retry=self.metrics.on_retry,
         )
         try:
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             # A listening process wakes the runners, which take the unattended work.
-            doorbell = Doorbell(db_path(cfg), cfg.router.runners) if http_sock is not None and cfg.router.runners else None
+            doorbell = (
+                Doorbell(db_path(cfg), cfg.router.runners)
+                if http_sock is not None and cfg.router.runners
+                else None
+            )
             self.dispatcher = Dispatcher(
-                self.storage, engine, self.templates, self.workflows, cfg.router,
-                dedup_window=cfg.http.idempotency_window, observer=self.metrics, hand_off=doorbell.ring if doorbell is not None else None,
+                self.storage,
+                engine,
+                self.templates,
+                self.workflows,
+                cfg.router,
+                dedup_window=cfg.http.idempotency_window,
+                observer=self.metrics,
+                hand_off=doorbell.ring if doorbell is not None else None,
             )
             if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
@@ -185,8 +204,14 @@ class Daemon:
             if self.is_main:
                 self.extra_channels = self._extra_channels()
                 if cfg.http.workers > 1 or cfg.router.runners > 0:
-                    self.workers = WorkerPool(self.config_path, cfg.http.workers, cfg.router.runners, self.worker_args,
-                                              fork_server=self.fork_server, pipe=self.lifeline)
+                    self.workers = WorkerPool(
+                        self.config_path,
+                        cfg.http.workers,
+                        cfg.router.runners,
+                        self.worker_args,
+                        fork_server=self.fork_server,
+                        pipe=self.lifeline,
+                    )
             tune_gc()  # after every import this process needs
             try:
                 async with trio.open_nursery() as nursery:
@@ -195,13 +220,18 @@ class Daemon:
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
                     if http_sock is not None:
-                        await nursery.start(partial(supervise, "http", partial(self._serve_http, http_sock),
-                                                    up=self.channels_up))
+                        await nursery.start(
+                            partial(
+                                supervise, "http", partial(self._serve_http, http_sock), up=self.channels_up
+                            )
+                        )
                         nursery.start_soon(self._watch_state)
                         if self.refusals is not None:
                             nursery.start_soon(self.refusals.run)
                     else:
-                        nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
+                        nursery.start_soon(
+                            doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke
+                        )
                     for name, run in self.extra_channels:
                         await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
@@ -209,13 +239,17 @@ class Daemon:
                         with trio.move_on_after(60) as waiting:
                             await wait_for_runners(db_path(cfg), cfg.router.runners)
                         if waiting.cancelled_caught:
-                            log.warning("runners not up after 60s; pending work waits for them in the journal")
+                            log.warning(
+                                "runners not up after 60s; pending work waits for them in the journal"
+                            )
                     nursery.start_soon(self._watchdog)
                     if not self.is_main:
                         nursery.start_soon(die_with_parent)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")
-                    role = {"http": cfg.http.listen} if http_sock is not None else {"runner": self.runner_index}
+                    role = (
+                        {"http": cfg.http.listen} if http_sock is not None else {"runner": self.runner_index}
+                    )
                     log.info("ready", **role, data_dir=cfg.router.data_dir, workflows=len(self.workflows))
                     await self._handle_signals()
                     await self._shutdown()
@@ -239,8 +273,12 @@ class Daemon:
         if self.fork_server is None:
             return None
         try:
-            return await self.fork_server.spawn(kind, name=f"router-{kind}", fds=fds,
-                                                unset_env=("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"))
+            return await self.fork_server.spawn(
+                kind,
+                name=f"router-{kind}",
+                fds=fds,
+                unset_env=("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"),
+            )
         except ForkServerGone:
             return None
 
@@ -258,7 +296,9 @@ class Daemon:
         smtp_host: SmtpHost = self
         admin_host: AdminHost = self
         channels.append(("smtp", partial(run_smtp, smtp_host, self.dispatcher, self.metrics)))
-        channels.append(("admin", partial(run_admin, admin_host)))  # API, dashboard, /metrics on [admin] listen
+        channels.append(
+            ("admin", partial(run_admin, admin_host))
+        )  # API, dashboard, /metrics on [admin] listen
         channels.append(("retention", self._run_retention))
         return channels
 
@@ -266,6 +306,7 @@ class Daemon:
         from router.dispatch.retention import run_retention
 
         task_status.started()
+
         def keep() -> float:
             # Never shorter than the idempotency window: a repeat must still find its original answer.
             r = self.cfg.router.retention
@@ -372,11 +413,18 @@ class Daemon:
             systemd.notify("READY=1")
             return [str(i) for i in exc.issues]
         if cfg.http.listen != self.cfg.http.listen:
-            self._reload_log(logging.WARNING, "reload: [http] listen changed; restart the daemon to move the listener")
+            self._reload_log(
+                logging.WARNING, "reload: [http] listen changed; restart the daemon to move the listener"
+            )
         if (cfg.http.workers, cfg.router.runners) != (self.cfg.http.workers, self.cfg.router.runners):
-            self._reload_log(logging.WARNING, "reload: [http] workers / [router] runners changed; restart the daemon to apply it")
+            self._reload_log(
+                logging.WARNING,
+                "reload: [http] workers / [router] runners changed; restart the daemon to apply it",
+            )
         if cfg.admin.listen != self.cfg.admin.listen or cfg.admin.enabled != self.cfg.admin.enabled:
-            self._reload_log(logging.WARNING, "reload: [admin] listen/enabled changed; restart the daemon to apply it")
+            self._reload_log(
+                logging.WARNING, "reload: [admin] listen/enabled changed; restart the daemon to apply it"
+            )
         # Through the group-commit writer: write_sync here would start a second transaction on the
         # writer's connection while a batch is open ("cannot start a transaction within a transaction").
         try:
@@ -396,7 +444,9 @@ class Daemon:
                 systemd.notify("READY=1")
                 return [f"[http] tls_cert / tls_key / tls_client_ca: {exc}"]
         if cfg.http.tls_enabled != (self.tls_context is not None):
-            self._reload_log(logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it")
+            self._reload_log(
+                logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it"
+            )
         routes = build_routes(cfg, self.source_states())
         self.cfg = cfg
         self.dispatcher.workflows = workflows
@@ -454,13 +504,18 @@ def serve(
     if runner_index == 0:  # runners hold no connections
         fds = raise_fd_limit()
         log.info("open files", limit=fds)
-    daemon = Daemon(config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args)
+    daemon = Daemon(
+        config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args
+    )
     if daemon.is_main:
         preload()
         daemon.lifeline = lifeline()
         daemon.fork_server = ForkServer.start(
-            {"runner": partial(_forked_daemon, config_path), "worker": partial(_forked_daemon, config_path),
-             "smtp": _forked_smtp_worker},
+            {
+                "runner": partial(_forked_daemon, config_path),
+                "worker": partial(_forked_daemon, config_path),
+                "smtp": _forked_smtp_worker,
+            },
             prepare={"smtp": _smtp_imports},
             close_in_server=(daemon.lifeline[1],),
         )
@@ -483,8 +538,11 @@ def _forked_daemon(config_path: Path, request: dict[str, Any], fds: list[int]) -
     """In a child of the fork server: an HTTP worker or a runner, as `serve --worker/--runner N`."""
     _quiet_stdin()
     kind, index = request["kind"], int(request["index"])
-    return serve(config_path, worker_index=index if kind == "worker" else 0,
-                 runner_index=index if kind == "runner" else 0)
+    return serve(
+        config_path,
+        worker_index=index if kind == "worker" else 0,
+        runner_index=index if kind == "runner" else 0,
+    )
 
 
 def _smtp_imports() -> None:

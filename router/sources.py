@@ -64,7 +64,8 @@ def ensure_sources(tx: Tx, cfg: Config) -> None:
     for kind, name, model in cfg.sources():
         pinned = getattr(model, "api_key", None)
         tx.source_add(
-            kind, name,
+            kind,
+            name,
             first_hash=new_hash() if kind == "endpoints" else None,
             second_hash=new_hash() if kind == "endpoints" else None,
             api_key=pinned or new_api_key() if kind == "webhooks" else None,
@@ -88,8 +89,10 @@ def rotate(tx: Tx, cfg: Config, kind: str, name: str, grace: float = 0.0) -> dic
             fresh["jwt_secret"] = new_jwt_secret()
     elif isinstance(model, WebhookConfig):
         if model.api_key:
-            raise ValueError(f"{kind}.{name}'s api_key is pinned in the config: change it there "
-                             "(or remove it to have one generated and rotated here)")
+            raise ValueError(
+                f"{kind}.{name}'s api_key is pinned in the config: change it there "
+                "(or remove it to have one generated and rotated here)"
+            )
         fresh = {"api_key": new_api_key()}
     else:
         raise ValueError(f"{kind} sources have no credentials to rotate")
@@ -104,7 +107,9 @@ def rotate(tx: Tx, cfg: Config, kind: str, name: str, grace: float = 0.0) -> dic
 def jwt_pair(model: EndpointConfig, state: SourceState | None) -> tuple[str, str]:
     """The (iss, secret) an endpoint checks now: the config's if it sets them, else the generated."""
     key = _rendered(model.endpoint_key) if model.endpoint_key else (state.jwt_key if state else None)
-    secret = _rendered(model.endpoint_secret) if model.endpoint_secret else (state.jwt_secret if state else None)
+    secret = (
+        _rendered(model.endpoint_secret) if model.endpoint_secret else (state.jwt_secret if state else None)
+    )
     return key or "", secret or ""
 
 
@@ -138,7 +143,12 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
     out: list[dict[str, Any]] = []
     for kind, name, model in cfg.sources():
         state = states.get((kind, name))
-        item: dict[str, Any] = {"kind": kind, "name": name, "source": f"{kind}.{name}", "active": is_active(model, state)}
+        item: dict[str, Any] = {
+            "kind": kind,
+            "name": name,
+            "source": f"{kind}.{name}",
+            "active": is_active(model, state),
+        }
         previous = state.grace(now) if state else None
         old: dict[str, Any] = {}
         if isinstance(model, EndpointConfig):
@@ -163,8 +173,10 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
                 item["api_key"] = state.api_key
             item["pinned"] = ["api_key"] if model.api_key else []
             if previous and previous.api_key:
-                old = {"url": f"{base}/webhooks/incoming/{name}?apiKey={previous.api_key}",
-                       "api_key": previous.api_key}
+                old = {
+                    "url": f"{base}/webhooks/incoming/{name}?apiKey={previous.api_key}",
+                    "api_key": previous.api_key,
+                }
         elif kind in ("forms", "sms", "whatsapp"):
             item["url"] = f"{base}/{kind}/{name}"
         elif isinstance(model, MailboxConfig):
@@ -172,7 +184,11 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
         elif isinstance(model, ScheduleConfig):
             item["address"] = model.cron or (f"every {model.every:g}s" if model.every else str(model.at))
         if previous and old:
-            item["previous"] = {**old, "expires_at": _iso(previous.until), "expires_in": round(previous.until - now)}
+            item["previous"] = {
+                **old,
+                "expires_at": _iso(previous.until),
+                "expires_in": round(previous.until - now),
+            }
         out.append(item)
     return out
 

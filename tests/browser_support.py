@@ -14,8 +14,9 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                                    reason="chromium and chromium-driver are not installed")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not installed"
+)
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -26,10 +27,19 @@ def chromium(profile: Path, width: int = 1400, height: int = 900) -> Iterator[An
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-extensions", "--no-first-run",
-                "--no-default-browser-check", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(0)
@@ -73,4 +83,6 @@ def login(driver: Any, base: str, token: str) -> None:
     driver.get(base + "/login")
     css(driver, "#token").send_keys(token)
     css(driver, "#login-button").click()
-    wait("the sources page", lambda: "/login" not in driver.current_url and all_css(driver, "tr[data-source]"))
+    wait(
+        "the sources page", lambda: "/login" not in driver.current_url and all_css(driver, "tr[data-source]")
+    )

@@ -20,8 +20,9 @@ def router_factory(tmp_path: Path) -> Iterator[RouterFactory]:
 
 
 @pytest.fixture(scope="module")
-def module_router_factory(tmp_path_factory: pytest.TempPathFactory,
-                          request: pytest.FixtureRequest) -> Iterator[RouterFactory]:
+def module_router_factory(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RouterFactory]:
     root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     factory = RouterFactory(lambda: root)
     yield factory

@@ -51,7 +51,9 @@ def descendants(pid: int) -> list[int]:
     found: list[int] = []
     frontier = [pid]
     while frontier:
-        out = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True, text=True
+        ).stdout
         frontier = [int(x) for x in out.split()]
         found += frontier
     return found
@@ -66,9 +68,19 @@ def _alive(pid: int) -> bool:
 
 
 class RouterProcess:
-    def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
-                 env: dict[str, str] | None = None, workers: int = 1, router_extra: str = "",
-                 http_extra: str = "", admin_extra: str = "") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        body: str,
+        *,
+        shutdown_timeout: str = "10s",
+        retry_backoff: str = "0.2s",
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        router_extra: str = "",
+        http_extra: str = "",
+        admin_extra: str = "",
+    ) -> None:
         self.tmp = tmp
         self.workers = workers
         self.router_extra = textwrap.dedent(router_extra)  # more `key = value` lines for [router]
@@ -86,9 +98,15 @@ class RouterProcess:
 
     def write_config(self, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s") -> None:
         head = BASE.format(
-            data_dir=self.data_dir, http_port=self.http_port, smtp_port=self.smtp_port,
-            admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
-            workers=self.workers, router_extra=self.router_extra, http_extra=self.http_extra,
+            data_dir=self.data_dir,
+            http_port=self.http_port,
+            smtp_port=self.smtp_port,
+            admin_port=self.admin_port,
+            shutdown_timeout=shutdown_timeout,
+            retry_backoff=retry_backoff,
+            workers=self.workers,
+            router_extra=self.router_extra,
+            http_extra=self.http_extra,
             admin_extra=self.admin_extra,
         )
         self.config_path.write_text(head + textwrap.dedent(body))
@@ -101,7 +119,9 @@ class RouterProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
         )
         if wait:
             self.wait_ready()
@@ -127,7 +147,10 @@ class RouterProcess:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "router.cli", *args[:1], "-c", str(self.config_path), *args[1:]],
-            capture_output=True, text=True, env=self.env, timeout=60,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"router {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
@@ -168,8 +191,11 @@ class RouterProcess:
 
     def status(self) -> dict[str, Any]:
         """The admin API's `/api/status` (signals by status, runs active, HTTP requests in flight)."""
-        r = httpx.get(f"http://127.0.0.1:{self.admin_port}/api/status", timeout=10,
-                      headers={"Authorization": "Bearer test-admin-token"})
+        r = httpx.get(
+            f"http://127.0.0.1:{self.admin_port}/api/status",
+            timeout=10,
+            headers={"Authorization": "Bearer test-admin-token"},
+        )
         r.raise_for_status()
         return dict(r.json())
 
@@ -184,7 +210,9 @@ class RouterProcess:
             if last:
                 return last
             time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}")
+        raise AssertionError(
+            f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}"
+        )
 
 
 class RouterFactory:

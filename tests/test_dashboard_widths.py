@@ -102,8 +102,10 @@ return {problems: problems.slice(0, 20), count: problems.length, urlWidth: urlWi
 
 
 def _at(driver: Any, width: int, height: int = 900) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
 
 
 def measure(driver: Any, width: int, page: str) -> dict[str, Any]:
@@ -123,8 +125,11 @@ def seeded(router_factory):  # type: ignore[no-untyped-def]
     admin = Admin(router)
     hello = admin.source("endpoints.hello")["url"]
     long_key = "order-" + "x" * 180 + "-end"
-    sid = httpx.post(hello, json={"name": "ada", "note": "word " * 200, "id": "y" * 300},
-                     headers={"Idempotency-Key": long_key, "X-A-Rather-Long-Header-Name-For-Testing": "v" * 200}).json()
+    sid = httpx.post(
+        hello,
+        json={"name": "ada", "note": "word " * 200, "id": "y" * 300},
+        headers={"Idempotency-Key": long_key, "X-A-Rather-Long-Header-Name-For-Testing": "v" * 200},
+    ).json()
     sig = sid.get("signal_id") or admin.ok("GET", "/api/signals")["items"][0]["id"]
     payments = admin.source("webhooks.payments")["url"]
     for i in range(3):

@@ -67,7 +67,7 @@ def _config() -> str:
         parts.append(f'[endpoints.{name}]\nreturn_data = "ok"\n{lines}\nsigning_secret = "{secret}"\n')
         # During a provider's rotation: the new and the old secret (an unset optional one is dropped).
         both = f'["{_another(name, b"n")}", "{secret}", "${{UNSET_OLD_SECRET:-}}"]'
-        parts.append(f'[webhooks.{name}_list]\n{lines}\nsigning_secret = {both}\n')
+        parts.append(f"[webhooks.{name}_list]\n{lines}\nsigning_secret = {both}\n")
     return "\n".join(parts)
 
 
@@ -226,7 +226,11 @@ def test_svix_headers_are_one_family(urls) -> None:  # type: ignore[no-untyped-d
     body = b'{"type": "user.created"}'
     now = int(time.time())
     svix = sign_svix(body, WHSEC, now)
-    mixed = {"webhook-id": svix["svix-id"], "webhook-timestamp": str(now), "svix-signature": svix["svix-signature"]}
+    mixed = {
+        "webhook-id": svix["svix-id"],
+        "webhook-timestamp": str(now),
+        "svix-signature": svix["svix-signature"],
+    }
     r = _post(urls["webhooks.svix"], body, mixed)
     assert r.status_code == 401 and "svix-id" in r.json()["reason"]
     # Both families present (a proxy adding the new names): webhook-* is read, and must hold.
@@ -245,4 +249,7 @@ def test_signing_secret_list_accepts_any_of_its_secrets(urls, preset: str) -> No
         assert r.status_code == 200, (secret, r.text)
     stranger = _post(url, body, SIGNERS[preset](body, _another(preset, b"z"), now))
     assert stranger.status_code == 401 and stranger.json()["reason"] == "signature mismatch"
-    assert _post(url, body.replace(b"rot", b"tor"), SIGNERS[preset](body, PRESETS[preset][1], now)).status_code == 401
+    assert (
+        _post(url, body.replace(b"rot", b"tor"), SIGNERS[preset](body, PRESETS[preset][1], now)).status_code
+        == 401
+    )

@@ -99,8 +99,11 @@ def test_a_listener_runs_pending_work_when_the_runners_lag(router_factory) -> No
     router = router_factory(CONFIG, router_extra="runners = 1")
     url = router.url("webhooks.ingest")
     router.wait_for(lambda: router.log().count("msg=ready") >= 2, timeout=20)  # main, runner
-    runner = next(p for p in descendants(router.proc.pid)
-                  if Path(f"/proc/{p}/comm").read_text().strip() == "router-run-1")
+    runner = next(
+        p
+        for p in descendants(router.proc.pid)
+        if Path(f"/proc/{p}/comm").read_text().strip() == "router-run-1"
+    )
     db = router.data_dir / "router.db"
 
     def count(status: str) -> int:
@@ -117,7 +120,9 @@ def test_a_listener_runs_pending_work_when_the_runners_lag(router_factory) -> No
             for n in range(total):
                 assert client.post(url, json={"n": n}).status_code == 200
         # Below the threshold the runners' work is left to them; above it the listener takes it.
-        router.wait_for(lambda: count("pending") <= threshold and count("done") >= total - threshold, timeout=30)
+        router.wait_for(
+            lambda: count("pending") <= threshold and count("done") >= total - threshold, timeout=30
+        )
     finally:
         os.kill(runner, signal.SIGCONT)
     router.wait_for(lambda: count("done") == total, timeout=30)

@@ -56,8 +56,11 @@ def test_inspector_shows_request_raw_body_answer_and_refusals(router_factory, tm
 
     plain = admin.source("webhooks.plain")["url"]
     httpx.post(plain.replace(plain.split("apiKey=")[1], "wrong-key"), json={"marker": "bad-key-body"})
-    httpx.post(admin.source("webhooks.signed")["url"], content=b'{"marker": "bad-sig-body"}',
-               headers={"content-type": "application/json", "X-Hub-Signature-256": "sha256=00"})
+    httpx.post(
+        admin.source("webhooks.signed")["url"],
+        content=b'{"marker": "bad-sig-body"}',
+        headers={"content-type": "application/json", "X-Hub-Signature-256": "sha256=00"},
+    )
 
     with chromium(tmp_path / "profile") as driver:
         login(driver, admin.base, TOKEN)
@@ -117,8 +120,9 @@ def test_email_signal_shows_its_headers(router_factory) -> None:  # type: ignore
 def wait_for_signal(admin: Admin, source: str) -> str:
     from tests.browser_support import wait as _wait
 
-    items = _wait(f"a signal from {source}",
-                  lambda: admin.ok("GET", "/api/signals", params={"source": source})["items"])
+    items = _wait(
+        f"a signal from {source}", lambda: admin.ok("GET", "/api/signals", params={"source": source})["items"]
+    )
     return str(items[0]["id"])
 
 
@@ -157,13 +161,21 @@ def test_list_pages_searches_narrows_shares_and_replays_by_filter(router_factory
     with HttpTarget() as target:
         router = router_factory(LIST_CONFIG.replace("{target}", target.base_url))
         admin = Admin(router)
-        ids = send_many(admin.source("webhooks.orders")["url"], 1000, lambda i: {"n": i, "ref": f"REF-{i:04d}-Q"})
-        wait("1000 done", lambda: admin.ok("GET", "/api/signals/count", params={"status": "done"})["count"] == 1000,
-             timeout=60)
+        ids = send_many(
+            admin.source("webhooks.orders")["url"], 1000, lambda i: {"n": i, "ref": f"REF-{i:04d}-Q"}
+        )
+        wait(
+            "1000 done",
+            lambda: admin.ok("GET", "/api/signals/count", params={"status": "done"})["count"] == 1000,
+            timeout=60,
+        )
         target.answer(*[Scripted(500, "down")] * 12)
         forward = admin.source("webhooks.forward")["url"]
         failed = send_many(forward, 12, lambda i: {"n": i})
-        wait("12 failed", lambda: admin.ok("GET", "/api/signals/count", params={"status": "failed"})["count"] == 12)
+        wait(
+            "12 failed",
+            lambda: admin.ok("GET", "/api/signals/count", params={"status": "failed"})["count"] == 12,
+        )
 
         with chromium(tmp_path / "profile") as driver:
             login(driver, admin.base, TOKEN)
@@ -174,7 +186,10 @@ def test_list_pages_searches_narrows_shares_and_replays_by_filter(router_factory
                 before = driver.current_url
                 css(driver, "#older").click()
                 pages += 1
-                wait("the next page", lambda before=before: driver.current_url != before and all_css(driver, "#newer"))
+                wait(
+                    "the next page",
+                    lambda before=before: driver.current_url != before and all_css(driver, "#newer"),
+                )
             rows = all_css(driver, "#signal-rows tr[data-signal]")
             assert rows[-1].get_attribute("data-signal") == min(ids) and pages == 10
             last = driver.current_url
@@ -193,7 +208,9 @@ def test_list_pages_searches_narrows_shares_and_replays_by_filter(router_factory
 
             # A time range narrows the list; the URL of the view reopens the same view.
             cut = admin.signal(ids[960])["received_at"]
-            expected = admin.ok("GET", "/api/signals/count", params={"since": cut, "source": "webhooks.orders"})["count"]
+            expected = admin.ok(
+                "GET", "/api/signals/count", params={"since": cut, "source": "webhooks.orders"}
+            )["count"]
             driver.get(f"{admin.base}/signals")
             css(driver, "#f-since").send_keys(cut)
             css(driver, "#f-source").send_keys("webhooks.orders")
@@ -220,6 +237,7 @@ def test_list_pages_searches_narrows_shares_and_replays_by_filter(router_factory
 
             # Replaying a done signal from its inspector records a new run, and its webhook is called again.
             done_id = failed[0]
+
             def calls() -> int:
                 with target.lock:
                     return len([r for r in target.requests if r.json in ({"n": 0}, {"n": "0"})])
@@ -227,7 +245,10 @@ def test_list_pages_searches_narrows_shares_and_replays_by_filter(router_factory
             before_calls = calls()
             driver.get(f"{admin.base}/signals/{done_id}")
             css(driver, "#replay-button").click()
-            wait("the new run", lambda: len(admin.signal(done_id)["runs"]) == 3 and admin.signal(done_id)["status"] == "done")
+            wait(
+                "the new run",
+                lambda: len(admin.signal(done_id)["runs"]) == 3 and admin.signal(done_id)["status"] == "done",
+            )
             assert calls() == before_calls + 1
             driver.get(f"{admin.base}/signals/{done_id}")
             runs = all_css(driver, "#runs article.run")

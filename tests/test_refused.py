@@ -71,8 +71,15 @@ def test_refused_requests_are_kept_listed_and_counted(router_factory) -> None:  
 
     body = json.dumps({"order": "sig-body-marker"}).encode()
     wrong = "sha256=" + hmac.new(b"not-the-secret", body, hashlib.sha256).hexdigest()
-    r1 = httpx.post(signed, content=body, headers={"content-type": "application/json", "X-Hub-Signature-256": wrong,
-                                                   "Authorization": "Bearer caller-secret"})
+    r1 = httpx.post(
+        signed,
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "X-Hub-Signature-256": wrong,
+            "Authorization": "Bearer caller-secret",
+        },
+    )
     assert r1.status_code == 401
     r2 = httpx.post(plain.replace(key, "wrong-key"), json={"order": "key-body-marker"})
     assert r2.status_code == 401
@@ -84,23 +91,39 @@ def test_refused_requests_are_kept_listed_and_counted(router_factory) -> None:  
     assert r5.status_code == 404
     r6 = httpx.request("DELETE", hello)
     assert r6.status_code == 405
-    ok = httpx.post(signed, content=body, headers={
-        "content-type": "application/json",
-        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()})
+    ok = httpx.post(
+        signed,
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        },
+    )
     assert ok.status_code == 200  # accepted: not a refusal
 
-    items = _wait("six refusals", lambda: (i := admin.ok("GET", "/api/refused")["items"]) and len(i) >= 6 and i)
+    items = _wait(
+        "six refusals", lambda: (i := admin.ok("GET", "/api/refused")["items"]) and len(i) >= 6 and i
+    )
     assert len(items) == 6, items
     by_status = {i["status"]: i for i in items}
     assert items[0]["status"] == 405  # newest first
     key_item = next(i for i in items if i["status"] == 401 and i["source"] == "webhooks.plain")
     sig = admin.ok("GET", f"/api/refused/{key_item['id']}")
     assert sig["source"] == "webhooks.plain" and sig["reason"] == "invalid API key"
-    assert "key-body-marker" in sig["body"] and "wrong-key" not in json.dumps(sig) and "apiKey=•••" in sig["query"]
-    bad_sig = next(admin.ok("GET", f"/api/refused/{i['id']}") for i in items if i["source"] == "webhooks.signed")
+    assert (
+        "key-body-marker" in sig["body"]
+        and "wrong-key" not in json.dumps(sig)
+        and "apiKey=•••" in sig["query"]
+    )
+    bad_sig = next(
+        admin.ok("GET", f"/api/refused/{i['id']}") for i in items if i["source"] == "webhooks.signed"
+    )
     assert bad_sig["status"] == 401 and bad_sig["reason"] == "invalid signature"
     assert "sig-body-marker" in bad_sig["body"] and "invalid signature" in bad_sig["answer"]
-    assert bad_sig["headers"]["x-hub-signature-256"] == "•••" and bad_sig["headers"]["authorization"] == "Bearer •••"
+    assert (
+        bad_sig["headers"]["x-hub-signature-256"] == "•••"
+        and bad_sig["headers"]["authorization"] == "Bearer •••"
+    )
     assert "caller-secret" not in json.dumps(bad_sig) and signed_key not in json.dumps(bad_sig)
     assert bad_sig["method"] == "POST" and bad_sig["path"].startswith("/webhooks/incoming/")
     assert bad_sig["remote"] == "127.0.0.1" and bad_sig["request_id"] == r1.headers["x-request-id"]
@@ -134,9 +157,16 @@ def test_refused_requests_are_kept_listed_and_counted(router_factory) -> None:  
         smtp.mail("ada@example.org")
         code, _ = smtp.rcpt("nobody@example.com")
         assert code == 550
-    mail = _wait("the SMTP refusal", lambda: admin.ok("GET", "/api/refused", params={"source": "smtp"})["items"])
+    mail = _wait(
+        "the SMTP refusal", lambda: admin.ok("GET", "/api/refused", params={"source": "smtp"})["items"]
+    )
     one = admin.ok("GET", f"/api/refused/{mail[0]['id']}")
-    assert (one["channel"], one["method"], one["path"], one["status"]) == ("smtp", "RCPT", "nobody@example.com", 550)
+    assert (one["channel"], one["method"], one["path"], one["status"]) == (
+        "smtp",
+        "RCPT",
+        "nobody@example.com",
+        550,
+    )
     assert one["reason"] == "no_such_mailbox" and "no such mailbox" in one["answer"]
     assert one["headers"] == {"mail-from": "ada@example.org"} and one["remote"] == "127.0.0.1"
 
@@ -167,7 +197,9 @@ def test_a_flood_keeps_at_most_n_and_stays_off_the_journal(router_factory) -> No
     def flood(n: int) -> None:
         with httpx.Client(timeout=10) as client:
             for _ in range(n):
-                sent.append(client.post(bad, content=body, headers={"content-type": "application/json"}).status_code)
+                sent.append(
+                    client.post(bad, content=body, headers={"content-type": "application/json"}).status_code
+                )
 
     threads = [threading.Thread(target=flood, args=(2500,)) for _ in range(4)]
     for t in threads:
@@ -177,8 +209,14 @@ def test_a_flood_keeps_at_most_n_and_stays_off_the_journal(router_factory) -> No
     elapsed = time.monotonic() - started
     assert len(sent) == 10_000 and set(sent) == {401}
     # The flush after the last refusal: then the table holds exactly the newest 200.
-    _wait("the last flush", lambda: len(admin.ok("GET", "/api/refused", params={"limit": 1000})["items"]) == 200
-          and router.cli("refused", "--limit", "1000", "--json").stdout.count('"id"') == 200, timeout=10)
+    _wait(
+        "the last flush",
+        lambda: (
+            len(admin.ok("GET", "/api/refused", params={"limit": 1000})["items"]) == 200
+            and router.cli("refused", "--limit", "1000", "--json").stdout.count('"id"') == 200
+        ),
+        timeout=10,
+    )
     time.sleep(1.5)  # one more flush interval: nothing else is written late
     items = admin.ok("GET", "/api/refused", params={"limit": 1000})["items"]
     assert len(items) == 200

@@ -88,9 +88,15 @@ def test_replay_of_a_done_signal_runs_every_workflow_again(router_factory, targe
     # The replay of the done signal: both workflows run again, as new runs (attempt 3), each
     # webhook is called again with a key of its own, and the record step writes again.
     assert admin.ok("POST", f"/api/signals/{sid}/replay") == {"replayed": [sid]}
-    again = _wait("the replay's runs", lambda: (d := admin.signal(sid))["status"] == "done" and len(d["runs"]) == 5 and d)
+    again = _wait(
+        "the replay's runs",
+        lambda: (d := admin.signal(sid))["status"] == "done" and len(d["runs"]) == 5 and d,
+    )
     assert again["attempts"] == 3 and again["replays"] == 1
-    assert sorted((r["workflow"], r["attempt"]) for r in again["runs"] if r["attempt"] == 3) == [("audit", 3), ("notify", 3)]
+    assert sorted((r["workflow"], r["attempt"]) for r in again["runs"] if r["attempt"] == 3) == [
+        ("audit", 3),
+        ("notify", 3),
+    ]
     notify_keys = _calls(target, "/notify")
     audit_keys = _calls(target, "/audit")
     assert notify_keys[-1] == f"{sid}:notify:post:replay-1" and audit_keys[-1] == f"{sid}:audit:post:replay-1"
@@ -100,14 +106,20 @@ def test_replay_of_a_done_signal_runs_every_workflow_again(router_factory, targe
     # The CLI does the same, and says what it does.
     out = router.cli("replay", sid).stdout
     assert "queued for replay" in out and "runs again" in out
-    third = _wait("the second replay", lambda: len((d := admin.signal(sid))["runs"]) == 7 and d["status"] == "done" and d)
+    third = _wait(
+        "the second replay",
+        lambda: len((d := admin.signal(sid))["runs"]) == 7 and d["status"] == "done" and d,
+    )
     assert third["replays"] == 2 and third["attempts"] == 4
     assert _calls(target, "/notify")[-1] == f"{sid}:notify:post:replay-2"
     assert len(admin.ok("GET", "/api/records/order")["items"]) == 3
     # A replay's retry stays in its round: the round's done workflow is not called a second time.
     target.answer(Scripted(503), Scripted(200))
     admin.ok("POST", f"/api/signals/{sid}/replay")
-    fourth = _wait("the third replay", lambda: (d := admin.signal(sid))["status"] == "done" and len(d["runs"]) == 10 and d)
+    fourth = _wait(
+        "the third replay",
+        lambda: (d := admin.signal(sid))["status"] == "done" and len(d["runs"]) == 10 and d,
+    )
     round3 = [r for r in fourth["runs"] if r["attempt"] >= 5]
     assert sorted(r["status"] for r in round3) == ["done", "done", "failed"], round3
     assert len(_calls(target, "/notify")) + len(_calls(target, "/audit")) == 3 + 2 + 2 + 3
@@ -123,7 +135,10 @@ def test_replay_of_a_signal_nobody_listens_to_says_so(router_factory, target) ->
     router.write_config("[webhooks.orders]\n")
     assert admin.ok("POST", "/api/reload")["applied"]
     r = admin.post(f"/api/signals/{sid}/replay")
-    assert r.status_code == 409 and r.json()["error"] == "no workflow listens to webhooks.orders any more: nothing would run"
+    assert (
+        r.status_code == 409
+        and r.json()["error"] == "no workflow listens to webhooks.orders any more: nothing would run"
+    )
     router.write_config("[webhooks.other]\n")
     assert admin.ok("POST", "/api/reload")["applied"]
     r = admin.post(f"/api/signals/{sid}/replay")

@@ -55,7 +55,7 @@ def test_rotation_replaces_the_generated_pair(router: RouterProcess) -> None:
     fresh = json.loads(router.cli("endpoints", "rotate", "signed", "--json").stdout)
     assert fresh["url"] != before["url"] and pair(fresh) != pair(before)
     assert "previous" not in fresh and "grace_until" not in fresh
-    within(1.0, lambda: call(fresh["url"], token(*pair(fresh))) == 200)
+    within(15.0, lambda: call(fresh["url"], token(*pair(fresh))) == 200)
     r = httpx.post(fresh["url"], headers={"Authorization": f"Bearer {old_token}"})
     assert r.status_code == 401 and r.json()["error"] in ("invalid_issuer", "invalid_signature")
     assert call(before["url"], old_token) == 404
@@ -77,10 +77,10 @@ def test_a_configured_key_or_secret_is_pinned(router: RouterProcess) -> None:
     # Rotation moves the URLs; pinned parts stay (the config wins), generated ones change.
     fresh = json.loads(router.cli("endpoints", "rotate", "partner", "--json").stdout)
     assert fresh["endpoint_key"] == "partner" and fresh["endpoint_secret"] != partner["endpoint_secret"]
-    within(1.0, lambda: call(fresh["url"], token("partner", fresh["endpoint_secret"])) == 200)
+    within(15.0, lambda: call(fresh["url"], token("partner", fresh["endpoint_secret"])) == 200)
     assert call(fresh["url"], token("partner", partner["endpoint_secret"])) == 401
     moved = json.loads(router.cli("endpoints", "rotate", "fixed", "--json").stdout)
-    within(1.0, lambda: call(moved["url"], token("fixed", PINNED_SECRET)) == 200)
+    within(15.0, lambda: call(moved["url"], token("fixed", PINNED_SECRET)) == 200)
     refused = router.cli("endpoints", "rotate", "pinned_hook", check=False)
     assert refused.returncode != 0 and "pinned in the config" in refused.stderr
     assert router.sources()["webhooks.pinned_hook"]["api_key"] == PINNED_KEY
@@ -88,39 +88,57 @@ def test_a_configured_key_or_secret_is_pinned(router: RouterProcess) -> None:
 
 def test_grace_keeps_the_old_url_and_secret_until_it_ends(router: RouterProcess) -> None:
     """Must show 4 for an endpoint: during the grace old and new URL and secret work in every
-    combination; after it only the new ones."""
+    combination; after it only the new ones. The first grace is long (the checks must not race
+    it on a loaded machine); a second rotation with a short one shows the end of a grace."""
     before = router.sources()["endpoints.signed"]
     old_url, old_tok = before["url"], token(*pair(before))
-    fresh = json.loads(router.cli("endpoints", "rotate", "signed", "--grace", "4s", "--json").stdout)
+    fresh = json.loads(router.cli("endpoints", "rotate", "signed", "--grace", "10m", "--json").stdout)
     new_url, new_tok = fresh["url"], token(*pair(fresh))
     until = epoch(fresh["grace_until"])
-    assert fresh["previous"]["url"] == old_url and fresh["previous"]["endpoint_secret"] == before["endpoint_secret"]
+    assert (
+        fresh["previous"]["url"] == old_url
+        and fresh["previous"]["endpoint_secret"] == before["endpoint_secret"]
+    )
     assert epoch(fresh["previous"]["expires_at"]) == until
-    within(1.0, lambda: call(new_url, new_tok) == 200)  # the daemon took the change (<= 0.5 s)
+    within(15.0, lambda: call(new_url, new_tok) == 200)  # the daemon took the change
     during = {(u, t): call(u, t) for u in (old_url, new_url) for t in (old_tok, new_tok)}
-    assert time.time() < until, "the checks above ran past the grace: the machine is too slow for 4 s"
     assert set(during.values()) == {200}, during
     assert "works until" in router.cli("endpoints").stdout
 
-    within(10.0, lambda: call(old_url, new_tok) == 404)
+    # Rotating again ends the running grace at once and starts a short one for `fresh`.
+    last = json.loads(router.cli("endpoints", "rotate", "signed", "--grace", "2s", "--json").stdout)
+    last_url, last_tok = last["url"], token(*pair(last))
+    until = epoch(last["grace_until"])
+    within(15.0, lambda: call(last_url, last_tok) == 200 and call(old_url, old_tok) == 404)
+    within(20.0, lambda: call(new_url, last_tok) == 404)
     assert time.time() >= until - 0.25  # not before the grace ended (a clock read apart)
-    assert call(new_url, old_tok) == 401 and call(new_url, new_tok) == 200
+    assert call(last_url, new_tok) == 401 and call(last_url, last_tok) == 200
     assert "previous" not in router.sources()["endpoints.signed"]
 
 
 def test_grace_for_a_webhook_key(router: RouterProcess) -> None:
     """Must show 4 for an API key (and its URL with ?apiKey=)."""
     before = router.sources()["webhooks.hooks"]
-    fresh = json.loads(router.cli("endpoints", "rotate", "hooks", "--grace", "4s", "--json").stdout)
-    until = epoch(fresh["grace_until"])
+    fresh = json.loads(router.cli("endpoints", "rotate", "hooks", "--grace", "10m", "--json").stdout)
     assert fresh["previous"]["api_key"] == before["api_key"] != fresh["api_key"]
-    within(1.0, lambda: httpx.post(fresh["url"], json={}).status_code == 200)
+    within(15.0, lambda: httpx.post(fresh["url"], json={}).status_code == 200)
     old = httpx.post(before["url"], json={}).status_code
-    header = httpx.post(before["url"].split("?")[0], json={}, headers={"X-Api-Key": before["api_key"]}).status_code
-    assert time.time() < until and (old, header) == (200, 200)
-    within(10.0, lambda: httpx.post(before["url"], json={}).status_code == 401)
+    header = httpx.post(
+        before["url"].split("?")[0], json={}, headers={"X-Api-Key": before["api_key"]}
+    ).status_code
+    assert (old, header) == (200, 200)
+    last = json.loads(router.cli("endpoints", "rotate", "hooks", "--grace", "2s", "--json").stdout)
+    until = epoch(last["grace_until"])
+    within(
+        15.0,
+        lambda: (
+            httpx.post(last["url"], json={}).status_code == 200
+            and httpx.post(before["url"], json={}).status_code == 401
+        ),
+    )
+    within(20.0, lambda: httpx.post(fresh["url"], json={}).status_code == 401)
     assert time.time() >= until - 0.25
-    assert httpx.post(fresh["url"], json={}).status_code == 200
+    assert httpx.post(last["url"], json={}).status_code == 200
 
 
 def test_grace_survives_a_restart_and_a_later_rotation_ends_it(router_factory) -> None:  # type: ignore[no-untyped-def]
@@ -134,11 +152,11 @@ def test_grace_survives_a_restart_and_a_later_rotation_ends_it(router_factory) -
     assert item["previous"]["url"] == url0 and 3500 < item["previous"]["expires_in"] <= 3600
     # A second rotation with grace: the one it replaces is the previous now; the older one stops.
     url2 = json.loads(router.cli("endpoints", "rotate", "plain", "--grace", "1h", "--json").stdout)["url"]
-    within(1.0, lambda: httpx.get(url2).status_code == 200 and httpx.get(url0).status_code == 404)
+    within(15.0, lambda: httpx.get(url2).status_code == 200 and httpx.get(url0).status_code == 404)
     assert httpx.get(url1).status_code == 200
     # Without a grace the rotation ends the running one too: only the newest URL answers.
     url3 = json.loads(router.cli("endpoints", "rotate", "plain", "--json").stdout)["url"]
-    within(1.0, lambda: httpx.get(url3).status_code == 200 and httpx.get(url1).status_code == 404)
+    within(15.0, lambda: httpx.get(url3).status_code == 200 and httpx.get(url1).status_code == 404)
     assert httpx.get(url2).status_code == 404
     bad = router.cli("endpoints", "rotate", "plain", "--grace", "soon", check=False)
     assert bad.returncode == USAGE and "--grace" in bad.stderr, (bad.returncode, bad.stderr)

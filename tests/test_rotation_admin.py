@@ -25,7 +25,9 @@ def hook_everywhere(url: str, status: int) -> bool:
 
 
 def api(router: RouterProcess, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, f"http://127.0.0.1:{router.admin_port}{path}", headers=AUTH, timeout=10, **kwargs)
+    return httpx.request(
+        method, f"http://127.0.0.1:{router.admin_port}{path}", headers=AUTH, timeout=10, **kwargs
+    )
 
 
 def test_admin_rotation_with_grace_across_two_workers(router_factory) -> None:  # type: ignore[no-untyped-def]
@@ -35,42 +37,54 @@ def test_admin_rotation_with_grace_across_two_workers(router_factory) -> None:  
     old_url, old_tok = before["url"], token(*pair(before))
     within(10.0, lambda: everywhere(old_url, old_tok, 200))  # both workers serve
 
-    r = api(router, "POST", "/api/sources/endpoints.signed/rotate", json={"grace": "8s"})
+    r = api(router, "POST", "/api/sources/endpoints.signed/rotate", json={"grace": "10m"})
     assert r.status_code == 200, r.text
     fresh = r.json()
     until = epoch(fresh["grace_until"])
     assert "keeps working until" in fresh["notice"] and fresh["previous"]["url"] == old_url
     new_url, new_tok = fresh["url"], token(*pair(fresh))
-    within(2.0, lambda: everywhere(new_url, new_tok, 200))
-    t0 = time.time()
-    during = [everywhere(old_url, old_tok, 200), everywhere(new_url, old_tok, 200), everywhere(old_url, new_tok, 200)]
+    within(15.0, lambda: everywhere(new_url, new_tok, 200))
+    during = [
+        everywhere(old_url, old_tok, 200),
+        everywhere(new_url, old_tok, 200),
+        everywhere(old_url, new_tok, 200),
+    ]
     shown = api(router, "GET", "/api/sources/endpoints.signed").json()["previous"]
     page = api(router, "GET", "/").text
-    assert time.time() < until, f"the checks took {time.time() - t0:.1f}s, past the grace: too slow a machine"
     assert during == [True, True, True]
     assert epoch(shown["expires_at"]) == until and shown["endpoint_secret"] == before["endpoint_secret"]
     assert "works until" in page and fresh["endpoint_secret"] in page  # the dashboard's copy button
 
-    within(10.0, lambda: everywhere(old_url, new_tok, 404))
+    # A second rotation with a short grace: the first one's old credentials stop at once,
+    # `fresh` works until the short grace ends, then only the newest.
+    r = api(router, "POST", "/api/sources/endpoints.signed/rotate", json={"grace": "2s"})
+    assert r.status_code == 200, r.text
+    last = r.json()
+    until = epoch(last["grace_until"])
+    last_url, last_tok = last["url"], token(*pair(last))
+    within(15.0, lambda: everywhere(last_url, last_tok, 200) and everywhere(old_url, old_tok, 404))
+    within(20.0, lambda: everywhere(new_url, last_tok, 404))
     assert time.time() >= until - 0.25
-    assert everywhere(new_url, old_tok, 401) and everywhere(new_url, new_tok, 200)
+    assert everywhere(last_url, new_tok, 401) and everywhere(last_url, last_tok, 200)
     assert "works until" not in api(router, "GET", "/").text
     assert fresh["endpoint_secret"] not in router.log()  # the audit line names the rotation, never the secret
-    assert "action=source.rotate" in router.log() and "grace=8" in router.log()
+    assert "action=source.rotate" in router.log() and "grace=600" in router.log()
 
 
 def test_admin_rotation_of_a_webhook_key_and_refusals(router_factory) -> None:  # type: ignore[no-untyped-def]
     router = router_factory(CONFIG, env=ENV, workers=2)
     before = router.sources()["webhooks.hooks"]
-    r = api(router, "POST", "/api/sources/webhooks.hooks/rotate?grace=8s")  # the query works as the body
+    r = api(router, "POST", "/api/sources/webhooks.hooks/rotate?grace=10m")  # the query works as the body
     assert r.status_code == 200, r.text
     fresh = r.json()
-    until = epoch(fresh["grace_until"])
-    within(2.0, lambda: hook_everywhere(fresh["url"], 200))
-    old_ok = hook_everywhere(before["url"], 200)
-    assert time.time() < until and old_ok
-    within(10.0, lambda: hook_everywhere(before["url"], 401))
-    assert time.time() >= until - 0.25 and hook_everywhere(fresh["url"], 200)
+    within(15.0, lambda: hook_everywhere(fresh["url"], 200))
+    assert hook_everywhere(before["url"], 200)
+    r = api(router, "POST", "/api/sources/webhooks.hooks/rotate?grace=2s")
+    last = r.json()
+    until = epoch(last["grace_until"])
+    within(15.0, lambda: hook_everywhere(last["url"], 200) and hook_everywhere(before["url"], 401))
+    within(20.0, lambda: hook_everywhere(fresh["url"], 401))
+    assert time.time() >= until - 0.25 and hook_everywhere(last["url"], 200)
 
     bad = api(router, "POST", "/api/sources/webhooks.hooks/rotate", json={"grace": "soon"})
     assert bad.status_code == 400 and "grace" in bad.json()["error"]

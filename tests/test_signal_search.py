@@ -73,14 +73,18 @@ def test_paging_search_filters_time_range_export_and_bulk_replay(router_factory,
     orders = admin.source("webhooks.orders")["url"]
     ids = send_many(orders, 1000, lambda i: {"n": i, "customer": f"cust-{i:04d}", "ref": f"ORD-{i:04d}-X"})
     first = min(ids)
-    _wait("1000 done", lambda: admin.ok("GET", "/api/signals/count", params={"status": "done"})["count"] == 1000)
+    _wait(
+        "1000 done", lambda: admin.ok("GET", "/api/signals/count", params={"status": "done"})["count"] == 1000
+    )
 
     # Cursor paging reaches the first signal, every signal once.
     seen: list[str] = []
     received: dict[str, str] = {}
     cursor: str | None = None
     while True:
-        page = admin.ok("GET", "/api/signals", params={"limit": 300, **({"before": cursor} if cursor else {})})
+        page = admin.ok(
+            "GET", "/api/signals", params={"limit": 300, **({"before": cursor} if cursor else {})}
+        )
         seen += [s["id"] for s in page["items"]]
         received.update({s["id"]: s["received_at"] for s in page["items"]})
         cursor = page["next_before"]
@@ -106,7 +110,9 @@ def test_paging_search_filters_time_range_export_and_bulk_replay(router_factory,
     in_range = admin.ok("GET", "/api/signals", params={"since": since, "limit": 1000})["items"]
     assert sorted(s["id"] for s in in_range) == sorted(i for i, at in received.items() if at >= since)
     assert admin.ok("GET", "/api/signals/count", params={"until": since})["count"] == 1000 - newer
-    assert admin.ok("GET", "/api/signals/count", params={"since": "1h", "channel": "webhooks"})["count"] == 1000
+    assert (
+        admin.ok("GET", "/api/signals/count", params={"since": "1h", "channel": "webhooks"})["count"] == 1000
+    )
     assert admin.ok("GET", "/api/signals/count", params={"channel": "endpoints"})["count"] == 0
     assert admin.ok("GET", "/api/signals/count", params={"workflow": "orders-log"})["count"] == 1000
     assert admin.ok("GET", "/api/signals/count", params={"workflow": "forward"})["count"] == 0
@@ -115,7 +121,9 @@ def test_paging_search_filters_time_range_export_and_bulk_replay(router_factory,
     # The CLI takes the same filters.
     cli = json.loads(router.cli("signals", "--search", "ORD-0417-X", "--json").stdout)
     assert [c["id"] for c in cli] == [ids[417]] and cli[0]["entity"]["ref"] == "ORD-0417-X"
-    assert len(json.loads(router.cli("signals", "--since", since, "--limit", "1000", "--json").stdout)) == newer
+    assert (
+        len(json.loads(router.cli("signals", "--since", since, "--limit", "1000", "--json").stdout)) == newer
+    )
     lines = router.cli("signals", "--ndjson", "--source", "orders").stdout.splitlines()
     assert len(lines) == 1000 and json.loads(lines[-1])["id"] == first
 
@@ -129,26 +137,55 @@ def test_paging_search_filters_time_range_export_and_bulk_replay(router_factory,
     forward = admin.source("webhooks.forward")["url"]
     target.answer(*[Scripted(500, "down")] * 30)
     failed = send_many(forward, 30, lambda i: {"n": i})
-    _wait("30 failed", lambda: admin.ok("GET", "/api/signals/count", params={"status": "failed"})["count"] == 30)
+    _wait(
+        "30 failed", lambda: admin.ok("GET", "/api/signals/count", params={"status": "failed"})["count"] == 30
+    )
     ok_forward = send_many(forward, 5, lambda i: {"n": 100 + i})  # done: not swept in by status=failed
-    _wait("5 done", lambda: [admin.signal(s)["status"] for s in ok_forward] == ["done"] * 5 or
-          [admin.signal(s) for s in ok_forward])
+    _wait(
+        "5 done",
+        lambda: (
+            [admin.signal(s)["status"] for s in ok_forward] == ["done"] * 5
+            or [admin.signal(s) for s in ok_forward]
+        ),
+    )
     flt = {"status": "failed", "source": "webhooks.forward", "since": "1h"}
     counted = admin.ok("GET", "/api/signals/count", params=flt)
     assert counted["count"] == counted["replayable"] == 30
     result = admin.ok("POST", "/api/signals/replay", json=counted["filter"])
     assert sorted(result["replayed"]) == sorted(failed) and result["skipped"] == []
     assert 0 < result["spread_s"] <= 1.0  # 30 signals at 50/s
-    _wait("the replays to finish", lambda: admin.ok("GET", "/api/signals/count", params={
-        "source": "webhooks.forward", "status": "done"})["count"] == 35)
+    _wait(
+        "the replays to finish",
+        lambda: (
+            admin.ok("GET", "/api/signals/count", params={"source": "webhooks.forward", "status": "done"})[
+                "count"
+            ]
+            == 35
+        ),
+    )
     assert all(admin.signal(s)["replays"] == 0 for s in ok_forward)
     assert router.cli("replay", "--status", "pending", check=False).returncode == 2
     dry = router.cli("replay", "--source", "forward", "--since", "1h", "--dry-run").stdout
     assert "35 signals would be replayed" in dry
     out = router.cli("replay", "--source", "forward", "--status", "done", "--spread", "0").stdout
     assert "35 signals queued for replay" in out
-    _wait("the CLI's replays", lambda: (admin.ok("GET", "/api/signals/count", params={
-        "source": "webhooks.forward", "status": "done"})["count"] == 35 and all(
-        admin.signal(s)["replays"] == 1 for s in ok_forward)) or (out, [admin.signal(s) for s in ok_forward][:1],
-        admin.ok("GET", "/api/signals/count", params={"source": "webhooks.forward", "status": "done"})))
+    _wait(
+        "the CLI's replays",
+        lambda: (
+            (
+                admin.ok(
+                    "GET", "/api/signals/count", params={"source": "webhooks.forward", "status": "done"}
+                )["count"]
+                == 35
+                and all(admin.signal(s)["replays"] == 1 for s in ok_forward)
+            )
+            or (
+                out,
+                [admin.signal(s) for s in ok_forward][:1],
+                admin.ok(
+                    "GET", "/api/signals/count", params={"source": "webhooks.forward", "status": "done"}
+                ),
+            )
+        ),
+    )
     admin.close()

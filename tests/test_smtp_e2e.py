@@ -39,7 +39,6 @@ fields = { subject = "{{ __data.incoming_email.subject }}", text = "{{ __data.in
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 
 
-
 def with_smtp(proc: RouterProcess, settings: str) -> RouterProcess:
     """Add keys to the harness's `[smtp]` table (it already holds `listen`)."""
     text = proc.config_path.read_text()
@@ -88,7 +87,11 @@ def test_smtplib_multipart_with_attachment(router: RouterProcess) -> None:
     assert rec["text"].strip() == "Please pay invoice 42."
     assert rec["html"].strip() == "<p>Please pay <b>invoice 42</b>.</p>"
     assert (rec["from_email"], rec["from_name"]) == ("alice@example.org", "Alice Example")
-    assert (rec["att_name"], rec["att_type"], str(rec["att_size"])) == ("invoice-42.pdf", "application/pdf", str(len(PDF)))
+    assert (rec["att_name"], rec["att_type"], str(rec["att_size"])) == (
+        "invoice-42.pdf",
+        "application/pdf",
+        str(len(PDF)),
+    )
     assert rec["att_sha256"] == hashlib.sha256(PDF).hexdigest()
     assert (rec["channel"], rec["source"]) == ("mailboxes", "mailboxes.support")
     stored = router.data_dir / "files" / rec["att_sha256"][:2] / rec["att_sha256"]
@@ -100,12 +103,34 @@ def test_swaks_multipart_with_attachment(router: RouterProcess, tmp_path: Path) 
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(PDF)
     result = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{router.smtp_port}", "--to", "help@example.com",
-         "--from", "bob@example.net", "--header", "Subject: swaks report", "--header", "X-Mailer: swaks-test",
-         "--attach-type", "text/plain", "--attach-body", "plain from swaks",
-         "--attach-type", "text/html", "--attach-body", "<p>html from swaks</p>",
-         "--attach-type", "application/pdf", "--attach", f"@{pdf}"],
-        capture_output=True, text=True, timeout=30,
+        [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{router.smtp_port}",
+            "--to",
+            "help@example.com",
+            "--from",
+            "bob@example.net",
+            "--header",
+            "Subject: swaks report",
+            "--header",
+            "X-Mailer: swaks-test",
+            "--attach-type",
+            "text/plain",
+            "--attach-body",
+            "plain from swaks",
+            "--attach-type",
+            "text/html",
+            "--attach-body",
+            "<p>html from swaks</p>",
+            "--attach-type",
+            "application/pdf",
+            "--attach",
+            f"@{pdf}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"<-\s+250 2\.0\.0 OK: queued as", result.stdout)
@@ -173,7 +198,9 @@ def test_451_while_the_data_dir_is_read_only(router_factory) -> None:  # type: i
     # the sender retries: now it is accepted, exactly once
     with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=20) as c:
         assert c.sendmail("d@example.org", ["sales@example.com"], raw) == {}
-    assert [s["dedup_key"] for s in router.signals() if s["source"] == "mailboxes.sales"] == ["<ro-1@example.org>"]
+    assert [s["dedup_key"] for s in router.signals() if s["source"] == "mailboxes.sales"] == [
+        "<ro-1@example.org>"
+    ]
 
 
 @pytest.mark.skipif(shutil.which("smtp-source") is None, reason="smtp-source (Debian postfix) not installed")
@@ -183,9 +210,23 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
     address = "load@example.com"
     """)
     source = subprocess.Popen(
-        ["smtp-source", "-v", "-s", "20", "-m", "100000", "-l", "2048", "-f", "load@sender.example",
-         "-t", "load@example.com", f"127.0.0.1:{router.smtp_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            "smtp-source",
+            "-v",
+            "-s",
+            "20",
+            "-m",
+            "100000",
+            "-l",
+            "2048",
+            "-f",
+            "load@sender.example",
+            "-t",
+            "load@example.com",
+            f"127.0.0.1:{router.smtp_port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     router.wait_for(lambda: journaled_load(router) > 100, timeout=30, interval=0.05)  # mid-load
     assert router.proc is not None
@@ -223,7 +264,9 @@ def test_worker_restart_and_reload(router_factory) -> None:  # type: ignore[no-u
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=5) as c:
             c.sendmail("e@example.org", ["billing@example.com"], raw)
-    router.config_path.write_text(router.config_path.read_text() + '\n[mailboxes.billing]\naddress = "billing@example.com"\n')
+    router.config_path.write_text(
+        router.config_path.read_text() + '\n[mailboxes.billing]\naddress = "billing@example.com"\n'
+    )
     router.signal(signal.SIGHUP)
 
     def billing_accepted() -> bool:

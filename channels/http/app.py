@@ -52,7 +52,12 @@ MAX_HEAD = 64 * 1024
 
 def head_size(scope: Scope) -> int:
     """The bytes of the request line and headers as sent (give or take the spaces)."""
-    line = len(scope.get("method", "")) + len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) + 12
+    line = (
+        len(scope.get("method", ""))
+        + len(scope.get("raw_path", b""))
+        + len(scope.get("query_string", b""))
+        + 12
+    )
     return line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
@@ -71,7 +76,7 @@ class Route:
     missing: str  # the 404's message
 
     def source(self, routes: RouteTable, parts: list[str]) -> HttpSource | None:
-        key = parts[len(self.prefix)] if self.keys == 1 else tuple(parts[len(self.prefix):])
+        key = parts[len(self.prefix)] if self.keys == 1 else tuple(parts[len(self.prefix) :])
         return self.table(routes).get(key)
 
 
@@ -79,7 +84,9 @@ ROUTES: dict[str, Route] = {
     route.prefix[0]: route
     for route in (
         Route(("listener",), 2, lambda t: t.endpoints, endpoints.handle, "unknown or inactive endpoint"),
-        Route(("webhooks", "incoming"), 1, lambda t: t.webhooks, webhooks.handle, "unknown or inactive webhook"),
+        Route(
+            ("webhooks", "incoming"), 1, lambda t: t.webhooks, webhooks.handle, "unknown or inactive webhook"
+        ),
         Route(("forms",), 1, lambda t: t.forms, forms.handle, "unknown or inactive forms source"),
         Route(("sms",), 1, lambda t: t.sms, twilio.handle, "unknown or inactive sms source"),
         Route(("whatsapp",), 1, lambda t: t.whatsapp, twilio.handle, "unknown or inactive whatsapp source"),
@@ -143,7 +150,9 @@ class HttpChannel:
         if request.method == "HEAD":
             send = _without_body(send)
         if self.cfg.router.trust_proxy and "x-forwarded-for" in request.headers:
-            request.client = client_address(request.client, request.headers["x-forwarded-for"], self.trusted_proxies)
+            request.client = client_address(
+                request.client, request.headers["x-forwarded-for"], self.trusted_proxies
+            )
         started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500
@@ -199,15 +208,24 @@ class HttpChannel:
             if self.observer is not None:
                 self.observer.end(observed, request, status)
             if self.cfg.http.access_log:
-                access.info("access", method=request.method, path=loggable_path(request.path), status=status,
-                            duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.client,
-                            request_id=request_id)
+                access.info(
+                    "access",
+                    method=request.method,
+                    path=loggable_path(request.path),
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    remote=request.client,
+                    request_id=request_id,
+                )
 
     async def _route(self, request: Request, send: Send) -> Response | None:
         parts = request.path.strip("/").split("/")
         route = ROUTES.get(parts[0])
-        if route is not None and len(parts) == len(route.prefix) + route.keys and \
-                tuple(parts[:len(route.prefix)]) == route.prefix:
+        if (
+            route is not None
+            and len(parts) == len(route.prefix) + route.keys
+            and tuple(parts[: len(route.prefix)]) == route.prefix
+        ):
             source = route.source(self.routes, parts)
             if source is not None:
                 request.extra["source"] = source

@@ -190,4 +190,3 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
     response = json_response(status, {"error": message, **extra})
     response.reason = message
     return response
-

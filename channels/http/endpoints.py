@@ -32,7 +32,9 @@ def _jwt_pairs(channel: HttpContext, source: HttpSource) -> list[tuple[str, str]
     a rotation's grace the previous pair too (pinned parts stay as they are)."""
     cfg = source.config
     issuer = channel.intake.render(cfg.endpoint_key, {}) if cfg.endpoint_key else source.jwt_key or ""
-    secret = channel.intake.render(cfg.endpoint_secret, {}) if cfg.endpoint_secret else source.jwt_secret or ""
+    secret = (
+        channel.intake.render(cfg.endpoint_secret, {}) if cfg.endpoint_secret else source.jwt_secret or ""
+    )
     pairs = [(issuer, secret)]
     old = source.grace(time.time())
     if old is not None and (old.jwt_key or old.jwt_secret):

@@ -166,17 +166,30 @@ def replayed(sub: Submission) -> Response:
     )
 
 
-async def _submit(intake: Intake, entity: Entity, key: str | None, *, ack: Response | None = None,
-                  responder: CallerResponder | None = None) -> Submission:
+async def _submit(
+    intake: Intake,
+    entity: Entity,
+    key: str | None,
+    *,
+    ack: Response | None = None,
+    responder: CallerResponder | None = None,
+) -> Submission:
     try:
-        return await intake.submit(entity, dedup_key=key, responder=responder,
-                                   ack=to_ack(ack) if ack is not None else None)
+        return await intake.submit(
+            entity, dedup_key=key, responder=responder, ack=to_ack(ack) if ack is not None else None
+        )
     except (Overloaded, JournalUnavailable) as exc:
         raise Refused(unavailable(exc)) from exc
 
 
-async def submit_and_answer(intake: Intake, entity: Entity, key: str | None, answer: Response, *,
-                            replay: Callable[[Submission], Response] = replayed) -> Response:
+async def submit_and_answer(
+    intake: Intake,
+    entity: Entity,
+    key: str | None,
+    answer: Response,
+    *,
+    replay: Callable[[Submission], Response] = replayed,
+) -> Response:
     """For an answer known before the journal: journal `entity` with `answer` as its
     acknowledgement and return `answer`, or the original answer to a repeat of `key`. Raises
     `Refused` (503) when nothing was accepted."""
@@ -184,8 +197,14 @@ async def submit_and_answer(intake: Intake, entity: Entity, key: str | None, ans
     return replay(sub) if sub.duplicate else answer
 
 
-async def submit_held(intake: Intake, entity: Entity, key: str | None, responder: CallerResponder, *,
-                      replay: Callable[[Submission], Response] = replayed) -> Submission | Response:
+async def submit_held(
+    intake: Intake,
+    entity: Entity,
+    key: str | None,
+    responder: CallerResponder,
+    *,
+    replay: Callable[[Submission], Response] = replayed,
+) -> Submission | Response:
     """For a caller held for what the runs answer through `responder`: the Submission (the
     caller waits), or the original answer to a repeat of `key` (nothing runs). Raises `Refused`
     (503) when nothing was accepted."""

@@ -113,7 +113,8 @@ class SmtpBridge:
                         elif kind == "log":
                             fields = message.get("fields") or {}
                             structlog.get_logger(str(message.get("logger", "router.smtp"))).log(
-                                int(message.get("level", logging.INFO)), str(message.get("msg", "")),
+                                int(message.get("level", logging.INFO)),
+                                str(message.get("msg", "")),
                                 **{str(k): v for k, v in fields.items() if str(k) != "event"},
                             )
                         elif kind == "ready":
@@ -156,11 +157,18 @@ class SmtpBridge:
                 # At debug, like accepted HTTP requests and done runs: the journal keeps every
                 # signal, and at ~1,000 msgs/s this line was the largest cost of the SMTP path.
                 log.debug(
-                    "smtp accepted", source=entity.source, signal_id=outcome.signal_id,
-                    duplicate=outcome.duplicate, mail_from=info.get("from"), size=info.get("size"), peer=info.get("peer"),
+                    "smtp accepted",
+                    source=entity.source,
+                    signal_id=outcome.signal_id,
+                    duplicate=outcome.duplicate,
+                    mail_from=info.get("from"),
+                    size=info.get("size"),
+                    peer=info.get("peer"),
                 )
             elif isinstance(outcome, (Overloaded, JournalUnavailable)):
-                log.warning("smtp not accepted", source=entity.source, reason=str(outcome), peer=info.get("peer"))
+                log.warning(
+                    "smtp not accepted", source=entity.source, reason=str(outcome), peer=info.get("peer")
+                )
             else:
                 log.error("smtp delivery failed", source=entity.source, exc_info=outcome)
         self.send({"t": "result", "n": message["n"], "results": [_result(o) for o in outcomes]})
@@ -251,8 +259,13 @@ async def _bind(host: str, port: int) -> socket.socket:
             await trio.sleep(0.1)
 
 
-async def run_smtp(host: SmtpHost, intake: Intake, observer: SmtpObserver | None = None, *,
-                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def run_smtp(
+    host: SmtpHost,
+    intake: Intake,
+    observer: SmtpObserver | None = None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """The daemon's supervised SMTP channel: delivered mail goes to `intake`."""
     cfg = host.cfg
     if not cfg.smtp.enabled:
@@ -269,7 +282,8 @@ async def run_smtp(host: SmtpHost, intake: Intake, observer: SmtpObserver | None
         if proc is None:
             proc = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "channels.smtp.worker", str(listener.fileno()), str(theirs.fileno())],
-                pass_fds=(listener.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
+                pass_fds=(listener.fileno(), theirs.fileno()),
+                stdin=subprocess.DEVNULL,
             )
     finally:
         listener.close()
@@ -288,7 +302,12 @@ async def run_smtp(host: SmtpHost, intake: Intake, observer: SmtpObserver | None
             with trio.move_on_after(READY_TIMEOUT):
                 await _first(bridge.ready, bridge.closed)
             if bridge.ready.is_set():
-                log.info("smtp listening", listen=cfg.smtp.listen, mailboxes=len(cfg.mailboxes), worker_pid=proc.pid)
+                log.info(
+                    "smtp listening",
+                    listen=cfg.smtp.listen,
+                    mailboxes=len(cfg.mailboxes),
+                    worker_pid=proc.pid,
+                )
                 task_status.started()
             while bridge.ready.is_set() and not host.stopping.is_set() and not bridge.closed.is_set():
                 with trio.move_on_after(REFRESH_INTERVAL):

@@ -33,7 +33,9 @@ class Services:
 
     db: Database
     deletions: DeletionSink | None = None
-    smtp: OutboundSmtpSettings = field(default_factory=OutboundSmtpSettings)  # `[outbound.smtp]`: send_email's relay
+    smtp: OutboundSmtpSettings = field(
+        default_factory=OutboundSmtpSettings
+    )  # `[outbound.smtp]`: send_email's relay
     twilio: TwilioSettings = field(default_factory=TwilioSettings)  # `[twilio]`: send_sms / send_whatsapp
     http: Any = None  # an httpx.AsyncClient shared by webhook steps (created by the runner's owner)
     # ... or made on first use by this (its TLS context costs ~4 MB and ~50 ms: not for processes

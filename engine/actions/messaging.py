@@ -159,9 +159,7 @@ def _smtp_send(
     context = ssl.create_default_context()
     smtp: smtplib.SMTP
     if settings.ssl:
-        smtp = smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=settings.timeout, context=context
-        )
+        smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
     else:
         smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
     with smtp:

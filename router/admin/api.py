@@ -149,13 +149,19 @@ def register(app: QuartTrio, admin: Admin) -> None:
             admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "refused")
             raise BadRequest(str(exc), 409) from exc
         admin.refresh_routes()
-        admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "ok", grace=grace)  # never the new secret
+        admin.audit(
+            g.principal, "source.rotate", f"{kind}.{short}", "ok", grace=grace
+        )  # never the new secret
         item = _one_source(f"{kind}.{short}")
         until = fresh.get("grace_until")
         old = f"keeps working until {until}" if until else "no longer works"
-        return {**item, **fresh, "rotated": True,
-                "notice": f"the previous URL/key/secret {old}; this response is the only time the API "
-                          "returns the new credentials on their own"}
+        return {
+            **item,
+            **fresh,
+            "rotated": True,
+            "notice": f"the previous URL/key/secret {old}; this response is the only time the API "
+            "returns the new credentials on their own",
+        }
 
     # -- signals: router/admin/api_signals.py; the live feed here ---------------------------------
 
@@ -253,8 +259,12 @@ def register(app: QuartTrio, admin: Admin) -> None:
             raise BadRequest(f"no {record_type} record {record_id}", 404)
         daemon.dispatcher.poke()
         admin.audit(g.principal, "record.delete", target, "ok", signal_id=signal_id)
-        return {"deleted": deleted, "type": record_type, "signal_id": signal_id,
-                "source": f"deletions.{record_type}"}
+        return {
+            "deleted": deleted,
+            "type": record_type,
+            "signal_id": signal_id,
+            "source": f"deletions.{record_type}",
+        }
 
     # -- config --------------------------------------------------------------------------------
 
@@ -265,4 +275,8 @@ def register(app: QuartTrio, admin: Admin) -> None:
             admin.audit(g.principal, "config.reload", str(daemon.config_path), "refused", errors=len(errors))
             return {"applied": False, "errors": errors}, 400
         admin.audit(g.principal, "config.reload", str(daemon.config_path), "ok")
-        return {"applied": True, "sources": len(daemon.cfg.sources()), "workflows": len(daemon.workflows)}, 200
+        return {
+            "applied": True,
+            "sources": len(daemon.cfg.sources()),
+            "workflows": len(daemon.workflows),
+        }, 200

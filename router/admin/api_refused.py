@@ -43,9 +43,15 @@ def register(app: QuartTrio, admin: Admin, page: Any) -> None:
     async def refused_page() -> Any:
         items, more, _ = listing()
         names = ["unknown", "smtp", *(f"{k}.{n}" for k, n, _ in daemon.cfg.sources())]
-        return await page("refused.html", nav="refused", items=items, next_before=more,
-                          source=request.args.get("source") or None, source_names=names,
-                          keep=daemon.cfg.admin.refused_keep)
+        return await page(
+            "refused.html",
+            nav="refused",
+            items=items,
+            next_before=more,
+            source=request.args.get("source") or None,
+            source_names=names,
+            keep=daemon.cfg.admin.refused_keep,
+        )
 
     @app.get("/refused/<refusal_id>")
     async def refused_one_page(refusal_id: str) -> Any:

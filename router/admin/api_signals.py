@@ -67,10 +67,22 @@ def register(app: QuartTrio, admin: Admin) -> None:
         if not q.status or q.status in replays.REPLAYABLE:
             replayable = read(lambda tx: tx.count_signals(_replayable(q)))
         # The filter as resolved now (`since=1h` becomes a time): a replay given these takes the same set.
-        resolved = {"q": q.search, "channel": q.channel, "source": q.source, "status": q.status or "",
-                    "workflow": q.workflow, "since": q.since, "until": q.until, "upto": upto}
-        return {"count": count, "replayable": replayable, "upto": upto,
-                "filter": {k: v for k, v in resolved.items() if v is not None}}
+        resolved = {
+            "q": q.search,
+            "channel": q.channel,
+            "source": q.source,
+            "status": q.status or "",
+            "workflow": q.workflow,
+            "since": q.since,
+            "until": q.until,
+            "upto": upto,
+        }
+        return {
+            "count": count,
+            "replayable": replayable,
+            "upto": upto,
+            "filter": {k: v for k, v in resolved.items() if v is not None},
+        }
 
     @app.get("/api/signals/export")
     async def export_signals() -> Response:
@@ -108,8 +120,11 @@ def register(app: QuartTrio, admin: Admin) -> None:
         body = read(lambda tx: tx.signal_body(signal_id))
         if body is None:
             raise BadRequest(f"no body kept for signal {signal_id}", 404)
-        return Response(body, content_type="application/octet-stream", headers={
-            "Content-Disposition": f'attachment; filename="{signal_id}.body"'})
+        return Response(
+            body,
+            content_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{signal_id}.body"'},
+        )
 
     async def _replay(ids: list[str], spread: float = 0.0) -> tuple[list[str], list[dict[str, str]]]:
         cfg, listeners = daemon.cfg, daemon.dispatcher.listeners
@@ -132,8 +147,11 @@ def register(app: QuartTrio, admin: Admin) -> None:
     async def replay_bulk() -> tuple[dict[str, Any], int]:
         body = await json_body()
         spread = body.get("spread")
-        if spread is not None and (isinstance(spread, bool) or not isinstance(spread, (int, float))
-                                   or not 0 <= spread <= replays.MAX_SPREAD):
+        if spread is not None and (
+            isinstance(spread, bool)
+            or not isinstance(spread, (int, float))
+            or not 0 <= spread <= replays.MAX_SPREAD
+        ):
             raise BadRequest(f"spread must be a number of seconds between 0 and {replays.MAX_SPREAD:g}")
         if "ids" in body:
             ids = body["ids"]
@@ -145,7 +163,11 @@ def register(app: QuartTrio, admin: Admin) -> None:
             if "status" not in body and "ids" not in body:
                 filters.setdefault("status", "failed")  # as before: {"source": S} is every failed one of S
             raw_limit = body.get("limit", BULK_MAX)
-            if isinstance(raw_limit, bool) or not isinstance(raw_limit, int) or not 1 <= raw_limit <= BULK_MAX:
+            if (
+                isinstance(raw_limit, bool)
+                or not isinstance(raw_limit, int)
+                or not 1 <= raw_limit <= BULK_MAX
+            ):
                 raise BadRequest(f"limit must be between 1 and {BULK_MAX}")
             q = _replayable(replace(signal_query(filters, page=raw_limit), upto=filters.get("upto") or None))
             ids = [s.id for s in read(lambda tx: tx.find_signals(q))]

@@ -45,7 +45,8 @@ def mask_url(url: str | None) -> str:
         return ""
     parts = urlsplit(url)
     query = "&".join(
-        f"{quote(k, safe='')}=" + ("•••" if k.lower() in ("apikey", "api_key", "token") else quote(v, safe=""))
+        f"{quote(k, safe='')}="
+        + ("•••" if k.lower() in ("apikey", "api_key", "token") else quote(v, safe=""))
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     )
     return urlunsplit(parts._replace(query=query))
@@ -54,7 +55,9 @@ def mask_url(url: str | None) -> str:
 def register(app: QuartTrio, admin: Admin) -> None:
     daemon = admin.daemon
     env = app.jinja_env
-    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    env.filters["pretty"] = lambda v: json.dumps(
+        v, indent=2, ensure_ascii=False, default=str, sort_keys=False
+    )
     env.filters["ts"] = _ts
     env.filters["ago"] = _ago
     env.filters["mask_url"] = mask_url
@@ -71,8 +74,13 @@ def register(app: QuartTrio, admin: Admin) -> None:
         csrf = csrf_token(admin.token, principal.session) if principal and principal.session else ""
         counts = read(lambda tx: tx.counts())
         return await render_template(
-            template, principal=principal, csrf=csrf, open_mode=admin.open, nav_counts=counts,
-            public_url=daemon.cfg.router.public_url, **context,
+            template,
+            principal=principal,
+            csrf=csrf,
+            open_mode=admin.open,
+            nav_counts=counts,
+            public_url=daemon.cfg.router.public_url,
+            **context,
         )
 
     # -- login ---------------------------------------------------------------------------------
@@ -97,10 +105,19 @@ def register(app: QuartTrio, admin: Admin) -> None:
             html = await render_template("login.html", error="That token is not right.", next=target)
             return Response(html, 401, content_type="text/html; charset=utf-8")
         session = make_session(token)
-        admin.audit(Principal(f"session:{fingerprint(token)}", "login", remote), "session.login", "dashboard", "ok")
+        admin.audit(
+            Principal(f"session:{fingerprint(token)}", "login", remote), "session.login", "dashboard", "ok"
+        )
         response = redirect(target)
-        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL, httponly=True, samesite="Strict",
-                            secure=request.scheme == "https", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            max_age=SESSION_TTL,
+            httponly=True,
+            samesite="Strict",
+            secure=request.scheme == "https",
+            path="/",
+        )
         return response
 
     @app.post("/logout")
@@ -129,11 +146,19 @@ def register(app: QuartTrio, admin: Admin) -> None:
         kept = params.filter_args(args)
         names = sorted({*(f"{k}.{n}" for k, n, _ in daemon.cfg.sources()), *([q.source] if q.source else [])})
         return await page(
-            "signals.html", nav="signals", items=items, f=kept, q=q, source_names=names,
+            "signals.html",
+            nav="signals",
+            items=items,
+            f=kept,
+            q=q,
+            source_names=names,
             channels=sorted({k for k, _, _ in daemon.cfg.sources()} | {"deletions"}),
             workflow_names=[w.name for w in daemon.workflows],
-            older=older and urlencode({**kept, "before": older}), newer=newer and urlencode({**kept, "after": newer}),
-            newest=urlencode(kept), export=urlencode(kept), paged=bool(q.before or q.after),
+            older=older and urlencode({**kept, "before": older}),
+            newer=newer and urlencode({**kept, "after": newer}),
+            newest=urlencode(kept),
+            export=urlencode(kept),
+            paged=bool(q.before or q.after),
             # Live rows only where they belong: the first page of a plain source/status view.
             live=not (q.before or q.after or q.search or q.since or q.until or q.workflow or q.channel),
         )
@@ -158,8 +183,9 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/records")
     async def records_page() -> Any:
-        return await page("records.html", nav="records", types=read(queries.record_types), record_type=None,
-                          items=[])
+        return await page(
+            "records.html", nav="records", types=read(queries.record_types), record_type=None, items=[]
+        )
 
     @app.get("/records/<record_type>")
     async def records_type_page(record_type: str) -> Any:
@@ -172,8 +198,14 @@ def register(app: QuartTrio, admin: Admin) -> None:
             for key in item:
                 if key not in columns:
                     columns.append(key)
-        return await page("records.html", nav="records", types=read(queries.record_types),
-                          record_type=record_type, items=items, columns=columns)
+        return await page(
+            "records.html",
+            nav="records",
+            types=read(queries.record_types),
+            record_type=record_type,
+            items=items,
+            columns=columns,
+        )
 
     @app.get("/audit")
     async def audit_page() -> Any:

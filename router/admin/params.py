@@ -76,12 +76,23 @@ def signal_query(args: Mapping[str, Any], *, page: int = 50, strict: bool = True
     q = text("q")
     if q and len(q) > 200:
         raise BadRequest("q is at most 200 characters")
-    return SignalQuery(search=q, channel=text("channel"), source=text("source"), status=status,
-                       workflow=text("workflow"), since=times["since"], until=times["until"],
-                       before=text("before"), after=text("after"), limit=page)
+    return SignalQuery(
+        search=q,
+        channel=text("channel"),
+        source=text("source"),
+        status=status,
+        workflow=text("workflow"),
+        since=times["since"],
+        until=times["until"],
+        before=text("before"),
+        after=text("after"),
+        limit=page,
+    )
 
 
-def paged(find: Callable[[SignalQuery], list[Signal]], q: SignalQuery) -> tuple[list[Signal], str | None, str | None]:
+def paged(
+    find: Callable[[SignalQuery], list[Signal]], q: SignalQuery
+) -> tuple[list[Signal], str | None, str | None]:
     """One page of `q`, newest first, with the cursors of the pages around it: `before` for the
     older one, `after` for the newer one (None where there is none). One extra row is read to
     know whether there is more."""

@@ -16,7 +16,8 @@ from router.storage import Tx
 from router.storage.rows import Signal
 
 SECRET_HEADER = re.compile(
-    r"authori[sz]ation|cookie|token|api[-_]?key|secret|signature|hmac|passw(or)?d|x-twilio-signature", re.IGNORECASE
+    r"authori[sz]ation|cookie|token|api[-_]?key|secret|signature|hmac|passw(or)?d|x-twilio-signature",
+    re.IGNORECASE,
 )
 SECRET_FIELD = re.compile(r"secret|passw(or)?d|token|authori[sz]ation|api[-_]?key|cookie", re.IGNORECASE)
 MASK = "•••"
@@ -64,8 +65,10 @@ def mask_fields(value: Any, depth: int = 0) -> Any:
     if depth > 20:
         return value
     if isinstance(value, dict):
-        return {k: (MASK if SECRET_FIELD.search(str(k)) and v not in (None, "") else mask_fields(v, depth + 1))
-                for k, v in value.items()}
+        return {
+            k: (MASK if SECRET_FIELD.search(str(k)) and v not in (None, "") else mask_fields(v, depth + 1))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [mask_fields(v, depth + 1) for v in value]
     return value
@@ -87,8 +90,9 @@ def split_entity(data: dict[str, Any]) -> dict[str, Any]:
         meta["__query"] = mask_fields(meta["__query"])
     email = data.get("incoming_email")
     if not headers and isinstance(email, dict) and isinstance(email.get("headers"), dict):
-        headers = mask_headers({k: ", ".join(map(str, v)) if isinstance(v, list) else v
-                                for k, v in email["headers"].items()})
+        headers = mask_headers(
+            {k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in email["headers"].items()}
+        )
     return {"payload": mask_fields(payload), "headers": headers, "meta": meta}
 
 
@@ -129,9 +133,14 @@ def request_view(sig: Signal, raw: bytes | None) -> dict[str, Any]:
     if raw is not None:
         view["body"] = _capped(mask_raw(raw.decode("utf-8", "replace"))) | {"size": len(raw)}
     if sig.ack:
-        headers = [[k, mask_value(v) if SECRET_HEADER.search(str(k)) else v] for k, v in sig.ack.get("headers", [])]
-        view["answer"] = {"status": sig.ack.get("status"), "headers": headers,
-                          "body": _capped(str(sig.ack.get("body", "")))}
+        headers = [
+            [k, mask_value(v) if SECRET_HEADER.search(str(k)) else v] for k, v in sig.ack.get("headers", [])
+        ]
+        view["answer"] = {
+            "status": sig.ack.get("status"),
+            "headers": headers,
+            "body": _capped(str(sig.ack.get("body", ""))),
+        }
     return view
 
 
@@ -176,7 +185,8 @@ def signal_detail(tx: Tx, signal_id: str) -> dict[str, Any] | None:
     item = sig.summary()
     item["updated_at"] = sig.updated_at
     item["entity"] = mask_fields({k: v for k, v in sig.entity.data.items() if k != "__headers"}) | (
-        {"__headers": mask_headers(sig.entity.data["__headers"])} if isinstance(sig.entity.data.get("__headers"), dict)
+        {"__headers": mask_headers(sig.entity.data["__headers"])}
+        if isinstance(sig.entity.data.get("__headers"), dict)
         else {}
     )
     item["view"] = split_entity(sig.entity.data)

@@ -38,8 +38,15 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
         if args.json:
             dump(items)
         else:
-            rows = [(i["kind"], i["name"], "active" if i["active"] else "inactive", i.get("url") or i.get("address"))
-                    for i in items]
+            rows = [
+                (
+                    i["kind"],
+                    i["name"],
+                    "active" if i["active"] else "inactive",
+                    i.get("url") or i.get("address"),
+                )
+                for i in items
+            ]
             print(table(("KIND", "NAME", "STATE", "URL / ADDRESS"), rows, "no sources configured"))
             notes = [line for i in items for line in _notes(i)]
             if notes:
@@ -58,8 +65,11 @@ def _rotate(args: argparse.Namespace, cfg: Any, storage: Any, kind: str, name: s
         fresh = storage.write_sync(lambda tx: sources.rotate(tx, cfg, kind, name, grace))
     except ValueError as exc:
         raise Exit(NOT_FOUND, str(exc)) from None
-    item = next(i for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
-                if i["kind"] == kind and i["name"] == name)
+    item = next(
+        i
+        for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
+        if i["kind"] == kind and i["name"] == name
+    )
     if args.json:
         dump({**item, **fresh})
         return 0
@@ -81,8 +91,10 @@ def _notes(item: dict[str, Any]) -> list[str]:
     old = item.get("previous")
     if old:
         what = "URL/API key" if "api_key" in old else "URL/JWT pair" if "endpoint_key" in old else "URL"
-        lines.append(f"{item['source']}: the previous {what} works until {old['expires_at']} "
-                     f"({_left(old['expires_in'])} left)")
+        lines.append(
+            f"{item['source']}: the previous {what} works until {old['expires_at']} "
+            f"({_left(old['expires_in'])} left)"
+        )
     return lines
 
 

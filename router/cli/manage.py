@@ -47,9 +47,17 @@ def _query(args: argparse.Namespace, cfg: Any, storage: Any, *, limit: int) -> S
     except ValueError as exc:
         raise Exit(USAGE, str(exc)) from None
     status = "failed" if getattr(args, "failed", False) else args.status
-    return SignalQuery(search=args.search, channel=args.channel, source=source, status=status,
-                       workflow=args.workflow, since=since, until=until, before=getattr(args, "before", None),
-                       limit=limit)
+    return SignalQuery(
+        search=args.search,
+        channel=args.channel,
+        source=source,
+        status=status,
+        workflow=args.workflow,
+        since=since,
+        until=until,
+        before=getattr(args, "before", None),
+        limit=limit,
+    )
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
@@ -63,7 +71,10 @@ def cmd_signals(args: argparse.Namespace) -> int:
             while left is None or left > 0:
                 page = storage.read(partial(_find, q=q))
                 for s in page[:left]:
-                    item = s.summary() | {"entity": s.entity.data, "runs": storage.read(partial(_runs, signal_id=s.id))}
+                    item = s.summary() | {
+                        "entity": s.entity.data,
+                        "runs": storage.read(partial(_runs, signal_id=s.id)),
+                    }
                     sys.stdout.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
                 if left is not None:
                     left -= len(page)
@@ -81,9 +92,13 @@ def cmd_signals(args: argparse.Namespace) -> int:
                 out.append(item)
             dump(out)
         else:
-            print(table(("ID", "RECEIVED", "SOURCE", "STATUS", "ATTEMPTS", "ERROR"),
-                        [(s.id, s.received_at, s.source, s.status, s.attempts, s.last_error or "") for s in rows],
-                        "no signals"))
+            print(
+                table(
+                    ("ID", "RECEIVED", "SOURCE", "STATUS", "ATTEMPTS", "ERROR"),
+                    [(s.id, s.received_at, s.source, s.status, s.attempts, s.last_error or "") for s in rows],
+                    "no signals",
+                )
+            )
         return 0
 
 
@@ -103,9 +118,16 @@ def cmd_refused(args: argparse.Namespace) -> int:
         if args.json:
             dump([refusal_detail(r) for r in rows])
         else:
-            print(table(("ID", "TIME", "SOURCE", "REQUEST", "STATUS", "REASON", "REMOTE"),
-                        [(r.id, r.at, r.source, f"{r.method} {r.path}", r.status, r.reason, r.remote) for r in rows],
-                        "no refused requests"))
+            print(
+                table(
+                    ("ID", "TIME", "SOURCE", "REQUEST", "STATUS", "REASON", "REMOTE"),
+                    [
+                        (r.id, r.at, r.source, f"{r.method} {r.path}", r.status, r.reason, r.remote)
+                        for r in rows
+                    ],
+                    "no refused requests",
+                )
+            )
         return 0
 
 
@@ -125,19 +147,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
         def listeners(source: str) -> list[Any]:
             return [w for w in workflows if w.matches(source)]
 
-        filtered = any(getattr(args, k) for k in ("status", "source", "channel", "workflow", "since", "until", "search"))
+        filtered = any(
+            getattr(args, k) for k in ("status", "source", "channel", "workflow", "since", "until", "search")
+        )
         if args.signal_id and filtered:
             raise Exit(USAGE, "router replay takes a SIGNAL_ID or filters, not both")
         if args.signal_id:
             out = storage.write_sync(lambda tx: replay.replay(tx, [args.signal_id], cfg, listeners))
             if out.skipped:
                 reason = out.skipped[0]["reason"]
-                raise Exit(NOT_FOUND, f"no signal {args.signal_id}" if reason == "not found"
-                           else f"signal {args.signal_id}: {reason}")
+                raise Exit(
+                    NOT_FOUND,
+                    f"no signal {args.signal_id}"
+                    if reason == "not found"
+                    else f"signal {args.signal_id}: {reason}",
+                )
             print(f"{args.signal_id} queued for replay: every workflow of its source runs again")
             return 0
         if not filtered:
-            raise Exit(USAGE, "router replay needs a SIGNAL_ID or at least one filter (--status failed, --source S, …)")
+            raise Exit(
+                USAGE,
+                "router replay needs a SIGNAL_ID or at least one filter (--status failed, --source S, …)",
+            )
         if args.status and args.status not in replay.REPLAYABLE:
             raise Exit(USAGE, f"only failed or done signals replay, not {args.status}")
         q = _query(args, cfg, storage, limit=10_000)
@@ -170,7 +201,11 @@ def cmd_records(args: argparse.Namespace) -> int:
                 raise Exit(NOT_FOUND, str(exc)) from None
             if deleted is None:
                 raise Exit(NOT_FOUND, f"no {args.type} record {args.id}")
-            print(json.dumps({"deleted": args.type, "id": args.id}) if args.json else f"deleted {args.type} {args.id}")
+            print(
+                json.dumps({"deleted": args.type, "id": args.id})
+                if args.json
+                else f"deleted {args.type} {args.id}"
+            )
             return 0
         known = sorted(set(storage.read(lambda tx: tx.record_types())) | _configured_types(cfg))
         if args.type not in known:
@@ -189,15 +224,24 @@ def cmd_records(args: argparse.Namespace) -> int:
             dump(rows)
         else:
             columns = list(dict.fromkeys(key for row in rows for key in row))
-            print(table([c.upper() for c in columns], [[row.get(c) for c in columns] for row in rows],
-                        f"no {args.type} records"))
+            print(
+                table(
+                    [c.upper() for c in columns],
+                    [[row.get(c) for c in columns] for row in rows],
+                    f"no {args.type} records",
+                )
+            )
         return 0
 
 
 def _configured_types(cfg: Any) -> set[str]:
     """Record types the config's steps name literally: known before their first record."""
-    return {step.options()["record_type"] for workflow in cfg.workflows for step in workflow.steps
-            if isinstance(step.options().get("record_type"), str) and "{" not in step.options()["record_type"]}
+    return {
+        step.options()["record_type"]
+        for workflow in cfg.workflows
+        for step in workflow.steps
+        if isinstance(step.options().get("record_type"), str) and "{" not in step.options()["record_type"]
+    }
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
@@ -210,9 +254,20 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             return 0
         rows = []
         for i in items:
-            spec = {"cron": lambda i: f'cron "{i["cron"]}"', "every": lambda i: f"every {i['every']:g}s",
-                    "at": lambda i: f"at {i['at']}"}[i["kind"]](i)
-            rows.append((i["name"], spec, i["timezone"], "active" if i["active"] else "inactive",
-                         ", ".join(i["next"]) or "-", i["last_slot"]))
+            spec = {
+                "cron": lambda i: f'cron "{i["cron"]}"',
+                "every": lambda i: f"every {i['every']:g}s",
+                "at": lambda i: f"at {i['at']}",
+            }[i["kind"]](i)
+            rows.append(
+                (
+                    i["name"],
+                    spec,
+                    i["timezone"],
+                    "active" if i["active"] else "inactive",
+                    ", ".join(i["next"]) or "-",
+                    i["last_slot"],
+                )
+            )
         print(table(("NAME", "WHEN", "TIMEZONE", "STATE", "NEXT", "LAST"), rows, "no schedules configured"))
         return 0

@@ -202,8 +202,19 @@ class Dispatcher:
             if responder is not None:
                 responder.finish()
         elif claim and self._nursery is not None and self._accepting:
-            signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, RUNNING, 0, None,
-                            dedup_key, self.owner, epoch=1)
+            signal = Signal(
+                entity.id,
+                entity.channel,
+                entity.source,
+                entity.received_at,
+                entity,
+                RUNNING,
+                0,
+                None,
+                dedup_key,
+                self.owner,
+                epoch=1,
+            )
             self._start(signal, responder)
         elif self.hand_off is not None:
             self.pending_estimate += 1
@@ -295,7 +306,9 @@ class Dispatcher:
                 except StorageUnavailable as exc:
                     log.warning("lease renewal failed", error=str(exc))
 
-    async def _process(self, signal: Signal, responder: CallerResponder | None, scope: trio.CancelScope) -> None:
+    async def _process(
+        self, signal: Signal, responder: CallerResponder | None, scope: trio.CancelScope
+    ) -> None:
         caller: CallerResponder = responder or NullResponder()
         try:
             with scope:
@@ -318,14 +331,21 @@ class Dispatcher:
         # A retry, or a run started over after a crash, skips the workflows this round already
         # did; a replay starts a new round (`replay_from` = its first attempt): all of them run.
         since = signal.replay_from
-        done = self.storage.read(lambda tx: tx.done_workflows(signal.id, since)) if attempt > max(since, 1) else set()
+        done = (
+            self.storage.read(lambda tx: tx.done_workflows(signal.id, since))
+            if attempt > max(since, 1)
+            else set()
+        )
         todo = [w for w in self.listeners(signal.source) if w.name not in done]
         runs: list[tuple[Workflow, str, float, RunResult]] = []
 
         async def one(workflow: Workflow) -> None:
             started, t0 = utcnow_iso(), time.perf_counter()
             result = await self.engine.run(
-                workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout,
+                workflow,
+                signal.entity,
+                caller,
+                timeout=workflow.timeout or self.settings.run_timeout,
                 replay=signal.replays,
             )
             duration = (time.perf_counter() - t0) * 1000
@@ -336,8 +356,16 @@ class Dispatcher:
             # cost a tenth of a runner's CPU. Done runs log at debug, the others at info.
             level = logging.DEBUG if result.status == "done" else logging.INFO
             if log.isEnabledFor(level):
-                log.log(level, "run", workflow=workflow.name, signal_id=signal.id, request_id=request_id,
-                        status=result.status, duration_ms=round(duration, 1), error=result.error)
+                log.log(
+                    level,
+                    "run",
+                    workflow=workflow.name,
+                    signal_id=signal.id,
+                    request_id=request_id,
+                    status=result.status,
+                    duration_ms=round(duration, 1),
+                    error=result.error,
+                )
 
         if len(todo) == 1:
             await one(todo[0])  # the common case: no nursery, no extra task
@@ -348,7 +376,9 @@ class Dispatcher:
         caller.finish()
         await self._settle(signal, attempt, runs)
 
-    async def _settle(self, signal: Signal, attempt: int, runs: list[tuple[Workflow, str, float, RunResult]]) -> None:
+    async def _settle(
+        self, signal: Signal, attempt: int, runs: list[tuple[Workflow, str, float, RunResult]]
+    ) -> None:
         """Record every run and the signal's outcome in ONE transaction: a crash never leaves a
         run recorded as done on a signal that will be run again."""
         failures = [(w, r.error or "failed", r.retryable) for w, _, _, r in runs if r.status != "done"]
@@ -371,8 +401,10 @@ class Dispatcher:
 
         def write(tx: Tx) -> None:
             for workflow, started, duration, result in runs:
-                tx.record_run(signal.id, Run(workflow.name, attempt, result.status, started, duration, result.error,
-                                             result.trace))
+                tx.record_run(
+                    signal.id,
+                    Run(workflow.name, attempt, result.status, started, duration, result.error, result.trace),
+                )
             if tx.settle(claim, status=status, error=error, retry_in=retry_in) and status == "done":
                 tx.effects_forget(signal.id)
 

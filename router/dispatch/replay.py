@@ -37,7 +37,9 @@ class Outcome:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def why_not(cfg: Any, listeners: Callable[[str], Sequence[Any]], source: str, status: str | None) -> str | None:
+def why_not(
+    cfg: Any, listeners: Callable[[str], Sequence[Any]], source: str, status: str | None
+) -> str | None:
     """Why this signal cannot be replayed now, or None."""
     if status is None:
         return "not found"
@@ -50,8 +52,15 @@ def why_not(cfg: Any, listeners: Callable[[str], Sequence[Any]], source: str, st
     return None
 
 
-def replay(tx: Tx, ids: Sequence[str], cfg: Any, listeners: Callable[[str], Sequence[Any]], *,
-           spread: float = 0.0, rng: random.Random | None = None) -> Outcome:
+def replay(
+    tx: Tx,
+    ids: Sequence[str],
+    cfg: Any,
+    listeners: Callable[[str], Sequence[Any]],
+    *,
+    spread: float = 0.0,
+    rng: random.Random | None = None,
+) -> Outcome:
     """Requeue each signal that can run again (one transaction); the others with their reason."""
     rng = rng or random.Random()
     out = Outcome()

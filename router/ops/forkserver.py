@@ -90,7 +90,9 @@ def _serve(sock: socket.socket, targets: dict[str, Target], prepare: dict[str, C
         request = json.loads(data)
         target = targets[request["kind"]]
         loader = prepare.pop(request["kind"], None)
-        if loader is not None:  # imports only that kind of child needs: done here once, shared by its restarts
+        if (
+            loader is not None
+        ):  # imports only that kind of child needs: done here once, shared by its restarts
             try:
                 loader()
             except Exception:  # noqa: BLE001 - the child imports it again and reports the failure
@@ -225,8 +227,13 @@ class ForkServer:
         self.gone = False
 
     @classmethod
-    def start(cls, targets: dict[str, Target], *, prepare: dict[str, Callable[[], None]] | None = None,
-              close_in_server: tuple[int, ...] = ()) -> ForkServer:
+    def start(
+        cls,
+        targets: dict[str, Target],
+        *,
+        prepare: dict[str, Callable[[], None]] | None = None,
+        close_in_server: tuple[int, ...] = (),
+    ) -> ForkServer:
         """Fork the server now (before trio runs). `prepare[kind]`: imports for that kind only, done
         in the server before its first such child. `close_in_server`: fds only the main process
         may hold (the lifeline's write end)."""
@@ -274,16 +281,30 @@ class ForkServer:
             for event, _ in self._waiting.values():
                 event.set()
 
-    async def spawn(self, kind: str, *, index: int = 0, name: str, env: dict[str, str] | None = None,
-                    unset_env: tuple[str, ...] = (), fds: tuple[int, ...] = ()) -> ForkedProcess:
+    async def spawn(
+        self,
+        kind: str,
+        *,
+        index: int = 0,
+        name: str,
+        env: dict[str, str] | None = None,
+        unset_env: tuple[str, ...] = (),
+        fds: tuple[int, ...] = (),
+    ) -> ForkedProcess:
         if self.gone or self._sock is None:
             raise ForkServerGone()
         self._next_id += 1
         request_id = self._next_id
         event, out = trio.Event(), list[ForkedProcess]()
         self._waiting[request_id] = (event, out)
-        request = {"id": request_id, "kind": kind, "index": index, "name": name, "env": env or {},
-                   "unset_env": list(unset_env)}
+        request = {
+            "id": request_id,
+            "kind": kind,
+            "index": index,
+            "name": name,
+            "env": env or {},
+            "unset_env": list(unset_env),
+        }
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         try:
             await self._sock.sendmsg([json.dumps(request).encode()], ancillary)

@@ -42,8 +42,9 @@ UNKNOWN = "unknown"
 def _query(raw: str) -> str:
     """The query string with credentials (apiKey, token…) masked."""
     pairs = parse_qsl(raw, keep_blank_values=True)
-    return "&".join(f"{quote(k, safe='')}=" + (MASK if SECRET_FIELD.search(k) else quote(v, safe=""))
-                    for k, v in pairs)[:2048]
+    return "&".join(
+        f"{quote(k, safe='')}=" + (MASK if SECRET_FIELD.search(k) else quote(v, safe="")) for k, v in pairs
+    )[:2048]
 
 
 def from_http(request: Any, status: int, channel: str, source: str | None, reason: str) -> Refusal:
@@ -58,10 +59,21 @@ def from_http(request: Any, status: int, channel: str, source: str | None, reaso
     answer = request.extra.get("answer")
     text = answer.body[:ANSWER_KEEP].decode("utf-8", "replace") if answer is not None else ""
     return Refusal(
-        id=new_signal_id(), at=utcnow_iso(), channel=channel, source=source or UNKNOWN, method=request.method[:16],
-        path=loggable_path(request.path), query=_query(request.query_string), remote=request.client,
-        headers=mask_headers(request.headers), body=bytes(body), body_size=size, status=status,
-        reason=reason[:500], answer=text, request_id=request.request_id,
+        id=new_signal_id(),
+        at=utcnow_iso(),
+        channel=channel,
+        source=source or UNKNOWN,
+        method=request.method[:16],
+        path=loggable_path(request.path),
+        query=_query(request.query_string),
+        remote=request.client,
+        headers=mask_headers(request.headers),
+        body=bytes(body),
+        body_size=size,
+        status=status,
+        reason=reason[:500],
+        answer=text,
+        request_id=request.request_id,
     )
 
 
@@ -71,17 +83,36 @@ def from_smtp(reason: str, detail: dict[str, str]) -> Refusal:
     code = answer[:3]
     headers = {"mail-from": detail["mail_from"]} if detail.get("mail_from") else {}
     return Refusal(
-        id=new_signal_id(), at=utcnow_iso(), channel="smtp", source="smtp", method=detail.get("command", "SMTP")[:16],
-        path=detail.get("rcpt", ""), query="", remote=detail.get("peer", ""), headers=headers, body=b"", body_size=0,
-        status=int(code) if code.isdigit() else 0, reason=reason, answer=answer[:ANSWER_KEEP],
+        id=new_signal_id(),
+        at=utcnow_iso(),
+        channel="smtp",
+        source="smtp",
+        method=detail.get("command", "SMTP")[:16],
+        path=detail.get("rcpt", ""),
+        query="",
+        remote=detail.get("peer", ""),
+        headers=headers,
+        body=b"",
+        body_size=0,
+        status=int(code) if code.isdigit() else 0,
+        reason=reason,
+        answer=answer[:ANSWER_KEEP],
     )
 
 
 def refusal_detail(r: Refusal) -> dict[str, Any]:
     text = r.body.decode("utf-8", "replace")
-    return {**r.summary(), "query": r.query, "headers": r.headers, "body": text,
-            "body_base64": base64.b64encode(r.body).decode(), "body_kept": len(r.body),
-            "body_truncated": r.body_size > len(r.body), "answer": r.answer, "request_id": r.request_id}
+    return {
+        **r.summary(),
+        "query": r.query,
+        "headers": r.headers,
+        "body": text,
+        "body_base64": base64.b64encode(r.body).decode(),
+        "body_kept": len(r.body),
+        "body_truncated": r.body_size > len(r.body),
+        "answer": r.answer,
+        "request_id": r.request_id,
+    }
 
 
 class RefusalLog:

@@ -59,10 +59,20 @@ async def die_with_parent() -> None:
 
 
 class WorkerPool:
-    def __init__(self, config_path: Path, http_workers: int, runners: int, extra_args: list[str], *,
-                 fork_server: ForkServer | None = None, pipe: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        http_workers: int,
+        runners: int,
+        extra_args: list[str],
+        *,
+        fork_server: ForkServer | None = None,
+        pipe: tuple[int, int] | None = None,
+    ) -> None:
         self.config_path = config_path
-        self.roles = [("--worker", i) for i in range(1, http_workers)] + [("--runner", i) for i in range(1, runners + 1)]
+        self.roles = [("--worker", i) for i in range(1, http_workers)] + [
+            ("--runner", i) for i in range(1, runners + 1)
+        ]
         self.extra_args = extra_args
         self.processes: dict[tuple[str, int], trio.Process | ForkedProcess] = {}
         self.stopping = False
@@ -76,16 +86,31 @@ class WorkerPool:
         if self.fork_server is not None:
             try:
                 return await self.fork_server.spawn(
-                    flag.lstrip("-"), index=index, name=child_name(flag, index),
-                    env={LIFELINE_ENV: str(self._lifeline_read)}, unset_env=MAIN_ONLY_ENV,
+                    flag.lstrip("-"),
+                    index=index,
+                    name=child_name(flag, index),
+                    env={LIFELINE_ENV: str(self._lifeline_read)},
+                    unset_env=MAIN_ONLY_ENV,
                 )
             except ForkServerGone:
                 log.warning("fork server gone; starting children as new processes")
                 self.fork_server = None
-        cmd = [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path), flag, str(index),
-               *self.extra_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "serve",
+            "-c",
+            str(self.config_path),
+            flag,
+            str(index),
+            *self.extra_args,
+        ]
         return await trio.lowlevel.open_process(
-            cmd, stdin=subprocess.DEVNULL, env=_child_env(self._lifeline_read), pass_fds=(self._lifeline_read,)
+            cmd,
+            stdin=subprocess.DEVNULL,
+            env=_child_env(self._lifeline_read),
+            pass_fds=(self._lifeline_read,),
         )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

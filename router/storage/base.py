@@ -72,9 +72,18 @@ class Tx(RecordTx):
     # -- journal: append, claim, settle -----------------------------------------------------------
 
     @abstractmethod
-    def append_signal(self, entity: Entity, *, dedup_key: str | None = None, dedup_window: float = 86400.0,
-                      owner: str | None = None, lease: float = 15.0, ack: dict[str, Any] | None = None,
-                      now: float | None = None, settled: bool = False) -> Appended:
+    def append_signal(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None = None,
+        dedup_window: float = 86400.0,
+        owner: str | None = None,
+        lease: float = 15.0,
+        ack: dict[str, Any] | None = None,
+        now: float | None = None,
+        settled: bool = False,
+    ) -> Appended:
         """Journal one signal. A `dedup_key` still unexpired for its source makes it a duplicate
         (nothing is written; the original id and ack come back). With `owner` the signal is claimed
         by that owner in the same transaction (epoch 1); `settled` journals it as done at once.
@@ -94,8 +103,15 @@ class Tx(RecordTx):
         """Extend `owner`'s leases on these signals; returns how many it still held."""
 
     @abstractmethod
-    def settle(self, claim: ClaimRef, *, status: str, error: str | None = None, retry_in: float | None = None,
-               now: float | None = None) -> bool:
+    def settle(
+        self,
+        claim: ClaimRef,
+        *,
+        status: str,
+        error: str | None = None,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> bool:
         """Record the outcome of one attempt (done, failed, or pending again `retry_in` seconds from
         now); False, and nothing written, if the claim was taken over meanwhile (owner or epoch)."""
 
@@ -124,8 +140,16 @@ class Tx(RecordTx):
     def get_signal(self, signal_id: str) -> Signal | None: ...
 
     @abstractmethod
-    def list_signals(self, *, status: str | None = None, source: str | None = None, since: str | None = None,
-                     until: str | None = None, before: str | None = None, limit: int = 50) -> list[Signal]:
+    def list_signals(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[Signal]:
         """Newest first; `since`/`until` bound `received_at`, `before` an id (paging)."""
 
     @abstractmethod
@@ -192,8 +216,9 @@ class Tx(RecordTx):
         returns how many older ones were dropped."""
 
     @abstractmethod
-    def refused_list(self, *, source: str | None = None, before: str | None = None,
-                     limit: int = 50) -> list[Refusal]:
+    def refused_list(
+        self, *, source: str | None = None, before: str | None = None, limit: int = 50
+    ) -> list[Refusal]:
         """Newest first; `before` an id (paging)."""
 
     @abstractmethod
@@ -202,8 +227,9 @@ class Tx(RecordTx):
     # -- sources: generated credentials and activation -------------------------------------------------
 
     @abstractmethod
-    def source_add(self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None,
-                   api_key: str | None) -> bool:
+    def source_add(
+        self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None, api_key: str | None
+    ) -> bool:
         """Create the row of a source seen for the first time; False (nothing changed) if it exists."""
 
     @abstractmethod
@@ -219,10 +245,18 @@ class Tx(RecordTx):
         they existed, or just now by `source_add`); False, nothing changed, if it has a secret."""
 
     @abstractmethod
-    def source_set_credentials(self, kind: str, name: str, *, first_hash: str | None = None,
-                               second_hash: str | None = None, api_key: str | None = None,
-                               jwt_key: str | None = None, jwt_secret: str | None = None,
-                               keep_old_until: float | None = None) -> bool:
+    def source_set_credentials(
+        self,
+        kind: str,
+        name: str,
+        *,
+        first_hash: str | None = None,
+        second_hash: str | None = None,
+        api_key: str | None = None,
+        jwt_key: str | None = None,
+        jwt_secret: str | None = None,
+        keep_old_until: float | None = None,
+    ) -> bool:
         """Replace the given credentials (rotation); the others stay. With `keep_old_until` (epoch
         seconds) the replaced ones become the previous set, still accepted until then; without it
         they stop at once. Either way an earlier previous set is dropped. One statement."""
@@ -243,8 +277,9 @@ class Tx(RecordTx):
     def schedule_state(self, name: str) -> ScheduleState | None: ...
 
     @abstractmethod
-    def schedule_register(self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None,
-                          now: float) -> bool:
+    def schedule_register(
+        self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None, now: float
+    ) -> bool:
         """Create the state of a schedule, or start it afresh when its definition changed; False
         if it was there with this definition already."""
 
@@ -302,4 +337,3 @@ class Storage(Protocol):
     def stop_writer(self) -> None: ...
 
     def close(self) -> None: ...
-

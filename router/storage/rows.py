@@ -178,6 +178,15 @@ class Refusal:
     request_id: str = ""
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at, "channel": self.channel, "source": self.source,
-                "method": self.method, "path": self.path, "remote": self.remote, "status": self.status,
-                "reason": self.reason, "body_size": self.body_size}
+        return {
+            "id": self.id,
+            "at": self.at,
+            "channel": self.channel,
+            "source": self.source,
+            "method": self.method,
+            "path": self.path,
+            "remote": self.remote,
+            "status": self.status,
+            "reason": self.reason,
+            "body_size": self.body_size,
+        }

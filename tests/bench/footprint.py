@@ -94,15 +94,23 @@ def one_round(tree: Path, work: Path, settle: float) -> dict[str, object]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     log = open(work / "router.log", "ab")
     started = time.perf_counter()
-    proc = subprocess.Popen([str(python), "-m", "router.cli", "serve", "-c", str(config)], cwd=work, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(python), "-m", "router.cli", "serve", "-c", str(config)],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     seen: dict[int, str | None] = {}
     try:
         ready = None
         with httpx.Client(timeout=1.0) as client:
             while time.perf_counter() - started < 60:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{tree}: exited {proc.returncode}:\n{(work / 'router.log').read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"{tree}: exited {proc.returncode}:\n{(work / 'router.log').read_text()[-2000:]}"
+                    )
                 for pid in tree_pids(proc.pid):
                     seen.setdefault(pid, start_time(pid))
                 try:
@@ -141,11 +149,18 @@ def one_round(tree: Path, work: Path, settle: float) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after READY before memory is read")
-    parser.add_argument("--tree", type=Path, action="append", default=[],
-                        help="another worktree (with .venv) to measure alongside this one")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        default=[],
+        help="another worktree (with .venv) to measure alongside this one",
+    )
     args = parser.parse_args()
     trees = [ROOT, *[t.resolve() for t in args.tree]]
     results: dict[Path, list[dict[str, object]]] = {t: [] for t in trees}
@@ -161,15 +176,24 @@ def main() -> None:
                 r = one_round(tree, work, args.settle)
                 results[tree].append(r)
                 procs: dict[str, dict[str, float]] = r["procs"]  # type: ignore[assignment]
-                print(f"round {n + 1}: {tree.name}: ready {r['start']:.2f} s (CPU {r['cpu']:.2f} s), "
-                      f"PSS {sum(p['pss'] for p in procs.values()):.1f} MB, "
-                      f"RSS {sum(p['rss'] for p in procs.values()):.1f} MB", flush=True)
+                print(
+                    f"round {n + 1}: {tree.name}: ready {r['start']:.2f} s (CPU {r['cpu']:.2f} s), "
+                    f"PSS {sum(p['pss'] for p in procs.values()):.1f} MB, "
+                    f"RSS {sum(p['rss'] for p in procs.values()):.1f} MB",
+                    flush=True,
+                )
                 load.append(os.getloadavg()[0])
-    print(f"\n{os.cpu_count()} CPUs, load {min(load):.1f}-{max(load):.1f} during the run; "
-          f"medians of {args.rounds} alternating rounds; memory {args.settle:g} s after READY\n")
-    print("start s: process start -> /readyz 200 (wall clock: the load above stretches it); "
-          "start CPU s: CPU time all its processes had used by then\n")
-    print(f"{'tree':<16} {'start s':>7} {'CPU s':>7} {'PSS MB':>7} {'RSS MB':>7} {'USS MB':>7}   per process (PSS / RSS MB)")
+    print(
+        f"\n{os.cpu_count()} CPUs, load {min(load):.1f}-{max(load):.1f} during the run; "
+        f"medians of {args.rounds} alternating rounds; memory {args.settle:g} s after READY\n"
+    )
+    print(
+        "start s: process start -> /readyz 200 (wall clock: the load above stretches it); "
+        "start CPU s: CPU time all its processes had used by then\n"
+    )
+    print(
+        f"{'tree':<16} {'start s':>7} {'CPU s':>7} {'PSS MB':>7} {'RSS MB':>7} {'USS MB':>7}   per process (PSS / RSS MB)"
+    )
     for tree in trees:
         runs = results[tree]
 
@@ -184,7 +208,9 @@ def main() -> None:
         )
         start = statistics.median(float(r["start"]) for r in runs)  # type: ignore[arg-type]
         cpu = statistics.median(float(r["cpu"]) for r in runs)  # type: ignore[arg-type]
-        print(f"{tree.name:<16} {start:>7.2f} {cpu:>7.2f} {med('pss'):>7.1f} {med('rss'):>7.1f} {med('uss'):>7.1f}   {detail}")
+        print(
+            f"{tree.name:<16} {start:>7.2f} {cpu:>7.2f} {med('pss'):>7.1f} {med('rss'):>7.1f} {med('uss'):>7.1f}   {detail}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,14 @@ listen = "webhooks.*"
 action = "log"
 message = "{{ __data.n }}"
 """
-HEADERS = {"host": "router.example.com", "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-           "content-type": "application/json", "accept": "*/*; q=0.5, application/xml",
-           "x-request-id": "abc", "x-forwarded-for": "203.0.113.9"}
+HEADERS = {
+    "host": "router.example.com",
+    "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    "content-type": "application/json",
+    "accept": "*/*; q=0.5, application/xml",
+    "x-request-id": "abc",
+    "x-forwarded-for": "203.0.113.9",
+}
 
 
 def seed(db: Path, count: int) -> str:
@@ -49,28 +54,60 @@ def seed(db: Path, count: int) -> str:
     target = ""
     batch = 5000
     for start in range(0, count, batch):
+
         def job(tx, start=start):  # type: ignore[no-untyped-def]
             nonlocal target
             for i in range(start, min(start + batch, count)):
-                body = {"n": i, "customer": f"cus_{i:06d}", "email": f"user{i}@example.org", "amount": i % 997,
-                        "currency": "eur", "items": [{"sku": f"SKU-{i % 50}", "qty": 1 + i % 3}], "note": "order paid"}
+                body = {
+                    "n": i,
+                    "customer": f"cus_{i:06d}",
+                    "email": f"user{i}@example.org",
+                    "amount": i % 997,
+                    "currency": "eur",
+                    "items": [{"sku": f"SKU-{i % 50}", "qty": 1 + i % 3}],
+                    "note": "order paid",
+                }
                 raw = json.dumps(body).encode()
                 source = "webhooks.orders" if i % 3 else "webhooks.payments"
-                entity = Entity("webhooks", source, {**body, "__headers": HEADERS, "__method": "POST",
-                                                     "__path": "/webhooks/incoming/orders", "__remote_addr": "10.0.0.1"},
-                                raw=raw)
-                tx.append_signal(entity, settled=True, ack={"status": 200, "headers": [], "body": '{"status":"accepted"}'})
+                entity = Entity(
+                    "webhooks",
+                    source,
+                    {
+                        **body,
+                        "__headers": HEADERS,
+                        "__method": "POST",
+                        "__path": "/webhooks/incoming/orders",
+                        "__remote_addr": "10.0.0.1",
+                    },
+                    raw=raw,
+                )
+                tx.append_signal(
+                    entity, settled=True, ack={"status": 200, "headers": [], "body": '{"status":"accepted"}'}
+                )
                 status = "failed" if i % 1000 == 7 else "done"
-                tx.record_run(entity.id, Run("orders-log", 1, status, entity.received_at, 1.2, None,
-                                             [{"step_id": "step-1", "action": "log", "duration_ms": 0.1}]))
+                tx.record_run(
+                    entity.id,
+                    Run(
+                        "orders-log",
+                        1,
+                        status,
+                        entity.received_at,
+                        1.2,
+                        None,
+                        [{"step_id": "step-1", "action": "log", "duration_ms": 0.1}],
+                    ),
+                )
                 if i == count // 2:
                     target = entity.id
+
         storage.write_sync(job)
     storage.close()
     return target
 
 
-def timed(client: httpx.Client, path: str, params: dict[str, str] | None = None, runs: int = 7) -> tuple[float, float]:
+def timed(
+    client: httpx.Client, path: str, params: dict[str, str] | None = None, runs: int = 7
+) -> tuple[float, float]:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -89,11 +126,15 @@ def main() -> None:
         router.data_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         target = seed(router.data_dir / "router.db", args.signals)
-        print(f"seeded {args.signals} signals in {time.perf_counter() - t0:.1f}s "
-              f"({(router.data_dir / 'router.db').stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"seeded {args.signals} signals in {time.perf_counter() - t0:.1f}s "
+            f"({(router.data_dir / 'router.db').stat().st_size / 1e6:.0f} MB)"
+        )
         router.start()
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{router.admin_port}", headers=AUTH, timeout=30) as client:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{router.admin_port}", headers=AUTH, timeout=30
+            ) as client:
                 half = client.get(f"/api/signals/{target}").json()["received_at"]
                 deep = client.get("/api/signals", params={"limit": 1000}).json()["next_before"]
                 needle = f"cus_{args.signals // 2:06d}"
@@ -102,7 +143,11 @@ def main() -> None:
                     ("list, first page (page)", "/signals", None),
                     ("list, 1000 deep", "/api/signals", {"before": deep}),
                     ("list, status=failed (1 in 1000)", "/api/signals", {"status": "failed"}),
-                    ("list, source + since (half)", "/api/signals", {"source": "webhooks.payments", "since": half}),
+                    (
+                        "list, source + since (half)",
+                        "/api/signals",
+                        {"source": "webhooks.payments", "since": half},
+                    ),
                     ("list, until (the older half)", "/api/signals", {"until": half}),
                     ("search, a value in one payload", "/api/signals", {"q": needle}),
                     ("search, the same (page)", "/signals", {"q": needle}),

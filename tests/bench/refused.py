@@ -45,7 +45,10 @@ def run(keep: int, seconds: float) -> dict[str, float]:
         router = RouterProcess(Path(tmp), CONFIG, admin_extra=f"refused_keep = {keep}").start()
         try:
             srcs = router.sources()
-            good, bad = srcs["webhooks.good"]["url"], srcs["webhooks.target"]["url"].split("?")[0] + "?apiKey=wrong"
+            good, bad = (
+                srcs["webhooks.good"]["url"],
+                srcs["webhooks.target"]["url"].split("?")[0] + "?apiKey=wrong",
+            )
             quiet = good_latencies(good, seconds / 2)
             stop = threading.Event()
             flooded = [0]
@@ -70,8 +73,13 @@ def run(keep: int, seconds: float) -> dict[str, float]:
     def pct(xs: list[float], p: float) -> float:
         return statistics.quantiles(xs, n=100)[int(p) - 1] if len(xs) > 2 else max(xs)
 
-    return {"quiet_p50": pct(quiet, 50), "quiet_p99": pct(quiet, 99), "flood_p50": pct(loud, 50),
-            "flood_p99": pct(loud, 99), "refused_per_s": flooded[0] / seconds}
+    return {
+        "quiet_p50": pct(quiet, 50),
+        "quiet_p99": pct(quiet, 99),
+        "flood_p50": pct(loud, 50),
+        "flood_p99": pct(loud, 99),
+        "refused_per_s": flooded[0] / seconds,
+    }
 
 
 def main() -> None:
@@ -80,8 +88,10 @@ def main() -> None:
     args = parser.parse_args()
     for keep in (0, 200):
         r = run(keep, args.seconds)
-        print(f"refused_keep={keep:<4} good signal ms: quiet p50 {r['quiet_p50']:.2f} p99 {r['quiet_p99']:.2f} | "
-              f"during a flood of {r['refused_per_s']:.0f} refused/s: p50 {r['flood_p50']:.2f} p99 {r['flood_p99']:.2f}")
+        print(
+            f"refused_keep={keep:<4} good signal ms: quiet p50 {r['quiet_p50']:.2f} p99 {r['quiet_p99']:.2f} | "
+            f"during a flood of {r['refused_per_s']:.0f} refused/s: p50 {r['flood_p50']:.2f} p99 {r['flood_p99']:.2f}"
+        )
 
 
 if __name__ == "__main__":

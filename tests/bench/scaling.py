@@ -83,14 +83,25 @@ def rss_by_role(root: int) -> dict[str, float]:
     return out
 
 
-def measure_router(tree: Path, work: Path, workers: int, runners: int, args: argparse.Namespace,
-                   scripts: dict[str, Path]) -> dict[str, object]:
-    proc = RouterProcess(work, textwrap.dedent(ENDPOINTS), workers=workers, router_extra=f"runners = {runners}",
-                         env={"PYTHONPATH": str(tree)})
+def measure_router(
+    tree: Path, work: Path, workers: int, runners: int, args: argparse.Namespace, scripts: dict[str, Path]
+) -> dict[str, object]:
+    proc = RouterProcess(
+        work,
+        textwrap.dedent(ENDPOINTS),
+        workers=workers,
+        router_extra=f"runners = {runners}",
+        env={"PYTHONPATH": str(tree)},
+    )
     proc.env.pop("PYTHONDONTWRITEBYTECODE", None)
     log = open(proc.log_path, "ab")
-    proc.proc = subprocess.Popen([str(tree / ".venv" / "bin" / "python"), "-m", "router.cli", "serve", "-c",
-                                  str(proc.config_path)], stdout=log, stderr=subprocess.STDOUT, env=proc.env, cwd=tree)
+    proc.proc = subprocess.Popen(
+        [str(tree / ".venv" / "bin" / "python"), "-m", "router.cli", "serve", "-c", str(proc.config_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=proc.env,
+        cwd=tree,
+    )
     try:
         proc.wait_ready(60)
         proc.wait_for(lambda: proc.log().count("msg=ready") >= workers + runners, timeout=60)
@@ -111,19 +122,29 @@ def measure_router(tree: Path, work: Path, workers: int, runners: int, args: arg
         processed = (done1 - done0) / args.seconds
         paced_rate = args.paced_rate or max(1, round(accepted / 2))
         paced = scripts["dir"] / f"paced-{paced_rate}.lua"
-        paced.write_text(PACED_LUA.replace("DELAY_MS", str(max(1, round(args.connections * 1000 / paced_rate)))))
+        paced.write_text(
+            PACED_LUA.replace("DELAY_MS", str(max(1, round(args.connections * 1000 / paced_rate))))
+        )
         p99, paced_cpu = float("nan"), float("nan")
         if args.paced_seconds:
             cpu2 = cpu_seconds(tree_pids(root))
             paced_res = wrk(url, args.paced_seconds, args.connections, paced, "10s")
             proc.wait_for(lambda: unfinished(proc) == 0, timeout=300, interval=0.05)
             p99 = paced_res["p99"]
-            paced_cpu = 1000 * (cpu_seconds(tree_pids(root)) - cpu2) / max(1.0, paced_res["rps"] * args.paced_seconds)
+            paced_cpu = (
+                1000 * (cpu_seconds(tree_pids(root)) - cpu2) / max(1.0, paced_res["rps"] * args.paced_seconds)
+            )
         return {
-            "accepted": accepted, "processed": processed, "backlog": float(backlog),
-            "backlog_s": backlog / processed if processed else float("inf"), "drain_s": drain_s,
+            "accepted": accepted,
+            "processed": processed,
+            "backlog": float(backlog),
+            "backlog_s": backlog / processed if processed else float("inf"),
+            "drain_s": drain_s,
             "cpu_ms": 1000 * (cpu1 - cpu0) / max(1.0, accepted * args.seconds),
-            "p99_paced": p99, "paced_rate": float(paced_rate), "paced_cpu_ms": paced_cpu, "rss": rss,
+            "p99_paced": p99,
+            "paced_rate": float(paced_rate),
+            "paced_cpu_ms": paced_cpu,
+            "rss": rss,
             "errors": res["errors"] + res["non2xx"],
         }
     finally:
@@ -138,19 +159,28 @@ def measure_bare(args: argparse.Namespace, scripts: dict[str, Path]) -> dict[str
         cpu0 = cpu_seconds([bare.pid])
         res = wrk(bare.url(), args.seconds, args.connections, scripts["flat"], "10s")
         cpu1 = cpu_seconds([bare.pid])
-        return {"accepted": res["rps"], "cpu_ms": 1000 * (cpu1 - cpu0) / max(1.0, res["rps"] * args.seconds),
-                "p99": res["p99"]}
+        return {
+            "accepted": res["rps"],
+            "cpu_ms": 1000 * (cpu1 - cpu0) / max(1.0, res["rps"] * args.seconds),
+            "p99": res["p99"],
+        }
     finally:
         bare.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--paced-seconds", type=int, default=10)
-    parser.add_argument("--paced-rate", type=int, default=0,
-                        help="req/s of the paced run (default: half the measured acceptance rate); a fixed "
-                             "rate makes its CPU ms/sig comparable between trees and settings")
+    parser.add_argument(
+        "--paced-rate",
+        type=int,
+        default=0,
+        help="req/s of the paced run (default: half the measured acceptance rate); a fixed "
+        "rate makes its CPU ms/sig comparable between trees and settings",
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--max-workers", type=int, default=len(os.sched_getaffinity(0)))
@@ -173,8 +203,11 @@ def main() -> None:
         for round_no in range(args.rounds):
             if not args.no_bare:
                 bare.append(measure_bare(args, scripts))
-                print(f"round {round_no + 1}: bare: {bare[-1]['accepted']:.0f} req/s, "
-                      f"{bare[-1]['cpu_ms']:.3f} CPU ms/req", flush=True)
+                print(
+                    f"round {round_no + 1}: bare: {bare[-1]['accepted']:.0f} req/s, "
+                    f"{bare[-1]['cpu_ms']:.3f} CPU ms/req",
+                    flush=True,
+                )
             for workers in settings:
                 for i, tree in enumerate(trees):
                     work = tmp / f"{round_no}-{workers}-{i}"
@@ -182,32 +215,47 @@ def main() -> None:
                     r = measure_router(tree, work, workers, args.runners, args, scripts)
                     results.setdefault((tree.name, workers), []).append(r)
                     loads.append(os.getloadavg()[0])
-                    print(f"round {round_no + 1}: {tree.name} workers={workers}: accepted {r['accepted']:.0f}/s, "
-                          f"processed {r['processed']:.0f}/s, backlog {r['backlog']:.0f}, "
-                          f"{r['cpu_ms']:.3f} CPU ms/signal, load {loads[-1]:.1f}", flush=True)
+                    print(
+                        f"round {round_no + 1}: {tree.name} workers={workers}: accepted {r['accepted']:.0f}/s, "
+                        f"processed {r['processed']:.0f}/s, backlog {r['backlog']:.0f}, "
+                        f"{r['cpu_ms']:.3f} CPU ms/signal, load {loads[-1]:.1f}",
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     def med(runs: list[dict[str, object]], key: str) -> float:
         return statistics.median(float(r[key]) for r in runs)  # type: ignore[arg-type]
 
-    print(f"\n{len(os.sched_getaffinity(0))} CPUs, load {min(loads):.1f}-{max(loads):.1f} during the run; "
-          f"wrk -t2 -c{args.connections} -d{args.seconds}s flat out, then paced at half the accepted rate for "
-          f"{args.paced_seconds}s; runners = {args.runners}; medians of {args.rounds} round(s)\n")
+    print(
+        f"\n{len(os.sched_getaffinity(0))} CPUs, load {min(loads):.1f}-{max(loads):.1f} during the run; "
+        f"wrk -t2 -c{args.connections} -d{args.seconds}s flat out, then paced at half the accepted rate for "
+        f"{args.paced_seconds}s; runners = {args.runners}; medians of {args.rounds} round(s)\n"
+    )
     if bare:
-        print(f"bare hypercorn-trio ASGI 200: {med(bare, 'accepted'):.0f} req/s, {med(bare, 'cpu_ms'):.3f} CPU ms/req\n")
-    print(f"{'code':<14} {'workers':>7} {'accepted/s':>10} {'processed/s':>11} {'backlog':>7} {'backlog s':>9} "
-          f"{'CPU ms/sig':>10} {'p99 paced':>9} {'at /s':>6} {'CPU paced':>9} {'errors':>6}   RSS MB per process")
+        print(
+            f"bare hypercorn-trio ASGI 200: {med(bare, 'accepted'):.0f} req/s, {med(bare, 'cpu_ms'):.3f} CPU ms/req\n"
+        )
+    print(
+        f"{'code':<14} {'workers':>7} {'accepted/s':>10} {'processed/s':>11} {'backlog':>7} {'backlog s':>9} "
+        f"{'CPU ms/sig':>10} {'p99 paced':>9} {'at /s':>6} {'CPU paced':>9} {'errors':>6}   RSS MB per process"
+    )
     for (tree_name, workers), runs in results.items():
         roles = sorted({name for r in runs for name in r["rss"]})  # type: ignore[attr-defined]
-        rss = ", ".join(f"{name} {statistics.median(r['rss'][name] for r in runs if name in r['rss']):.0f}"  # type: ignore[index,operator]
-                        for name in roles)
-        print(f"{tree_name:<14} {workers:>7} {med(runs, 'accepted'):>10.0f} {med(runs, 'processed'):>11.0f} "
-              f"{med(runs, 'backlog'):>7.0f} {med(runs, 'backlog_s'):>9.2f} {med(runs, 'cpu_ms'):>10.3f} "
-              f"{med(runs, 'p99_paced'):>9.1f} {med(runs, 'paced_rate'):>6.0f} {med(runs, 'paced_cpu_ms'):>9.3f} "
-              f"{med(runs, 'errors'):>6.0f}   {rss}")
-    print("\nbacklog s: the backlog over the processed rate, i.e. how far behind the acknowledgements the "
-          "workflows ran; CPU ms/sig: all router processes, window start -> backlog drained, over signals accepted")
+        rss = ", ".join(
+            f"{name} {statistics.median(r['rss'][name] for r in runs if name in r['rss']):.0f}"  # type: ignore[index,operator]
+            for name in roles
+        )
+        print(
+            f"{tree_name:<14} {workers:>7} {med(runs, 'accepted'):>10.0f} {med(runs, 'processed'):>11.0f} "
+            f"{med(runs, 'backlog'):>7.0f} {med(runs, 'backlog_s'):>9.2f} {med(runs, 'cpu_ms'):>10.3f} "
+            f"{med(runs, 'p99_paced'):>9.1f} {med(runs, 'paced_rate'):>6.0f} {med(runs, 'paced_cpu_ms'):>9.3f} "
+            f"{med(runs, 'errors'):>6.0f}   {rss}"
+        )
+    print(
+        "\nbacklog s: the backlog over the processed rate, i.e. how far behind the acknowledgements the "
+        "workflows ran; CPU ms/sig: all router processes, window start -> backlog drained, over signals accepted"
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def _settle(store: Storage, sid: str, workflow: str, status: str, attempt: int) 
             sig = next(s for s in tx.claim("me", 10) if s.id == sid)
         tx.record_run(sid, Run(workflow, attempt, status, "2026-01-01T00:00:00.000Z", 1.0, None, []))
         tx.settle(sig.claim, status=status)
+
     store.write_sync(job)
 
 
@@ -57,13 +58,19 @@ def test_raw_bodies_are_kept_and_pruned_with_their_signal(store: Storage) -> Non
 
 
 def test_find_and_count_signals(store: Storage) -> None:
-    ids = [_append(store, "webhooks.a" if i % 2 else "endpoints.b", n=i, ref=f"ORD-{i:03d}-Z") for i in range(30)]
+    ids = [
+        _append(store, "webhooks.a" if i % 2 else "endpoints.b", n=i, ref=f"ORD-{i:03d}-Z") for i in range(30)
+    ]
     time.sleep(0.002)
     _settle(store, ids[3], "notify", "failed", 1)
     q = SignalQuery
     assert [s.id for s in store.read(lambda tx: tx.find_signals(q(limit=5)))] == ids[::-1][:5]
-    assert [s.id for s in store.read(lambda tx: tx.find_signals(q(limit=5, before=ids[10])))] == ids[5:10][::-1]
-    assert [s.id for s in store.read(lambda tx: tx.find_signals(q(limit=3, after=ids[10])))] == ids[11:14][::-1]
+    assert [s.id for s in store.read(lambda tx: tx.find_signals(q(limit=5, before=ids[10])))] == ids[5:10][
+        ::-1
+    ]
+    assert [s.id for s in store.read(lambda tx: tx.find_signals(q(limit=3, after=ids[10])))] == ids[11:14][
+        ::-1
+    ]
     assert store.read(lambda tx: tx.count_signals(q(source="webhooks.a"))) == 15
     assert store.read(lambda tx: tx.count_signals(q(channel="endpoints"))) == 15
     assert [s.id for s in store.read(lambda tx: tx.find_signals(q(workflow="notify")))] == [ids[3]]
@@ -83,8 +90,23 @@ def test_find_and_count_signals(store: Storage) -> None:
 
 
 def _refusal(source: str, n: int) -> Refusal:
-    return Refusal(new_signal_id(), "2026-01-01T00:00:00.000Z", "webhooks", source, "POST", "/x", "", "127.0.0.1",
-                   {"a": "b"}, b"body %d" % n, 6, 401, "invalid API key", "{}", f"req{n}")
+    return Refusal(
+        new_signal_id(),
+        "2026-01-01T00:00:00.000Z",
+        "webhooks",
+        source,
+        "POST",
+        "/x",
+        "",
+        "127.0.0.1",
+        {"a": "b"},
+        b"body %d" % n,
+        6,
+        401,
+        "invalid API key",
+        "{}",
+        f"req{n}",
+    )
 
 
 def test_refused_keeps_the_newest_n_per_source(store: Storage) -> None:

@@ -28,8 +28,11 @@ def test_rotation_keeps_the_replaced_credentials_until_the_deadline(store: Stora
     store.write_sync(lambda tx: tx.source_fill_jwt("endpoints", "e", "e-1", "s1"))
     version = store.read(lambda tx: tx.sources_version())
     now = store.read(lambda tx: tx.now())
-    store.write_sync(lambda tx: tx.source_set_credentials(
-        "endpoints", "e", first_hash="h3", second_hash="h4", jwt_secret="s2", keep_old_until=now + 60))
+    store.write_sync(
+        lambda tx: tx.source_set_credentials(
+            "endpoints", "e", first_hash="h3", second_hash="h4", jwt_secret="s2", keep_old_until=now + 60
+        )
+    )
     assert store.read(lambda tx: tx.sources_version()) != version
     st = store.read(lambda tx: tx.source_states())[("endpoints", "e")]
     assert (st.first_hash, st.second_hash, st.jwt_key, st.jwt_secret) == ("h3", "h4", "e-1", "s2")
@@ -37,17 +40,27 @@ def test_rotation_keeps_the_replaced_credentials_until_the_deadline(store: Stora
     assert prev is not None and prev.until == now + 60
     # Only what was replaced: the key stayed, so there is no previous key.
     assert (prev.first_hash, prev.second_hash, prev.jwt_key, prev.jwt_secret, prev.api_key) == (
-        "h1", "h2", None, "s1", None)
+        "h1",
+        "h2",
+        None,
+        "s1",
+        None,
+    )
     assert st.grace(now) is prev and st.grace(now + 61) is None
 
     # A second rotation with grace: the previous set is the one it replaced; the older is gone.
-    store.write_sync(lambda tx: tx.source_set_credentials(
-        "endpoints", "e", first_hash="h5", second_hash="h6", keep_old_until=now + 120))
+    store.write_sync(
+        lambda tx: tx.source_set_credentials(
+            "endpoints", "e", first_hash="h5", second_hash="h6", keep_old_until=now + 120
+        )
+    )
     prev = store.read(lambda tx: tx.source_states())[("endpoints", "e")].previous
     assert prev is not None and (prev.first_hash, prev.jwt_secret, prev.until) == ("h3", None, now + 120)
 
     # Without a grace: the old stop at once, and so does a grace still running.
-    store.write_sync(lambda tx: tx.source_set_credentials("endpoints", "e", first_hash="h7", second_hash="h8"))
+    store.write_sync(
+        lambda tx: tx.source_set_credentials("endpoints", "e", first_hash="h7", second_hash="h8")
+    )
     st = store.read(lambda tx: tx.source_states())[("endpoints", "e")]
     assert (st.first_hash, st.previous) == ("h7", None)
 
@@ -55,8 +68,12 @@ def test_rotation_keeps_the_replaced_credentials_until_the_deadline(store: Stora
 def test_webhook_key_rotation_with_grace_leaves_other_sources_alone(store: Storage) -> None:
     store.write_sync(_add)
     now = store.read(lambda tx: tx.now())
-    assert store.write_sync(lambda tx: tx.source_set_credentials("webhooks", "w", api_key="k2",
-                                                                keep_old_until=now + 5)) is True
+    assert (
+        store.write_sync(
+            lambda tx: tx.source_set_credentials("webhooks", "w", api_key="k2", keep_old_until=now + 5)
+        )
+        is True
+    )
     states = store.read(lambda tx: tx.source_states())
     hook = states[("webhooks", "w")]
     assert hook.api_key == "k2" and hook.previous is not None and hook.previous.api_key == "k1"

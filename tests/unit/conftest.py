@@ -110,18 +110,34 @@ async def node_factory(router_logging: None, tmp_path: Path) -> AsyncIterator[Ca
             storage = open_storage(cfg)
             templates = TemplateEngine(RecordStore(storage, JournalDeletionSink()))
             _, workflows = load_checked(path, templates)
-            services = Services(db=storage, deletions=JournalDeletionSink(), smtp=cfg.outbound.smtp,
-                                twilio=cfg.twilio, http=outbound)
+            services = Services(
+                db=storage,
+                deletions=JournalDeletionSink(),
+                smtp=cfg.outbound.smtp,
+                twilio=cfg.twilio,
+                http=outbound,
+            )
             engine = Engine(services, templates, default_timeout=cfg.router.run_timeout)
             observed = Observed()
-            dispatcher = Dispatcher(storage, engine, templates, workflows, cfg.router,
-                                    dedup_window=cfg.http.idempotency_window, observer=observed)
+            dispatcher = Dispatcher(
+                storage,
+                engine,
+                templates,
+                workflows,
+                cfg.router,
+                dedup_window=cfg.http.idempotency_window,
+                observer=observed,
+            )
 
             async def remember_ack(signal_id: str, ack: dict[str, Any]) -> None:
                 await storage.write(lambda tx: tx.set_ack(signal_id, ack))
 
-            http = HttpChannel(dispatcher, build_routes(cfg, storage.read(lambda tx: tx.source_states())), cfg,
-                               on_ack=remember_ack)
+            http = HttpChannel(
+                dispatcher,
+                build_routes(cfg, storage.read(lambda tx: tx.source_states())),
+                cfg,
+                on_ack=remember_ack,
+            )
             await nursery.start(storage.run_writer)
             await nursery.start(dispatcher.run)
             client = httpx.AsyncClient(transport=httpx.ASGITransport(app=http), base_url="http://router.test")

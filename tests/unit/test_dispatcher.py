@@ -45,7 +45,9 @@ def entity(n: int, source: str = "webhooks.w") -> Entity:
     return Entity("webhooks", source, {"n": n})
 
 
-async def test_every_signal_runs_once_within_the_concurrency_bound(node_factory: Factory, target: HttpTarget) -> None:
+async def test_every_signal_runs_once_within_the_concurrency_bound(
+    node_factory: Factory, target: HttpTarget
+) -> None:
     target.answer(*[Scripted(200, "ok", delay=0.1) for _ in range(12)])
     node = await node_factory(forward(target.url("/hook")), router_extra="concurrency = 3")
     most = 0

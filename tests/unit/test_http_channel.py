@@ -86,8 +86,14 @@ async def test_webhook_refusals_journal_nothing(node_factory: Factory) -> None:
     cases = {
         "no key": (await c.post("/webhooks/incoming/payments", json={}), 401),
         "wrong key": (await c.post(webhook_url(node, key="nope"), json={}), 401),
-        "not JSON": (await c.post(webhook_url(node), content=b"a=1",
-                                  headers={"content-type": "application/x-www-form-urlencoded"}), 400),
+        "not JSON": (
+            await c.post(
+                webhook_url(node),
+                content=b"a=1",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
+            400,
+        ),
         "empty": (await c.post(webhook_url(node), content=b""), 400),
         "GET": (await c.get(webhook_url(node)), 405),
         "inactive": (await c.post(webhook_url(node, "off"), json={}), 404),
@@ -158,7 +164,10 @@ async def test_a_form_answers_with_a_page_and_the_honeypot_journals_nothing(node
 
 async def test_a_body_over_the_limit_is_413_and_not_journaled(node_factory: Factory) -> None:
     node = await node_factory(CONFIG + '\n[http]\nmax_body = "1KiB"\n')
-    response = await node.client.post(webhook_url(node), content=b'{"pad": "' + b"x" * 2048 + b'"}',
-                                      headers={"content-type": "application/json"})
+    response = await node.client.post(
+        webhook_url(node),
+        content=b'{"pad": "' + b"x" * 2048 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413 and response.json()["limit"] == 1024
     assert node.signals() == []

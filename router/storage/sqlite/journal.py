@@ -27,10 +27,21 @@ def signal_from_row(row: sqlite3.Row) -> Signal:
     except ValueError:
         ack = None
     return Signal(
-        id=row["id"], channel=row["channel"], source=row["source"], received_at=row["received_at"], entity=entity,
-        status=row["status"], attempts=row["attempts"], last_error=row["last_error"], dedup_key=row["dedup_key"],
-        owner=row["owner"], epoch=row["epoch"], updated_at=row["updated_at"], ack=ack,
-        replays=row["replays"], replay_from=row["replay_from"],
+        id=row["id"],
+        channel=row["channel"],
+        source=row["source"],
+        received_at=row["received_at"],
+        entity=entity,
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        dedup_key=row["dedup_key"],
+        owner=row["owner"],
+        epoch=row["epoch"],
+        updated_at=row["updated_at"],
+        ack=ack,
+        replays=row["replays"],
+        replay_from=row["replay_from"],
     )
 
 
@@ -46,9 +57,18 @@ class SqliteJournal:
 
     # -- append, claim, settle ------------------------------------------------------------------------
 
-    def append_signal(self, entity: Entity, *, dedup_key: str | None = None, dedup_window: float = 86400.0,
-                      owner: str | None = None, lease: float = 15.0, ack: dict[str, Any] | None = None,
-                      now: float | None = None, settled: bool = False) -> Appended:
+    def append_signal(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None = None,
+        dedup_window: float = 86400.0,
+        owner: str | None = None,
+        lease: float = 15.0,
+        ack: dict[str, Any] | None = None,
+        now: float | None = None,
+        settled: bool = False,
+    ) -> Appended:
         now = self.now() if now is None else now
         conn = self.conn
         if dedup_key:
@@ -67,7 +87,9 @@ class SqliteJournal:
                     " WHERE d.source = ? AND d.key = ?",
                     (entity.source, dedup_key),
                 ).fetchone()
-                return Appended(row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None)
+                return Appended(
+                    row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None
+                )
         if settled:
             status, lease_until, owner = DONE, None, None
         else:
@@ -76,13 +98,26 @@ class SqliteJournal:
             "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
             " updated_at, ack, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                entity.id, entity.channel, entity.source, entity.received_at, entity.to_json(), status, dedup_key,
-                owner, lease_until, now, json.dumps(ack) if ack is not None else None, 1 if owner else 0,
+                entity.id,
+                entity.channel,
+                entity.source,
+                entity.received_at,
+                entity.to_json(),
+                status,
+                dedup_key,
+                owner,
+                lease_until,
+                now,
+                json.dumps(ack) if ack is not None else None,
+                1 if owner else 0,
             ),
         )
         self.index_signal(int(cur.lastrowid or 0), entity, dedup_key)
         if entity.raw:
-            conn.execute("INSERT OR REPLACE INTO signal_bodies (signal_id, body) VALUES (?, ?)", (entity.id, entity.raw))
+            conn.execute(
+                "INSERT OR REPLACE INTO signal_bodies (signal_id, body) VALUES (?, ?)",
+                (entity.id, entity.raw),
+            )
         return Appended(entity.id)
 
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
@@ -100,7 +135,10 @@ class SqliteJournal:
 
     def has_claimable(self, now: float | None = None) -> bool:
         now = self.now() if now is None else now
-        return self.conn.execute(f"SELECT 1 FROM signals WHERE {CLAIMABLE} LIMIT 1", {"now": now}).fetchone() is not None
+        return (
+            self.conn.execute(f"SELECT 1 FROM signals WHERE {CLAIMABLE} LIMIT 1", {"now": now}).fetchone()
+            is not None
+        )
 
     def renew(self, owner: str, signal_ids: list[str], lease: float, now: float | None = None) -> int:
         until = (self.now() if now is None else now) + lease
@@ -110,8 +148,15 @@ class SqliteJournal:
         )
         return cur.rowcount
 
-    def settle(self, claim: ClaimRef, *, status: str, error: str | None = None, retry_in: float | None = None,
-               now: float | None = None) -> bool:
+    def settle(
+        self,
+        claim: ClaimRef,
+        *,
+        status: str,
+        error: str | None = None,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> bool:
         now = self.now() if now is None else now
         fence = "WHERE id = ? AND owner = ? AND epoch = ? AND status = 'running'"
         if retry_in is not None:
@@ -132,8 +177,16 @@ class SqliteJournal:
         self.conn.execute(
             "INSERT INTO runs (signal_id, workflow, attempt, status, started_at, duration_ms, error, trace)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (signal_id, run.workflow, run.attempt, run.status, run.started_at, run.duration_ms, run.error,
-             json.dumps(run.trace, default=str)),
+            (
+                signal_id,
+                run.workflow,
+                run.attempt,
+                run.status,
+                run.started_at,
+                run.duration_ms,
+                run.error,
+                json.dumps(run.trace, default=str),
+            ),
         )
 
     def release(self, owner: str) -> int:
@@ -145,12 +198,15 @@ class SqliteJournal:
 
     def requeue(self, signal_id: str, *, delay: float = 0.0, now: float | None = None) -> bool:
         now = self.now() if now is None else now
-        replayed = self.conn.execute(
-            "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = ?,"
-            " replays = replays + 1, replay_from = attempts + 1, updated_at = ?"
-            " WHERE id = ? AND status IN ('failed', 'done')",
-            (now + max(0.0, delay), now, signal_id),
-        ).rowcount == 1
+        replayed = (
+            self.conn.execute(
+                "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = ?,"
+                " replays = replays + 1, replay_from = attempts + 1, updated_at = ?"
+                " WHERE id = ? AND status IN ('failed', 'done')",
+                (now + max(0.0, delay), now, signal_id),
+            ).rowcount
+            == 1
+        )
         if replayed:
             # A new round: record steps write again (their effects are kept per round, see base.py).
             self.conn.execute("DELETE FROM step_effects WHERE signal_id = ?", (signal_id,))
@@ -170,7 +226,9 @@ class SqliteJournal:
         return bytes(row[0]) if row else None
 
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM runs WHERE signal_id = ? ORDER BY id", (signal_id,)).fetchall()
+        rows = self.conn.execute(
+            "SELECT * FROM runs WHERE signal_id = ? ORDER BY id", (signal_id,)
+        ).fetchall()
         return [{**dict(r), "trace": json.loads(r["trace"])} for r in rows]
 
     def done_workflows(self, signal_id: str, since_attempt: int = 0) -> set[str]:
@@ -222,24 +280,37 @@ class SqliteJournal:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        return [dict(r) for r in self.conn.execute(f"SELECT {_LIVE_COLUMNS} FROM signals WHERE id IN ({marks})", ids)]
+        return [
+            dict(r)
+            for r in self.conn.execute(f"SELECT {_LIVE_COLUMNS} FROM signals WHERE id IN ({marks})", ids)
+        ]
 
     # -- retention ------------------------------------------------------------------------------------------
 
     def prune_settled(self, cutoff: str, limit: int) -> int:
-        ids = [row[0] for row in self.conn.execute(
-            "SELECT id FROM signals WHERE id < ? AND status IN ('done', 'failed') ORDER BY id LIMIT ?", (cutoff, limit)
-        )]
+        ids = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT id FROM signals WHERE id < ? AND status IN ('done', 'failed') ORDER BY id LIMIT ?",
+                (cutoff, limit),
+            )
+        ]
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
-        self.conn.execute(f"DELETE FROM signal_text WHERE rowid IN (SELECT rowid FROM signals WHERE id IN ({marks})"
-                          " AND status IN ('done', 'failed'))", ids)
+        self.conn.execute(
+            f"DELETE FROM signal_text WHERE rowid IN (SELECT rowid FROM signals WHERE id IN ({marks})"
+            " AND status IN ('done', 'failed'))",
+            ids,
+        )
         self.conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
         self.conn.execute(f"DELETE FROM step_effects WHERE signal_id IN ({marks})", ids)
-        self.conn.execute(f"DELETE FROM signal_bodies WHERE signal_id IN ({marks})"
-                          f" AND signal_id NOT IN (SELECT id FROM signals WHERE id IN ({marks})"
-                          " AND status NOT IN ('done', 'failed'))", ids + ids)
+        self.conn.execute(
+            f"DELETE FROM signal_bodies WHERE signal_id IN ({marks})"
+            f" AND signal_id NOT IN (SELECT id FROM signals WHERE id IN ({marks})"
+            " AND status NOT IN ('done', 'failed'))",
+            ids + ids,
+        )
         # Re-checked here too: a signal replayed since the SELECT above stays.
         return self.conn.execute(
             f"DELETE FROM signals WHERE id IN ({marks}) AND status IN ('done', 'failed')", ids

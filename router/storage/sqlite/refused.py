@@ -12,8 +12,23 @@ import sqlite3
 
 from router.storage.rows import Refusal
 
-_COLUMNS = ("id", "at", "channel", "source", "method", "path", "query", "remote", "headers", "body", "body_size",
-            "status", "reason", "answer", "request_id")
+_COLUMNS = (
+    "id",
+    "at",
+    "channel",
+    "source",
+    "method",
+    "path",
+    "query",
+    "remote",
+    "headers",
+    "body",
+    "body_size",
+    "status",
+    "reason",
+    "answer",
+    "request_id",
+)
 
 
 def _refusal(r: sqlite3.Row) -> Refusal:
@@ -21,9 +36,23 @@ def _refusal(r: sqlite3.Row) -> Refusal:
         headers = json.loads(r["headers"])
     except ValueError:
         headers = {}
-    return Refusal(r["id"], r["at"], r["channel"], r["source"], r["method"], r["path"], r["query"], r["remote"],
-                   headers, bytes(r["body"]), r["body_size"], r["status"], r["reason"], r["answer"],
-                   r["request_id"])
+    return Refusal(
+        r["id"],
+        r["at"],
+        r["channel"],
+        r["source"],
+        r["method"],
+        r["path"],
+        r["query"],
+        r["remote"],
+        headers,
+        bytes(r["body"]),
+        r["body_size"],
+        r["status"],
+        r["reason"],
+        r["answer"],
+        r["request_id"],
+    )
 
 
 class SqliteRefused:
@@ -33,8 +62,26 @@ class SqliteRefused:
         marks = ", ".join("?" * len(_COLUMNS))
         self.conn.executemany(
             f"INSERT OR IGNORE INTO refused ({', '.join(_COLUMNS)}) VALUES ({marks})",
-            [(r.id, r.at, r.channel, r.source, r.method, r.path, r.query, r.remote, json.dumps(r.headers),
-              r.body, r.body_size, r.status, r.reason, r.answer, r.request_id) for r in rows],
+            [
+                (
+                    r.id,
+                    r.at,
+                    r.channel,
+                    r.source,
+                    r.method,
+                    r.path,
+                    r.query,
+                    r.remote,
+                    json.dumps(r.headers),
+                    r.body,
+                    r.body_size,
+                    r.status,
+                    r.reason,
+                    r.answer,
+                    r.request_id,
+                )
+                for r in rows
+            ],
         )
         dropped = 0
         for source in {r.source for r in rows}:
@@ -48,8 +95,9 @@ class SqliteRefused:
                 ).rowcount
         return dropped
 
-    def refused_list(self, *, source: str | None = None, before: str | None = None,
-                     limit: int = 50) -> list[Refusal]:
+    def refused_list(
+        self, *, source: str | None = None, before: str | None = None, limit: int = 50
+    ) -> list[Refusal]:
         clauses, params = [], []
         if source:
             clauses.append("source = ?")

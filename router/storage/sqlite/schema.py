@@ -177,20 +177,18 @@ def migrate(conn: sqlite3.Connection) -> int:
     autocommit mode with a busy timeout (another process may be migrating right now)."""
     found = version(conn)
     if found > VERSION:
-        raise StorageError(f"the data dir's schema is version {found}, newer than this router's ({VERSION}): "
-                           "run the newer router, or restore a backup made for this one")
+        raise StorageError(
+            f"the data dir's schema is version {found}, newer than this router's ({VERSION}): "
+            "run the newer router, or restore a backup made for this one"
+        )
     while version(conn) < VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = version(conn)  # re-read under the write lock: someone may have done it
             if current < VERSION:
-                pending = ""
-                for piece in MIGRATIONS[current].split(";"):
-                    pending += piece + ";"
-                    if sqlite3.complete_statement(pending):  # a `;` inside a trigger body is not the end
-                        if pending.strip(" \n;"):
-                            conn.execute(pending)
-                        pending = ""
+                for statement in MIGRATIONS[current].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {current + 1}")
             conn.execute("COMMIT")
         except BaseException:

@@ -87,7 +87,9 @@ def _where(q: SignalQuery, *, cursor: bool) -> tuple[str, list[Any], str]:
     for op, value in (("<", q.before if cursor else None), (">", q.after if cursor else None)):
         if value:
             if q.search:
-                clauses.append(f"signal_text.rowid {op} coalesce((SELECT rowid FROM signals WHERE id = ?), 0)")
+                clauses.append(
+                    f"signal_text.rowid {op} coalesce((SELECT rowid FROM signals WHERE id = ?), 0)"
+                )
             else:
                 clauses.append(f"id {op} ?")
             params.append(value)
@@ -117,15 +119,25 @@ class SqliteSearch:
 
         where, params, by = _where(query, cursor=True)
         order = "ASC" if query.after and not query.before else "DESC"
-        rows = self.conn.execute(f"SELECT signals.* {_from(query)} {where} ORDER BY {by} {order} LIMIT ?",
-                                 (*params, query.limit)).fetchall()
+        rows = self.conn.execute(
+            f"SELECT signals.* {_from(query)} {where} ORDER BY {by} {order} LIMIT ?", (*params, query.limit)
+        ).fetchall()
         found = [signal_from_row(r) for r in rows]
         return found[::-1] if order == "ASC" else found
 
-    def list_signals(self, *, status: str | None = None, source: str | None = None, since: str | None = None,
-                     until: str | None = None, before: str | None = None, limit: int = 50) -> list[Signal]:
-        return self.find_signals(SignalQuery(status=status, source=source, since=since, until=until, before=before,
-                                             limit=limit))
+    def list_signals(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[Signal]:
+        return self.find_signals(
+            SignalQuery(status=status, source=source, since=since, until=until, before=before, limit=limit)
+        )
 
     def count_signals(self, query: SignalQuery) -> int:
         where, params, _ = _where(query, cursor=False)
