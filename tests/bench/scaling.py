@@ -196,7 +196,7 @@ def main() -> None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     trees = [ROOT, *[t.absolute() for t in args.tree]]
     settings = list(range(args.min_workers, args.max_workers + 1))
-    tmp = Path(tempfile.mkdtemp(prefix="router-scaling-"))
+    tmp = Path(tempfile.mkdtemp(prefix="scaling-"))
     scripts = {"dir": tmp, "flat": tmp / "post.lua"}
     scripts["flat"].write_text(LUA)
     results: dict[tuple[str, int], list[dict[str, object]]] = {}
