@@ -51,7 +51,7 @@ def target() -> Iterator[HttpTarget]:
         yield server
 
 
-def _wait(what: str, predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+def _wait(what: str, predicate, timeout: float = 90.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
