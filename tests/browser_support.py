@@ -21,7 +21,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @contextmanager
-def chromium(profile: Path, width: int = 1400, height: int = 900) -> Iterator[Any]:
+def chromium(
+    profile: Path, width: int = 1400, height: int = 900, *, browser_log: bool = False
+) -> Iterator[Any]:
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -41,6 +43,8 @@ def chromium(profile: Path, width: int = 1400, height: int = 900) -> Iterator[An
         "--hide-scrollbars",
     ):
         options.add_argument(arg)
+    if browser_log:  # the page's console, readable with driver.get_log("browser")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(0)
     try:
@@ -64,9 +68,9 @@ def wait(what: str, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def shot(driver: Any, name: str) -> Path:
+def shot(driver: Any, name: str, prefix: str = "inspector") -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"inspector-{name}.png"
+    path = ARTIFACTS / f"{prefix}-{name}.png"
     driver.save_screenshot(str(path))
     return path
 

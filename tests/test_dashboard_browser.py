@@ -7,9 +7,7 @@ test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,69 +15,21 @@ import httpx
 import pytest
 
 from tests.admin_support import TOKEN, Admin, demo_config
+from tests.browser_support import all_css, chromium, css, needs_chromium, wait
+from tests.browser_support import shot as browser_shot
 from tests.standins.http_target import HttpTarget, Scripted
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not installed"
-)
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-extensions",
-        "--no-first-run",
-        "--no-default-browser-check",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1440,900",  # a laptop screen
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-
-
-def wait(what: str, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:  # noqa: BLE001 - stale elements while a page reloads
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    with chromium(tmp_path / "chromium-profile", 1440, 900, browser_log=True) as driver:  # a laptop screen
+        yield driver
 
 
 def shot(driver: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"dashboard-{name}.png"))
-
-
-def css(driver: Any, selector: str) -> Any:
-    return driver.find_element("css selector", selector)
-
-
-def all_css(driver: Any, selector: str) -> list[Any]:
-    return list(driver.find_elements("css selector", selector))
+    browser_shot(driver, name, prefix="dashboard")
 
 
 def test_dashboard_in_headless_chromium(router_factory, browser) -> None:  # type: ignore[no-untyped-def]
