@@ -3,20 +3,48 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
+from base64 import b32encode
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from ulid import ULID
+# RFC 4648 base32 -> Crockford's (the ULID alphabet), for bytes.translate.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_last_id = [0, 0]  # (milliseconds, randomness) of the previous id made in this process
+_id_lock = threading.Lock()
 
 
 def new_signal_id() -> str:
-    """A sortable, unique id (ULID) for a signal."""
-    return str(ULID())
+    """A sortable, unique id (ULID) for a signal: 48 bits of milliseconds, 80 random bits; ids
+    made in the same millisecond count up from the first (monotonic, as python-ulid's `ULID()`),
+    at a fifth of its cost (it encodes in Python, character by character)."""
+    ms = time.time_ns() // 1_000_000
+    with _id_lock:
+        if ms == _last_id[0]:
+            rand = _last_id[1] + 1
+            if rand >> 80:  # 2**80 ids in one millisecond: move on to the next one
+                ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big")
+        else:
+            rand = int.from_bytes(os.urandom(10), "big")
+        _last_id[0], _last_id[1] = ms, rand
+    # 128 bits right-aligned in 160 encode to 32 characters whose first 6 are padding ("0").
+    return b32encode(((ms << 80) | rand).to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode()
+
+
+_second_prefix: tuple[int, str] = (-1, "")
 
 
 def utcnow_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now in UTC as `2026-12-01T12:00:00.123Z` (the date and time formatted once a second)."""
+    global _second_prefix
+    now = time.time_ns() // 1_000_000
+    second, ms = divmod(now, 1000)
+    cached = _second_prefix
+    if cached[0] != second:
+        cached = _second_prefix = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{ms:03d}Z"
 
 
 @dataclass
