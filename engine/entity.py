@@ -6,31 +6,46 @@ import json
 import os
 import threading
 import time
-from base64 import b32encode
 from dataclasses import dataclass, field
 from typing import Any
 
-# RFC 4648 base32 -> Crockford's (the ULID alphabet), for bytes.translate.
-_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, the ULID alphabet
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
 _last_id = [0, 0]  # (milliseconds, randomness) of the previous id made in this process
+_time_part: tuple[int, str] = (-1, "")  # the previous id's millisecond and its 10 characters
 _id_lock = threading.Lock()
 
 
 def new_signal_id() -> str:
     """A sortable, unique id (ULID) for a signal: 48 bits of milliseconds, 80 random bits; ids
     made in the same millisecond count up from the first (monotonic, as python-ulid's `ULID()`),
-    at a fifth of its cost (it encodes in Python, character by character)."""
+    at a third of its cost (it encodes character by character)."""
+    global _time_part
     ms = time.time_ns() // 1_000_000
     with _id_lock:
         if ms == _last_id[0]:
-            rand = _last_id[1] + 1
-            if rand >> 80:  # 2**80 ids in one millisecond: move on to the next one
-                ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big")
+            r = _last_id[1] + 1
+            if r >> 80:  # 2**80 ids in one millisecond: move on to the next one
+                ms, r = ms + 1, int.from_bytes(os.urandom(10), "big")
         else:
-            rand = int.from_bytes(os.urandom(10), "big")
-        _last_id[0], _last_id[1] = ms, rand
-    # 128 bits right-aligned in 160 encode to 32 characters whose first 6 are padding ("0").
-    return b32encode(((ms << 80) | rand).to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode()
+            r = int.from_bytes(os.urandom(10), "big")
+        _last_id[0], _last_id[1] = ms, r
+    head = _time_part
+    if head[0] != ms:
+        # 48 bits in 10 characters (50 bits: the first character's top 2 are 0), then 80 in 16.
+        head = _time_part = (ms, "".join(_PAIRS[(ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0)))
+    p = _PAIRS
+    return (
+        head[1]
+        + p[r >> 70]
+        + p[(r >> 60) & 1023]
+        + p[(r >> 50) & 1023]
+        + p[(r >> 40) & 1023]
+        + p[(r >> 30) & 1023]
+        + p[(r >> 20) & 1023]
+        + p[(r >> 10) & 1023]
+        + p[r & 1023]
+    )
 
 
 _second_prefix: tuple[int, str] = (-1, "")
