@@ -24,12 +24,13 @@ from router.storage.rows import Signal, SignalQuery
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _MARGIN_MS = 10 * 60 * 1000  # an id may be made this long after its received_at (SMTP: after parsing)
 TEXT_KEYS = ("__body", "__json")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one, not one per json.dumps call
 
 
 def search_text(entity: Entity) -> str:
     data = entity.data
     payload = {k: v for k, v in data.items() if not k.startswith("__") or k in TEXT_KEYS}
-    return f"{entity.id} {entity.source} {json.dumps(payload, ensure_ascii=False, default=str)}"
+    return f"{entity.id} {entity.source} {_ENCODER.encode(payload)}"
 
 
 def fts_query(text: str) -> str | None:
