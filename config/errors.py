@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ConfigError", "ConfigIssue"]
 
@@ -31,8 +32,11 @@ class ConfigIssue:
 class ConfigError(Exception):
     """The configuration is invalid; ``issues`` lists every problem found in one pass."""
 
-    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+    def __init__(self, issues: Iterable[ConfigIssue], partial: Any = None) -> None:
         self.issues: list[ConfigIssue] = list(issues)
+        # The parts that did validate (a `Config` with defaults elsewhere), so later checks can
+        # still run and report their problems in the same pass; None when nothing usable parsed.
+        self.partial = partial
         super().__init__(str(self))
 
     def __str__(self) -> str:

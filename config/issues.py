@@ -100,6 +100,8 @@ def _message(error: Any, model: Any, loc: Loc) -> str:
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"invalid value {value!r}; expected {expected}"
+    if kind == "bool_type":  # StrictBool: "yes", "1" or "false" (quoted) are mistakes, not booleans
+        return f"expected true or false (a TOML boolean, unquoted), got {value!r}"
     message = str(error["msg"])
     if kind == "value_error":
         return message.removeprefix("Value error, ")

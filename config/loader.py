@@ -31,8 +31,8 @@ _CONCATENATED = ("workflows",)
 
 def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
     """Load, expand, merge and validate a config file; raise :class:`ConfigError` listing every issue."""
-    display = os.fspath(path)
-    absolute = Path(display).expanduser().resolve()
+    absolute = Path(os.fspath(path)).expanduser().resolve()
+    display = _display_name(absolute)
     loader = _Loader(display, environ)
     loader.load_file(absolute, display)
     return loader.finish(base_dir=absolute.parent, path=absolute)
@@ -60,11 +60,9 @@ def parse_config(
 
 
 def _display_name(path: Path) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
+    """Every file in a message is named by its absolute path: one style whatever the working
+    directory or the include depth (a relative name is ambiguous once includes nest)."""
+    return str(path)
 
 
 class _Loader:
@@ -213,7 +211,7 @@ class _Loader:
                 self.found.append(issue)
         issues = self.issues + [issue for issue in self.found if issue.key not in self.env_keys]
         if issues:
-            raise ConfigError(_dedupe(issues))
+            raise ConfigError(_dedupe(issues), partial=self._partial(parts, path))
         full = {**raw, **{name: raw.get(name, {}) for name in Config.model_fields if name != "workflows"}}
         try:
             config = Config.model_validate(full, context=self.context)
@@ -221,8 +219,30 @@ class _Loader:
             raise ConfigError(self.locator.from_validation_error(exc, (), Config)) from None
         config._raw = raw
         config._path = path
+        config._display = self.main_display
         config._origins = self._public_origins(self.locator)
         return config
+
+    def _partial(self, parts: Parts, path: Path | None) -> Config:
+        """The tables that validated, defaults for the rest: enough for the engine's checks
+        (workflow trees, templates) to run on an invalid file, so `router check` reports every
+        problem in one run instead of one stage per run."""
+        fields: dict[str, Any] = {}
+        for name, field in Config.model_fields.items():
+            if name in SOURCE_MODELS:
+                fields[name] = dict(parts.sources[name])
+            elif name == "workflows":
+                fields[name] = [parts.workflows[i] for i in sorted(parts.workflows)]
+            else:
+                model = field.annotation
+                assert isinstance(model, type)
+                fields[name] = parts.sections.get(name) or model.model_construct()
+        partial = Config.model_construct(**fields)
+        partial._raw = self.merged
+        partial._path = path
+        partial._display = self.main_display
+        partial._origins = self._public_origins(self.locator)
+        return partial
 
     def _validate(self, model: type[StrictModel], value: Any, prefix: Loc) -> tuple[Any, set[Any]]:
         """Validate one table; on failure record its issues and, so that rules spanning fields
@@ -233,8 +253,15 @@ class _Loader:
         except ValidationError as exc:
             self.found += self.locator.from_validation_error(exc, prefix, model)
             broken = {error["loc"][0] for error in exc.errors() if error["loc"]}
-        if not isinstance(value, dict) or not broken:
+        if not isinstance(value, dict):
             return None, broken
+        if not broken:
+            # Only a rule spanning fields failed (reported above): the table is whole otherwise,
+            # and the checks that come after (references, the engine's) still need to see it.
+            try:
+                return model.model_validate(value, context={**self.context, SKIP_RULES: True}), broken
+            except ValidationError:
+                return None, broken
         pruned = {key: item for key, item in value.items() if key not in broken}
         try:
             instance = model.model_validate(pruned, context={**self.context, SKIP_RULES: True})

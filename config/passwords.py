@@ -1,8 +1,7 @@
 """``pbkdf2_sha256$ITERATIONS$SALT$HASH`` password hashes (Django-compatible, base64 hash).
 
-Used for ``[smtp] users``. Generate one with::
-
-    python -c 'from config.passwords import hash_password; print(hash_password("secret"))'
+Used for ``[smtp] users``. Generate one with ``router hash-password USER`` (it prompts, or reads
+one line from stdin; never from the command line, which every local user can read).
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ DEFAULT_ITERATIONS = 600_000
 MIN_ITERATIONS = 1_000
 _FORMAT_HELP = (
     f'expected "{ALGORITHM}$ITERATIONS$SALT$HASH" with ITERATIONS >= {MIN_ITERATIONS} and a base64 '
-    "HASH; generate one with: python -c 'from config.passwords import hash_password; "
-    "print(hash_password(\"secret\"))'"
+    "HASH; generate one with: router hash-password USER"
 )
 
 

@@ -70,6 +70,7 @@ class Config(StrictModel):
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _path: Path | None = PrivateAttr(default=None)
+    _display: str = PrivateAttr(default="router.toml")
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator(*SOURCE_KINDS)
@@ -88,6 +89,11 @@ class Config(StrictModel):
     def path(self) -> Path | None:
         """Absolute path of the main file (None when built from a dict)."""
         return self._path
+
+    @property
+    def display(self) -> str:
+        """The main file as messages name it (relative to the working directory when inside it)."""
+        return self._display
 
     @property
     def origins(self) -> dict[str, str]:

@@ -60,7 +60,7 @@ class RouterSettings(StrictModel):
 
     data_dir: ResolvedPath = Field(default=Path("var"), validate_default=True)
     public_url: Url = "http://127.0.0.1:8080"
-    trust_proxy: bool = False
+    trust_proxy: StrictBool = False
     # With trust_proxy: the peers whose X-Forwarded-* headers are believed (addresses or CIDRs).
     # A request from any other peer is taken at its socket address, whatever it claims.
     trusted_proxies: StrList = Field(default_factory=lambda: ["127.0.0.1", "::1"])
@@ -133,7 +133,7 @@ class SmtpSettings(ListenMixin):
     """``[smtp]``: the inbound mail server."""
 
     listen: ListenAddress = "127.0.0.1:2525"
-    enabled: bool = True
+    enabled: StrictBool = True
     hostname: str = Field(default="router.local", min_length=1)
     max_message_size: Size = 10 * 1024 * 1024
     max_recipients: int = Field(default=100, ge=1)
@@ -142,8 +142,8 @@ class SmtpSettings(ListenMixin):
     max_connections: int = Field(default=100, ge=1)
     tls_cert: RelativePath = None
     tls_key: RelativePath = None
-    require_tls: bool = False
-    auth_required: bool = False
+    require_tls: StrictBool = False
+    auth_required: StrictBool = False
     users: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("users")
@@ -185,7 +185,7 @@ class AdminSettings(ListenMixin):
     """``[admin]``: admin API and dashboard."""
 
     listen: ListenAddress = "127.0.0.1:8081"
-    enabled: bool = True
+    enabled: StrictBool = True
     token: str = ""
 
     def rule_problems(self) -> list[tuple[str, str]]:
@@ -216,8 +216,8 @@ class OutboundSmtpSettings(StrictModel):
 
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=25, ge=1, le=65535)
-    starttls: bool = False
-    ssl: bool = False
+    starttls: StrictBool = False
+    ssl: StrictBool = False
     username: str | None = None
     password: str | None = None
     from_address: str = Field(default="router@localhost", alias="from", min_length=1)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from .cron import normalize_crontab, validate_crontab
 from .passwords import check_password_hash
@@ -40,7 +40,7 @@ _PHONE_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 class HttpSourceOptions(StrictModel):
     """Options shared by every HTTP-fed source (endpoints, webhooks, forms, sms, whatsapp)."""
 
-    active: bool = True
+    active: StrictBool = True
     description: str = ""
     max_body: Size | None = None
     rate_limit: Rate = None
@@ -104,10 +104,10 @@ class EndpointConfig(HttpSourceOptions):
     return_data: str = ""
     return_html: str = ""
     return_redirect: str = ""
-    add_authentication: bool = False
+    add_authentication: StrictBool = False
     endpoint_key: str | None = None
     endpoint_secret: str | None = None
-    allow_cors: bool = False
+    allow_cors: StrictBool = False
     cors_domains: str = ""
     response_timeout: PositiveDuration = 20.0
 
@@ -196,7 +196,7 @@ class MailboxConfig(StrictModel):
     ``address`` may be one string or a list in the file; it is always a list here.
     """
 
-    active: bool = True
+    active: StrictBool = True
     description: str = ""
     address: StrList = Field(min_length=1)
 
@@ -264,7 +264,7 @@ def _parse_at(value: Any) -> Any:
 class ScheduleConfig(StrictModel):
     """``[schedules.NAME]``: exactly one of ``cron``, ``every`` or ``at``."""
 
-    active: bool = True
+    active: StrictBool = True
     description: str = ""
     cron: str | None = None
     every: PositiveDuration | None = None
@@ -272,7 +272,7 @@ class ScheduleConfig(StrictModel):
     timezone: str = "UTC"
     jitter: Duration = 0.0
     misfire_grace: Duration = 60.0
-    coalesce: bool = True
+    coalesce: StrictBool = True
 
     _check_tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
     _check_at = field_validator("at", mode="before")(classmethod(lambda cls, v: _parse_at(v)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, StrictBool, field_validator
 
 from .types import PositiveDuration, StrictModel, StrList
 
@@ -71,7 +71,7 @@ class WorkflowConfig(StrictModel):
     run_mode: Literal["sync", "async"] = "async"
     timeout: PositiveDuration | None = None
     max_attempts: int | None = Field(default=None, ge=1)
-    active: bool = True
+    active: StrictBool = True
     description: str = ""
     steps: list[StepConfig] = Field(default_factory=list)
 

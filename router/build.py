@@ -55,14 +55,22 @@ def source_template_problems(cfg: Config, templates: TemplateEngine) -> list[tup
 def compile_config(cfg: Config, templates: TemplateEngine) -> tuple[list[Workflow], list[ConfigIssue]]:
     workflows, problems = compile_workflows(cfg.workflows, caps_lookup(cfg), templates)
     problems = [*source_template_problems(cfg, templates), *problems]
-    main = str(cfg.path) if cfg.path else "router.toml"
-    return [w for w in workflows if getattr(w, "active", True)], [ConfigIssue(main, k, m) for k, m in problems]
+    main = cfg.display
+    issues = [ConfigIssue(cfg.origin_of(k) or main, k, m) for k, m in problems]
+    return [w for w in workflows if getattr(w, "active", True)], issues
 
 
 def load_checked(path: Path, templates: TemplateEngine | None = None) -> tuple[Config, list[Workflow]]:
     """Load and validate a config file, engine checks included; raises ConfigError with all issues."""
-    cfg = load_config(path)
+    try:
+        cfg, found = load_config(path), []
+    except ConfigError as exc:
+        if exc.partial is None:
+            raise
+        cfg, found = exc.partial, exc.issues  # what validated still goes through the engine's checks
     workflows, issues = compile_config(cfg, templates or TemplateEngine())
+    seen = {issue.key for issue in found}
+    issues = [*found, *(issue for issue in issues if issue.key not in seen)]
     if issues:
         raise ConfigError(issues)
     return cfg, workflows

@@ -5,7 +5,7 @@ runs), one supervised task per channel (restarted with backoff if it crashes), t
 watcher and the signal handler. SIGTERM stops the listeners, lets runs finish up to
 `shutdown_timeout`, and exits 0; whatever is left stays in the journal for the next start.
 
-The same class runs the children the main process starts (router/workers.py): an extra HTTP
+The same class runs the children the main process starts (router/ops/workers.py): an extra HTTP
 worker (`--worker N`: HTTP channel and dispatcher only) or a runner (`--runner N`: no listener,
 a dispatcher that claims pending work, woken by the doorbell).
 """
@@ -31,18 +31,20 @@ from engine.records import RecordStore
 from engine.runner import Engine
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
-from router import metrics, sources, systemd
+from router import sources
 from router.build import build_routes, load_checked, outbound_settings
-from router.deletions import JournalDeletionSink
-from router.dispatch import Dispatcher, DispatchSettings
-from router.doorbell import Doorbell, wait_for_runners
-from router.doorbell import listen as doorbell_listen
-from router.netutil import listen_socket, raise_fd_limit
-from router.shared_metrics import ENV as SHARED_DIR_ENV
+from router.dispatch.deletions import JournalDeletionSink
+from router.dispatch.dispatcher import Dispatcher, DispatchSettings
+from router.dispatch.doorbell import Doorbell, wait_for_runners
+from router.dispatch.doorbell import listen as doorbell_listen
+from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
+from router.ops import metrics, systemd
+from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
+from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
+from router.ops.supervise import supervise, tune_gc
+from router.ops.workers import WorkerPool, die_with_parent
 from router.storage import Storage, StorageUnavailable
 from router.storage import open_storage as open_store
-from router.supervise import supervise, tune_gc
-from router.workers import WorkerPool, die_with_parent
 
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
@@ -94,7 +96,7 @@ def http_settings(cfg: Config) -> HttpSettings:
 
 def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
     """One table of rate-limit buckets for all the HTTP processes of this node, in the node's
-    shared-memory directory (router/shared_metrics.py): the main process makes it afresh before
+    shared-memory directory (router/ops/shared_metrics.py): the main process makes it afresh before
     its workers start; they open it."""
     from channels.http.ratelimit import SharedRateLimits
 
@@ -127,6 +129,7 @@ class Daemon:
         self._state_version = -1.0
         self.tls_context: ssl.SSLContext | None = None  # [http] tls_cert: reloaded in place on SIGHUP
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
+        self.channels_up: dict[str, bool] = {}  # supervised channel -> serving now (/readyz)
 
     @property
     def is_main(self) -> bool:
@@ -154,16 +157,22 @@ class Daemon:
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("config error", problem=str(issue))
-            return 1
+            return EX_CONFIG
         cfg = self.cfg
         if cfg.http.tls_enabled and self.runner_index == 0:
-            from router import tls  # imports hypercorn: only where HTTP is served
+            from router.ops import tls  # imports hypercorn: only where HTTP is served
 
             try:
                 self.tls_context = tls.server_context(cfg.http)
             except (ssl.SSLError, OSError) as exc:
                 log.error("config error", problem=f"[http] tls_cert / tls_key / tls_client_ca: {exc}")
-                return 1
+                return EX_CONFIG
+        try:  # runners have no listener; only the main process runs SMTP and admin
+            http_sock = open_listeners(cfg, http=self.runner_index == 0, others=self.is_main)
+        except ListenError as exc:
+            log.error("cannot listen", error=str(exc))
+            self.storage.close()
+            return EX_UNAVAILABLE
         async with httpx.AsyncClient(timeout=30.0) as http_client:
             services = Services(
                 db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client
@@ -172,8 +181,7 @@ class Daemon:
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             self.dispatcher = Dispatcher(self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg))
             doorbell: Doorbell | None = None
-            http_sock = None
-            if self.runner_index == 0:  # runners import no listener code (a smaller process)
+            if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
 
                 from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
@@ -190,11 +198,11 @@ class Daemon:
                     on_ack=self._remember_ack,
                     limits=node_rate_limits(create=self.is_main),
                 )
-                http_sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1)
                 if cfg.router.runners > 0:
                     doorbell = Doorbell(db_path(cfg), cfg.router.runners)
                     self.dispatcher.hand_off = doorbell.ring
             self.metrics = metrics.attach(self)
+            services.on_call, services.on_retry = self.metrics.on_call, self.metrics.on_retry
             if self.is_main:
                 self.extra_channels = self._extra_channels()
                 if cfg.http.workers > 1 or cfg.router.runners > 0:
@@ -205,12 +213,13 @@ class Daemon:
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
                     if http_sock is not None:
-                        await nursery.start(supervise, "http", partial(self._serve_http, http_sock))
+                        await nursery.start(partial(supervise, "http", partial(self._serve_http, http_sock),
+                                                    up=self.channels_up))
                         nursery.start_soon(self._watch_state)
                     else:
                         nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
                     for name, run in self.extra_channels:
-                        await nursery.start(supervise, name, run)
+                        await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
                         if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):
@@ -239,7 +248,9 @@ class Daemon:
         channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
         from channels.smtp.server import run_smtp
         from router.admin import run_admin
-        from router.schedules import Scheduler  # the clock: reads self.cfg on every wake, so reloads apply
+        from router.schedules.scheduler import (
+            Scheduler,  # the clock: reads self.cfg on every wake, so reloads apply
+        )
 
         channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
         channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(lambda tx: tx.source_states()))))
@@ -248,7 +259,7 @@ class Daemon:
         return channels
 
     async def _run_retention(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from router.retention import run_retention
+        from router.dispatch.retention import run_retention
 
         task_status.started()
         def keep() -> float:
@@ -270,7 +281,7 @@ class Daemon:
         if self.tls_context is None:
             hc = HypercornConfig()
         else:
-            from router.tls import TlsConfig
+            from router.ops.tls import TlsConfig
 
             hc = TlsConfig(self.tls_context)
         hc.bind = [self.cfg.http.listen]
@@ -362,7 +373,7 @@ class Daemon:
             systemd.notify("READY=1")
             return [f"the journal could not record the new sources: {exc}"]
         if self.tls_context is not None and cfg.http.tls_enabled:
-            from router import tls
+            from router.ops import tls
 
             try:
                 tls.load(self.tls_context, cfg.http)  # new handshakes get the renewed certificate

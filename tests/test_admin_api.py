@@ -331,7 +331,7 @@ def test_openapi_describes_every_route() -> None:
     served = set()
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        if not (path.startswith("/api/") or path in ("/metrics", "/openapi.json", "/healthz")):
+        if not (path.startswith("/api/") or path in ("/metrics", "/openapi.json", "/healthz", "/readyz")):
             continue
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             served.add((path, method))

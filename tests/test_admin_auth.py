@@ -143,8 +143,8 @@ def test_admin_refuses_to_serve_without_token_on_a_public_address(tmp_path: Path
     cfg = tmp_path / "router.toml"
     cfg.write_text(f'[router]\ndata_dir = "{tmp_path}/var"\n\n[admin]\nlisten = "0.0.0.0:18181"\ntoken = ""\n')
     out = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(cfg)], capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 78  # EX_CONFIG
     assert "admin.token" in out.stderr and "loopback" in out.stderr
     serve = subprocess.run([sys.executable, "-m", "router.cli", "serve", "-c", str(cfg)], capture_output=True,
                            text=True, timeout=30)
-    assert serve.returncode == 1 and "admin.token" in serve.stderr
+    assert serve.returncode == 78 and "admin.token" in serve.stderr

@@ -112,7 +112,7 @@ DELETER = """
 import sys
 from pathlib import Path
 from engine.records import delete_with_sink
-from router.deletions import JournalDeletionSink
+from router.dispatch.deletions import JournalDeletionSink
 from router.storage import open_storage
 
 # What `router records delete TYPE ID` does, in a loop (a CLI process per delete costs a second).

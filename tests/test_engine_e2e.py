@@ -92,7 +92,7 @@ def test_retry_then_failed_then_replay_completes(router_factory) -> None:  # typ
         router.cli("replay", sid)
         done = router.wait_for(lambda: (s := signal())["status"] == "done" and s, timeout=20)
         assert done["runs"][-1]["status"] == "done"
-        records = router.cli("records", "list", "forwarded").stdout
+        records = router.cli("records", "list", "forwarded", "--json").stdout
         assert '"order": 77' in records and '"status": 200' in records
         # Replaying a signal that is not failed is refused with a clear message.
         again = router.cli("replay", "01NOPE", check=False)

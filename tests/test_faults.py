@@ -85,7 +85,7 @@ def test_sigkill_cycles_under_mixed_load_lose_nothing_and_run_once(
         )
         assert not report["problems"], "\n".join(report["problems"]) + "\n--- log ---\n" + router.log()[-3000:]
     # The CLI reads the same record store: one effect record per journaled signal.
-    listed = router.cli("records", "list", "effect", "--limit", "1000000").stdout
+    listed = router.cli("records", "list", "effect", "--limit", "1000000", "--json").stdout
     assert listed.count('"sid"') == report["records"] == report["journaled"]
 
 

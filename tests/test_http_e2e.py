@@ -155,11 +155,11 @@ def test_methods_and_unknown(router, urls) -> None:  # type: ignore[no-untyped-d
 def test_flexie_example_continue_sync(router, urls) -> None:  # type: ignore[no-untyped-def]
     r = httpx.post(urls["invoices"], json={"invoice_amount": 2500, "customer_email": "john@example.com"})
     assert r.status_code == 200 and r.json() == {"status": "received"}
-    notes = json.loads(router.cli("records", "list", "note").stdout)
+    notes = json.loads(router.cli("records", "list", "--json", "note").stdout)
     assert [n["body"] for n in notes] == ["Invoice raised: €2,500.00"]
     r = httpx.post(urls["invoices"], json={"invoice_amount": 10})
     assert r.json() == {"error": "email required"}
-    assert len(json.loads(router.cli("records", "list", "note").stdout)) == 1
+    assert len(json.loads(router.cli("records", "list", "--json", "note").stdout)) == 1
 
 
 def test_continue_without_respond_is_204(urls) -> None:  # type: ignore[no-untyped-def]

@@ -71,7 +71,7 @@ def test_urlencoded_post_redirects_303_and_journals(router, urls) -> None:  # ty
     sig = router.wait_for(lambda: [s for s in _signals(router, "forms.signup") if s["status"] == "done"])[0]
     assert sig["entity"]["name"] == "Ann Lee" and sig["entity"]["__channel"] == "forms"
     assert "website" not in sig["entity"]  # the empty honeypot is not part of the data
-    leads = json.loads(router.cli("records", "list", "lead").stdout)
+    leads = json.loads(router.cli("records", "list", "--json", "lead").stdout)
     assert [(x["name"], x["email"]) for x in leads] == [("Ann Lee", "ann@example.com")]
 
 

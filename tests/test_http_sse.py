@@ -284,7 +284,7 @@ def test_sse_client_disconnect_does_not_cancel_the_run(router, urls, sleeper) ->
     assert sleeper.called("/gone") == 1
     import json
 
-    survivors = json.loads(router.cli("records", "list", "survivor").stdout)
+    survivors = json.loads(router.cli("records", "list", "--json", "survivor").stdout)
     assert [s["signal"] for s in survivors] == [sig["id"]]
 
 

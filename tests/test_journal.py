@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from engine.entity import Entity
-from router.journal import Journal
+from router.dispatch.journal import Journal
 from router.storage import Storage, Tx, open_storage
 
 

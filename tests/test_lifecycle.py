@@ -124,7 +124,7 @@ def test_check_lists_every_mistake(tmp_path: Path) -> None:
         '[schedules.s]\ncron = "0 2 * * *"\nevery = "5m"\n'
     )
     out = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(cfg)], capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 78  # EX_CONFIG
     assert "http.listen" in out.stderr
     assert "endpoints.a.return_type" in out.stderr
     assert "schedules.s" in out.stderr

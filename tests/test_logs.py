@@ -23,7 +23,7 @@ import pytest
 import structlog
 from twilio.request_validator import RequestValidator
 
-from router import logs
+from router.ops import logs
 from tests.daemon import RouterProcess
 from tests.tools import need
 

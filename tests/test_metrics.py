@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.metrics import Metrics
+from router.ops.metrics import Metrics
 from tests.admin_support import TOKEN, Admin, demo_config
 
 RATE_LIMITED = """

@@ -74,3 +74,9 @@ def test_every_jwt_error_code_is_documented() -> None:
     assert {"token_expired", "token_not_yet_valid", "forbidden"} <= codes
     row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| JWT "))
     assert {code for code in codes if f'"{code}"' not in row} == set()
+
+
+def test_packaged_default_config_is_the_repos_router_toml() -> None:
+    """`router install-service` writes router/default.toml (shipped in the wheel); it must be the
+    router.toml this README documents and the test above serves."""
+    assert (ROOT / "router" / "default.toml").read_text() == (ROOT / "router.toml").read_text()

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from router.retention import id_cutoff
+from router.dispatch.retention import id_cutoff
 
 CONFIG = """
 [webhooks.in]

@@ -62,7 +62,7 @@ def test_every_second_runs_its_workflow_with_schedule_fields(router_factory) -> 
     router = router_factory(TICK.format(extra=""))
     rows = router.wait_for(lambda: (r := records(router, "tick")) and len(r) >= 4 and r, timeout=15, interval=0.5)
     router.stop()
-    rows = sorted(json.loads(router.cli("records", "list", "tick", "--limit", "1000").stdout),
+    rows = sorted(json.loads(router.cli("records", "list", "--json", "tick", "--limit", "1000").stdout),
                   key=lambda r: r["scheduled_for"])
     assert {r["name"] for r in rows} == {"tick"}
     slots = [ts(r["scheduled_for"]) for r in rows]

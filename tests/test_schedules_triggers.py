@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config import ScheduleConfig
-from router.schedule_triggers import after, build_trigger, local_iso, plan, slot_key, upcoming
+from router.schedules.triggers import after, build_trigger, local_iso, plan, slot_key, upcoming
 
 TIRANE = ZoneInfo("Europe/Tirane")
 # 2026 in Europe/Tirane: Sunday 29 March 02:00 CET -> 03:00 CEST (02:00-02:59 does not exist);

@@ -16,8 +16,9 @@ import trio
 import trio.testing
 
 from config import Config, ScheduleConfig
-from router import schedules, sources
-from router.schedules import Firing, LeaseLost, Scheduler
+from router import sources
+from router.schedules import scheduler as schedules
+from router.schedules.scheduler import Firing, LeaseLost, Scheduler
 from router.storage import Tx
 from router.storage.sqlite import schema
 from router.storage.sqlite.tx import SqliteTx

@@ -133,7 +133,7 @@ def test_hostile_content_in_accepted_mail_stays_data(router: RouterProcess, tmp_
     assert result.returncode == 0, result.stdout + result.stderr
 
     def stored() -> list[dict[str, str]]:
-        rows = json.loads(router.cli("records", "list", "mail", "--limit", "1000").stdout)
+        rows = json.loads(router.cli("records", "list", "--json", "mail", "--limit", "1000").stdout)
         return [r for r in rows if r["subject"] == subject]
 
     rows = router.wait_for(stored, timeout=20, interval=0.3)

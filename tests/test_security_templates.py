@@ -123,7 +123,7 @@ def test_payloads_in_every_place_come_back_literally(router: RouterProcess, urls
             assert r.json() == {"copy": payload, "shout": payload.upper(), "keys": [payload]}
     # Nothing was evaluated, so nothing was slow (a real 10**8 loop or range takes far longer).
     assert time.monotonic() - started < 60
-    notes = json.loads(router.cli("records", "list", "note", "--limit", "1000").stdout)
+    notes = json.loads(router.cli("records", "list", "--json", "note", "--limit", "1000").stdout)
     assert sorted(n["body"] for n in notes) == sorted(PAYLOADS)
     assert all(n["key"] == n["body"] and n["shout"] == n["body"].upper() for n in notes)
     journaled = [e["name"] for e in journal_entities(router, "endpoints.echo")]

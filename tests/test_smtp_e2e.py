@@ -56,7 +56,7 @@ def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
 
 
 def records(router: RouterProcess, mailer: str) -> list[dict[str, str]]:
-    rows = json.loads(router.cli("records", "list", "mail").stdout)
+    rows = json.loads(router.cli("records", "list", "--json", "mail").stdout)
     return [r for r in rows if r.get("mailer") == mailer]
 
 

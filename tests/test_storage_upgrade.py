@@ -86,7 +86,10 @@ def test_a_data_dir_from_c6e79dd_upgrades_in_place(tmp_path: Path) -> None:
 
     # The daemon on the same config: old URLs and keys still answer, the deactivated form stays off,
     # and the schedule carries on after its cursor, one signal per slot.
-    router = RouterProcess(tmp_path, (LEGACY / "config.toml").read_text())
+    # The config the old daemon ran, with SPEC §8's later rename: a record step names its record
+    # in `record_id` (`id` is the step's own name). The data dir is what must carry over as is.
+    config = (LEGACY / "config.toml").read_text().replace('id = "no-such-note"', 'record_id = "no-such-note"')
+    router = RouterProcess(tmp_path, config)
     router.start()
     try:
         src = {(s["kind"], s["name"]): s for s in expected["sources"]}

@@ -6,7 +6,7 @@ from typing import Any
 
 import trio
 
-from router.supervise import supervise
+from router.ops.supervise import supervise
 
 
 async def test_channel_failing_before_it_listens_is_retried_and_then_reports_started(autojump_clock: Any) -> None:

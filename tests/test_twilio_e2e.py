@@ -79,7 +79,7 @@ def post(router: RouterProcess, path: str, params: dict[str, str], *, signed_url
 
 
 def records(router: RouterProcess, kind: str) -> list[dict[str, Any]]:
-    return json.loads(router.cli("records", "list", kind).stdout)
+    return json.loads(router.cli("records", "list", "--json", kind).stdout)
 
 
 def as_list(value: Any) -> Any:

@@ -14,3 +14,13 @@ def need(available: bool, reason: str) -> None:
     if os.environ.get("ROUTER_CI"):
         pytest.fail(f"CI must have this: {reason}")
     pytest.skip(reason)
+
+
+def need_tool(command: str, package: str) -> str:
+    """The path of `command`, from the Debian `package` that .ci/run installs."""
+    import shutil
+
+    path = shutil.which(command)
+    need(path is not None, f"{command} not installed (Debian package {package})")
+    assert path is not None
+    return path

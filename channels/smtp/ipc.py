@@ -5,6 +5,8 @@ Worker → daemon:
     {"t": "ready"}                                   listening with the first config applied
     {"t": "deliver", "n": SEQ, "batch": [ENTITY…], "info": {…}}   journal these, one per mailbox
     {"t": "log", "level": 20, "logger": "router.smtp", "msg": "…"}
+    {"t": "sessions", "n": 3}                        open SMTP sessions
+    {"t": "refused", "reason": "no_such_mailbox"}    a command refused (counted by the daemon)
 Daemon → worker:
     {"t": "config", "smtp": {[smtp] as JSON}, "mailboxes": [{"name", "address", "active"}…], "log_level": 20}
     {"t": "result", "n": SEQ, "results": [{"ok": true, "signal_id", "duplicate"} | {"ok": false, "error"}…]}

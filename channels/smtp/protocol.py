@@ -202,6 +202,9 @@ class RouterSMTP(SMTP):
             return  # the connection went away mid-transfer
         if too_big:
             self._set_post_data_state()
+            refused = getattr(getattr(self.event_handler, "worker", None), "refused", None)
+            if refused is not None:
+                refused("too_large")
             await self.push(f"552 5.3.4 Error: message exceeds the size limit of {self.data_size_limit} bytes")
             return
         self.envelope.content = content

@@ -78,6 +78,7 @@ class SmtpBridge:
         self._outbox: list[bytes] = []
         self._wake = trio.Event()
         self.on_sessions: Callable[[int], None] | None = None  # open SMTP sessions, for metrics
+        self.on_refused: Callable[[str], None] | None = None  # a refused command's reason, for metrics
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.append(pack(message))
@@ -110,6 +111,8 @@ class SmtpBridge:
                             self.ready.set()
                         elif kind == "sessions" and self.on_sessions is not None:
                             self.on_sessions(int(message.get("n", 0)))
+                        elif kind == "refused" and self.on_refused is not None:
+                            self.on_refused(str(message.get("reason", "unknown"))[:40])
                 nursery.cancel_scope.cancel()
         finally:
             self.closed.set()
@@ -220,6 +223,7 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
     metrics = getattr(host, "metrics", None)
     if metrics is not None:
         bridge.on_sessions = metrics.smtp_sessions.set
+        bridge.on_refused = metrics.smtp_refused
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bridge.serve)

@@ -140,11 +140,16 @@ class Worker:
         self.files_dir = Path(message["files_dir"])
         logging.getLogger().setLevel(message.get("log_level", logging.INFO))
 
+    def refused(self, reason: str) -> None:
+        """Tell the main process (it keeps the metrics): a command refused, and why."""
+        self.link.send({"t": "refused", "reason": reason})
+
     def protocol(self) -> asyncio.Protocol:
         limits = self.limits
         if len(self.connections.open) >= limits.max_connections:
             log.warning("smtp connection refused", open=len(self.connections.open), limit=limits.max_connections,
                         _throttle=("smtp", "connection", "max_connections"))
+            self.refused("too_many_connections")
             return Busy(limits.hostname)
         return RouterSMTP(self.handler, limits, self.connections)
 
@@ -167,14 +172,18 @@ class MailHandler:
         self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= smtp.limits.max_recipients:
+            self.worker.refused("too_many_recipients")
             return f"452 4.5.3 Error: too many recipients (at most {smtp.limits.max_recipients})"
         if smtp.last_routing is not None:
             # Even where a catch-all would take the local part: this is how relays get abused.
             _refused_rcpt(address, "routing", _peer(session))
+            self.worker.refused("relay")
             return f"553 5.7.1 <{address}>: Recipient address rejected: {smtp.last_routing} is not accepted (no relaying)"
         found = self.worker.mailboxes.resolve(address)
         if not found.accepted:
             peer = _peer(session)
+            self.worker.refused("mailbox_disabled" if found.inactive else "no_such_mailbox" if found.local_domain
+                                else "relay")
             if found.inactive:
                 _refused_rcpt(address, "disabled", peer)
                 return f"550 5.2.1 <{address}>: Recipient address rejected: mailbox disabled"
@@ -197,9 +206,11 @@ class MailHandler:
             email = await self.worker.parse(raw, received_at)
         except OSError as exc:
             log.error("smtp cannot store attachments", error=str(exc))
+            self.worker.refused("storage_error")
             return "451 4.3.0 Error: cannot store the message right now, try again later"
         except Exception:
             log.exception("smtp message parsing failed", peer=peer)
+            self.worker.refused("parse_error")
             return "451 4.3.0 Error: local error in processing"
         # Without a Message-ID the content hash deduplicates, so a retry never runs twice.
         key = (email["message_id"] or f"sha256:{hashlib.sha256(raw).hexdigest()}")[:256]
@@ -221,7 +232,11 @@ class MailHandler:
             results = await self.worker.link.deliver(batch, info)
         except LinkClosed:
             return "421 4.3.2 Service shutting down, try again later"
-        return status(results)
+        answer = status(results)
+        if not answer.startswith("250"):
+            self.worker.refused("shutting_down" if answer.startswith("421") else
+                                "overloaded" if "too busy" in answer else "journal_unavailable")
+        return answer
 
 
 def status(results: list[dict[str, Any]]) -> str:
@@ -243,7 +258,7 @@ def _refused_rcpt(address: str, reason: str, peer: str) -> None:
 
 def configure_forwarding() -> None:
     """structlog hands records to the stdlib unrendered: LinkLogHandler ships them to the
-    daemon, which renders them in its own format (router/logs.py)."""
+    daemon, which renders them in its own format (router/ops/logs.py)."""
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

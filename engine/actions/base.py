@@ -33,6 +33,9 @@ class Services:
     deletions: DeletionSink | None = None
     outbound: OutboundSettings | None = None
     http: Any = None  # an httpx.AsyncClient shared by webhook steps (created by the runner's owner)
+    # Observers for the owner's metrics: one outbound call (kind, outcome, seconds), one retry (kind).
+    on_call: Callable[[str, str, float], None] | None = None
+    on_retry: Callable[[str], None] | None = None
 
 
 @dataclass

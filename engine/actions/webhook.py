@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import httpx
 import trio
 
+from config.units import parse_duration
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
 from engine.actions.webhook_answer import retry_after, send_once
 
@@ -110,6 +112,17 @@ def default_idempotency_key(ctx: ActionContext) -> str:
 _KEY_SAFE = "-._~[]"  # brackets: a for_each element, `post[3]`
 
 
+def _literal_duration(key: str, value: Any) -> tuple[float | None, str | None]:
+    """A literal time option: seconds, or a duration like "40s", "1m30s", "250ms" (as every
+    time in the config takes)."""
+    if value is None or _is_template(value):
+        return None, None
+    try:
+        return parse_duration(value), None
+    except ValueError as exc:
+        return None, f"webhook: {key}: {exc}"
+
+
 def _literal_number(key: str, value: Any, *, integer: bool = False) -> tuple[float | None, str | None]:
     """Check a literal (non-template) numeric option; returns (value, problem)."""
     if value is None or _is_template(value):
@@ -135,16 +148,17 @@ def _as_text(ctx: ActionContext, value: Any) -> str:
     return str(value)
 
 
-def _number(ctx: ActionContext, key: str, value: Any, default: float) -> float:
+def _number(ctx: ActionContext, key: str, value: Any, default: float, *, duration: bool = False) -> float:
     if value is None:
         return default
     text = _as_text(ctx, value).strip()
     if text == "":
         return default
     try:
-        number = float(text)
+        number = parse_duration(text) if duration else float(text)
     except ValueError:
-        raise ActionError(f"webhook: {key} must be a number, got {text!r}", retryable=False) from None
+        kind = "a duration (30, \"30s\", \"1m\")" if duration else "a number"
+        raise ActionError(f"webhook: {key} must be {kind}, got {text!r}", retryable=False) from None
     if not math.isfinite(number) or number < 0:
         raise ActionError(f"webhook: {key} must be a non-negative number, got {text!r}", retryable=False)
     return number
@@ -160,6 +174,11 @@ def _form_value(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [json.dumps(value, separators=(",", ":"), default=str)]
     return [str(value)]
+
+
+def _observe(services: Any, outcome: str, started: float) -> None:
+    if services.on_call is not None:
+        services.on_call("webhook", outcome, time.perf_counter() - started)
 
 
 @asynccontextmanager
@@ -209,7 +228,7 @@ class Webhook(Action):
             problems.append('webhook: form must be a table of field = "value"')
         if options.get("body") is not None and not isinstance(options["body"], str):
             problems.append("webhook: body must be a string (use json = { ... } for structured data)")
-        timeout, problem = _literal_number("timeout", options.get("timeout"))
+        timeout, problem = _literal_duration("timeout", options.get("timeout"))
         if problem:
             problems.append(problem)
         elif timeout is not None and timeout <= 0:
@@ -225,7 +244,7 @@ class Webhook(Action):
         elif key is True or (isinstance(key, str) and not key.strip()):
             problems.append('webhook: idempotency_key is a template such as "{{ __data.delivery_id }}", '
                             "or false to send none (leave it out for the default)")
-        backoff, problem = _literal_number("retry_backoff", options.get("retry_backoff"))
+        backoff, problem = _literal_duration("retry_backoff", options.get("retry_backoff"))
         if problem:
             problems.append(problem)
         elif backoff is not None and backoff < 0:
@@ -317,33 +336,40 @@ class Webhook(Action):
         content, content_type = self._encode_body(options, ctx)
         if content_type and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = content_type
-        timeout = _number(ctx, "timeout", options.get("timeout"), DEFAULT_TIMEOUT)
+        timeout = _number(ctx, "timeout", options.get("timeout"), DEFAULT_TIMEOUT, duration=True)
         if timeout <= 0:
             raise ActionError("webhook: timeout must be more than 0 seconds", retryable=False)
         retries = int(_number(ctx, "retries", options.get("retries"), 0))
         retries = min(retries, MAX_RETRIES)
-        backoff = _number(ctx, "retry_backoff", options.get("retry_backoff"), DEFAULT_BACKOFF)
+        backoff = _number(ctx, "retry_backoff", options.get("retry_backoff"), DEFAULT_BACKOFF, duration=True)
         label = f"webhook {method} {shown_url}"
 
         attempt = 0
-        async with _client(ctx.services.http) as client:
+        services = ctx.services
+        async with _client(services.http) as client:
             while True:
                 attempt += 1
                 last = attempt > retries
                 delay = min(backoff * (2 ** (attempt - 1)), MAX_BACKOFF)
+                started = time.perf_counter()
                 try:
                     stored = await send_once(client, method, url, headers, content, timeout)
                 except trio.TooSlowError:
+                    _observe(services, "timeout", started)
                     problem = f"{label}: no complete answer within {timeout:g}s"
                 except httpx.TimeoutException as exc:
+                    _observe(services, "timeout", started)
                     problem = f"{label}: timed out ({type(exc).__name__})"
                 except (httpx.TransportError, OSError) as exc:
+                    _observe(services, "connection_error", started)
                     problem = f"{label}: connection failed ({type(exc).__name__}: {_scrub(exc, url)})"
                 except httpx.HTTPError as exc:  # e.g. too many redirects, an invalid URL
+                    _observe(services, "error", started)
                     detail = f"{type(exc).__name__}: {_scrub(exc, url)}"
                     raise ActionError(f"{label}: {detail}", retryable=False) from None
                 else:
                     status = stored["status"]
+                    _observe(services, "ok" if stored["ok"] else f"http_{status // 100}xx", started)
                     if stored["ok"]:
                         output = {"method": method, "url": shown_url, "status": status, "attempts": attempt,
                                   "idempotency_key": idempotency_key}
@@ -361,6 +387,8 @@ class Webhook(Action):
                     if after is not None:
                         delay = after
                     ctx.log("warning", f"{label}: HTTP {status}, retry {attempt}/{retries} in {delay:.2f}s")
+                    if services.on_retry is not None:
+                        services.on_retry("webhook")
                     await trio.sleep(delay)
                     continue
                 if last:
@@ -368,4 +396,6 @@ class Webhook(Action):
                         problem += f" after {attempt} attempts"
                     raise ActionError(problem, retryable=True)
                 ctx.log("warning", f"{problem}; retry {attempt}/{retries} in {delay:.2f}s")
+                if services.on_retry is not None:
+                    services.on_retry("webhook")
                 await trio.sleep(delay)

@@ -18,11 +18,12 @@ import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
-from router import schedules, sources
+from router import sources
 from router.admin import queries
 from router.admin.core import Admin
-from router.deletions import JournalDeletionSink
-from router.metrics import CONTENT_TYPE
+from router.dispatch.deletions import JournalDeletionSink
+from router.ops.metrics import CONTENT_TYPE
+from router.schedules import scheduler as schedules
 from router.storage import Tx
 
 OPENAPI = Path(__file__).with_name("openapi.json")

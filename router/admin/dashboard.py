@@ -16,7 +16,6 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 from quart import Response, g, redirect, render_template, request
 from quart_trio import QuartTrio
 
-from router import schedules
 from router.admin import queries
 from router.admin.auth import (
     SESSION_COOKIE,
@@ -28,6 +27,7 @@ from router.admin.auth import (
     token_matches,
 )
 from router.admin.core import Admin
+from router.schedules import scheduler as schedules
 
 STATUSES = ("pending", "running", "done", "failed")
 

@@ -4,6 +4,7 @@ run as a supervised channel in the daemon's nursery."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from werkzeug.exceptions import HTTPException
 from router.admin import api, dashboard
 from router.admin.auth import CSRF_HEADER
 from router.admin.core import MUTATING, Admin
-from router.netutil import listen_socket
+from router.admin.health import Readiness
+from router.ops.netutil import listen_socket
+from router.version import version
 
 log = structlog.get_logger("router.admin")
 
 HERE = Path(__file__).parent
-PUBLIC = ("/healthz", "/openapi.json", "/login", "/static/")
+PUBLIC = ("/healthz", "/readyz", "/openapi.json", "/login", "/static/")
 MAX_BODY = 1024 * 1024
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -97,7 +100,15 @@ def create_app(daemon: Any) -> QuartTrio:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok"}
+        """Liveness: the event loop answers. Restart the daemon only when this fails."""
+        return {"status": "ok", "version": version(), "uptime_s": round(time.time() - admin.started, 1)}
+
+    readiness = Readiness(daemon)
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        ready, body = await readiness.check()
+        return body, 200 if ready else 503
 
     api.register(app, admin)
     dashboard.register(app, admin)
@@ -120,7 +131,7 @@ async def run_admin(daemon: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED)
     if not cfg.token:
         log.warning("admin has no token: anyone on this host can use it", listen=cfg.listen)
     app = create_app(daemon)
-    sock = listen_socket(cfg.listen)
+    sock = listen_socket(cfg.listen, setting="admin.listen")
     hc = HypercornConfig()
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")

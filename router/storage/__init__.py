@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from router.storage.base import Storage, StorageUnavailable, Tx
+from router.storage.base import Storage, StorageError, StorageUnavailable, Tx
 
 
 def open_storage(path: Path, *, synchronous: str = "FULL") -> Storage:
@@ -36,4 +36,4 @@ def open_postgres(url: str, *, pool_size: int = 4, statement_timeout: float = 30
     return storage
 
 
-__all__ = ["Storage", "StorageUnavailable", "Tx", "open_postgres", "open_storage"]
+__all__ = ["Storage", "StorageError", "StorageUnavailable", "Tx", "open_postgres", "open_storage"]

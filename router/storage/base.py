@@ -64,6 +64,10 @@ class Tx(RecordTx):
     def now(self) -> float:
         """Wall-clock epoch seconds: the one clock every lease and expiry is compared against."""
 
+    @abstractmethod
+    def health_touch(self, key: str) -> None:
+        """Rewrite one small row: `/readyz` commits it to prove the store takes writes now."""
+
     # -- journal: append, claim, settle -----------------------------------------------------------
 
     @abstractmethod

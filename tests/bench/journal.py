@@ -17,7 +17,7 @@ from pathlib import Path
 import trio
 
 from engine.entity import Entity
-from router.journal import Journal
+from router.dispatch.journal import Journal
 from router.storage import open_storage
 
 MODES = {

@@ -152,7 +152,7 @@ def scheduler_alone(tmp: Path, seconds: float, fast: int) -> tuple[float, float]
 
     from config import load_config
     from router import sources
-    from router.schedules import Scheduler
+    from router.schedules.scheduler import Scheduler
     from router.storage import open_storage
 
     path = tmp / f"alone{fast}.toml"

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from router.schedule_store import register
+from router.schedules.store import register
 from router.storage import Storage
 from tests.storage_contract import workers
 from tests.storage_contract.conftest import Backend, run_processes

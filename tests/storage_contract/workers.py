@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.entity import Entity
-from router.schedule_store import Firing, acquire_lease, fire
+from router.schedules.store import Firing, acquire_lease, fire
 from router.storage import Tx
 from router.storage.base import LeaseLost
 from tests.storage_contract.backends import open_backend

@@ -135,6 +135,8 @@ CREATE TABLE records (
     PRIMARY KEY (type, id)
 );
 CREATE INDEX records_fields ON records USING gin (fields jsonb_path_ops);
+
+CREATE TABLE health (key text PRIMARY KEY, at double precision NOT NULL);  -- /readyz proves writes work
 """
 
 # Each entry takes the schema from version i to i + 1. Append only; never edit a released one.

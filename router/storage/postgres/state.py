@@ -23,6 +23,10 @@ class PgState:
     def now(self) -> float:
         raise NotImplementedError  # PgTx.now
 
+    def health_touch(self, key: str) -> None:
+        self.conn.execute("INSERT INTO health (key, at) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET at = excluded.at",
+                          (key, self.now()))
+
     # -- sources ----------------------------------------------------------------------------------------
 
     def source_add(self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None,

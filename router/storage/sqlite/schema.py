@@ -108,6 +108,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE signals ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     DROP TABLE IF EXISTS meta
     """,
+    # 3: one row per prober, rewritten by /readyz to prove a commit reaches the disk.
+    """
+    CREATE TABLE IF NOT EXISTS health (key TEXT PRIMARY KEY, at REAL NOT NULL)
+    """,
 ]
 VERSION = len(MIGRATIONS)
 

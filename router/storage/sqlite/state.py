@@ -7,6 +7,7 @@ processes (or, later, two nodes) racing on a row cannot both win.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from router.storage.base import LeaseLost
 from router.storage.rows import LeaseHolder, ScheduleState, SourceState
@@ -22,6 +23,9 @@ class SqliteState:
 
     def now(self) -> float:
         raise NotImplementedError  # SqliteJournal.now, via SqliteTx
+
+    def health_touch(self, key: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO health (key, at) VALUES (?, ?)", (key, time.time()))
 
     # -- sources ----------------------------------------------------------------------------------------
 

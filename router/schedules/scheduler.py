@@ -38,7 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from config import Config, ScheduleConfig
 from router import sources
-from router.schedule_store import (
+from router.schedules.store import (
     SLOT_RETENTION,
     Fired,
     Firing,
@@ -49,7 +49,7 @@ from router.schedule_store import (
     make_owner,
     register,
 )
-from router.schedule_triggers import (
+from router.schedules.triggers import (
     after,
     build_trigger,
     definition,
@@ -63,8 +63,7 @@ from router.schedule_triggers import (
 from router.storage import Storage, StorageUnavailable, Tx
 
 __all__ = [
-    "Fired", "Firing", "LeaseLost", "Scheduler", "State", "acquire_lease", "definition", "describe", "fire",
-    "format_table", "register",
+    "Fired", "Firing", "LeaseLost", "Scheduler", "State", "acquire_lease", "definition", "describe", "fire", "register",
 ]
 
 log = structlog.get_logger("router.schedules")
@@ -332,16 +331,3 @@ def describe(cfg: Config, tx: Tx, now: float | None = None, count: int = 3) -> l
             item["last_signal_id"] = state.last_signal_id
         out.append(item)
     return out
-
-
-def format_table(items: list[dict[str, Any]]) -> str:
-    """`router schedules` without --json: one line per schedule."""
-    lines = []
-    for item in items:
-        spec = {"cron": lambda i: f'cron "{i["cron"]}"', "every": lambda i: f"every {i['every']:g}s",
-                "at": lambda i: f"at {i['at']}"}[item["kind"]](item)
-        state = "active" if item["active"] else "inactive"
-        nexts = ", ".join(item["next"]) or "-"
-        last = f"  last {item['last_slot']}" if item["last_slot"] else ""
-        lines.append(f"{item['name']:<20} {spec:<24} {item['timezone']:<16} {state:<8} next {nexts}{last}")
-    return "\n".join(lines) if lines else "no schedules configured"

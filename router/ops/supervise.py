@@ -15,32 +15,42 @@ log = structlog.get_logger("router.daemon")
 
 
 class _StartOnce:
-    """Forwards `started()` to the nursery once, whichever attempt of a channel gets there."""
+    """Forwards `started()` to the nursery once, whichever attempt of a channel gets there, and
+    marks the channel up in `up` on every attempt that gets there (read by /readyz)."""
 
-    def __init__(self, task_status: Any) -> None:
+    def __init__(self, task_status: Any, name: str, up: dict[str, bool]) -> None:
         self.task_status = task_status
         self.done = False
+        self.name = name
+        self.up = up
 
     def started(self, value: Any = None) -> None:
+        self.up[self.name] = True
         if not self.done:
             self.done = True
             self.task_status.started(value)
 
 
-async def supervise(name: str, run: Callable[..., Awaitable[None]], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def supervise(name: str, run: Callable[..., Awaitable[None]], *, up: dict[str, bool] | None = None,
+                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run a channel; if it crashes, log it and start it again with backoff.
 
     A channel that fails before it is listening is retried too, and the daemon reports ready
-    only once it listens (every attempt gets the same start signal).
+    only once it listens (every attempt gets the same start signal). `up[name]` says whether
+    the channel is serving now: False from a crash until its next attempt has started.
     """
-    status = _StartOnce(task_status)
+    up = {} if up is None else up
+    up[name] = False
+    status = _StartOnce(task_status, name, up)
     delay = 0.5
     while True:
         started_at = time.monotonic()
         try:
             await run(task_status=status)
+            up[name] = False
             return
         except Exception:
+            up[name] = False
             log.exception("channel crashed", channel=name, restart_in_s=round(delay, 3))
         await trio.sleep(delay)
         delay = 0.5 if time.monotonic() - started_at > 60 else min(delay * 2, 30.0)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import structlog
 
 from engine.entity import Entity
-from router.schedule_triggers import local_iso, slot_key
+from router.schedules.triggers import local_iso, slot_key
 from router.storage.base import LeaseLost, Tx
 from router.storage.rows import ScheduleState
 

@@ -2,7 +2,7 @@
 
 Served at `/metrics` on the admin listener of the main process. Under `router serve` every
 process of the daemon (main, HTTP workers, runners) writes its values to a shared directory and
-`/metrics` sums them (router/shared_metrics.py). What is counted where:
+`/metrics` sums them (router/ops/shared_metrics.py). What is counted where:
 
 * `router_signals_total{channel,source,outcome,status}`: one per arrival. `outcome` is
   `accepted` (journaled), `duplicate` (an idempotency repeat: acknowledged, not run),
@@ -18,6 +18,18 @@ process of the daemon (main, HTTP workers, runners) writes its values to a share
   `router_journal_signals{status}`: read at scrape time.
 * `router_smtp_sessions`: open SMTP sessions (`Metrics.smtp_session_opened/closed`).
 * `router_rate_limited_total{source}`, `router_overloaded_total{channel}`.
+* `router_refused_total{channel,reason}`: requests refused before the journal, by reason
+  (HTTP: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `too_large`, `rate_limited`,
+  `overloaded`, `journal_unavailable`, …; SMTP, counted in its worker process and reported over
+  its link: `no_such_mailbox`, `relay`, `mailbox_disabled`, `too_many_recipients`, `too_large`,
+  `too_many_connections`, `overloaded`, `journal_unavailable`, …).
+* `router_outbound_calls_total{kind,outcome}` / `router_outbound_call_seconds{kind}`: each
+  webhook step's HTTP attempt (`ok`, `http_4xx`, `http_5xx`, `timeout`, `connection_error`,
+  `error`), from the request to the whole answer read.
+* `router_retries_total{kind}`: `webhook` (a step's attempt again within one run) and `signal`
+  (a failed run scheduled for another attempt).
+* `router_build_info{version,python}` (always 1) and prometheus-client's process collector
+  (`process_resident_memory_bytes`, `process_open_fds`, CPU, start time) for the main process.
 
 Channels may not import `router` (dependencies point router → channels → engine), so the HTTP
 channel gets an observer object (`HttpObserver`) and the SMTP channel reaches these functions
@@ -26,6 +38,7 @@ through the daemon it is handed (`host.metrics`).
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -37,6 +50,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -45,8 +59,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from channels.http.asgi import loggable_path
-from router import logs
-from router.shared_metrics import is_shared
+from router.ops import logs
+from router.ops.shared_metrics import is_shared
+from router.version import version
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -93,6 +108,23 @@ class _ScrapeCollector(Collector):
         yield by_status
 
 
+class _BuildInfo(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        info = GaugeMetricFamily("router_build_info", "The running router's version (always 1)",
+                                 labels=["version", "python"])
+        info.add_metric([version(), platform.python_version()], 1)
+        yield info
+
+
+# HTTP statuses of refusals -> the reason counted (a 503's reason comes from the request).
+REFUSAL_REASONS = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    408: "timeout", 409: "conflict", 411: "length_required", 413: "too_large", 415: "unsupported_media_type",
+    422: "unprocessable", 429: "rate_limited", 431: "headers_too_large", 500: "internal_error",
+    503: "unavailable",
+}
+
+
 class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # no `*_created` series: they double the output and nobody graphs them
@@ -130,12 +162,31 @@ class Metrics:
         self.admin_actions = Counter(
             "router_admin_actions", "Mutating admin API calls", ["action", "result"], registry=r
         )
+        self.refused = Counter(
+            "router_refused", "Requests refused before the journal, by channel and reason", ["channel", "reason"],
+            registry=r,
+        )
+        self.outbound_calls = Counter(
+            "router_outbound_calls", "Outbound calls by workflow steps (each attempt), by outcome",
+            ["kind", "outcome"], registry=r,
+        )
+        self.outbound_seconds = Histogram(
+            "router_outbound_call_seconds", "Outbound call duration (request to the whole answer read)",
+            ["kind"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.retries = Counter(
+            "router_retries", "Retries: a webhook step's attempt again, a signal scheduled for another run",
+            ["kind"], registry=r,
+        )
         self._scrape: _ScrapeCollector | None = None
         # What /metrics shows: this process's registry, or every process's values (shared_metrics).
         self.exposed = r
         if is_shared():
             self.exposed = CollectorRegistry(auto_describe=True)
             MultiProcessCollector(self.exposed)
+        # Not summed across processes: these describe the process that serves /metrics.
+        self.exposed.register(_BuildInfo())
+        ProcessCollector(registry=self.exposed)
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -174,6 +225,19 @@ class Metrics:
 
     def on_run(self, workflow: str, status: str, seconds: float) -> None:
         self.run_duration.labels(workflow, status).observe(seconds)
+
+    def on_call(self, kind: str, outcome: str, seconds: float) -> None:
+        """`Services.on_call`: one outbound attempt of a workflow step."""
+        self.outbound_calls.labels(kind, outcome).inc()
+        self.outbound_seconds.labels(kind).observe(seconds)
+
+    def on_retry(self, kind: str) -> None:
+        """`Services.on_retry` (webhook) and `Dispatcher.on_retry` (signal)."""
+        self.retries.labels(kind).inc()
+
+    def smtp_refused(self, reason: str) -> None:
+        """The SMTP bridge: its worker refused a command (the reason comes over the link)."""
+        self.refused.labels("smtp", reason).inc()
 
     def smtp_session_opened(self) -> None:
         """For the SMTP channel (thread-safe): a client connected."""
@@ -220,6 +284,11 @@ class HttpObserver:
                 method=request.method, path=loggable_path(request.path), remote=request.client,
                 request_id=request.request_id,
             )
+            reason = REFUSAL_REASONS.get(status, f"http_{status}")
+            if status == 503:
+                reason = "overloaded" if request.extra.get("overloaded") or note.outcome == "overloaded" else (
+                    "journal_unavailable" if note.outcome == "journal_unavailable" else reason)
+            m.refused.labels(channel or "http", reason).inc()
         if channel is None:
             return  # /healthz, /readyz, unknown paths: not an arrival
         if request.extra.get("overloaded"):
@@ -245,6 +314,7 @@ def attach(daemon: Any) -> Metrics:
     daemon.storage.on_commit = m.on_commit
     daemon.dispatcher.on_submit = m.on_submit
     daemon.dispatcher.on_run = m.on_run
+    daemon.dispatcher.on_retry = m.on_retry
     if daemon.http is not None:  # runner processes have no listener
         daemon.http.observer = m.http_observer()
 

@@ -73,6 +73,11 @@ def _bound(address: str) -> bool:
     return True
 
 
+def runner_listening(db_path: Path, index: int) -> bool:
+    """Whether runner `index` is up: it binds its doorbell once it is ready to run."""
+    return _bound(runner_address(db_path, index))
+
+
 async def wait_for_runners(db_path: Path, runners: int, timeout: float) -> bool:
     """True once every runner listens for its doorbell (it binds only when it is ready to run),
     so that the daemon reports ready with its runners up; False after `timeout`."""

@@ -29,7 +29,7 @@ from engine.ports import Reply
 from engine.runner import Engine, RunResult
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
-from router.journal import Journal
+from router.dispatch.journal import Journal
 from router.storage import Storage, StorageUnavailable, Tx
 from router.storage.rows import RUNNING, ClaimRef, Run, Signal
 
@@ -91,6 +91,7 @@ class Dispatcher:
         # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
         self.on_submit: Callable[[str, str, str, float], None] | None = None
         self.on_run: Callable[[str, str, float], None] | None = None
+        self.on_retry: Callable[[str], None] | None = None  # a signal scheduled for another attempt
         # Set in listening processes when runner processes exist: wakes them (see module doc).
         self.hand_off: Callable[[], None] | None = None
 
@@ -328,6 +329,8 @@ class Dispatcher:
                 delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
                 status, retry_in = "pending", delay
                 log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
+                if self.on_retry is not None:
+                    self.on_retry("signal")
             else:
                 status = "failed"
                 log.warning("failed", signal_id=signal.id, attempts=attempt, error=error)
