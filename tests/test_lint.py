@@ -40,7 +40,7 @@ def test_import_contracts_hold() -> None:
 @pytest.mark.parametrize(("module", "line", "broken"), [
     ("router/admin/api.py", "import sqlite3", "only the storage backend"),
     ("channels/http/app.py", "import sqlite_utils", "only the storage backend"),
-    ("router/dispatch.py", "import psycopg", "only the storage backend (router.storage.postgres)"),
+    ("router/dispatch/dispatcher.py", "import psycopg", "only the storage backend (router.storage.postgres)"),
     ("engine/runner.py", "import channels.intake", "router -> channels -> engine"),
     ("config/schema.py", "from router import journal", "router -> channels -> engine"),
 ])
