@@ -43,7 +43,7 @@ from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
 from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
 from router.ops.supervise import supervise, tune_gc
 from router.ops.workers import WorkerPool, die_with_parent
-from router.storage import Storage, StorageUnavailable
+from router.storage import Storage, StorageError, StorageUnavailable, open_postgres
 from router.storage import open_storage as open_store
 
 if TYPE_CHECKING:
@@ -61,7 +61,14 @@ def db_path(cfg: Config) -> Path:
 
 
 def open_storage(cfg: Config) -> Storage:
-    storage = open_store(db_path(cfg))  # migrates the schema to this version
+    """The config's store, migrated to this version: PostgreSQL with `[database] url`, else SQLite
+    in the data dir. `StorageError` (unavailable, or a newer schema) if it cannot be opened."""
+    db = cfg.database
+    if db.url:
+        storage = open_postgres(db.url, pool_size=db.pool_size, statement_timeout=db.statement_timeout,
+                                connect_timeout=db.connect_timeout, max_deliveries=db.max_deliveries)
+    else:
+        storage = open_store(db_path(cfg))
     storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
     return storage
 
@@ -158,6 +165,10 @@ class Daemon:
             for issue in exc.issues:
                 log.error("config error", problem=str(issue))
             return EX_CONFIG
+        except StorageError as exc:
+            where = "database" if self.cfg.database.url else f"data dir {self.cfg.router.data_dir}"
+            log.error("storage unavailable", where=where, error=str(exc).strip().replace("\n", " "))
+            return EX_UNAVAILABLE
         cfg = self.cfg
         if cfg.http.tls_enabled and self.runner_index == 0:
             from router.ops import tls  # imports hypercorn: only where HTTP is served
@@ -188,7 +199,7 @@ class Daemon:
                 from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
                 from channels.http.app import HttpChannel
 
-                states = self.storage.read(lambda tx: tx.source_states())
+                states = await self.storage.aread(lambda tx: tx.source_states())
                 self.http = HttpChannel(
                     self.dispatcher,
                     build_routes(cfg, states),
@@ -225,7 +236,10 @@ class Daemon:
                         if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):
                             log.warning("runners not up after 60s; pending work waits for them in the journal")
                     nursery.start_soon(self._watchdog)
-                    if not self.is_main:
+                    if self.is_main:
+                        # PostgreSQL: other nodes' NOTIFYs ring this node's runners (SQLite: returns).
+                        nursery.start_soon(self.storage.listen_for_work, self.dispatcher.poke)
+                    else:
                         nursery.start_soon(die_with_parent)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")
@@ -236,7 +250,10 @@ class Daemon:
                     nursery.cancel_scope.cancel()
             finally:
                 # Work this process still holds goes back to the journal for the next start.
-                self.storage.write_sync(lambda tx: tx.release(self.dispatcher.owner))
+                try:
+                    self.storage.write_sync(lambda tx: tx.release(self.dispatcher.owner))
+                except StorageError as exc:  # the database is away: the leases lapse instead
+                    log.warning("release failed", error=str(exc))
                 self.storage.close()
                 if doorbell is not None:
                     doorbell.close()
@@ -317,10 +334,14 @@ class Daemon:
         """CLI and admin changes (activate, rotate) reach the routes within half a second."""
         assert self.http is not None
         while True:
-            version = self.storage.read(lambda tx: tx.sources_version())
-            if version != self._state_version:
-                self._state_version = version
-                self.http.routes = build_routes(self.cfg, self.storage.read(lambda tx: tx.source_states()))
+            try:
+                version = await self.storage.aread(lambda tx: tx.sources_version())
+                if version != self._state_version:
+                    states = await self.storage.aread(lambda tx: tx.source_states())
+                    self._state_version = version
+                    self.http.routes = build_routes(self.cfg, states)
+            except StorageUnavailable:
+                pass  # the database is away: the routes as they were until it is back
             await trio.sleep(0.5)
 
     async def _watchdog(self) -> None:
@@ -383,7 +404,7 @@ class Daemon:
                 return [f"[http] tls_cert / tls_key / tls_client_ca: {exc}"]
         if cfg.http.tls_enabled != (self.tls_context is not None):
             self._reload_log(logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it")
-        routes = build_routes(cfg, self.storage.read(lambda tx: tx.source_states()))
+        routes = build_routes(cfg, await self.storage.aread(lambda tx: tx.source_states()))
         self.cfg = cfg
         self.dispatcher.workflows = workflows
         if self.http is not None:

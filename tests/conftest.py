@@ -10,11 +10,40 @@ import pytest
 from tests.daemon import RouterProcess
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_backend(request: pytest.FixtureRequest) -> str | None:
+    """Run the test once per storage backend: None (SQLite in the data dir) or a PostgreSQL URL
+    of a fresh database. `router_factory` daemons of a test that uses it get `[database] url`;
+    parametrise a module with `pytestmark = pytest.mark.usefixtures("any_backend")`."""
+    if request.param == "sqlite":
+        return None
+    from tests import pg
+
+    return pg.url(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """`any_backend` for a module-scoped daemon: None (SQLite) or the URL of a database kept for the module."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from tests import pg
+
+    server = request.getfixturevalue("pg_server")
+    dsn = pg.create_database(server)
+    yield pg.url(dsn)
+    pg.drop_database(server, dsn)
+
+
 @pytest.fixture
-def router_factory(tmp_path: Path) -> Iterator[Callable[..., RouterProcess]]:
+def router_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., RouterProcess]]:
     started: list[RouterProcess] = []
+    database_url = request.getfixturevalue("any_backend") if "any_backend" in request.fixturenames else None
 
     def make(body: str, *, start: bool = True, **kwargs) -> RouterProcess:  # type: ignore[no-untyped-def]
+        if database_url and "database_url" not in kwargs:
+            kwargs["database_url"] = database_url
         sub = tmp_path / f"r{len(started)}"
         sub.mkdir()
         proc = RouterProcess(sub, body, **kwargs)

@@ -55,8 +55,9 @@ def _alive(pid: int) -> bool:
 class RouterProcess:
     def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
                  env: dict[str, str] | None = None, workers: int = 1, router_extra: str = "",
-                 http_extra: str = "") -> None:
+                 http_extra: str = "", database_url: str | None = None) -> None:
         self.tmp = tmp
+        self.database_url = database_url  # [database] url: PostgreSQL instead of SQLite in data_dir
         self.workers = workers
         self.router_extra = textwrap.dedent(router_extra)  # more `key = value` lines for [router]
         self.http_extra = textwrap.dedent(http_extra)  # and for [http]
@@ -76,6 +77,8 @@ class RouterProcess:
             admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
             workers=self.workers, router_extra=self.router_extra, http_extra=self.http_extra,
         )
+        if self.database_url:
+            head += f"\n[database]\nurl = {json.dumps(self.database_url)}\n"
         self.config_path.write_text(head + textwrap.dedent(body))
 
     @property

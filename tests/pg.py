@@ -76,6 +76,17 @@ def dsn_with(dsn: str, **params: str) -> str:
     return make_conninfo(dsn, **params)
 
 
+def url(dsn: str) -> str:
+    """The `postgresql://` URL form of a libpq keyword DSN ([database] url takes URLs only)."""
+    from urllib.parse import quote, urlencode
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    user, db = params.pop("user", ""), params.pop("dbname", "")
+    return f"postgresql://{quote(user)}@/{quote(db)}" + (f"?{urlencode(params)}" if params else "")
+
+
 def create_database(server_dsn: str, template: str | None = TEMPLATE) -> str:
     """A new, empty-of-data database (schema migrated, from the template); its DSN."""
     import psycopg

@@ -116,10 +116,11 @@ fields = {{ pid = "{{{{ __data.id }}}}" }}
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory):  # type: ignore[no-untyped-def]
+def router(tmp_path_factory, module_backend):  # type: ignore[no-untyped-def]
     from tests.daemon import RouterProcess
 
-    proc = RouterProcess(tmp_path_factory.mktemp("http"), CONFIG, router_extra='log_level = "debug"').start()  # run lines
+    proc = RouterProcess(tmp_path_factory.mktemp("http"), CONFIG, router_extra='log_level = "debug"',  # run lines
+                         database_url=module_backend).start()
     yield proc
     proc.stop()
 

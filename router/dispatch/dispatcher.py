@@ -13,6 +13,7 @@ rest pending for the runners, whose claim loops it wakes through `hand_off` (the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -139,7 +140,10 @@ class Dispatcher:
             raise Overloaded(retry_after=5)
         if self.pending_estimate >= self.settings.max_pending:
             # The estimate only grows between claim-loop (or backlog) reads: look before refusing.
-            self.pending_estimate = self.storage.read(_count_pending)
+            try:
+                self.pending_estimate = await self.storage.aread(_count_pending)
+            except StorageUnavailable as exc:
+                raise JournalUnavailable(str(exc)) from exc
             if self.pending_estimate >= self.settings.max_pending:
                 raise Overloaded(retry_after=2)
         listening = self.listeners(entity.source)
@@ -229,13 +233,14 @@ class Dispatcher:
             free = self.settings.concurrency - len(self._active)
             if free <= 0:
                 continue
-            if not self.storage.read(_has_claimable):
-                self.pending_estimate = 0
-                continue  # nothing to claim: no write transaction (and no fsync) for nothing
             try:
+                if not await self.storage.aread(_has_claimable):
+                    self.pending_estimate = 0
+                    continue  # nothing to claim: no write transaction (and no fsync) for nothing
                 claimed = await self.journal.claim(self.owner, free, self.settings.lease)
             except StorageUnavailable as exc:
                 log.warning("claim failed", error=str(exc))
+                await trio.sleep(self.settings.poll_interval)  # the database is away: no hot loop
                 continue
             for signal in claimed:
                 self.pending_estimate = max(0, self.pending_estimate - 1)
@@ -249,13 +254,15 @@ class Dispatcher:
             if len(claimed) == free:
                 self._wake.set()  # there may be more
             else:
-                self.pending_estimate = self.storage.read(_count_pending)
+                with contextlib.suppress(StorageUnavailable):
+                    self.pending_estimate = await self.storage.aread(_count_pending)
 
     async def _backlog_loop(self) -> None:
         """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
         while True:
             await trio.sleep(self.settings.poll_interval)
-            self.pending_estimate = self.storage.read(_count_pending)
+            with contextlib.suppress(StorageUnavailable):
+                self.pending_estimate = await self.storage.aread(_count_pending)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -285,7 +292,7 @@ class Dispatcher:
                 self._wake.set()
 
     async def _run_workflows(self, signal: Signal, caller: CallerResponder) -> None:
-        done = self.storage.read(lambda tx: tx.done_workflows(signal.id)) if signal.attempts else set()
+        done = await self.storage.aread(lambda tx: tx.done_workflows(signal.id)) if signal.attempts else set()
         todo = [w for w in self.listeners(signal.source) if w.name not in done]
         attempt = signal.attempts + 1
         runs: list[tuple[Workflow, str, float, RunResult]] = []
