@@ -153,3 +153,31 @@ def hold_claims(backend: str, where: str, owner: str, count: int, now: float, le
     got = storage.write_sync(lambda tx: tx.claim(owner, count, lease=lease, now=now))
     Path(out).write_text(json.dumps([list(s.claim) for s in got]))
     time.sleep(600)
+
+
+def migrator(backend: str, where: str, tag: str, out: str, go: Any) -> None:
+    """Open (and so migrate) a fresh store together with two other processes, then append once."""
+    go.wait(60)
+    if backend == "postgres":
+        import psycopg
+
+        from router.storage.postgres import schema
+
+        with psycopg.connect(where, autocommit=True) as conn:
+            found = schema.migrate(conn)
+        version = schema.VERSION
+    else:
+        import sqlite3
+
+        from router.storage.sqlite import schema as sqlite_schema
+
+        conn = sqlite3.connect(where, isolation_level=None, timeout=30)
+        found = sqlite_schema.migrate(conn)
+        conn.close()
+        version = sqlite_schema.VERSION
+    storage = open_backend(backend, where)
+    try:
+        storage.write_sync(lambda tx: tx.append_signal(Entity("webhooks", f"webhooks.{tag}", {})))
+    finally:
+        storage.close()
+    Path(out).write_text(json.dumps({"found": found, "version": version, "appended": 1}))
