@@ -70,6 +70,7 @@ class RouterProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / "router.log"
+        self._store: Any = None  # the test's own connection to a PostgreSQL store (read())
 
     def write_config(self, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s") -> None:
         head = BASE.format(
@@ -143,6 +144,9 @@ class RouterProcess:
                 time.sleep(0.01)
 
     def stop(self, timeout: float = 20.0) -> int:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -153,6 +157,24 @@ class RouterProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         return int(self.proc.returncode)
+
+    def read(self, fn: Any, default: Any = None) -> Any:
+        """`fn(tx)` on the daemon's store, wherever the config puts it (SQLite in the data dir, or
+        `[database] url`), through the storage interface; `default` before the store exists."""
+        from router.storage import open_postgres, open_storage
+
+        if self.database_url:
+            if self._store is None:
+                self._store = open_postgres(self.database_url, pool_size=1)
+            return self._store.read(fn)
+        path = self.data_dir / "router.db"
+        if not path.exists():
+            return default
+        store = open_storage(path)
+        try:
+            return store.read(fn)
+        finally:
+            store.close()
 
     def signals(self, *extra: str) -> list[dict[str, Any]]:
         return json.loads(self.cli("signals", "--json", "--limit", "100000", *extra).stdout)

@@ -10,7 +10,6 @@ import re
 import shutil
 import signal
 import smtplib
-import sqlite3
 import subprocess
 import time
 from email.message import EmailMessage
@@ -49,8 +48,9 @@ def with_smtp(proc: RouterProcess, settings: str) -> RouterProcess:
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = with_smtp(RouterProcess(tmp_path_factory.mktemp("smtp"), CONFIG), 'max_message_size = "256KiB"').start()
+def router(tmp_path_factory: pytest.TempPathFactory, module_backend: str | None):  # type: ignore[no-untyped-def]
+    proc = with_smtp(RouterProcess(tmp_path_factory.mktemp("smtp"), CONFIG, database_url=module_backend),
+                     'max_message_size = "256KiB"').start()
     yield proc
     proc.stop()
 
@@ -172,6 +172,7 @@ def test_451_while_the_data_dir_is_read_only(router_factory) -> None:  # type: i
 
 
 @pytest.mark.skipif(shutil.which("smtp-source") is None, reason="smtp-source (Debian postfix) not installed")
+@pytest.mark.usefixtures("any_backend")  # SQLite and PostgreSQL
 def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory) -> None:  # type: ignore[no-untyped-def]
     router = router_factory("""
     [mailboxes.load]
@@ -189,9 +190,7 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
     output, _ = source.communicate(timeout=30)
     acked = re.findall(rb"<<< 250 2\.0\.0 OK: queued as ([0-9A-Z]{26})", output)
     assert len(acked) > 50, output[-2000:]
-    db = sqlite3.connect(router.data_dir / "router.db")
-    journaled = {row[0] for row in db.execute("SELECT id FROM signals WHERE source = 'mailboxes.load'")}
-    db.close()
+    journaled = {s.id for s in router.read(lambda tx: tx.list_signals(source="mailboxes.load", limit=100_000))}
     missing = {a.decode() for a in acked} - journaled
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages are not in the journal"
     # and the daemon starts again on that journal

@@ -65,8 +65,8 @@ message = "not a help request"
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = RouterProcess(tmp_path_factory.mktemp("twilio"), CONFIG).start()
+def router(tmp_path_factory: pytest.TempPathFactory, module_backend: str | None):  # type: ignore[no-untyped-def]
+    proc = RouterProcess(tmp_path_factory.mktemp("twilio"), CONFIG, database_url=module_backend).start()
     yield proc
     proc.stop()
 

@@ -62,13 +62,13 @@ def register(app: QuartTrio, admin: Admin) -> None:
     env.filters["urlq"] = lambda v: quote(str(v), safe="")
     env.globals["STATUSES"] = STATUSES
 
-    def read(fn: Any) -> Any:
-        return daemon.storage.read(fn)
+    async def read(fn: Any) -> Any:
+        return await daemon.storage.aread(fn)  # PostgreSQL: a pooled thread, not the event loop
 
     async def page(template: str, **context: Any) -> str:
         principal = g.principal
         csrf = csrf_token(admin.token, principal.session) if principal and principal.session else ""
-        counts = read(lambda tx: tx.counts())
+        counts = await read(lambda tx: tx.counts())
         return await render_template(
             template, principal=principal, csrf=csrf, open_mode=admin.open, nav_counts=counts,
             public_url=daemon.cfg.router.public_url, **context,
@@ -113,7 +113,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/")
     async def sources_page() -> Any:
-        items = read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
+        items = await read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
         kinds: dict[str, list[dict[str, Any]]] = {}
         for item in items:
             kinds.setdefault(item["kind"], []).append(item)
@@ -125,14 +125,14 @@ def register(app: QuartTrio, admin: Admin) -> None:
         status = request.args.get("status") or None
         if status not in STATUSES:
             status = None
-        items = read(lambda c: queries.list_signals(c, source=source, status=status, limit=100))
+        items = await read(lambda c: queries.list_signals(c, source=source, status=status, limit=100))
         names = [f"{k}.{n}" for k, n, _ in daemon.cfg.sources()]
         return await page("signals.html", nav="signals", items=items, source=source, status=status,
                           source_names=names)
 
     @app.get("/signals/<signal_id>")
     async def signal_page(signal_id: str) -> Any:
-        item = read(lambda c: queries.signal_detail(c, signal_id))
+        item = await read(lambda c: queries.signal_detail(c, signal_id))
         if item is None:
             html = await page("missing.html", nav="signals", what=f"signal {signal_id}")
             return Response(html, 404, content_type="text/html; charset=utf-8")
@@ -140,23 +140,23 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/failed")
     async def failed_page() -> Any:
-        items = read(lambda c: queries.list_signals(c, status="failed", limit=200))
+        items = await read(lambda c: queries.list_signals(c, status="failed", limit=200))
         return await page("failed.html", nav="failed", items=items)
 
     @app.get("/schedules")
     async def schedules_page() -> Any:
-        items = read(lambda c: schedules.describe(daemon.cfg, c, count=5))
+        items = await read(lambda c: schedules.describe(daemon.cfg, c, count=5))
         return await page("schedules.html", nav="schedules", items=items)
 
     @app.get("/records")
     async def records_page() -> Any:
-        return await page("records.html", nav="records", types=read(queries.record_types), record_type=None,
+        return await page("records.html", nav="records", types=await read(queries.record_types), record_type=None,
                           items=[])
 
     @app.get("/records/<record_type>")
     async def records_type_page(record_type: str) -> Any:
         try:
-            items = read(lambda tx: tx.record_list(record_type, limit=200))
+            items = await read(lambda tx: tx.record_list(record_type, limit=200))
         except ValueError:
             items = []
         columns: list[str] = []
@@ -164,7 +164,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
             for key in item:
                 if key not in columns:
                     columns.append(key)
-        return await page("records.html", nav="records", types=read(queries.record_types),
+        return await page("records.html", nav="records", types=await read(queries.record_types),
                           record_type=record_type, items=items, columns=columns)
 
     @app.get("/audit")
