@@ -82,6 +82,7 @@ def pg_server() -> Iterator[str]:
             detail = getattr(exc, "stderr", "") or exc
             unavailable(f"could not start a PostgreSQL cluster: {detail}")
         dsn = cluster.dsn
+        pg._cluster = cluster
     try:
         pg.prepare_template(dsn)
     except Exception as exc:  # noqa: BLE001 - any failure to reach it is reported the same way
@@ -90,6 +91,7 @@ def pg_server() -> Iterator[str]:
         unavailable(f"PostgreSQL at {dsn!r} is not usable: {exc}")
     yield dsn
     if cluster is not None:
+        pg._cluster = None
         cluster.stop()
 
 

@@ -70,6 +70,27 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+_cluster: Cluster | None = None  # the session's own cluster, when this module started one
+
+
+def restart(mode: str = "immediate") -> None:
+    """`pg_ctl restart -m immediate` of the test server (a crash and recovery, as far as clients see),
+    whether this module started it or CI did (ROUTER_TEST_PG_DATA / ROUTER_TEST_PG_BIN)."""
+    if _cluster is not None:
+        _cluster.pg_ctl("restart", "-m", mode)
+        return
+    data, bindir = os.environ.get("ROUTER_TEST_PG_DATA"), os.environ.get("ROUTER_TEST_PG_BIN")
+    if not (data and bindir):
+        raise RuntimeError("no control over the PostgreSQL server (set ROUTER_TEST_PG_DATA and ROUTER_TEST_PG_BIN)")
+    user = "postgres" if os.geteuid() == 0 else None
+    subprocess.run([f"{bindir}/pg_ctl", "-D", data, "-l", f"{Path(data).parent}/log", "-w", "-m", mode, "restart"],
+                   user=user, check=True, capture_output=True, timeout=120)
+
+
+def can_restart() -> bool:
+    return _cluster is not None or bool(os.environ.get("ROUTER_TEST_PG_DATA") and os.environ.get("ROUTER_TEST_PG_BIN"))
+
+
 def dsn_with(dsn: str, **params: str) -> str:
     from psycopg.conninfo import make_conninfo
 

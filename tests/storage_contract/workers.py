@@ -181,3 +181,21 @@ def migrator(backend: str, where: str, tag: str, out: str, go: Any) -> None:
     finally:
         storage.close()
     Path(out).write_text(json.dumps({"found": found, "version": version, "appended": 1}))
+
+
+def upserters(backend: str, where: str, tag: str, threads: int, keys: int, out: str, go: Any) -> None:
+    """Threads that upsert one contact per key, all processes racing through the same keys."""
+
+    def body(i: int) -> dict[str, Any]:
+        storage = open_backend(backend, where)
+        seen: dict[str, str] = {}
+        try:
+            for k in range(keys):
+                rec = storage.write_sync(lambda tx, k=k: tx.record_upsert(
+                    "contact", ["email"], {"email": f"c{k}@x.io", "by": f"{tag}-{i}"}))
+                seen[f"c{k}"] = rec["id"]
+        finally:
+            storage.close()
+        return seen
+
+    Path(out).write_text(json.dumps(in_threads(threads, go, body)))
