@@ -142,7 +142,7 @@ def test_for_each_over_100_elements_respects_concurrency(
         entries = [e for e in trace if e["step_id"] == step]
         assert sorted(e["item_index"] for e in entries) == [[i] for i in range(ITEMS)], step
         assert all(e["branch"] == "success" for e in entries)
-    rows = json.loads(router.cli("records", "list", "line", "--limit", "1000").stdout)
+    rows = json.loads(router.cli("records", "list", "line", "--limit", "1000", "--json").stdout)
     assert sorted(row["n"] for row in rows) == list(range(ITEMS))  # once per element, not once per step
     assert {row["status"] for row in rows} == {200}
 

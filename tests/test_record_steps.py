@@ -16,9 +16,9 @@ import pytest
 from config import parse_config
 from config.errors import ConfigError
 from config.workflows import StepConfig, WorkflowConfig
-from engine import records
 from engine.templates import TemplateEngine
 from engine.workflow import SourceCaps, compile_workflows
+from router.storage import open_storage
 
 CONFIG = """
 [endpoints.touch]
@@ -81,15 +81,13 @@ return_data = '{"error": {{ __data.__error | json_encode }}}'
 
 
 def seed(router: Any, n: int) -> list[str]:
-    db = Path(router.data_dir) / "router.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("BEGIN")
-    ids = [records.create_record(conn, "note", {"state": "open", "n": i})["id"] for i in range(n)]
-    conn.execute("COMMIT")
-    conn.close()
-    return ids
+    """Records made through the store's own interface before the daemon starts."""
+    store = open_storage(Path(router.data_dir) / "router.db")
+    try:
+        return store.write_sync(lambda tx: [tx.record_create("note", {"state": "open", "n": i})["id"]
+                                            for i in range(n)])
+    finally:
+        store.close()
 
 
 def notes(router: Any) -> dict[str, str]:

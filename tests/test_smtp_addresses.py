@@ -160,7 +160,7 @@ def test_the_daemon_journals_real_addresses(router_factory) -> None:  # type: ig
                             head + b"Subject: " + subject.encode() + b"\r\n\r\nhello\r\n")
 
     def stored() -> dict[str, dict[str, Any]]:
-        rows = json.loads(router.cli("records", "list", "mail").stdout)
+        rows = json.loads(router.cli("records", "list", "mail", "--json").stdout)
         return {r["subject"]: r for r in rows} if len(rows) == 2 else {}
 
     rows = router.wait_for(stored)
