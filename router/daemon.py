@@ -269,7 +269,8 @@ class Daemon:
             Scheduler,  # the clock: reads self.cfg on every wake, so reloads apply
         )
 
-        channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
+        self.scheduler = Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke)
+        channels.append(("schedules", self.scheduler.run))
         channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(lambda tx: tx.source_states()))))
         channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
         channels.append(("retention", self._run_retention))
@@ -284,7 +285,8 @@ class Daemon:
             r = self.cfg.router.retention
             return max(r, self.cfg.http.idempotency_window) if r > 0 else 0.0
 
-        await run_retention(self.storage, keep)
+        # Only the holder of the scheduler lease prunes: one node of a cluster, not all of them at once.
+        await run_retention(self.storage, keep, active=lambda: self.scheduler.leader)
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Config as HypercornConfig
