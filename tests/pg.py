@@ -57,10 +57,13 @@ class Cluster:
     def dsn(self) -> str:
         return f"host={self.dir} user=postgres dbname=postgres"
 
-    def start(self) -> None:
+    def start(self, *, fsync: bool = False) -> None:
+        """fsync off for tests (a kill -9 of router or PostgreSQL needs none; only an OS crash would);
+        on for benchmarks."""
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
                   "--no-instructions", "-E", "UTF8")
-        self.pg_ctl("start", "-o", f"-k {self.dir} -c listen_addresses='' -c fsync=off -c max_connections=300")
+        self.pg_ctl("start", "-o", f"-k {self.dir} -c listen_addresses='' -c fsync={'on' if fsync else 'off'}"
+                                   " -c max_connections=300")
 
     def pg_ctl(self, verb: str, *extra: str) -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", *extra, verb)
