@@ -49,6 +49,9 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
     busy = router.cli("db", "copy", "--to", url, check=False)
     assert busy.returncode == 1 and "stop the daemon first" in busy.stderr
     router.stop()
+    from router.storage.copy import in_use_by
+
+    router.wait_for(lambda: not in_use_by(router.data_dir / "router.db"))  # its runner exits just after it
     signals = {s["id"]: s for s in router.signals()}
     cursor = json.loads(router.cli("schedules", "--json").stdout)
     copied = router.cli("db", "copy", "--to", url, "--json")

@@ -345,10 +345,14 @@ class Dispatcher:
         claim = self._claims.get(signal.id, signal.claim)
 
         def write(tx: Tx) -> None:
+            if not tx.settle(claim, status=status, error=error, retry_in=retry_in):
+                # Fenced out: the lease lapsed and another process (or node) runs the signal now and
+                # records its own runs; this attempt's are not recorded, so one attempt has one run.
+                return
             for workflow, started, duration, result in runs:
                 tx.record_run(signal.id, Run(workflow.name, attempt, result.status, started, duration, result.error,
                                              result.trace))
-            if tx.settle(claim, status=status, error=error, retry_in=retry_in) and status == "done":
+            if status == "done":
                 tx.effects_forget(signal.id)
 
         await self.storage.write(write)

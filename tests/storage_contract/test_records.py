@@ -97,3 +97,15 @@ def test_an_upsert_raced_from_two_processes_creates_one_record_per_key(backend: 
           f"{len(rows)}, keys with more than one record {sum(1 for n in per_email.values() if n > 1)}")
     assert len(rows) == keys and set(per_email.values()) == {1}
     assert all(len(ids) == 1 for ids in ids_per_key.values())
+
+
+def test_a_record_step_raced_from_two_processes_writes_once(backend: Backend, store: Storage,
+                                                            tmp_path: Path) -> None:
+    steps = 100
+    results = run_processes(workers.oncers, [(backend.name, backend.where, f"p{p}", 4, steps)
+                                             for p in range(2)], tmp_path)
+    answers = Counter(rid for proc in results for thread in proc for rid in thread.values())
+    notes = store.read(lambda tx: tx.record_find("note", None, limit=None))
+    print(f"\ncontract[{backend.name}] record step race: {steps} steps x 2 processes x 4 threads: records "
+          f"{len(notes)}, distinct answers {len(answers)}")
+    assert len(notes) == steps and set(answers) == {n["id"] for n in notes}

@@ -199,3 +199,24 @@ def upserters(backend: str, where: str, tag: str, threads: int, keys: int, out: 
         return seen
 
     Path(out).write_text(json.dumps(in_threads(threads, go, body)))
+
+
+def oncers(backend: str, where: str, tag: str, threads: int, keys: int, out: str, go: Any) -> None:
+    """Threads that run the same record steps (`engine.records.once`), as two nodes running one
+    signal after a lease takeover would."""
+    from engine.records import once
+
+    def body(i: int) -> dict[str, Any]:
+        storage = open_backend(backend, where)
+        seen: dict[str, str] = {}
+        try:
+            for k in range(keys):
+                step = once(("01SIGNAL", "wf", f"step{k}"), "note",
+                            lambda tx, k=k: tx.record_create("note", {"k": k, "by": f"{tag}-{i}"}))
+                rec = storage.write_sync(step)
+                seen[f"step{k}"] = rec["id"] if rec else ""
+        finally:
+            storage.close()
+        return seen
+
+    Path(out).write_text(json.dumps(in_threads(threads, go, body)))

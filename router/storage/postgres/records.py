@@ -9,7 +9,8 @@ missing/null first, then numbers (numerically), then strings (byte order), as SQ
 
 jsonb refuses `\\u0000`: a record field holding a NUL byte is refused (RecordError) rather than
 stored altered. An upsert locks its key (`pg_advisory_xact_lock`) before it looks: two nodes
-upserting one key at once must not both create.
+upserting one key at once must not both create; a step effect is looked up under a lock on its
+key for the same reason (engine.records.once: look, write, remember, in one transaction).
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ class PgRecords:
     # -- step effects (engine.records.once) --------------------------------------------------------------
 
     def effect_recall(self, key: EffectKey) -> Effect | None:
+        # Two runs of one signal on two nodes (a lease taken over) must not both find "not done yet"
+        # and both write: the step's key is locked until this transaction ends, so the second waits
+        # and then finds the first's effect. (SQLite's single writer gives this for free.)
+        self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", ("\x1f".join(key),))
         row = self.conn.execute(
             "SELECT record_id FROM step_effects WHERE signal_id = %s AND workflow = %s AND step_id = %s", key
         ).fetchone()
