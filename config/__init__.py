@@ -1,6 +1,6 @@
 """``router.toml``: schema, loading, ``${ENV}`` interpolation, includes and validation.
 
-    from config import load_config, parse_config, Config, ConfigError, ConfigIssue
+from config import load_config, parse_config, Config, ConfigError, ConfigIssue
 """
 
 from .errors import ConfigError, ConfigIssue

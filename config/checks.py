@@ -64,8 +64,10 @@ def _workflow_names(parts: Parts) -> list[Problem]:
         name = name.strip()
         if name in seen:
             problems.append(
-                (("workflows", index, "name"),
-                 f"duplicate workflow name {name!r} (also workflows[{seen[name]}]); names must be unique")
+                (
+                    ("workflows", index, "name"),
+                    f"duplicate workflow name {name!r} (also workflows[{seen[name]}]); names must be unique",
+                )
             )
         else:
             seen[name] = index
@@ -102,8 +104,10 @@ def _sse_needs_sync(parts: Parts) -> list[Problem]:
             endpoint = endpoints.get(name) if kind == "endpoints" else None
             if isinstance(endpoint, EndpointConfig) and endpoint.return_type == "sse":
                 problems.append(
-                    (("workflows", index, "run_mode"),
-                     f'endpoint {name!r} has return_type = "sse", which needs run_mode = "sync"')
+                    (
+                        ("workflows", index, "run_mode"),
+                        f'endpoint {name!r} has return_type = "sse", which needs run_mode = "sync"',
+                    )
                 )
     return problems
 
@@ -129,14 +133,21 @@ def _listen_collisions(parts: Parts) -> list[Problem]:
                 continue
             if a.host == b.host or _wildcard(a.host) or _wildcard(b.host):
                 problems.append(
-                    ((name_b, "listen"), f"{b.listen!r} collides with [{name_a}] listen = {a.listen!r}; use another port")
+                    (
+                        (name_b, "listen"),
+                        f"{b.listen!r} collides with [{name_a}] listen = {a.listen!r}; use another port",
+                    )
                 )
     return problems
 
 
 def _twilio_token(parts: Parts) -> list[Problem]:
     twilio = parts.sections.get("twilio")
-    if not isinstance(twilio, TwilioSettings) or twilio.auth_token or "auth_token" in parts.broken.get("twilio", ()):
+    if (
+        not isinstance(twilio, TwilioSettings)
+        or twilio.auth_token
+        or "auth_token" in parts.broken.get("twilio", ())
+    ):
         return []
     users = [
         f"{kind}.{name}"
@@ -147,7 +158,9 @@ def _twilio_token(parts: Parts) -> list[Problem]:
     if not users:
         return []
     return [
-        (("twilio", "auth_token"),
-         f"{', '.join(users)} {'needs' if len(users) == 1 else 'need'} the Twilio auth token to check X-Twilio-Signature; "
-         'set auth_token = "${TWILIO_AUTH_TOKEN}" under [twilio] or deactivate them')
+        (
+            ("twilio", "auth_token"),
+            f"{', '.join(users)} {'needs' if len(users) == 1 else 'need'} the Twilio auth token to check X-Twilio-Signature; "
+            'set auth_token = "${TWILIO_AUTH_TOKEN}" under [twilio] or deactivate them',
+        )
     ]

@@ -20,9 +20,8 @@ CRON_ALIASES: dict[str, str] = {
 }
 
 _DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_HELP = (
-    'use 5 fields "minute hour day-of-month month day-of-week" (e.g. "0 2 * * *") '
-    "or one of " + ", ".join(CRON_ALIASES)
+_HELP = 'use 5 fields "minute hour day-of-month month day-of-week" (e.g. "0 2 * * *") or one of ' + ", ".join(
+    CRON_ALIASES
 )
 
 

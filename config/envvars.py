@@ -38,8 +38,7 @@ def expand_string(value: str, environ: Mapping[str, str]) -> tuple[str, list[str
                 return current if current else match.group("default")
             if current is None:
                 problems.append(
-                    f"environment variable {name} is not set "
-                    f"(use ${{{name}:-default}} for a default)"
+                    f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"
                 )
                 return ""
             return current

@@ -40,7 +40,9 @@ class Locator:
         labels = {}
         for index, name in enumerate(names):
             usable = isinstance(name, str) and name.strip() and names.count(name) == 1
-            labels[index] = f"workflows.{name.strip()}" if usable and isinstance(name, str) else f"workflows[{index}]"
+            labels[index] = (
+                f"workflows.{name.strip()}" if usable and isinstance(name, str) else f"workflows[{index}]"
+            )
         return labels
 
     def key(self, loc: Loc) -> str:

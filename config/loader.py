@@ -122,7 +122,9 @@ class _Loader:
             includes = [includes]
         if not isinstance(includes, list) or not all(isinstance(item, str) and item for item in includes):
             self.issues.append(
-                ConfigIssue(display, "include", 'expected a list of file patterns, e.g. include = ["conf.d/*.toml"]')
+                ConfigIssue(
+                    display, "include", 'expected a list of file patterns, e.g. include = ["conf.d/*.toml"]'
+                )
             )
             return []
         return includes
@@ -132,7 +134,9 @@ class _Loader:
         if not full.is_absolute():
             full = directory / full
         if glob.has_magic(str(full)):
-            matches = sorted(Path(p).resolve() for p in glob.glob(str(full), recursive=True) if os.path.isfile(p))
+            matches = sorted(
+                Path(p).resolve() for p in glob.glob(str(full), recursive=True) if os.path.isfile(p)
+            )
         elif full.is_file():
             matches = [full.resolve()]
         else:
@@ -142,8 +146,14 @@ class _Loader:
             if match in self.stack:
                 cycle = [*self.stack[self.stack.index(match) :], match]
                 chain = " -> ".join(self.displays.get(p, _display_name(p)) for p in cycle)
-                hint = (f"; pattern {pattern!r} matches this file itself, put included files in a "
-                        "directory such as conf.d/") if match == self.stack[-1] else ""
+                hint = (
+                    (
+                        f"; pattern {pattern!r} matches this file itself, put included files in a "
+                        "directory such as conf.d/"
+                    )
+                    if match == self.stack[-1]
+                    else ""
+                )
                 self.issues.append(ConfigIssue(display, "include", f"include cycle refused: {chain}{hint}"))
             elif match not in self.loaded:
                 self.load_file(match, _display_name(match))
@@ -157,7 +167,12 @@ class _Loader:
                 self._record(loc, value, display)
             elif isinstance(target[key], dict) and isinstance(value, dict):
                 self._merge(target[key], value, loc, display)
-            elif not path and key in _CONCATENATED and isinstance(target[key], list) and isinstance(value, list):
+            elif (
+                not path
+                and key in _CONCATENATED
+                and isinstance(target[key], list)
+                and isinstance(value, list)
+            ):
                 offset = len(target[key])
                 target[key].extend(value)
                 for index, item in enumerate(value):
@@ -166,8 +181,11 @@ class _Loader:
                 first = self.origins.get(loc, self.main_display)
                 locator = Locator(self.merged, self.origins, display)
                 self.issues.append(
-                    ConfigIssue(display, locator.key(loc),
-                                f"defined in both {first} and {display}; define it in one file only")
+                    ConfigIssue(
+                        display,
+                        locator.key(loc),
+                        f"defined in both {first} and {display}; define it in one file only",
+                    )
                 )
 
     def _record(self, loc: Loc, value: Any, display: str) -> None:
@@ -190,8 +208,11 @@ class _Loader:
         top_allowed = allowed_keys(Config, ())
         for key in raw:
             if key not in top_allowed:
-                self.found.append(self.locator.issue(
-                    (key,), f"unknown table or key {key!r}; allowed: include, " + ", ".join(top_allowed)))
+                self.found.append(
+                    self.locator.issue(
+                        (key,), f"unknown table or key {key!r}; allowed: include, " + ", ".join(top_allowed)
+                    )
+                )
         for name, field in Config.model_fields.items():
             if name in SOURCE_MODELS:
                 self._validate_sources(name, raw.get(name, {}), parts)
@@ -275,8 +296,9 @@ class _Loader:
 
     def _validate_sources(self, kind: str, table: Any, parts: Parts) -> None:
         if not isinstance(table, dict):
-            self.found.append(self.locator.issue(
-                (kind,), f"expected tables like [{kind}.NAME], got {type(table).__name__}"))
+            self.found.append(
+                self.locator.issue((kind,), f"expected tables like [{kind}.NAME], got {type(table).__name__}")
+            )
             return
         for name, entry in table.items():
             try:
@@ -290,7 +312,9 @@ class _Loader:
 
     def _validate_workflows(self, workflows: Any, parts: Parts) -> None:
         if not isinstance(workflows, list):
-            self.found.append(self.locator.issue(("workflows",), "expected [[workflows]] entries (an array of tables)"))
+            self.found.append(
+                self.locator.issue(("workflows",), "expected [[workflows]] entries (an array of tables)")
+            )
             return
         for index, entry in enumerate(workflows):
             instance, _ = self._validate(WorkflowConfig, entry, ("workflows", index))

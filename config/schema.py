@@ -30,7 +30,9 @@ from .workflows import SOURCE_KINDS, WorkflowConfig
 
 __all__ = ["SOURCE_MODELS", "Config", "check_source_name"]
 
-SourceModel = EndpointConfig | WebhookConfig | FormConfig | MailboxConfig | SmsConfig | WhatsAppConfig | ScheduleConfig
+SourceModel = (
+    EndpointConfig | WebhookConfig | FormConfig | MailboxConfig | SmsConfig | WhatsAppConfig | ScheduleConfig
+)
 
 SOURCE_MODELS: dict[str, type[StrictModel]] = {
     "endpoints": EndpointConfig,

@@ -71,6 +71,7 @@ class RouterSettings(StrictModel):
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:
         return [check_network(item) for item in value]
+
     shutdown_timeout: Duration = 10.0
     concurrency: int = Field(default=64, ge=1)
     # Processes that run async workflows; 0 runs them inside the process that received the signal.
@@ -178,7 +179,10 @@ class SmtpSettings(ListenMixin):
             problems.append(("require_tls", "require_tls = true needs tls_cert and tls_key for STARTTLS"))
         if self.auth_required and not self.users:
             problems.append(
-                ("users", 'auth_required = true needs at least one user: users = { name = "pbkdf2_sha256$..." }')
+                (
+                    "users",
+                    'auth_required = true needs at least one user: users = { name = "pbkdf2_sha256$..." }',
+                )
             )
         return problems
 
@@ -196,7 +200,7 @@ class AdminSettings(ListenMixin):
                 (
                     "token",
                     f"an empty token is only allowed when admin listens on a loopback address, "
-                    f"but listen = {self.listen!r}; set token (e.g. token = \"${{ROUTER_ADMIN_TOKEN}}\") "
+                    f'but listen = {self.listen!r}; set token (e.g. token = "${{ROUTER_ADMIN_TOKEN}}") '
                     'or listen on "127.0.0.1:PORT"',
                 )
             ]

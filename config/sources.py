@@ -32,8 +32,10 @@ SIGNATURE_SCHEMES = ("github", "stripe", "shopify", "slack", "standard-webhooks"
 SignatureScheme = Literal["github", "stripe", "shopify", "slack", "standard-webhooks", "hmac-sha256"]
 
 _LOCAL_RE = re.compile(r"^(\*|[^@\s*]+)$")
-_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]"
-                        r"(?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]"
+    r"(?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
 _PHONE_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -90,7 +92,10 @@ class HttpSourceOptions(StrictModel):
             problems.append((missing, 'set auth_header (e.g. "X-Token") and a non-empty auth_token together'))
         if self.signature is not None and not self.signing_secret:
             problems.append(
-                ("signing_secret", f'signature = "{self.signature}" needs signing_secret (e.g. "${{SIGNING_SECRET}}")')
+                (
+                    "signing_secret",
+                    f'signature = "{self.signature}" needs signing_secret (e.g. "${{SIGNING_SECRET}}")',
+                )
             )
         if self.rate_burst is not None and self.rate_limit is None:
             problems.append(("rate_burst", 'rate_burst needs rate_limit (e.g. rate_limit = "10/s")'))
@@ -127,13 +132,18 @@ class EndpointConfig(HttpSourceOptions):
     def rule_problems(self) -> list[tuple[str, str]]:
         problems = super().rule_problems()
         if self.return_type == "redirect" and not self.return_redirect.strip():
-            problems.append(("return_redirect", 'return_type = "redirect" needs a non-empty return_redirect URL'))
+            problems.append(
+                ("return_redirect", 'return_type = "redirect" needs a non-empty return_redirect URL')
+            )
         if self.add_authentication:
             for key in ("endpoint_key", "endpoint_secret"):
                 if not getattr(self, key):
                     problems.append(
-                        (key, f"add_authentication = true needs {key} (endpoint_key is the JWT iss, "
-                              "endpoint_secret the HS256/384/512 secret)")
+                        (
+                            key,
+                            f"add_authentication = true needs {key} (endpoint_key is the JWT iss, "
+                            "endpoint_secret the HS256/384/512 secret)",
+                        )
                     )
         if self.allow_cors and not self.cors_domains:
             problems.append(("cors_domains", 'allow_cors = true needs cors_domains: origins or "*"'))
@@ -170,7 +180,7 @@ def _check_phone(value: str | None) -> str | None:
     number = value.strip()
     bare = number.removeprefix("whatsapp:")
     if not _PHONE_RE.match(bare):
-        raise ValueError(f"invalid phone number {value!r}: use E.164 like \"+15551234567\"")
+        raise ValueError(f'invalid phone number {value!r}: use E.164 like "+15551234567"')
     return number
 
 
@@ -307,8 +317,15 @@ class ScheduleConfig(StrictModel):
         jitter = int(self.jitter) or None
         if self.crontab is not None:
             minute, hour, day, month, day_of_week = self.crontab.split(" ")
-            return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                               day_of_week=day_of_week, timezone=tz, jitter=jitter)
+            return CronTrigger(
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=day_of_week,
+                timezone=tz,
+                jitter=jitter,
+            )
         if self.every is not None:
             return IntervalTrigger(seconds=self.every, timezone=tz, jitter=jitter)
         return DateTrigger(run_date=self.at, timezone=tz)
@@ -318,7 +335,10 @@ class ScheduleConfig(StrictModel):
         if len(chosen) != 1:
             found = "none of them" if not chosen else " and ".join(chosen)
             return [
-                ("", f"set exactly one of cron, every or at (found {found}); e.g. cron = \"0 2 * * *\", "
-                     'every = "30s" or at = "2026-12-01T09:00:00+01:00"')
+                (
+                    "",
+                    f'set exactly one of cron, every or at (found {found}); e.g. cron = "0 2 * * *", '
+                    'every = "30s" or at = "2026-12-01T09:00:00+01:00"',
+                )
             ]
         return []

@@ -165,4 +165,6 @@ def check_network(value: str) -> str:
     try:
         return str(ipaddress.ip_network(str(value).strip(), strict=False))
     except ValueError:
-        raise ValueError(f"{value!r} is not an IP address or CIDR block (e.g. 192.0.2.0/24, 2001:db8::/32)") from None
+        raise ValueError(
+            f"{value!r} is not an IP address or CIDR block (e.g. 192.0.2.0/24, 2001:db8::/32)"
+        ) from None

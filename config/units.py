@@ -31,7 +31,7 @@ _SIZE_UNITS: dict[str, int] = {
     "tib": 1024**4,
 }
 _SIZE_HELP = (
-    'use a number of bytes or a number with a unit: B, KB, MB, GB, TB (powers of 1000) '
+    "use a number of bytes or a number with a unit: B, KB, MB, GB, TB (powers of 1000) "
     'or KiB, MiB, GiB, TiB (powers of 1024), e.g. "512KiB" or "10MB"'
 )
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*$")
@@ -45,7 +45,7 @@ _DURATION_UNITS: dict[str, float] = {
     "w": 604800.0,
 }
 _DURATION_HELP = (
-    'use a number of seconds or a number with a unit: ms, s, m, h, d, w '
+    "use a number of seconds or a number with a unit: ms, s, m, h, d, w "
     '(e.g. "250ms", "30s", "5m", "1h30m", "2d")'
 )
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
@@ -109,7 +109,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
         if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"duration must be a non-negative number of seconds, got {value}; {_DURATION_HELP}")
+            raise ValueError(
+                f"duration must be a non-negative number of seconds, got {value}; {_DURATION_HELP}"
+            )
         return seconds
     if not isinstance(value, str):
         raise ValueError(f"expected a duration, got {type(value).__name__}; {_DURATION_HELP}")
@@ -122,7 +124,9 @@ def parse_duration(value: object) -> float:
     parts = _DURATION_PART_RE.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"invalid duration {value!r}; {_DURATION_HELP}")
-    return _finite_duration(sum(float(number) * _DURATION_UNITS[unit.lower()] for number, unit in parts), value)
+    return _finite_duration(
+        sum(float(number) * _DURATION_UNITS[unit.lower()] for number, unit in parts), value
+    )
 
 
 def _finite_duration(seconds: float, value: str) -> float:

@@ -15,7 +15,8 @@ SOURCE_KINDS = ("endpoints", "webhooks", "forms", "mailboxes", "sms", "whatsapp"
 LISTEN_KINDS = (*SOURCE_KINDS, "deletions")
 _LISTEN_RE = re.compile(r"^(?P<kind>[a-z]+)\.(?P<name>[A-Za-z0-9_-]+|\*)$")
 _LISTEN_HELP = (
-    'use "KIND.NAME" with KIND one of ' + ", ".join(LISTEN_KINDS)
+    'use "KIND.NAME" with KIND one of '
+    + ", ".join(LISTEN_KINDS)
     + ' (e.g. "endpoints.invoices", "webhooks.*", "deletions.contact")'
 )
 CONDITION_BRANCHES = ("yes", "no")
@@ -30,8 +31,10 @@ def record_id_spelling_problem(action: str | None, step_id: str | None) -> str |
     Shared by both checking layers (here and `engine.workflow`) so that they agree."""
     if action in RECORD_ID_ACTIONS and step_id and ("{{" in step_id or "{%" in step_id):
         verb = action.split("_")[0]
-        return (f"step id {step_id!r} looks like a template: the record to {verb} goes in "
-                f"record_id = {step_id!r} (SPEC §8); id names the step")
+        return (
+            f"step id {step_id!r} looks like a template: the record to {verb} goes in "
+            f"record_id = {step_id!r} (SPEC §8); id names the step"
+        )
     return None
 
 
@@ -101,7 +104,9 @@ class WorkflowConfig(StrictModel):
             if step.id is None:
                 continue
             if step.id in by_id:
-                problems.append((f"steps[{index}].id", f"duplicate step id {step.id!r} (also steps[{by_id[step.id]}])"))
+                problems.append(
+                    (f"steps[{index}].id", f"duplicate step id {step.id!r} (also steps[{by_id[step.id]}])")
+                )
             else:
                 by_id[step.id] = index
         for index, step in enumerate(self.steps):
@@ -116,11 +121,21 @@ class WorkflowConfig(StrictModel):
                 continue
             parent = self.steps[by_id[step.parent]]
             if parent.condition is not None and step.branch not in CONDITION_BRANCHES:
-                problems.append((f"{where}.branch", f"a child of condition step {step.parent!r} needs "
-                                                    f'branch = "yes" or "no" (got {step.branch!r})'))
+                problems.append(
+                    (
+                        f"{where}.branch",
+                        f"a child of condition step {step.parent!r} needs "
+                        f'branch = "yes" or "no" (got {step.branch!r})',
+                    )
+                )
             elif parent.action is not None and step.branch not in (None, *ACTION_BRANCHES):
-                problems.append((f"{where}.branch", f"a child of action step {step.parent!r} takes "
-                                                    f'branch = "success" (default) or "failure" (got {step.branch!r})'))
+                problems.append(
+                    (
+                        f"{where}.branch",
+                        f"a child of action step {step.parent!r} takes "
+                        f'branch = "success" (default) or "failure" (got {step.branch!r})',
+                    )
+                )
             if self._in_loop(index, by_id):
                 problems.append((f"{where}.parent", f"loop: step {step.id or index!r} is its own ancestor"))
         return problems

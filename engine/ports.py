@@ -42,9 +42,13 @@ class RecordTx(Protocol):
 
     def record_create(self, record_type: str, fields: Mapping[str, Any] | None) -> Record: ...
 
-    def record_update(self, record_type: str, record_id: str, fields: Mapping[str, Any] | None) -> Record | None: ...
+    def record_update(
+        self, record_type: str, record_id: str, fields: Mapping[str, Any] | None
+    ) -> Record | None: ...
 
-    def record_upsert(self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None) -> Record:
+    def record_upsert(
+        self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None
+    ) -> Record:
         """Update the first record whose `key_fields` equal those in `fields`, or create one; two
         concurrent upserts of one key never create two records."""
         ...
@@ -53,8 +57,13 @@ class RecordTx(Protocol):
         """Delete a record, returning its last fields (None if absent)."""
         ...
 
-    def record_find(self, record_type: str, filters: Mapping[str, Any] | None = None, limit: int | None = 100,
-                    order_by: str | None = None) -> list[Record]:
+    def record_find(
+        self,
+        record_type: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = 100,
+        order_by: str | None = None,
+    ) -> list[Record]:
         """Records whose fields equal `filters` (None matches NULL, a list any of its values);
         `order_by` a field, `-field` descending; default oldest first. A filter on a field no
         record has matches nothing; an unknown `order_by` is ignored."""

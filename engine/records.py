@@ -18,7 +18,16 @@ TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED = ("id", "created_at", "updated_at")
 _MAX_FIELD_NAME = 64
 
-__all__ = ["RESERVED", "TYPE_RE", "EffectKey", "RecordError", "RecordStore", "check_fields", "check_type", "once"]
+__all__ = [
+    "RESERVED",
+    "TYPE_RE",
+    "EffectKey",
+    "RecordError",
+    "RecordStore",
+    "check_fields",
+    "check_type",
+    "once",
+]
 
 
 class RecordError(ValueError):
@@ -53,7 +62,9 @@ def check_fields(fields: Mapping[str, Any] | None) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if _check_field_name(name).lower() not in RESERVED}
 
 
-def check_upsert(key_fields: list[str] | str, fields: Mapping[str, Any] | None) -> tuple[list[str], dict[str, Any]]:
+def check_upsert(
+    key_fields: list[str] | str, fields: Mapping[str, Any] | None
+) -> tuple[list[str], dict[str, Any]]:
     keys = [key_fields] if isinstance(key_fields, str) else list(key_fields)
     if not keys:
         raise RecordError("upsert needs at least one key field")
@@ -123,19 +134,30 @@ class RecordStore:
     async def create(
         self, record_type: str, fields: Mapping[str, Any] | None, *, effect: EffectKey | None = None
     ) -> Record:
-        record = await self.db.write(once(effect, record_type, lambda tx: tx.record_create(record_type, fields)))
+        record = await self.db.write(
+            once(effect, record_type, lambda tx: tx.record_create(record_type, fields))
+        )
         assert record is not None
         return record
 
     async def update(
-        self, record_type: str, record_id: str, fields: Mapping[str, Any] | None, *, effect: EffectKey | None = None
+        self,
+        record_type: str,
+        record_id: str,
+        fields: Mapping[str, Any] | None,
+        *,
+        effect: EffectKey | None = None,
     ) -> Record | None:
         return await self.db.write(
             once(effect, record_type, lambda tx: tx.record_update(record_type, record_id, fields))
         )
 
     async def upsert(
-        self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None, *,
+        self,
+        record_type: str,
+        key_fields: list[str],
+        fields: Mapping[str, Any] | None,
+        *,
         effect: EffectKey | None = None,
     ) -> Record:
         record = await self.db.write(
@@ -144,12 +166,17 @@ class RecordStore:
         assert record is not None
         return record
 
-    async def delete(self, record_type: str, record_id: str, *, effect: EffectKey | None = None) -> Record | None:
-        return await self.db.write(once(effect, record_type, lambda tx: delete_with_sink(tx, record_type, record_id,
-                                                                                      self.deletions)))
+    async def delete(
+        self, record_type: str, record_id: str, *, effect: EffectKey | None = None
+    ) -> Record | None:
+        return await self.db.write(
+            once(effect, record_type, lambda tx: delete_with_sink(tx, record_type, record_id, self.deletions))
+        )
 
 
-def delete_with_sink(tx: RecordTx, record_type: str, record_id: str, sink: DeletionSink | None) -> Record | None:
+def delete_with_sink(
+    tx: RecordTx, record_type: str, record_id: str, sink: DeletionSink | None
+) -> Record | None:
     """Delete a record; the sink hears of it inside the same transaction. None if absent."""
     record = tx.record_delete(record_type, record_id)
     if record is not None and sink is not None:

@@ -68,7 +68,9 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class _Run:
-    def __init__(self, engine: Engine, workflow: Workflow, entity: Entity, responder: Responder | None) -> None:
+    def __init__(
+        self, engine: Engine, workflow: Workflow, entity: Entity, responder: Responder | None
+    ) -> None:
         self.engine = engine
         self.workflow = workflow
         self.entity = entity
@@ -117,14 +119,17 @@ class _Run:
         elif children:
             await self.steps(children, data, item)
 
-    async def each(self, children: list[Step], data: dict[str, Any], item: tuple[int, ...], each: Each) -> None:
+    async def each(
+        self, children: list[Step], data: dict[str, Any], item: tuple[int, ...], each: Each
+    ) -> None:
         """A `for_each` step's children, once per element, at most `concurrency` at a time."""
         slots = trio.Semaphore(each.concurrency)  # taken here, given back by the element's task
 
         async def one(index: int, element: Any) -> None:
             try:
-                await self.steps(children, {**data, each.name: element, f"{each.name}_index": index},
-                                 (*item, index))
+                await self.steps(
+                    children, {**data, each.name: element, f"{each.name}_index": index}, (*item, index)
+                )
             finally:
                 slots.release()
 
@@ -133,7 +138,9 @@ class _Run:
                 await slots.acquire()  # no more tasks than may run: 10,000 items stay cheap
                 nursery.start_soon(one, index, element)
 
-    def condition(self, step: Step, data: dict[str, Any], entry: dict[str, Any], recorder: Recorder) -> list[Step]:
+    def condition(
+        self, step: Step, data: dict[str, Any], entry: dict[str, Any], recorder: Recorder
+    ) -> list[Step]:
         render = recorder.wrap(lambda source: self.engine.templates.render_value(source, data))
         try:
             result = bool(evaluate(step.condition, render))
@@ -147,7 +154,12 @@ class _Run:
         return step.children.get(branch, [])
 
     async def action(
-        self, step: Step, data: dict[str, Any], entry: dict[str, Any], recorder: Recorder, item: tuple[int, ...]
+        self,
+        step: Step,
+        data: dict[str, Any],
+        entry: dict[str, Any],
+        recorder: Recorder,
+        item: tuple[int, ...],
     ) -> tuple[list[Step], Each | None]:
         action = REGISTRY.get(step.action or "")
         templates = self.engine.templates
@@ -203,7 +215,7 @@ class _Run:
         message = _error_text(exc)
         entry["error"] = message
         if self.error is None:
-            self.error = f"step \"{step.id}\" failed: {message}"
+            self.error = f'step "{step.id}" failed: {message}'
             self.retryable = _retryable(exc)
         self.scope.cancel()
         return []
@@ -211,8 +223,14 @@ class _Run:
     def log(self, step: Step, logs: list[dict[str, str]], level: str, message: str) -> None:
         level = (level or "info").lower()
         logs.append({"level": level, "message": message})
-        log.log(LOG_LEVELS.get(level, logging.INFO), "workflow log", workflow=self.workflow.name,
-                signal_id=self.entity.id, step=step.id, message=message)
+        log.log(
+            LOG_LEVELS.get(level, logging.INFO),
+            "workflow log",
+            workflow=self.workflow.name,
+            signal_id=self.entity.id,
+            step=step.id,
+            message=message,
+        )
 
 
 class Engine:

@@ -17,7 +17,8 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
         return "…"
     if isinstance(value, dict):
         return {
-            str(k): REDACTED if SECRET_KEY.search(str(k)) else redact(v, _depth=_depth + 1) for k, v in value.items()
+            str(k): REDACTED if SECRET_KEY.search(str(k)) else redact(v, _depth=_depth + 1)
+            for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
         return [redact(v, _depth=_depth + 1) for v in value]

@@ -21,8 +21,11 @@ from engine.conditions import validate_condition
 ACTION_BRANCHES = ("success", "failure")
 CONDITION_BRANCHES = ("yes", "no")
 CALLER_WORDS = {
-    "respond": ("can_respond", "has no caller waiting for a respond step (only an endpoint with return_type = \"continue\" has)"),
-    "emit": ("can_emit", "cannot stream events (only an endpoint with return_type = \"sse\" can)"),
+    "respond": (
+        "can_respond",
+        'has no caller waiting for a respond step (only an endpoint with return_type = "continue" has)',
+    ),
+    "emit": ("can_emit", 'cannot stream events (only an endpoint with return_type = "sse" can)'),
     "reply": ("can_reply", "cannot take a TwiML reply (only sms and whatsapp sources can)"),
 }
 
@@ -189,20 +192,22 @@ class _Compiler:
 
     def source_caps(self, base: str, listen: list[str], run_mode: str) -> list[tuple[str, SourceCaps]]:
         if not listen:
-            self.problem(f"{base}.listen", "a workflow must listen to at least one source, e.g. \"endpoints.NAME\"")
+            self.problem(
+                f"{base}.listen", 'a workflow must listen to at least one source, e.g. "endpoints.NAME"'
+            )
         found: list[tuple[str, SourceCaps]] = []
         for source in listen:
             try:
                 caps = self.caps(source)
             except (KeyError, LookupError, ValueError) as exc:
                 detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
-                self.problem(f"{base}.listen", detail or f"unknown source \"{source}\"")
+                self.problem(f"{base}.listen", detail or f'unknown source "{source}"')
                 continue
             found.append((source, caps))
             if caps.requires_sync and run_mode != "sync":
                 self.problem(
                     f"{base}.run_mode",
-                    f"source \"{source}\" streams its answer (sse) and needs run_mode = \"sync\"",
+                    f'source "{source}" streams its answer (sse) and needs run_mode = "sync"',
                 )
         return found
 
@@ -220,7 +225,7 @@ class _Compiler:
                 self.problem(f"{key}.id", old_spelling)
             step_id = config.id or self.auto_id(index, explicit)
             if step_id in steps:
-                self.problem(f"{key}.id", f"duplicate step id \"{step_id}\" (ids must be unique in a workflow)")
+                self.problem(f"{key}.id", f'duplicate step id "{step_id}" (ids must be unique in a workflow)')
                 continue
             step = self.step(key, step_id, config, caps)
             steps[step_id] = step
@@ -239,16 +244,14 @@ class _Compiler:
         taken.add(step_id)
         return step_id
 
-    def step(
-        self, key: str, step_id: str, config: StepLike, caps: list[tuple[str, SourceCaps]]
-    ) -> Step:
+    def step(self, key: str, step_id: str, config: StepLike, caps: list[tuple[str, SourceCaps]]) -> Step:
         options = dict(config.options() or {})
-        who = f"step \"{step_id}\""
+        who = f'step "{step_id}"'
         condition = config.condition
         if condition is not None and config.action:
             self.problem(key, f"{who} has both a condition and an action; a step is one or the other")
         if condition is None and not config.action:
-            self.problem(key, f"{who} needs either an action = \"…\" or a condition = {{ … }}")
+            self.problem(key, f'{who} needs either an action = "…" or a condition = {{ … }}')
         if condition is not None and not config.action:
             # Messages come as "condition.left: what is wrong"; templates are checked there too.
             for message in validate_condition(_plain(condition), "condition"):
@@ -257,23 +260,23 @@ class _Compiler:
                     path, text = "condition", message
                 self.problem(f"{key}.{path}", f"{who}: {text}")
             for option in options:
-                self.problem(f"{key}.{option}", f"{who} is a condition and takes no key \"{option}\"")
+                self.problem(f"{key}.{option}", f'{who} is a condition and takes no key "{option}"')
             return Step(id=step_id, action=None, condition=condition, options={})
         action_name = config.action or ""
         action = REGISTRY.get(action_name)
         if action is None:
             allowed = ", ".join(sorted(REGISTRY))
-            self.problem(f"{key}.action", f"{who}: unknown action \"{action_name}\"; allowed: {allowed}")
+            self.problem(f"{key}.action", f'{who}: unknown action "{action_name}"; allowed: {allowed}')
         else:
             allowed_keys = action.required | action.optional
             for missing in sorted(action.required - options.keys()):
                 if missing == "record_id" and old_record_id_spelling(config) is not None:
                     continue  # already reported at `id`, naming record_id
-                self.problem(f"{key}.{missing}", f"{who}: action \"{action_name}\" needs the key \"{missing}\"")
+                self.problem(f"{key}.{missing}", f'{who}: action "{action_name}" needs the key "{missing}"')
             for unknown in sorted(options.keys() - allowed_keys):
                 self.problem(
                     f"{key}.{unknown}",
-                    f"{who}: action \"{action_name}\" has no key \"{unknown}\"; "
+                    f'{who}: action "{action_name}" has no key "{unknown}"; '
                     f"allowed: {', '.join(sorted(allowed_keys)) or '(none)'}",
                 )
             try:
@@ -295,7 +298,9 @@ class _Compiler:
         attr, why = CALLER_WORDS[needs]
         for source, cap in caps:
             if not getattr(cap, attr):
-                self.problem(f"{key}.action", f"{who}: action \"{action_name}\" not allowed: source \"{source}\" {why}")
+                self.problem(
+                    f"{key}.action", f'{who}: action "{action_name}" not allowed: source "{source}" {why}'
+                )
 
     def check_template(self, key: str, who: str, source: str) -> None:
         try:
@@ -306,7 +311,11 @@ class _Compiler:
             self.problem(key, f"{who}: {error}")
 
     def link(
-        self, steps: dict[str, Step], where: dict[str, tuple[str, StepLike]], order: list[Step], named: set[str]
+        self,
+        steps: dict[str, Step],
+        where: dict[str, tuple[str, StepLike]],
+        order: list[Step],
+        named: set[str],
     ) -> list[Step]:
         """Attach children to parents and return the roots; report unknown parents, bad branches, loops.
 
@@ -316,31 +325,31 @@ class _Compiler:
         parent_of: dict[str, str] = {}
         for step in order:
             key, config = where[step.id]
-            who = f"step \"{step.id}\""
+            who = f'step "{step.id}"'
             branch = config.branch
             if not config.parent:
                 if branch:
-                    self.problem(f"{key}.branch", f"{who} has branch = \"{branch}\" but no parent")
+                    self.problem(f"{key}.branch", f'{who} has branch = "{branch}" but no parent')
                 roots.append(step)
                 continue
             parent = steps.get(config.parent) if config.parent in named else None
             if parent is None:
                 known = ", ".join(sorted(named)) or "no step has an id"
-                self.problem(f"{key}.parent", f"{who}: unknown parent \"{config.parent}\"; step ids: {known}")
+                self.problem(f"{key}.parent", f'{who}: unknown parent "{config.parent}"; step ids: {known}')
                 continue
             parent_of[step.id] = parent.id
             if parent.is_condition:
                 if branch is None:
                     self.problem(
                         f"{key}.branch",
-                        f"{who} is under condition \"{parent.id}\" and needs branch = \"yes\" or \"no\"",
+                        f'{who} is under condition "{parent.id}" and needs branch = "yes" or "no"',
                     )
                     continue
                 if branch not in CONDITION_BRANCHES:
                     self.problem(
                         f"{key}.branch",
-                        f"{who}: branch \"{branch}\" is not allowed under condition \"{parent.id}\"; "
-                        "use \"yes\" or \"no\"",
+                        f'{who}: branch "{branch}" is not allowed under condition "{parent.id}"; '
+                        'use "yes" or "no"',
                     )
                     continue
             else:
@@ -348,8 +357,8 @@ class _Compiler:
                 if branch not in ACTION_BRANCHES:
                     self.problem(
                         f"{key}.branch",
-                        f"{who}: branch \"{branch}\" is not allowed under action \"{parent.id}\"; "
-                        "use \"success\" or \"failure\" (\"yes\"/\"no\" are for conditions)",
+                        f'{who}: branch "{branch}" is not allowed under action "{parent.id}"; '
+                        'use "success" or "failure" ("yes"/"no" are for conditions)',
                     )
                     continue
             step.branch = branch

@@ -34,8 +34,16 @@ def caps_lookup(cfg: Config):  # type: ignore[no-untyped-def]
 
 
 # Source options that are templates (rendered per request, or once for keys and secrets).
-SOURCE_TEMPLATES = ("return_data", "return_html", "return_redirect", "endpoint_key", "endpoint_secret",
-                    "cors_domains", "redirect", "dedup_key")
+SOURCE_TEMPLATES = (
+    "return_data",
+    "return_html",
+    "return_redirect",
+    "endpoint_key",
+    "endpoint_secret",
+    "cors_domains",
+    "redirect",
+    "dedup_key",
+)
 
 
 def source_template_problems(cfg: Config, templates: TemplateEngine) -> list[tuple[str, str]]:

@@ -65,8 +65,13 @@ def open_storage(cfg: Config) -> Storage:
     in the data dir. `StorageError` (unavailable, or a newer schema) if it cannot be opened."""
     db = cfg.database
     if db.url:
-        storage = open_postgres(db.url, pool_size=db.pool_size, statement_timeout=db.statement_timeout,
-                                connect_timeout=db.connect_timeout, max_deliveries=db.max_deliveries)
+        storage = open_postgres(
+            db.url,
+            pool_size=db.pool_size,
+            statement_timeout=db.statement_timeout,
+            connect_timeout=db.connect_timeout,
+            max_deliveries=db.max_deliveries,
+        )
     else:
         storage = open_store(db_path(cfg))
     storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
@@ -115,7 +120,12 @@ def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
 
 class Daemon:
     def __init__(
-        self, config_path: Path, *, worker_index: int = 0, runner_index: int = 0, worker_args: list[str] | None = None
+        self,
+        config_path: Path,
+        *,
+        worker_index: int = 0,
+        runner_index: int = 0,
+        worker_args: list[str] | None = None,
     ) -> None:
         self.config_path = config_path
         self.worker_index = worker_index  # 0: the main process; >0: an extra HTTP worker
@@ -186,11 +196,16 @@ class Daemon:
             return EX_UNAVAILABLE
         async with httpx.AsyncClient(timeout=30.0) as http_client:
             services = Services(
-                db=self.storage, deletions=JournalDeletionSink(), outbound=outbound_settings(cfg), http=http_client
+                db=self.storage,
+                deletions=JournalDeletionSink(),
+                outbound=outbound_settings(cfg),
+                http=http_client,
             )
             services.records = self.records  # type: ignore[attr-defined]
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
-            self.dispatcher = Dispatcher(self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg))
+            self.dispatcher = Dispatcher(
+                self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg)
+            )
             doorbell: Doorbell | None = None
             if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
@@ -217,24 +232,35 @@ class Daemon:
             if self.is_main:
                 self.extra_channels = self._extra_channels()
                 if cfg.http.workers > 1 or cfg.router.runners > 0:
-                    self.workers = WorkerPool(self.config_path, cfg.http.workers, cfg.router.runners, self.worker_args)
+                    self.workers = WorkerPool(
+                        self.config_path, cfg.http.workers, cfg.router.runners, self.worker_args
+                    )
             tune_gc()  # after every import this process needs
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
                     if http_sock is not None:
-                        await nursery.start(partial(supervise, "http", partial(self._serve_http, http_sock),
-                                                    up=self.channels_up))
+                        await nursery.start(
+                            partial(
+                                supervise, "http", partial(self._serve_http, http_sock), up=self.channels_up
+                            )
+                        )
                         nursery.start_soon(self._watch_state)
                     else:
-                        nursery.start_soon(doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke)
+                        nursery.start_soon(
+                            doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke
+                        )
                     for name, run in self.extra_channels:
                         await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
-                        if cfg.router.runners and not await wait_for_runners(db_path(cfg), cfg.router.runners, 60):
-                            log.warning("runners not up after 60s; pending work waits for them in the journal")
+                        if cfg.router.runners and not await wait_for_runners(
+                            db_path(cfg), cfg.router.runners, 60
+                        ):
+                            log.warning(
+                                "runners not up after 60s; pending work waits for them in the journal"
+                            )
                     nursery.start_soon(self._watchdog)
                     if self.is_main:
                         # PostgreSQL: other nodes' NOTIFYs ring this node's runners (SQLite: returns).
@@ -243,7 +269,9 @@ class Daemon:
                         nursery.start_soon(die_with_parent)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")
-                    role = {"http": cfg.http.listen} if http_sock is not None else {"runner": self.runner_index}
+                    role = (
+                        {"http": cfg.http.listen} if http_sock is not None else {"runner": self.runner_index}
+                    )
                     log.info("ready", **role, data_dir=cfg.router.data_dir, workflows=len(self.workflows))
                     await self._handle_signals()
                     await self._shutdown()
@@ -271,7 +299,9 @@ class Daemon:
 
         self.scheduler = Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke)
         channels.append(("schedules", self.scheduler.run))
-        channels.append(("smtp", partial(run_smtp, self, lambda: self.storage.read(lambda tx: tx.source_states()))))
+        channels.append(
+            ("smtp", partial(run_smtp, self, lambda: self.storage.read(lambda tx: tx.source_states())))
+        )
         channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
         channels.append(("retention", self._run_retention))
         return channels
@@ -280,6 +310,7 @@ class Daemon:
         from router.dispatch.retention import run_retention
 
         task_status.started()
+
         def keep() -> float:
             # Never shorter than the idempotency window: a repeat must still find its original answer.
             r = self.cfg.router.retention
@@ -381,11 +412,18 @@ class Daemon:
             systemd.notify("READY=1")
             return [str(i) for i in exc.issues]
         if cfg.http.listen != self.cfg.http.listen:
-            self._reload_log(logging.WARNING, "reload: [http] listen changed; restart the daemon to move the listener")
+            self._reload_log(
+                logging.WARNING, "reload: [http] listen changed; restart the daemon to move the listener"
+            )
         if (cfg.http.workers, cfg.router.runners) != (self.cfg.http.workers, self.cfg.router.runners):
-            self._reload_log(logging.WARNING, "reload: [http] workers / [router] runners changed; restart the daemon to apply it")
+            self._reload_log(
+                logging.WARNING,
+                "reload: [http] workers / [router] runners changed; restart the daemon to apply it",
+            )
         if cfg.admin.listen != self.cfg.admin.listen or cfg.admin.enabled != self.cfg.admin.enabled:
-            self._reload_log(logging.WARNING, "reload: [admin] listen/enabled changed; restart the daemon to apply it")
+            self._reload_log(
+                logging.WARNING, "reload: [admin] listen/enabled changed; restart the daemon to apply it"
+            )
         # Through the group-commit writer: write_sync here would start a second transaction on the
         # writer's connection while a batch is open ("cannot start a transaction within a transaction").
         try:
@@ -405,7 +443,9 @@ class Daemon:
                 systemd.notify("READY=1")
                 return [f"[http] tls_cert / tls_key / tls_client_ca: {exc}"]
         if cfg.http.tls_enabled != (self.tls_context is not None):
-            self._reload_log(logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it")
+            self._reload_log(
+                logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it"
+            )
         routes = build_routes(cfg, await self.storage.aread(lambda tx: tx.source_states()))
         self.cfg = cfg
         self.dispatcher.workflows = workflows
@@ -462,5 +502,7 @@ def serve(
     if runner_index == 0:  # runners hold no connections
         fds = raise_fd_limit()
         log.info("open files", limit=fds)
-    daemon = Daemon(config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args)
+    daemon = Daemon(
+        config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args
+    )
     return trio.run(daemon.main)

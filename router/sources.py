@@ -32,7 +32,8 @@ def ensure_sources(tx: Tx, cfg: Config) -> None:
     for kind, name, model in cfg.sources():
         pinned = getattr(model, "api_key", None)
         tx.source_add(
-            kind, name,
+            kind,
+            name,
             first_hash=new_hash() if kind == "endpoints" else None,
             second_hash=new_hash() if kind == "endpoints" else None,
             api_key=pinned or new_api_key() if kind == "webhooks" else None,
@@ -81,7 +82,12 @@ def describe(cfg: Config, states: dict[tuple[str, str], SourceState]) -> list[di
     out: list[dict[str, Any]] = []
     for kind, name, model in cfg.sources():
         state = states.get((kind, name))
-        item: dict[str, Any] = {"kind": kind, "name": name, "source": f"{kind}.{name}", "active": is_active(model, state)}
+        item: dict[str, Any] = {
+            "kind": kind,
+            "name": name,
+            "source": f"{kind}.{name}",
+            "active": is_active(model, state),
+        }
         if isinstance(model, EndpointConfig):
             if state and state.first_hash:
                 item["url"] = f"{base}/listener/{state.first_hash}/{state.second_hash}"

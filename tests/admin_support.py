@@ -101,7 +101,9 @@ class Admin:
     def __init__(self, router: RouterProcess, token: str = TOKEN) -> None:
         self.router = router
         self.base = f"http://127.0.0.1:{router.admin_port}"
-        self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        self.client = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -136,7 +138,9 @@ class Admin:
                 if last["status"] == status:
                     return last
             time.sleep(0.05)
-        raise AssertionError(f"signal {signal_id} not {status} within {timeout}s: {last}\n{self.router.log()[-3000:]}")
+        raise AssertionError(
+            f"signal {signal_id} not {status} within {timeout}s: {last}\n{self.router.log()[-3000:]}"
+        )
 
 
 def wait_admin(router: RouterProcess, timeout: float = 20.0) -> None:

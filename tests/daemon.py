@@ -53,9 +53,19 @@ def _alive(pid: int) -> bool:
 
 
 class RouterProcess:
-    def __init__(self, tmp: Path, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s",
-                 env: dict[str, str] | None = None, workers: int = 1, router_extra: str = "",
-                 http_extra: str = "", database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        body: str,
+        *,
+        shutdown_timeout: str = "10s",
+        retry_backoff: str = "0.2s",
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        router_extra: str = "",
+        http_extra: str = "",
+        database_url: str | None = None,
+    ) -> None:
         self.tmp = tmp
         self.database_url = database_url  # [database] url: PostgreSQL instead of SQLite in data_dir
         self.workers = workers
@@ -74,9 +84,15 @@ class RouterProcess:
 
     def write_config(self, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s") -> None:
         head = BASE.format(
-            data_dir=self.data_dir, http_port=self.http_port, smtp_port=self.smtp_port,
-            admin_port=self.admin_port, shutdown_timeout=shutdown_timeout, retry_backoff=retry_backoff,
-            workers=self.workers, router_extra=self.router_extra, http_extra=self.http_extra,
+            data_dir=self.data_dir,
+            http_port=self.http_port,
+            smtp_port=self.smtp_port,
+            admin_port=self.admin_port,
+            shutdown_timeout=shutdown_timeout,
+            retry_backoff=retry_backoff,
+            workers=self.workers,
+            router_extra=self.router_extra,
+            http_extra=self.http_extra,
         )
         if self.database_url:
             head += f"\n[database]\nurl = {json.dumps(self.database_url)}\n"
@@ -90,7 +106,9 @@ class RouterProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
         )
         if wait:
             self.wait_ready()
@@ -116,7 +134,10 @@ class RouterProcess:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "router.cli", *args[:1], "-c", str(self.config_path), *args[1:]],
-            capture_output=True, text=True, env=self.env, timeout=60,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"router {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
@@ -136,7 +157,9 @@ class RouterProcess:
     def kill(self) -> None:
         """SIGKILL the daemon; its children (runners, workers, SMTP) die with it: wait for that too."""
         if self.proc and self.proc.poll() is None:
-            kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+            kids = subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
             self.proc.kill()
             self.proc.wait(10)
             deadline = time.monotonic() + 10
@@ -187,4 +210,6 @@ class RouterProcess:
             if last:
                 return last
             time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}")
+        raise AssertionError(
+            f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}"
+        )

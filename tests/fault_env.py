@@ -31,10 +31,15 @@ db.close()
 def tiny_filesystem(path: Path, size: str = "4m") -> Iterator[Path]:
     """A tmpfs of `size` mounted at `path`, unmounted on exit (lazily if something still holds it)."""
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a {size} tmpfs at {path} (needs root / CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+        pytest.skip(
+            f"cannot mount a {size} tmpfs at {path} (needs root / CAP_SYS_ADMIN): {mounted.stderr.strip()}"
+        )
     try:
         yield path
     finally:
@@ -61,8 +66,12 @@ def fill(path: Path) -> int:
 @contextmanager
 def write_lock(db_path: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holds `BEGIN IMMEDIATE` on `db_path` until the block ends."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         yield holder

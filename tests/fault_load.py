@@ -131,8 +131,9 @@ def _key_body(key: str) -> str:
 class MixedLoad:
     """Threads hammering one daemon on every channel until `stop()`; acks go to `acked`."""
 
-    def __init__(self, base: str, smtp_port: int, urls: dict[str, str], cycle: int, acked: Acked,
-                 tag: str = "") -> None:
+    def __init__(
+        self, base: str, smtp_port: int, urls: dict[str, str], cycle: int, acked: Acked, tag: str = ""
+    ) -> None:
         self.tag = tag  # several loads at once (one per node): their names differ, their keys do not
         self.base = base
         self.smtp_port = smtp_port
@@ -218,8 +219,14 @@ def post_sms(client: httpx.Client, base: str, n: str) -> httpx.Response:
     """Twilio's webhook for an SMS whose text is `n`, signed as Twilio signs it."""
     url = f"{base}/sms/load"
     sid = "SM" + hashlib.md5(n.encode()).hexdigest()
-    params = {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+15551230001",
-              "To": "+15559870002", "Body": n, "NumMedia": "0"}
+    params = {
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+15551230001",
+        "To": "+15559870002",
+        "Body": n,
+        "NumMedia": "0",
+    }
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
     return client.post(url, data=params, headers={"X-Twilio-Signature": signature})
 
@@ -240,7 +247,9 @@ def unsettled(db_path: Path, sources: tuple[str, ...] = SOURCES) -> int:
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         marks = ",".join("?" * len(sources))
-        row = db.execute(f"SELECT count(*) FROM signals WHERE source IN ({marks}) AND status != 'done'", sources)
+        row = db.execute(
+            f"SELECT count(*) FROM signals WHERE source IN ({marks}) AND status != 'done'", sources
+        )
         return int(row.fetchone()[0])
     finally:
         db.close()
@@ -285,13 +294,17 @@ def check(signals: list[Any], done_runs: Counter[str], records: list[Any], acked
     for source, names in acked.by_source.items():
         lost = names - journaled[source]
         if lost:
-            problems.append(f"{len(lost)} acknowledged {source} signals not in the journal: {sorted(lost)[:5]}")
+            problems.append(
+                f"{len(lost)} acknowledged {source} signals not in the journal: {sorted(lost)[:5]}"
+            )
     twice = {sid: c for sid, c in per_signal.items() if c != 1}
     if twice:
         problems.append(f"{len(twice)} signals with more than one effect record: {list(twice.items())[:5]}")
     no_effect = ids - set(per_signal)
     if no_effect:
-        problems.append(f"{len(no_effect)} journaled signals without an effect record: {sorted(no_effect)[:5]}")
+        problems.append(
+            f"{len(no_effect)} journaled signals without an effect record: {sorted(no_effect)[:5]}"
+        )
     orphans = set(per_signal) - ids
     if orphans:
         problems.append(f"{len(orphans)} effect records of no journaled signal: {sorted(orphans)[:5]}")
@@ -304,7 +317,9 @@ def check(signals: list[Any], done_runs: Counter[str], records: list[Any], acked
     for source, keys in acked.keys.items():
         missing = {k for k in keys if key_records[(source, k)] != 1}
         if missing:
-            problems.append(f"acknowledged keys of {source} without exactly one record: {sorted(missing)[:5]}")
+            problems.append(
+                f"acknowledged keys of {source} without exactly one record: {sorted(missing)[:5]}"
+            )
     acked_total = sum(len(v) for v in acked.by_source.values())
     return {
         "acked": acked_total,

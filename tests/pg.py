@@ -34,7 +34,9 @@ def required() -> bool:
 
 
 def pg_bin() -> Path | None:
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: [int(p) for p in d.split("/")[4].split(".")])
+    dirs = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: [int(p) for p in d.split("/")[4].split(".")]
+    )
     return Path(dirs[-1]) if dirs and Path(dirs[-1], "initdb").exists() else None
 
 
@@ -60,16 +62,34 @@ class Cluster:
     def start(self, *, fsync: bool = False) -> None:
         """fsync off for tests (a kill -9 of router or PostgreSQL needs none; only an OS crash would);
         on for benchmarks."""
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "--no-instructions", "-E", "UTF8")
-        self.pg_ctl("start", "-o", f"-k {self.dir} -c listen_addresses='' -c fsync={'on' if fsync else 'off'}"
-                                   " -c max_connections=300")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-instructions",
+            "-E",
+            "UTF8",
+        )
+        self.pg_ctl(
+            "start",
+            "-o",
+            f"-k {self.dir} -c listen_addresses='' -c fsync={'on' if fsync else 'off'}"
+            " -c max_connections=300",
+        )
 
     def pg_ctl(self, verb: str, *extra: str) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", *extra, verb)
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", *extra, verb
+        )
 
     def stop(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -84,14 +104,23 @@ def restart(mode: str = "immediate") -> None:
         return
     data, bindir = os.environ.get("ROUTER_TEST_PG_DATA"), os.environ.get("ROUTER_TEST_PG_BIN")
     if not (data and bindir):
-        raise RuntimeError("no control over the PostgreSQL server (set ROUTER_TEST_PG_DATA and ROUTER_TEST_PG_BIN)")
+        raise RuntimeError(
+            "no control over the PostgreSQL server (set ROUTER_TEST_PG_DATA and ROUTER_TEST_PG_BIN)"
+        )
     user = "postgres" if os.geteuid() == 0 else None
-    subprocess.run([f"{bindir}/pg_ctl", "-D", data, "-l", f"{Path(data).parent}/log", "-w", "-m", mode, "restart"],
-                   user=user, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [f"{bindir}/pg_ctl", "-D", data, "-l", f"{Path(data).parent}/log", "-w", "-m", mode, "restart"],
+        user=user,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def can_restart() -> bool:
-    return _cluster is not None or bool(os.environ.get("ROUTER_TEST_PG_DATA") and os.environ.get("ROUTER_TEST_PG_BIN"))
+    return _cluster is not None or bool(
+        os.environ.get("ROUTER_TEST_PG_DATA") and os.environ.get("ROUTER_TEST_PG_BIN")
+    )
 
 
 def dsn_with(dsn: str, **params: str) -> str:

@@ -14,7 +14,9 @@ def journal_entities(router: RouterProcess, source: str) -> list[dict[str, Any]]
     """Every journaled entity of `source`, oldest first."""
     conn = sqlite3.connect(router.data_dir / "router.db", timeout=10)
     try:
-        rows = conn.execute("SELECT entity FROM signals WHERE source = ? ORDER BY rowid", (source,)).fetchall()
+        rows = conn.execute(
+            "SELECT entity FROM signals WHERE source = ? ORDER BY rowid", (source,)
+        ).fetchall()
     finally:
         conn.close()
     return [json.loads(entity) for (entity,) in rows]

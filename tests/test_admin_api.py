@@ -46,8 +46,11 @@ def test_token_required_and_keepalive_survives_refusals(demo) -> None:  # type: 
             none = client.get("/api/sources")
             assert none.status_code == 401
             assert none.headers["www-authenticate"].startswith("Bearer")
-            wrong = client.post("/api/reload", headers={"Authorization": f"Bearer {TOKEN[:-1]}x"},
-                                content=b'{"pad": "' + b"x" * (i * 97) + b'"}')
+            wrong = client.post(
+                "/api/reload",
+                headers={"Authorization": f"Bearer {TOKEN[:-1]}x"},
+                content=b'{"pad": "' + b"x" * (i * 97) + b'"}',
+            )
             assert wrong.status_code == 401
             prefix = client.get("/api/sources", headers={"Authorization": f"Bearer {TOKEN[:1]}"})
             assert prefix.status_code == 401
@@ -68,8 +71,15 @@ def test_token_required_and_keepalive_survives_refusals(demo) -> None:  # type: 
 def test_sources_list_every_kind_and_actions_take_effect_at_once(demo) -> None:  # type: ignore[no-untyped-def]
     router, admin = demo
     items = {i["source"]: i for i in admin.ok("GET", "/api/sources")["items"]}
-    assert {"endpoints.hello", "endpoints.orders", "webhooks.payments", "webhooks.forward", "forms.signup",
-            "mailboxes.support", "schedules.nightly"} <= set(items)
+    assert {
+        "endpoints.hello",
+        "endpoints.orders",
+        "webhooks.payments",
+        "webhooks.forward",
+        "forms.signup",
+        "mailboxes.support",
+        "schedules.nightly",
+    } <= set(items)
     hello = items["endpoints.hello"]
     assert hello["url"].startswith(f"{router.base}/listener/") and hello["active"] is True
     assert hello["counts"] == {"pending": 0, "running": 0, "done": 0, "failed": 0}
@@ -102,7 +112,12 @@ def test_sources_list_every_kind_and_actions_take_effect_at_once(demo) -> None: 
     assert httpx.post(url, json={}).status_code == 404
     assert httpx.post(rotated["url"], json={}).status_code == 200
     key = admin.ok("POST", "/api/sources/webhooks.payments/rotate")["api_key"]
-    assert httpx.post(f"{router.base}/webhooks/incoming/payments", json={}, headers={"X-Api-Key": key}).status_code == 200
+    assert (
+        httpx.post(
+            f"{router.base}/webhooks/incoming/payments", json={}, headers={"X-Api-Key": key}
+        ).status_code
+        == 200
+    )
 
     # Refusals are precise.
     assert admin.post("/api/sources/forms.signup/rotate").status_code == 409
@@ -116,9 +131,12 @@ def test_sources_list_every_kind_and_actions_take_effect_at_once(demo) -> None: 
     log = router.log()
     fp = _fingerprint_in(log)
     for action, target, result in [
-        ("source.deactivate", "endpoints.hello", "ok"), ("source.activate", "endpoints.hello", "ok"),
-        ("source.rotate", "endpoints.hello", "ok"), ("source.rotate", "webhooks.payments", "ok"),
-        ("source.rotate", "forms.signup", "refused"), ("source.deactivate", "nope", "not_found"),
+        ("source.deactivate", "endpoints.hello", "ok"),
+        ("source.activate", "endpoints.hello", "ok"),
+        ("source.rotate", "endpoints.hello", "ok"),
+        ("source.rotate", "webhooks.payments", "ok"),
+        ("source.rotate", "forms.signup", "refused"),
+        ("source.deactivate", "nope", "not_found"),
     ]:
         line = f"action={action} target={target} result={result} who=token:{fp} via=bearer remote=127.0.0.1"
         assert line in log, f"missing audit line: {line}"
@@ -135,8 +153,11 @@ def test_signals_filters_detail_trace_and_replay(demo, target) -> None:  # type:
     forward = admin.source("webhooks.forward")
     t_before = time.time()
 
-    r = httpx.post(payments["url"], json={"amount": 250, "api_token": "s3cret"},
-                   headers={"Idempotency-Key": "pay-1", "X-Signature": "abc", "Cookie": "a=b"})
+    r = httpx.post(
+        payments["url"],
+        json={"amount": 250, "api_token": "s3cret"},
+        headers={"Idempotency-Key": "pay-1", "X-Signature": "abc", "Cookie": "a=b"},
+    )
     pay_id = r.json()["signal_id"]
     httpx.post(hello, json={"name": "ada"}, headers={"Authorization": "Bearer caller-secret"})
     target.answer(Scripted(500, "target down"))
@@ -146,8 +167,12 @@ def test_signals_filters_detail_trace_and_replay(demo, target) -> None:  # type:
     assert "forward" in failed["last_error"]
 
     # Filters: source, status, since, limit, before (paging).
-    assert [s["id"] for s in admin.ok("GET", "/api/signals", params={"source": "webhooks.payments"})["items"]] == [pay_id]
-    assert [s["id"] for s in admin.ok("GET", "/api/signals", params={"status": "failed"})["items"]] == [fwd_id]
+    assert [
+        s["id"] for s in admin.ok("GET", "/api/signals", params={"source": "webhooks.payments"})["items"]
+    ] == [pay_id]
+    assert [s["id"] for s in admin.ok("GET", "/api/signals", params={"status": "failed"})["items"]] == [
+        fwd_id
+    ]
     assert [s["id"] for s in admin.ok("GET", "/api/signals/failed")["items"]] == [fwd_id]
     assert len(admin.ok("GET", "/api/signals", params={"since": "1h"})["items"]) == 3
     future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_before + 3600))
@@ -205,7 +230,7 @@ def test_signals_filters_detail_trace_and_replay(demo, target) -> None:  # type:
 
     log = router.log()
     assert f"action=signal.replay target={fwd_id} result=ok who=token:" in log
-    assert "action=signal.replay_bulk target=\"failed source=webhooks.forward\" result=ok" in log
+    assert 'action=signal.replay_bulk target="failed source=webhooks.forward" result=ok' in log
     assert "replayed=2 skipped=0" in log
 
 
@@ -240,7 +265,8 @@ def test_reload_through_api_applies_or_lists_every_error(demo) -> None:  # type:
     router, admin = demo
     text = router.config_path.read_text()
     router.config_path.write_text(
-        text + '\n[endpoints.broken]\nreturn_type = "sometimes"\n\n[schedules.bad]\ncron = "0 2 * * *"\nevery = "5m"\n'
+        text
+        + '\n[endpoints.broken]\nreturn_type = "sometimes"\n\n[schedules.bad]\ncron = "0 2 * * *"\nevery = "5m"\n'
     )
     refused = admin.post("/api/reload")
     assert refused.status_code == 400
@@ -279,8 +305,13 @@ def test_cookie_session_needs_csrf_for_changes(demo) -> None:  # type: ignore[no
         assert done.status_code == 200 and done.json()["active"] is False
         assert browser.post("/logout", data={"csrf_token": csrf.group(1)}).status_code == 302
     log = router.log()
-    assert "action=session.login target=dashboard result=refused who=unknown via=login remote=127.0.0.1" in log
-    assert "action=source.deactivate target=endpoints.hello result=ok who=session:" in log and "via=cookie" in log
+    assert (
+        "action=session.login target=dashboard result=refused who=unknown via=login remote=127.0.0.1" in log
+    )
+    assert (
+        "action=source.deactivate target=endpoints.hello result=ok who=session:" in log
+        and "via=cookie" in log
+    )
     assert "action=session.logout" in log
 
 
@@ -292,9 +323,10 @@ def test_live_events_stream_new_signals_and_status_changes(demo) -> None:  # typ
     opened = threading.Event()
 
     def listen() -> None:
-        with httpx.Client(timeout=httpx.Timeout(10, read=10)) as client, client.stream(
-            "GET", f"{admin.base}/api/events", headers=AUTH
-        ) as stream:
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=10)) as client,
+            client.stream("GET", f"{admin.base}/api/events", headers=AUTH) as stream,
+        ):
             assert stream.headers["content-type"].startswith("text/event-stream")
             event = None
             for line in stream.iter_lines():
@@ -327,10 +359,16 @@ def test_openapi_describes_every_route() -> None:
         cfg = _Cfg()
 
     app = create_app(_Daemon())
-    spec = json.loads((__import__("pathlib").Path(__file__).parent.parent / "router/admin/openapi.json").read_text())
+    spec = json.loads(
+        (__import__("pathlib").Path(__file__).parent.parent / "router/admin/openapi.json").read_text()
+    )
     assert spec["openapi"].startswith("3.1")
-    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops
-                  if method in ("get", "post", "put", "patch", "delete")}
+    documented = {
+        (path, method.upper())
+        for path, ops in spec["paths"].items()
+        for method in ops
+        if method in ("get", "post", "put", "patch", "delete")
+    }
     served = set()
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
@@ -347,7 +385,9 @@ def test_openapi_describes_every_route() -> None:
 
 def test_no_token_on_loopback_is_open_and_disabled_admin_is_not_served(router_factory) -> None:  # type: ignore[no-untyped-def]
     router = router_factory(demo_config(), start=False)
-    router.config_path.write_text(router.config_path.read_text().replace('token = "test-admin-token"', 'token = ""'))
+    router.config_path.write_text(
+        router.config_path.read_text().replace('token = "test-admin-token"', 'token = ""')
+    )
     router.start()
     base = f"http://127.0.0.1:{router.admin_port}"
     assert httpx.get(f"{base}/api/sources").status_code == 200
@@ -356,10 +396,15 @@ def test_no_token_on_loopback_is_open_and_disabled_admin_is_not_served(router_fa
     done = httpx.post(f"{base}/api/sources/hello/deactivate")
     assert done.status_code == 200
     assert "admin has no token" in router.log()
-    assert "action=source.deactivate target=endpoints.hello result=ok who=open via=open remote=127.0.0.1" in router.log()
+    assert (
+        "action=source.deactivate target=endpoints.hello result=ok who=open via=open remote=127.0.0.1"
+        in router.log()
+    )
     router.stop()
 
-    router.config_path.write_text(router.config_path.read_text().replace("[admin]\n", "[admin]\nenabled = false\n"))
+    router.config_path.write_text(
+        router.config_path.read_text().replace("[admin]\n", "[admin]\nenabled = false\n")
+    )
     router.start()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base}/healthz")

@@ -45,9 +45,22 @@ def compare_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.parametrize(
     "given",
-    ["", "c", TOKEN[:1], TOKEN[:-1], TOKEN[:-1] + "X", "X" + TOKEN[1:], TOKEN + "x", "z" * 4096, "ü" * 7, TOKEN],
+    [
+        "",
+        "c",
+        TOKEN[:1],
+        TOKEN[:-1],
+        TOKEN[:-1] + "X",
+        "X" + TOKEN[1:],
+        TOKEN + "x",
+        "z" * 4096,
+        "ü" * 7,
+        TOKEN,
+    ],
 )
-def test_every_token_is_compared_as_two_32_byte_digests(given: str, compare_calls: list[tuple[bytes, bytes]]) -> None:
+def test_every_token_is_compared_as_two_32_byte_digests(
+    given: str, compare_calls: list[tuple[bytes, bytes]]
+) -> None:
     assert token_matches(given, TOKEN) is (given == TOKEN)
     assert len(compare_calls) == 1, "exactly one comparison, never a shortcut"
     a, b = compare_calls[0]
@@ -80,7 +93,9 @@ def test_requests_reach_the_token_only_through_token_matches() -> None:
                 names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
                 names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
                 names |= {n.arg for n in ast.walk(node) if isinstance(n, ast.keyword) and n.arg}
-                secretish = {n for n in names if "token" in n.lower() or n in ("given", "session", "cookie", "mac")}
+                secretish = {
+                    n for n in names if "token" in n.lower() or n in ("given", "session", "cookie", "mac")
+                }
                 assert not secretish, f"{path.name}: compares a secret directly: {ast.unparse(node)}"
     assert "token_matches(" in inspect.getsource(core.Admin.authenticate)
 
@@ -112,7 +127,10 @@ def test_authenticate_bearer_cookie_and_open_mode(compare_calls: list[tuple[byte
     assert admin.authenticate(_Headers({}), {}, "10.0.0.1") is None
     # A wrong bearer token is refused even alongside a valid cookie.
     session = make_session(TOKEN)
-    assert admin.authenticate(_Headers({"Authorization": "Bearer nope"}), {"router_session": session}, "x") is None
+    assert (
+        admin.authenticate(_Headers({"Authorization": "Bearer nope"}), {"router_session": session}, "x")
+        is None
+    )
     by_cookie = admin.authenticate(_Headers({}), {"router_session": session}, "10.0.0.2")
     assert by_cookie is not None and by_cookie.via == "cookie" and by_cookie.session == session
     # Mutations from a cookie session need the CSRF token; bearer calls do not.
@@ -121,7 +139,9 @@ def test_authenticate_bearer_cookie_and_open_mode(compare_calls: list[tuple[byte
     assert admin.csrf_ok(by_cookie, "POST", csrf_token(TOKEN, session)) is True
     assert admin.csrf_ok(ok, "DELETE", "") is True
     # No token configured (loopback only): open.
-    assert core.Admin(_Daemon("")).authenticate(_Headers({}), {}, "127.0.0.1") == Principal("open", "open", "127.0.0.1")
+    assert core.Admin(_Daemon("")).authenticate(_Headers({}), {}, "127.0.0.1") == Principal(
+        "open", "open", "127.0.0.1"
+    )
 
 
 def test_sessions_expire_and_die_with_the_token() -> None:
@@ -141,10 +161,18 @@ def test_admin_refuses_to_serve_without_token_on_a_public_address(tmp_path: Path
     import sys
 
     cfg = tmp_path / "router.toml"
-    cfg.write_text(f'[router]\ndata_dir = "{tmp_path}/var"\n\n[admin]\nlisten = "0.0.0.0:18181"\ntoken = ""\n')
-    out = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(cfg)], capture_output=True, text=True)
+    cfg.write_text(
+        f'[router]\ndata_dir = "{tmp_path}/var"\n\n[admin]\nlisten = "0.0.0.0:18181"\ntoken = ""\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "-c", str(cfg)], capture_output=True, text=True
+    )
     assert out.returncode == 78  # EX_CONFIG
     assert "admin.token" in out.stderr and "loopback" in out.stderr
-    serve = subprocess.run([sys.executable, "-m", "router.cli", "serve", "-c", str(cfg)], capture_output=True,
-                           text=True, timeout=30)
+    serve = subprocess.run(
+        [sys.executable, "-m", "router.cli", "serve", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert serve.returncode == 78 and "admin.token" in serve.stderr

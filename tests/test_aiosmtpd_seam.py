@@ -47,7 +47,9 @@ def test_upstream_members_we_rely_on_are_unchanged(name: str) -> None:
 
 def test_our_overrides_are_the_listed_ones() -> None:
     """A new override of a private member must join the list (and the docstring's table)."""
-    ours = {n for n, v in vars(RouterSMTP).items() if n.startswith("_") and not n.startswith("__") and callable(v)}
+    ours = {
+        n for n, v in vars(RouterSMTP).items() if n.startswith("_") and not n.startswith("__") and callable(v)
+    }
     assert ours <= set(UPSTREAM) | {"_read_data"}, ours - set(UPSTREAM)
 
 

@@ -76,8 +76,13 @@ EXPECTED = [
 
 def check(path: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     root = Path(__file__).resolve().parent.parent
-    return subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(path)], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(root)})
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
 
 
 def test_every_mistake_of_a_file_in_one_run(tmp_path: Path) -> None:
@@ -116,8 +121,10 @@ def test_durations_for_webhook_times_and_strict_booleans(tmp_path: Path) -> None
     )
     out = check(cfg)
     assert out.returncode == 0, out.stderr
-    for bad, fragment in (('timeout = "soon"', "webhook: timeout: invalid duration 'soon'"),
-                          ('timeout = "0s"', "timeout must be more than 0 seconds")):
+    for bad, fragment in (
+        ('timeout = "soon"', "webhook: timeout: invalid duration 'soon'"),
+        ('timeout = "0s"', "timeout must be more than 0 seconds"),
+    ):
         cfg.write_text(cfg.read_text().replace('timeout = "1m30s"', bad))
         out = check(cfg)
         assert out.returncode == EX_CONFIG and fragment in out.stderr, out.stderr

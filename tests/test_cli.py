@@ -44,9 +44,17 @@ fields = {{ text = "hello {{{{ __data.n }}}}" }}
 """
 
 
-def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, input=stdin, timeout=60,
-                          env={**os.environ, **(env or {})})
+def run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_version() -> None:
@@ -122,7 +130,9 @@ def test_tables_have_a_header_and_columns_that_fit_long_names(router_factory) ->
     rec = json.loads(router.cli("records", "list", "note", "--json").stdout)[0]
     shown = router.cli("records", "show", "note", str(rec["id"])).stdout
     assert shown.splitlines()[0].split() == ["FIELD", "VALUE"]
-    assert json.loads(router.cli("records", "show", "note", str(rec["id"]), "--json").stdout)["id"] == rec["id"]
+    assert (
+        json.loads(router.cli("records", "show", "note", str(rec["id"]), "--json").stdout)["id"] == rec["id"]
+    )
 
 
 def test_not_found_exits_non_zero_everywhere(router_factory) -> None:  # type: ignore[no-untyped-def]
@@ -141,8 +151,13 @@ def test_not_found_exits_non_zero_everywhere(router_factory) -> None:  # type: i
         assert out.returncode == NOT_FOUND and message in out.stderr, (args, out.returncode, out.stderr)
         assert "Traceback" not in out.stderr
     assert router.cli("signals", "--source", "hello").returncode == 0  # a known source with no signals
-    empty = router.cli("records", "list", "note")  # a type the config names, no record yet: empty, not missing
-    assert empty.stdout.strip() == "no note records" and json.loads(router.cli("records", "list", "note", "--json").stdout) == []
+    empty = router.cli(
+        "records", "list", "note"
+    )  # a type the config names, no record yet: empty, not missing
+    assert (
+        empty.stdout.strip() == "no note records"
+        and json.loads(router.cli("records", "list", "note", "--json").stdout) == []
+    )
     missing = run("signals", "-c", str(router.tmp / "absent.toml"))
     assert missing.returncode == EX_CONFIG and "no such config file" in missing.stderr
 
@@ -154,8 +169,9 @@ def test_a_port_in_use_is_one_line_and_exit_69(tmp_path: Path, listener: str) ->
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        out = subprocess.run([*CLI, "serve", "-c", str(router.config_path)], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            [*CLI, "serve", "-c", str(router.config_path)], capture_output=True, text=True, timeout=60
+        )
     assert out.returncode == EX_UNAVAILABLE, out.stderr
     assert f"{listener}.listen 127.0.0.1:{port}: address already in use" in out.stderr
     assert "Traceback" not in out.stderr

@@ -24,26 +24,32 @@ NODES, CYCLES = 3, 10
 def fetch(dsn: str, sources: tuple[str, ...] = SOURCES) -> tuple[list[Any], Counter[str], list[Any]]:
     """The audit's rows, straight from the shared database."""
     with psycopg.connect(dsn) as conn:
-        signals = conn.execute("SELECT id, source, status, dedup_key, entity::text FROM signals_v"
-                               " WHERE source = ANY(%s)", (list(sources),)).fetchall()
+        signals = conn.execute(
+            "SELECT id, source, status, dedup_key, entity::text FROM signals_v WHERE source = ANY(%s)",
+            (list(sources),),
+        ).fetchall()
         done = Counter(r[0] for r in conn.execute("SELECT signal_id FROM runs WHERE status = 'done'"))
-        records = conn.execute("SELECT fields->>'sid', fields->>'source', fields->>'n', fields->>'key'"
-                               " FROM records WHERE type = 'effect'").fetchall()
+        records = conn.execute(
+            "SELECT fields->>'sid', fields->>'source', fields->>'n', fields->>'key'"
+            " FROM records WHERE type = 'effect'"
+        ).fetchall()
     return signals, done, records
 
 
 def unsettled(dsn: str, sources: tuple[str, ...] = SOURCES) -> int:
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM signals_v WHERE source = ANY(%s) AND status <> 'done'",
-                           (list(sources),)).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM signals_v WHERE source = ANY(%s) AND status <> 'done'", (list(sources),)
+        ).fetchone()
     return int(row[0]) if row else -1
 
 
 def node(router_factory: Callable[..., RouterProcess], url: str) -> RouterProcess:
     proc = router_factory(MIXED, start=False, database_url=url)
     # A killed node's claims expire after 1 s; debug logs count the runs started over.
-    proc.config_path.write_text(proc.config_path.read_text().replace(
-        'lease = "3s"', 'lease = "1s"\nlog_level = "debug"'))
+    proc.config_path.write_text(
+        proc.config_path.read_text().replace('lease = "3s"', 'lease = "1s"\nlog_level = "debug"')
+    )
     return proc
 
 
@@ -57,8 +63,10 @@ def test_three_nodes_with_random_sigkills_lose_nothing_and_run_once(
         n.start(wait=False)  # all at once: three nodes migrating one empty database
     for n in nodes:
         n.wait_ready(60)
-    urls = [{s: str(i["url"]) for s, i in n.sources().items() if s in SOURCES and s.startswith("endpoints.")}
-            for n in nodes]
+    urls = [
+        {s: str(i["url"]) for s, i in n.sources().items() if s in SOURCES and s.startswith("endpoints.")}
+        for n in nodes
+    ]
     paths = [{s: u.split("/", 3)[3] for s, u in u_.items()} for u_ in urls]
     assert paths[0] == paths[1] == paths[2]  # one sources table: the same URL (and key) on every node
     acked = Acked()
@@ -67,8 +75,12 @@ def test_three_nodes_with_random_sigkills_lose_nothing_and_run_once(
     started = time.monotonic()
     for cycle in range(CYCLES):
         before = {s: acked.count(s) for s in SOURCES}
-        loads = [MixedLoad(n.base, n.smtp_port, urls[i], cycle, acked, tag=f"n{i}").start(
-            http_async=2, http_sync=1, smtp=1, sms=1) for i, n in enumerate(nodes)]
+        loads = [
+            MixedLoad(n.base, n.smtp_port, urls[i], cycle, acked, tag=f"n{i}").start(
+                http_async=2, http_sync=1, smtp=1, sms=1
+            )
+            for i, n in enumerate(nodes)
+        ]
         t0 = time.monotonic()
 
         def busy(before: dict[str, int] = before, t0: float = t0) -> bool:
@@ -89,12 +101,14 @@ def test_three_nodes_with_random_sigkills_lose_nothing_and_run_once(
     duplicates = sum(c - 1 for c in per_key.values())
     again = sum(reruns(n.log()) for n in nodes)
     with capsys.disabled():
-        print(f"\ncluster: {NODES} nodes, {CYCLES} SIGKILLs (per node {dict(sorted(kills.items()))}) in "
-              f"{time.monotonic() - started:.0f}s: acked={report['acked']} {report['acked_by_source']} "
-              f"journaled={report['journaled']} (journaled, never acked: {report['journaled_unacked']}) "
-              f"signals per idempotency key beyond the first={duplicates} effect records={report['records']} "
-              f"runs logged twice by one node={again} keys acked={report['keys_acked']} "
-              f"keys with their one record={report['keys_with_record']} problems={len(report['problems'])}",
-              flush=True)
+        print(
+            f"\ncluster: {NODES} nodes, {CYCLES} SIGKILLs (per node {dict(sorted(kills.items()))}) in "
+            f"{time.monotonic() - started:.0f}s: acked={report['acked']} {report['acked_by_source']} "
+            f"journaled={report['journaled']} (journaled, never acked: {report['journaled_unacked']}) "
+            f"signals per idempotency key beyond the first={duplicates} effect records={report['records']} "
+            f"runs logged twice by one node={again} keys acked={report['keys_acked']} "
+            f"keys with their one record={report['keys_with_record']} problems={len(report['problems'])}",
+            flush=True,
+        )
     assert not report["problems"], "\n".join(report["problems"])
     assert report["records"] == report["journaled"] >= report["acked"] and duplicates == 0

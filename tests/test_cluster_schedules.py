@@ -17,8 +17,9 @@ from tests import pg
 from tests.daemon import RouterProcess
 
 SCHEDULES, SECONDS = 100, 60
-CONFIG = "".join(f'[schedules.s{i}]\nevery = "1s"\ncoalesce = false\nmisfire_grace = "1h"\n\n'
-                 for i in range(SCHEDULES))
+CONFIG = "".join(
+    f'[schedules.s{i}]\nevery = "1s"\ncoalesce = false\nmisfire_grace = "1h"\n\n' for i in range(SCHEDULES)
+)
 
 
 def holder_pid(dsn: str) -> int | None:
@@ -29,8 +30,12 @@ def holder_pid(dsn: str) -> int | None:
 
 def fired(dsn: str) -> list[tuple[str, str]]:
     with psycopg.connect(dsn) as conn:
-        return [(r[0], r[1]) for r in conn.execute(
-            "SELECT source, entity->'__schedule'->>'scheduled_for' FROM signals WHERE source LIKE 'schedules.%'")]
+        return [
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT source, entity->'__schedule'->>'scheduled_for' FROM signals WHERE source LIKE 'schedules.%'"
+            )
+        ]
 
 
 @pytest.mark.slow
@@ -69,10 +74,12 @@ def test_each_slot_fires_once_across_three_nodes_while_the_lease_holder_is_kille
         gaps += sum(round(b - a) - 1 for a, b in zip(slots, slots[1:], strict=False))
     per_schedule = sorted(len(s) for s in by_schedule.values())
     with capsys.disabled():
-        print(f"\ncluster schedules: {SCHEDULES} x every 1s on 3 nodes for {SECONDS}s, lease holder SIGKILLed "
-              f"twice (nodes {killed}): signals {len(rows)}, slots {len(per_slot)}, duplicates {duplicates}, "
-              f"missing slots between first and last {gaps}, slots per schedule {per_schedule[0]}..{per_schedule[-1]}",
-              flush=True)
+        print(
+            f"\ncluster schedules: {SCHEDULES} x every 1s on 3 nodes for {SECONDS}s, lease holder SIGKILLed "
+            f"twice (nodes {killed}): signals {len(rows)}, slots {len(per_slot)}, duplicates {duplicates}, "
+            f"missing slots between first and last {gaps}, slots per schedule {per_schedule[0]}..{per_schedule[-1]}",
+            flush=True,
+        )
     assert len(by_schedule) == SCHEDULES
     assert duplicates == 0 and gaps == 0
     assert per_schedule[0] >= SECONDS - 10

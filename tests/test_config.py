@@ -61,7 +61,11 @@ def test_spec_sample_loads() -> None:
     }
     assert wf.steps[1].options()["return_data"] == '{"error": "email required"}'
     assert cfg.source_names() == {
-        "endpoints.invoices", "webhooks.payments", "forms.signup", "mailboxes.support", "sms.main",
+        "endpoints.invoices",
+        "webhooks.payments",
+        "forms.signup",
+        "mailboxes.support",
+        "sms.main",
         "schedules.nightly",
     }
     assert ("endpoints", "invoices", inv) in cfg.sources()
@@ -73,8 +77,14 @@ def test_defaults(tmp_path: Path) -> None:
     assert isinstance(cfg, Config) and cfg.path is None
     assert cfg.router.data_dir == tmp_path.resolve() / "var"
     assert cfg.router.public_url == "http://127.0.0.1:8080"
-    assert (cfg.router.shutdown_timeout, cfg.router.retry_backoff, cfg.router.run_timeout) == (10.0, 2.0, 30.0)
-    assert cfg.router.concurrency == 64 and cfg.router.log_level == "info" and cfg.router.log_format == "logfmt"
+    assert (cfg.router.shutdown_timeout, cfg.router.retry_backoff, cfg.router.run_timeout) == (
+        10.0,
+        2.0,
+        30.0,
+    )
+    assert (
+        cfg.router.concurrency == 64 and cfg.router.log_level == "info" and cfg.router.log_format == "logfmt"
+    )
     assert (cfg.http.host, cfg.http.port, cfg.http.workers) == ("127.0.0.1", 8080, 1)
     assert cfg.http.idempotency_window == 86400.0
     assert cfg.smtp.listen == "127.0.0.1:2525" and cfg.smtp.command_timeout == 300.0
@@ -84,13 +94,15 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_values_are_normalised() -> None:
-    cfg = parse_config({
-        "router": {"public_url": "https://hooks.example.com/", "log_level": "DEBUG", "lease": 20},
-        "http": {"listen": "[::1]:8080", "max_body": "512KiB", "idempotency_window": "1h30m"},
-        "outbound": {"smtp": {"from": "bot@example.com", "timeout": "250ms"}},
-        "webhooks": {"w": {"rate_limit": "600/m", "rate_burst": 5, "max_body": 2048}},
-        "endpoints": {"e": {"response_timeout": "5s", "cors_domains": "*"}},
-    })
+    cfg = parse_config(
+        {
+            "router": {"public_url": "https://hooks.example.com/", "log_level": "DEBUG", "lease": 20},
+            "http": {"listen": "[::1]:8080", "max_body": "512KiB", "idempotency_window": "1h30m"},
+            "outbound": {"smtp": {"from": "bot@example.com", "timeout": "250ms"}},
+            "webhooks": {"w": {"rate_limit": "600/m", "rate_burst": 5, "max_body": 2048}},
+            "endpoints": {"e": {"response_timeout": "5s", "cors_domains": "*"}},
+        }
+    )
     assert cfg.router.public_url == "https://hooks.example.com" and cfg.router.log_level == "debug"
     assert cfg.router.lease == 20.0
     assert (cfg.http.host, cfg.http.port, cfg.http.max_body) == ("::1", 8080, 512 * 1024)
@@ -107,14 +119,24 @@ def test_values_are_normalised() -> None:
 
 def test_env_expansion_and_defaults() -> None:
     env = {"TOKEN": "abc", "EMPTY": "", "QUOTE": 'he said "hi" # not a comment'}
-    cfg = parse_config({
-        "admin": {"token": "${TOKEN}"},
-        "router": {"public_url": "${PUBLIC_URL:-http://localhost:9000}"},
-        "endpoints": {"e": {"description": "x${EMPTY:-fallback}y", "return_data": "$${literal} ${QUOTE}"}},
-        "http": {"listen": "127.0.0.1:${PORT:-8099}"},
-        "workflows": [{"name": "w", "listen": "endpoints.e",
-                       "steps": [{"action": "log", "message": "token=${TOKEN}", "tags": ["${TOKEN}"]}]}],
-    }, environ=env)
+    cfg = parse_config(
+        {
+            "admin": {"token": "${TOKEN}"},
+            "router": {"public_url": "${PUBLIC_URL:-http://localhost:9000}"},
+            "endpoints": {
+                "e": {"description": "x${EMPTY:-fallback}y", "return_data": "$${literal} ${QUOTE}"}
+            },
+            "http": {"listen": "127.0.0.1:${PORT:-8099}"},
+            "workflows": [
+                {
+                    "name": "w",
+                    "listen": "endpoints.e",
+                    "steps": [{"action": "log", "message": "token=${TOKEN}", "tags": ["${TOKEN}"]}],
+                }
+            ],
+        },
+        environ=env,
+    )
     assert cfg.admin.token == "abc"
     assert cfg.router.public_url == "http://localhost:9000"
     assert cfg.endpoints["e"].description == "xfallbacky"
@@ -125,13 +147,25 @@ def test_env_expansion_and_defaults() -> None:
 
 
 def test_env_missing_variable_names_key_and_variable() -> None:
-    issues = issues_of({"endpoints": {"invoices": {"add_authentication": True, "endpoint_key": "k",
-                                                   "endpoint_secret": "${INVOICE_SECRET}"}}},
-                       environ={})
-    assert issues == [ConfigIssue(
-        "router.toml", "endpoints.invoices.endpoint_secret",
-        "environment variable INVOICE_SECRET is not set (use ${INVOICE_SECRET:-default} for a default)",
-    )]
+    issues = issues_of(
+        {
+            "endpoints": {
+                "invoices": {
+                    "add_authentication": True,
+                    "endpoint_key": "k",
+                    "endpoint_secret": "${INVOICE_SECRET}",
+                }
+            }
+        },
+        environ={},
+    )
+    assert issues == [
+        ConfigIssue(
+            "router.toml",
+            "endpoints.invoices.endpoint_secret",
+            "environment variable INVOICE_SECRET is not set (use ${INVOICE_SECRET:-default} for a default)",
+        )
+    ]
 
 
 def test_env_malformed_reference() -> None:
@@ -140,10 +174,13 @@ def test_env_malformed_reference() -> None:
 
 
 def test_env_is_expanded_in_files_not_textually(tmp_path: Path) -> None:
-    main = write(tmp_path / "router.toml", """
+    main = write(
+        tmp_path / "router.toml",
+        """
         [endpoints.e]
         return_data = "${BODY}"
-    """)
+    """,
+    )
     cfg = load_config(main, environ={"BODY": '"\nreturn_type = "sse'})
     assert cfg.endpoints["e"].return_data == '"\nreturn_type = "sse'
     assert cfg.endpoints["e"].return_type == "data"
@@ -178,11 +215,14 @@ def test_include_issue_names_the_included_file(tmp_path: Path) -> None:
 
 
 def test_same_scalar_in_two_files_is_a_conflict(tmp_path: Path) -> None:
-    main = write(tmp_path / "router.toml", """
+    main = write(
+        tmp_path / "router.toml",
+        """
         include = ["extra.toml"]
         [http]
         listen = "127.0.0.1:8080"
-    """)
+    """,
+    )
     write(tmp_path / "extra.toml", '[http]\nlisten = "127.0.0.1:9090"\nmax_body = "2MiB"\n')
     with pytest.raises(ConfigError) as info:
         load_config(main)
@@ -216,7 +256,9 @@ def test_missing_literal_include_and_bad_toml(tmp_path: Path) -> None:
 
 
 def test_three_mistakes_reported_together(tmp_path: Path) -> None:
-    main = write(tmp_path / "router.toml", """
+    main = write(
+        tmp_path / "router.toml",
+        """
         [http]
         max_body = "lots"
 
@@ -236,12 +278,15 @@ def test_three_mistakes_reported_together(tmp_path: Path) -> None:
         parent = "check"
         branch = "maybe"
         action = "log"
-    """)
+    """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(main)
     issues = {issue.key: issue for issue in info.value.issues}
     assert set(issues) == {
-        "http.max_body", "endpoints.invoices.return_type", "endpoints.invoices.retrun_data",
+        "http.max_body",
+        "endpoints.invoices.return_type",
+        "endpoints.invoices.retrun_data",
         "workflows.invoice-raised.steps[1].branch",
     }
     assert all(issue.file == str(main) for issue in issues.values())
@@ -267,15 +312,23 @@ def test_source_names_and_types() -> None:
 
 
 def test_endpoint_rules() -> None:
-    keys = keys_of({"endpoints": {
-        "r": {"return_type": "redirect"},
-        "j": {"add_authentication": True},
-        "c": {"allow_cors": True, "cors_domains": "https://a.com/path"},
-        "s": {"signature": "github", "rate_burst": 3},
-    }})
+    keys = keys_of(
+        {
+            "endpoints": {
+                "r": {"return_type": "redirect"},
+                "j": {"add_authentication": True},
+                "c": {"allow_cors": True, "cors_domains": "https://a.com/path"},
+                "s": {"signature": "github", "rate_burst": 3},
+            }
+        }
+    )
     assert set(keys) == {
-        "endpoints.r.return_redirect", "endpoints.j.endpoint_key", "endpoints.j.endpoint_secret",
-        "endpoints.c.cors_domains", "endpoints.s.signing_secret", "endpoints.s.rate_burst",
+        "endpoints.r.return_redirect",
+        "endpoints.j.endpoint_key",
+        "endpoints.j.endpoint_secret",
+        "endpoints.c.cors_domains",
+        "endpoints.s.signing_secret",
+        "endpoints.s.rate_burst",
     }
     assert EndpointConfig(return_type="redirect", return_redirect="https://x").return_redirect == "https://x"
 
@@ -284,10 +337,13 @@ def test_smtp_users_tls_and_listen_collisions(tmp_path: Path) -> None:
     good = hash_password("pw", iterations=1000)
     cfg = parse_config({"smtp": {"auth_required": True, "users": {"alice": good}}})
     assert cfg.smtp.users == {"alice": good}
-    keys = keys_of({
-        "smtp": {"users": {"bob": "plaintext"}, "tls_cert": "cert.pem", "listen": "127.0.0.1:8080"},
-        "outbound": {"smtp": {"ssl": True, "starttls": True}},
-    }, base_dir=tmp_path)
+    keys = keys_of(
+        {
+            "smtp": {"users": {"bob": "plaintext"}, "tls_cert": "cert.pem", "listen": "127.0.0.1:8080"},
+            "outbound": {"smtp": {"ssl": True, "starttls": True}},
+        },
+        base_dir=tmp_path,
+    )
     assert "plain-text passwords are not accepted" in keys["smtp.users"]
     assert "both tls_cert and tls_key" in keys["smtp.tls_key"]
     assert "file not found" in keys["smtp.tls_cert"]
@@ -299,14 +355,18 @@ def test_smtp_users_tls_and_listen_collisions(tmp_path: Path) -> None:
 
 
 def test_schedule_exactly_one_of_cron_every_at() -> None:
-    keys = keys_of({"schedules": {
-        "none": {},
-        "two": {"cron": "@daily", "every": "5m"},
-        "naive": {"at": "2026-12-01T09:00:00"},
-        "zero": {"every": 0},
-        "badcron": {"cron": "0 25 * * *"},
-        "tz": {"every": "1h", "timezone": "Europe/Tiran"},
-    }})
+    keys = keys_of(
+        {
+            "schedules": {
+                "none": {},
+                "two": {"cron": "@daily", "every": "5m"},
+                "naive": {"at": "2026-12-01T09:00:00"},
+                "zero": {"every": 0},
+                "badcron": {"cron": "0 25 * * *"},
+                "tz": {"every": "1h", "timezone": "Europe/Tiran"},
+            }
+        }
+    )
     assert "exactly one of cron, every or at (found none of them)" in keys["schedules.none"]
     assert "(found cron and every)" in keys["schedules.two"]
     assert "no UTC offset" in keys["schedules.naive.at"]
@@ -316,7 +376,9 @@ def test_schedule_exactly_one_of_cron_every_at() -> None:
 
 
 def test_schedule_kinds(tmp_path: Path) -> None:
-    main = write(tmp_path / "router.toml", """
+    main = write(
+        tmp_path / "router.toml",
+        """
         [schedules.weekly]
         cron = "@weekly"
         [schedules.tick]
@@ -324,11 +386,18 @@ def test_schedule_kinds(tmp_path: Path) -> None:
         jitter = "2s"
         [schedules.once]
         at = 2026-12-01T09:00:00+01:00
-    """)
+    """,
+    )
     cfg = load_config(main)
     weekly, tick, once = cfg.schedules["weekly"], cfg.schedules["tick"], cfg.schedules["once"]
     assert (weekly.kind, weekly.crontab) == ("cron", "0 0 * * sun")
-    assert (tick.kind, tick.every, tick.jitter, tick.misfire_grace, tick.coalesce) == ("every", 30.0, 2.0, 60.0, True)
+    assert (tick.kind, tick.every, tick.jitter, tick.misfire_grace, tick.coalesce) == (
+        "every",
+        30.0,
+        2.0,
+        60.0,
+        True,
+    )
     assert once.kind == "at" and once.at is not None and once.at.utcoffset() is not None
     for schedule in (weekly, tick, once):
         assert schedule.build_trigger() is not None
@@ -339,15 +408,28 @@ def test_schedule_kinds(tmp_path: Path) -> None:
 
 def test_workflow_listen_references() -> None:
     base = {"endpoints": {"invoices": {}}, "webhooks": {"payments": {}}}
-    ok = parse_config({**base, "workflows": [
-        {"name": "a", "listen": ["endpoints.invoices", "webhooks.*", "deletions.contact", "deletions.*"]},
-    ]})
+    ok = parse_config(
+        {
+            **base,
+            "workflows": [
+                {
+                    "name": "a",
+                    "listen": ["endpoints.invoices", "webhooks.*", "deletions.contact", "deletions.*"],
+                },
+            ],
+        }
+    )
     assert ok.workflows[0].listen[2] == "deletions.contact"
-    keys = keys_of({**base, "workflows": [
-        {"name": "typo", "listen": "endpoints.invoice"},
-        {"name": "kind", "listen": "queues.x"},
-        {"name": "many", "listen": ["webhooks.payments", "forms.signup"]},
-    ]})
+    keys = keys_of(
+        {
+            **base,
+            "workflows": [
+                {"name": "typo", "listen": "endpoints.invoice"},
+                {"name": "kind", "listen": "queues.x"},
+                {"name": "many", "listen": ["webhooks.payments", "forms.signup"]},
+            ],
+        }
+    )
     assert keys["workflows.typo.listen"] == (
         "unknown source 'endpoints.invoice' (did you mean \"endpoints.invoices\"?); "
         "defined sources: endpoints.invoices, webhooks.payments"
@@ -357,11 +439,16 @@ def test_workflow_listen_references() -> None:
 
 
 def test_workflow_names_unique_and_sse_needs_sync() -> None:
-    keys = keys_of({"endpoints": {"live": {"return_type": "sse"}}, "workflows": [
-        {"name": "dup", "listen": "endpoints.live", "run_mode": "sync"},
-        {"name": "dup", "listen": "endpoints.live", "run_mode": "sync"},
-        {"name": "stream", "listen": "endpoints.live"},
-    ]})
+    keys = keys_of(
+        {
+            "endpoints": {"live": {"return_type": "sse"}},
+            "workflows": [
+                {"name": "dup", "listen": "endpoints.live", "run_mode": "sync"},
+                {"name": "dup", "listen": "endpoints.live", "run_mode": "sync"},
+                {"name": "stream", "listen": "endpoints.live"},
+            ],
+        }
+    )
     assert "duplicate workflow name 'dup'" in keys["workflows[1].name"]
     assert 'needs run_mode = "sync"' in keys["workflows.stream.run_mode"]
 
@@ -376,10 +463,15 @@ def test_step_tree_rules() -> None:
         {"id": "y", "parent": "x", "action": "log"},
         {"parent": "a", "branch": "failure", "action": "log"},
     ]
-    keys = keys_of({"webhooks": {"w": {}}, "workflows": [{"name": "t", "listen": "webhooks.w", "steps": steps}]})
+    keys = keys_of(
+        {"webhooks": {"w": {}}, "workflows": [{"name": "t", "listen": "webhooks.w", "steps": steps}]}
+    )
     assert set(keys) == {
-        "workflows.t.steps[1].id", "workflows.t.steps[2].parent", "workflows.t.steps[3].branch",
-        "workflows.t.steps[4].parent", "workflows.t.steps[5].parent",
+        "workflows.t.steps[1].id",
+        "workflows.t.steps[2].parent",
+        "workflows.t.steps[3].branch",
+        "workflows.t.steps[4].parent",
+        "workflows.t.steps[5].parent",
     }
     step = StepConfig(action="webhook", url="https://x", json={"a": 1})
     assert step.options() == {"url": "https://x", "json": {"a": 1}} and step.kind == "action"
@@ -405,6 +497,10 @@ def test_twilio_token_needed_for_active_sms() -> None:
     keys = keys_of({"sms": {"main": {"number": "+15551234567"}}})
     assert "sms.main needs the Twilio auth token" in keys["twilio.auth_token"]
     assert parse_config({"sms": {"main": {"active": False}}}).sms["main"].active is False
-    cfg = parse_config({"twilio": {"auth_token": "t", "api_base": "http://127.0.0.1:9999/"},
-                        "whatsapp": {"main": {"number": "whatsapp:+15551234567"}}})
+    cfg = parse_config(
+        {
+            "twilio": {"auth_token": "t", "api_base": "http://127.0.0.1:9999/"},
+            "whatsapp": {"main": {"number": "whatsapp:+15551234567"}},
+        }
+    )
     assert cfg.twilio.api_base == "http://127.0.0.1:9999"

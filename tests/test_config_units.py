@@ -10,10 +10,21 @@ from config.passwords import check_password_hash, hash_password, verify_password
 from config.units import is_loopback_host, parse_duration, parse_listen, parse_rate, parse_size
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("1MiB", 1024**2), ("10MB", 10_000_000), ("512KiB", 512 * 1024), (4096, 4096), ("4096", 4096),
-    ("1 GiB", 1024**3), ("10mb", 10_000_000), ("1.5KiB", 1536), ("100B", 100), (2048.0, 2048),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1MiB", 1024**2),
+        ("10MB", 10_000_000),
+        ("512KiB", 512 * 1024),
+        (4096, 4096),
+        ("4096", 4096),
+        ("1 GiB", 1024**3),
+        ("10mb", 10_000_000),
+        ("1.5KiB", 1536),
+        ("100B", 100),
+        (2048.0, 2048),
+    ],
+)
 def test_parse_size(value: object, expected: int) -> None:
     assert parse_size(value) == expected
 
@@ -24,10 +35,23 @@ def test_parse_size_rejects(value: object) -> None:
         parse_size(value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("250ms", 0.25), ("2d", 172800.0), (30, 30.0),
-    (1.5, 1.5), ("45", 45.0), ("1h30m", 5400.0), ("1w", 604800.0), (" 10 s ", 10.0), ("0s", 0.0),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("250ms", 0.25),
+        ("2d", 172800.0),
+        (30, 30.0),
+        (1.5, 1.5),
+        ("45", 45.0),
+        ("1h30m", 5400.0),
+        ("1w", 604800.0),
+        (" 10 s ", 10.0),
+        ("0s", 0.0),
+    ],
+)
 def test_parse_duration(value: object, expected: float) -> None:
     assert parse_duration(value) == expected
 
@@ -93,9 +117,11 @@ def test_mailbox_matching() -> None:
 
 
 def test_config_error_format() -> None:
-    error = ConfigError([
-        ConfigIssue("router.toml", "http.listen", "bad"),
-        ConfigIssue("conf.d/x.toml", "", "invalid TOML: oops"),
-    ])
+    error = ConfigError(
+        [
+            ConfigIssue("router.toml", "http.listen", "bad"),
+            ConfigIssue("conf.d/x.toml", "", "invalid TOML: oops"),
+        ]
+    )
     assert str(error) == "router.toml: http.listen: bad\nconf.d/x.toml: invalid TOML: oops"
     assert error.issues[0].key == "http.listen"

@@ -35,9 +35,15 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-extensions", "--no-first-run",
-        "--no-default-browser-check", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
         "--window-size=1440,900",  # a laptop screen
     ):
         options.add_argument(arg)
@@ -104,27 +110,39 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
 
     # -- the demo sources, with copy-URL buttons ----------------------------------------------
     rows = {r.get_attribute("data-source"): r for r in all_css(driver, "tr[data-source]")}
-    assert {"endpoints.hello", "endpoints.orders", "webhooks.payments", "webhooks.forward", "forms.signup",
-            "mailboxes.support", "schedules.nightly"} <= set(rows)
+    assert {
+        "endpoints.hello",
+        "endpoints.orders",
+        "webhooks.payments",
+        "webhooks.forward",
+        "forms.signup",
+        "mailboxes.support",
+        "schedules.nightly",
+    } <= set(rows)
     orders_url = admin.source("endpoints.orders")["url"]
     copy = rows["endpoints.orders"].find_element("css selector", "button[data-copy]")
     assert copy.get_attribute("data-copy") == orders_url
     pay_row = rows["webhooks.payments"]
     assert "apiKey=•••" in pay_row.text and admin.source("webhooks.payments")["api_key"] not in pay_row.text
-    driver.execute_cdp_cmd("Browser.grantPermissions", {
-        "origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
     copy.click()
     wait("the copy confirmation", lambda: copy.text == "Copied")
     clip = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1]; navigator.clipboard.readText().then(done, e => done('ERR ' + e));")
+        "const done = arguments[arguments.length - 1]; navigator.clipboard.readText().then(done, e => done('ERR ' + e));"
+    )
     assert clip == orders_url
     shot(driver, "02-sources")
 
     # -- deactivate one: its URL answers 404 ---------------------------------------------------
     assert httpx.post(orders_url, json={}).status_code == 200
     css(driver, 'tr[data-source="endpoints.orders"] button[data-action="deactivate"]').click()
-    wait("the row to show inactive", lambda: css(driver, 'tr[data-source="endpoints.orders"]')
-         .get_attribute("data-active") == "false")
+    wait(
+        "the row to show inactive",
+        lambda: css(driver, 'tr[data-source="endpoints.orders"]').get_attribute("data-active") == "false",
+    )
     assert "inactive" in css(driver, 'tr[data-source="endpoints.orders"] .state').text
     assert httpx.post(orders_url, json={}).status_code == 404
     shot(driver, "03-deactivated")
@@ -134,12 +152,16 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
     wait("the live stream", lambda: css(driver, "#live").get_attribute("data-state") == "live")
     driver.execute_script("window.__sameDocument = true;")
     hello = admin.source("endpoints.hello")["url"]
-    r = httpx.post(hello, json={"name": "ada", "card": {"last4": "4242"}}, headers={"Authorization": "Bearer s3cret"})
+    r = httpx.post(
+        hello, json={"name": "ada", "card": {"last4": "4242"}}, headers={"Authorization": "Bearer s3cret"}
+    )
     assert r.status_code == 200
     signal_id = admin.ok("GET", "/api/signals", params={"source": "endpoints.hello"})["items"][0]["id"]
     row = wait("the new row", lambda: all_css(driver, f'tr[data-signal="{signal_id}"]'))[0]
-    wait("its status to turn done", lambda: css(driver, f'tr[data-signal="{signal_id}"]')
-         .get_attribute("data-status") == "done")
+    wait(
+        "its status to turn done",
+        lambda: css(driver, f'tr[data-signal="{signal_id}"]').get_attribute("data-status") == "done",
+    )
     assert driver.execute_script("return window.__sameDocument === true;"), "the page reloaded"
     assert "endpoints.hello" in row.text
     shot(driver, "04-live-signal")
@@ -169,12 +191,17 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
     assert css(driver, "#nav-failed").text == "1"
     shot(driver, "06-failed")
     row.find_element("css selector", "button[data-replay]").click()
-    wait("the replay to be queued", lambda: css(driver, f'tr[data-signal="{failed_id}"] button[data-replay]')
-         .text == "Queued")
+    wait(
+        "the replay to be queued",
+        lambda: css(driver, f'tr[data-signal="{failed_id}"] button[data-replay]').text == "Queued",
+    )
     done = admin.wait_signal(failed_id, "done")
     assert [r["status"] for r in done["runs"]] == ["failed", "done"]
     driver.get(f"{base}/signals/{failed_id}")
-    runs = wait("both runs", lambda: len(all_css(driver, "#runs article.run")) == 2 and all_css(driver, "#runs article.run"))
+    runs = wait(
+        "both runs",
+        lambda: len(all_css(driver, "#runs article.run")) == 2 and all_css(driver, "#runs article.run"),
+    )
     assert "failed" in runs[0].text and "done" in runs[1].text
     shot(driver, "07-replayed")
 
@@ -203,8 +230,11 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
     shot(driver, "10-audit")
 
     # No script errors anywhere (a CSP violation would show up here too).
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
-              and not ("/login" in e["message"] and "401" in e["message"])]  # the wrong token, on purpose
+    errors = [
+        e
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and not ("/login" in e["message"] and "401" in e["message"])
+    ]  # the wrong token, on purpose
     assert errors == [], errors
     log = router.log()
     assert "action=source.deactivate target=endpoints.orders result=ok who=session:" in log

@@ -19,8 +19,11 @@ def test_the_url_form_is_checked_without_connecting() -> None:
     assert cfg.database.is_postgres and cfg.database.pool_size == 4
     assert (cfg.database.statement_timeout, cfg.database.connect_timeout) == (30.0, 5.0)
     assert not parse_config({}).database.is_postgres  # without it: SQLite in data_dir, as before
-    for bad, says in (("mysql://x@y/z", "PostgreSQL URL"), ("postgresql://x@y:99999/z", "port"),
-                      ("host=/tmp dbname=x", "PostgreSQL URL")):
+    for bad, says in (
+        ("mysql://x@y/z", "PostgreSQL URL"),
+        ("postgresql://x@y:99999/z", "port"),
+        ("host=/tmp dbname=x", "PostgreSQL URL"),
+    ):
         with pytest.raises(ConfigError) as err:
             parse_config({"database": {"url": bad}})
         assert "database.url" in str(err.value) and says.lower() in str(err.value).lower(), str(err.value)
@@ -33,8 +36,13 @@ def test_check_accepts_an_env_password_and_refuses_a_bad_url(tmp_path: Path) -> 
     cfg = tmp_path / "router.toml"
     cfg.write_text('[database]\nurl = "postgresql://router:${PGPASS_TEST}@127.0.0.1:1/router"\n')
     run = [sys.executable, "-m", "router.cli", "check", "-c", str(cfg)]
-    ok = subprocess.run(run, capture_output=True, text=True, env={"PGPASS_TEST": "s3cret", "PATH": "/usr/bin:/bin"},
-                        timeout=60)
+    ok = subprocess.run(
+        run,
+        capture_output=True,
+        text=True,
+        env={"PGPASS_TEST": "s3cret", "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr  # nothing listens on port 1: check never connected
     cfg.write_text('[database]\nurl = "mysql://router@127.0.0.1/router"\n')
     bad = subprocess.run(run, capture_output=True, text=True, timeout=60)

@@ -39,10 +39,15 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
     key = before["webhooks.payments"]["api_key"]
     with httpx.Client(timeout=10) as client:
         for n in range(5):
-            assert client.post(before["endpoints.hello"]["url"], json={"n": n},
-                               headers={"Idempotency-Key": f"h{n}"}).status_code == 200
-            assert client.post(before["webhooks.payments"]["url"], json={"n": 100 + n},
-                               headers={"X-API-Key": key}).status_code in (200, 202)
+            assert (
+                client.post(
+                    before["endpoints.hello"]["url"], json={"n": n}, headers={"Idempotency-Key": f"h{n}"}
+                ).status_code
+                == 200
+            )
+            assert client.post(
+                before["webhooks.payments"]["url"], json={"n": 100 + n}, headers={"X-API-Key": key}
+            ).status_code in (200, 202)
     router.wait_for(lambda: len(json.loads(router.cli("records", "list", "note", "--json").stdout)) == 10)
     router.wait_for(lambda: len(router.signals("--source", "schedules.tick")) >= 2)
     # A copy while the daemon runs is refused: its last signals would be missed.
@@ -67,17 +72,21 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
     router.start()
     after = router.sources()
     for name in before:
-        assert (after[name].get("url"), after[name].get("api_key")) == (before[name].get("url"),
-                                                                         before[name].get("api_key")), name
+        assert (after[name].get("url"), after[name].get("api_key")) == (
+            before[name].get("url"),
+            before[name].get("api_key"),
+        ), name
     assert {s["id"]: s["status"] for s in router.signals() if s["id"] in signals} == {
-        sid: s["status"] for sid, s in signals.items()}
+        sid: s["status"] for sid, s in signals.items()
+    }
     moved = json.loads(router.cli("schedules", "--json").stdout)
     assert moved[0]["name"] == cursor[0]["name"] == "tick"
     with httpx.Client(timeout=10) as client:
         r = client.post(after["endpoints.hello"]["url"], json={"n": 1}, headers={"Idempotency-Key": "h1"})
         assert r.status_code == 200 and r.headers.get("Idempotent-Replayed") in (None, "true")
-        assert client.post(after["webhooks.payments"]["url"], json={"n": 999},
-                           headers={"X-API-Key": key}).status_code in (200, 202)
+        assert client.post(
+            after["webhooks.payments"]["url"], json={"n": 999}, headers={"X-API-Key": key}
+        ).status_code in (200, 202)
     router.wait_for(lambda: len(json.loads(router.cli("records", "list", "note", "--json").stdout)) == 11)
     notes = json.loads(router.cli("records", "list", "note", "--json").stdout)
     assert sorted(str(r["n"]) for r in notes)[:5] == ["0", "1", "100", "101", "102"]

@@ -47,8 +47,12 @@ def seed(router, n: int) -> list[str]:  # type: ignore[no-untyped-def]
     """Notes written straight into the data dir's record store before the daemon starts."""
     storage = open_storage(db(router))
     try:
-        return storage.write_sync(lambda tx: [
-            tx.record_create("note", {"body": f"note {i}", "n": i, "type": "memo"})["id"] for i in range(n)])
+        return storage.write_sync(
+            lambda tx: [
+                tx.record_create("note", {"body": f"note {i}", "n": i, "type": "memo"})["id"]
+                for i in range(n)
+            ]
+        )
     finally:
         storage.close()
 
@@ -86,13 +90,20 @@ def test_three_ways_of_deleting_give_three_signals_with_the_last_fields(router_f
     # 3. the admin API (issue 7; until it lands, the first two ways are checked alone)
     ways = 3 if importlib.util.find_spec("router.admin") is not None else 2
     if ways == 3:
-        admin = httpx.delete(f"http://127.0.0.1:{router.admin_port}/api/records/note/{ids[2]}",
-                             headers={"Authorization": "Bearer test-admin-token"}, timeout=5)
+        admin = httpx.delete(
+            f"http://127.0.0.1:{router.admin_port}/api/records/note/{ids[2]}",
+            headers={"Authorization": "Bearer test-admin-token"},
+            timeout=5,
+        )
         assert admin.status_code == 200, admin.text
         assert admin.json()["source"] == "deletions.note"
 
-    sigs = router.wait_for(lambda: (s := deletion_signals(router)) and len(s) == ways
-                           and all(x["status"] == "done" for x in s) and s, timeout=15)
+    sigs = router.wait_for(
+        lambda: (
+            (s := deletion_signals(router)) and len(s) == ways and all(x["status"] == "done" for x in s) and s
+        ),
+        timeout=15,
+    )
     by_id = {s["deleted_record"]["id"]: s["deleted_record"] for s in sigs}
     assert set(by_id) == set(ids[:ways])
     for i, record_id in enumerate(ids[:ways]):
@@ -102,9 +113,12 @@ def test_three_ways_of_deleting_give_three_signals_with_the_last_fields(router_f
         assert last["fields"]["type"] == "memo" and last["fields"]["body"] == f"note {i}"
     assert remaining(router) == set(ids[ways:])
     # Workflows listening to deletions.* saw each, with the last fields.
-    audit = router.wait_for(lambda: len(a := query(router, "SELECT * FROM record_audit")) == ways and a, timeout=10)
+    audit = router.wait_for(
+        lambda: len(a := query(router, "SELECT * FROM record_audit")) == ways and a, timeout=10
+    )
     assert sorted((a["kind"], a["deleted_id"], a["body"], a["note_type"]) for a in audit) == sorted(
-        ("note", ids[i], f"note {i}", "memo") for i in range(ways))
+        ("note", ids[i], f"note {i}", "memo") for i in range(ways)
+    )
     assert router.stop() == 0
 
 
@@ -132,7 +146,9 @@ def check_invariant(router, ids: list[str]) -> tuple[int, int]:  # type: ignore[
         signalled[rid] = signalled.get(rid, 0) + 1
     assert all(count == 1 for count in signalled.values()), "a record has two deletion signals"
     for rid in ids:
-        assert (rid in left) != (rid in signalled), f"{rid}: present={rid in left} signalled={rid in signalled}"
+        assert (rid in left) != (rid in signalled), (
+            f"{rid}: present={rid in left} signalled={rid in signalled}"
+        )
     return len(left), len(signalled)
 
 
@@ -154,13 +170,15 @@ def test_sigkill_mid_delete_never_splits_a_record_from_its_signal(router_factory
                     return  # the daemon is gone
 
     for round_ in range(2):
-        part = by_workflow[round_ * 300:(round_ + 1) * 300]
-        cli_part = by_cli[round_ * 150:(round_ + 1) * 150]
-        deleter = subprocess.Popen([sys.executable, "-c", DELETER, str(db(router)), *cli_part],
-                                   stdout=subprocess.PIPE, text=True)
+        part = by_workflow[round_ * 300 : (round_ + 1) * 300]
+        cli_part = by_cli[round_ * 150 : (round_ + 1) * 150]
+        deleter = subprocess.Popen(
+            [sys.executable, "-c", DELETER, str(db(router)), *cli_part], stdout=subprocess.PIPE, text=True
+        )
         threads = [threading.Thread(target=post, args=(part[i::6],)) for i in range(6)]
         for t in threads:
             t.start()
+
         # Let deletes run in both processes, then kill both in the middle of it.
         def both_deleting(part: list[str] = part, cli_part: list[str] = cli_part) -> bool:
             done = {s["deleted_record"]["id"] for s in deletion_signals(router)}

@@ -25,13 +25,13 @@ def test_sibling_webhooks_run_concurrently(router_factory) -> None:  # type: ign
             [[workflows.steps]]
             id = "a"
             action = "webhook"
-            url = "{target.url('/a')}"
+            url = "{target.url("/a")}"
             json = {{ n = "{{{{ __data.n }}}}" }}
 
             [[workflows.steps]]
             id = "b"
             action = "webhook"
-            url = "{target.url('/b')}"
+            url = "{target.url("/b")}"
 
             [[workflows.steps]]
             parent = "a"
@@ -54,7 +54,8 @@ def test_retry_then_failed_then_replay_completes(router_factory) -> None:  # typ
     target = HttpTarget().start()
     try:
         target.answer(*[Scripted(503, "down") for _ in range(3)])
-        router = router_factory(f"""
+        router = router_factory(
+            f"""
             [webhooks.orders]
 
             [[workflows]]
@@ -65,7 +66,7 @@ def test_retry_then_failed_then_replay_completes(router_factory) -> None:  # typ
             [[workflows.steps]]
             id = "call"
             action = "webhook"
-            url = "{target.url('/orders')}"
+            url = "{target.url("/orders")}"
             json = {{ order = "{{{{ __data.order }}}}" }}
 
             [[workflows.steps]]
@@ -73,7 +74,9 @@ def test_retry_then_failed_then_replay_completes(router_factory) -> None:  # typ
             action = "create_record"
             record_type = "forwarded"
             fields = {{ order = "{{{{ __data.order }}}}", status = "{{{{ __data.webhook.status }}}}" }}
-        """, retry_backoff="0.2s")
+        """,
+            retry_backoff="0.2s",
+        )
         r = httpx.post(router.url("webhooks.orders"), json={"order": 77})
         sid = r.json()["signal_id"]
 

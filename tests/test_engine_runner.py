@@ -46,8 +46,16 @@ class WfCfg:
     active: bool = True
 
 
-def step(step_id: str | None = None, /, *, parent: str | None = None, branch: str | None = None,
-         condition: dict[str, Any] | None = None, action: str | None = None, **extra: Any) -> StepCfg:
+def step(
+    step_id: str | None = None,
+    /,
+    *,
+    parent: str | None = None,
+    branch: str | None = None,
+    condition: dict[str, Any] | None = None,
+    action: str | None = None,
+    **extra: Any,
+) -> StepCfg:
     return StepCfg(id=step_id, parent=parent, branch=branch, condition=condition, action=action, extra=extra)
 
 
@@ -160,11 +168,24 @@ INVOICE = WfCfg(
     run_mode="sync",
     steps=[
         step("has-email", condition={"left": "{{ __data.customer_email }}", "operator": "is_not_empty"}),
-        step(parent="has-email", branch="no", action="respond", return_type="data",
-             return_data='{"error": "email required"}'),
-        step("save-note", parent="has-email", branch="yes", action="create_record", record_type="note",
-             fields={"body": 'Invoice raised: {{ formatCurrency(__data.invoice_amount, "€") }}',
-                     "amount": "{{ __data.invoice_amount }}"}),
+        step(
+            parent="has-email",
+            branch="no",
+            action="respond",
+            return_type="data",
+            return_data='{"error": "email required"}',
+        ),
+        step(
+            "save-note",
+            parent="has-email",
+            branch="yes",
+            action="create_record",
+            record_type="note",
+            fields={
+                "body": 'Invoice raised: {{ formatCurrency(__data.invoice_amount, "€") }}',
+                "amount": "{{ __data.invoice_amount }}",
+            },
+        ),
         step(parent="save-note", action="respond", return_type="data", return_data='{"status": "received"}'),
     ],
 )
@@ -203,14 +224,25 @@ async def test_flexie_example_without_email_refuses(db: SqliteDb) -> None:
 
 
 async def test_condition_groups_compare_numbers(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="big", listen="webhooks.x", steps=[
-        step("big", condition={"all": [
-            {"left": "{{ __data.amount }}", "operator": "greater", "right": "1000"},
-            {"left": "{{ __data.who }}", "operator": "begins_with", "right": "Jo"},
-        ]}),
-        step(parent="big", branch="yes", action="test_probe", label="yes"),
-        step(parent="big", branch="no", action="test_probe", label="no"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="big",
+            listen="webhooks.x",
+            steps=[
+                step(
+                    "big",
+                    condition={
+                        "all": [
+                            {"left": "{{ __data.amount }}", "operator": "greater", "right": "1000"},
+                            {"left": "{{ __data.who }}", "operator": "begins_with", "right": "Jo"},
+                        ]
+                    },
+                ),
+                step(parent="big", branch="yes", action="test_probe", label="yes"),
+                step(parent="big", branch="no", action="test_probe", label="no"),
+            ],
+        )
+    )
     engine = make_engine(db)
     result = await engine.run(wf, entity({"amount": 2500, "who": "John"}, "webhooks.x"))
     assert list(SEEN) == ["yes"] and result.trace[0]["result"] == "yes"
@@ -221,13 +253,19 @@ async def test_condition_groups_compare_numbers(db: SqliteDb) -> None:
 
 
 async def test_siblings_are_isolated_children_see_ancestors(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="iso", listen="webhooks.x", steps=[
-        step("root", action="store", name="a", value="{{ 1 }}"),
-        step("left", parent="root", action="store", name="b", value="B"),
-        step("right", parent="root", action="store", name="c", value="{{ __data.a + 1 }}"),
-        step(parent="left", action="test_probe", label="under-left"),
-        step(parent="right", action="test_probe", label="under-right"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="iso",
+            listen="webhooks.x",
+            steps=[
+                step("root", action="store", name="a", value="{{ 1 }}"),
+                step("left", parent="root", action="store", name="b", value="B"),
+                step("right", parent="root", action="store", name="c", value="{{ __data.a + 1 }}"),
+                step(parent="left", action="test_probe", label="under-left"),
+                step(parent="right", action="test_probe", label="under-right"),
+            ],
+        )
+    )
     result = await make_engine(db).run(wf, entity({"x": 1}, "webhooks.x"))
     assert result.status == "done", result.error
     left, right = SEEN["under-left"], SEEN["under-right"]
@@ -239,11 +277,17 @@ async def test_siblings_are_isolated_children_see_ancestors(db: SqliteDb) -> Non
 
 
 async def test_siblings_run_concurrently(db: SqliteDb, autojump_clock: trio.testing.MockClock) -> None:
-    wf = compile_one(WfCfg(name="conc", listen="webhooks.x", steps=[
-        step("one", action="test_sleep", seconds=5, label="one"),
-        step("two", action="test_sleep", seconds=5, label="two"),
-        step("three", parent="two", action="test_sleep", seconds=5, label="three"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="conc",
+            listen="webhooks.x",
+            steps=[
+                step("one", action="test_sleep", seconds=5, label="one"),
+                step("two", action="test_sleep", seconds=5, label="two"),
+                step("three", parent="two", action="test_sleep", seconds=5, label="three"),
+            ],
+        )
+    )
     start = trio.current_time()
     result = await make_engine(db).run(wf, entity({}, "webhooks.x"))
     assert result.status == "done"
@@ -252,11 +296,17 @@ async def test_siblings_run_concurrently(db: SqliteDb, autojump_clock: trio.test
 
 
 async def test_failure_branch_taken(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="fb", listen="webhooks.x", steps=[
-        step("call", action="test_boom"),
-        step(parent="call", branch="failure", action="test_probe", label="failed"),
-        step(parent="call", branch="success", action="test_probe", label="ok"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="fb",
+            listen="webhooks.x",
+            steps=[
+                step("call", action="test_boom"),
+                step(parent="call", branch="failure", action="test_probe", label="failed"),
+                step(parent="call", branch="success", action="test_probe", label="ok"),
+            ],
+        )
+    )
     result = await make_engine(db).run(wf, entity({}, "webhooks.x"))
     assert result.status == "done" and result.error is None
     assert "ok" not in SEEN and SEEN["failed"]["__error"] == "upstream said no"
@@ -265,10 +315,16 @@ async def test_failure_branch_taken(db: SqliteDb) -> None:
 
 
 async def test_failure_branch_sees_what_the_failed_step_kept(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="fb", listen="webhooks.x", steps=[
-        step("call", action="test_boom", kind="with-store"),
-        step(parent="call", branch="failure", action="test_probe", label="failed"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="fb",
+            listen="webhooks.x",
+            steps=[
+                step("call", action="test_boom", kind="with-store"),
+                step(parent="call", branch="failure", action="test_probe", label="failed"),
+            ],
+        )
+    )
     result = await make_engine(db).run(wf, entity({}, "webhooks.x"))
     assert result.status == "done"
     assert SEEN["failed"]["webhook"] == {"status": 500} and SEEN["failed"]["__error"] == "HTTP 500"
@@ -277,12 +333,18 @@ async def test_failure_branch_sees_what_the_failed_step_kept(db: SqliteDb) -> No
 async def test_run_fails_without_failure_branch_and_cancels_the_rest(
     db: SqliteDb, autojump_clock: trio.testing.MockClock
 ) -> None:
-    wf = compile_one(WfCfg(name="nf", listen="webhooks.x", steps=[
-        step("slow", action="test_sleep", seconds=10),
-        step("after-slow", parent="slow", action="test_probe", label="after"),
-        step("wait", action="test_sleep", seconds=1),
-        step("call", parent="wait", action="test_boom", token="{{ __data.secret_token }}"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="nf",
+            listen="webhooks.x",
+            steps=[
+                step("slow", action="test_sleep", seconds=10),
+                step("after-slow", parent="slow", action="test_probe", label="after"),
+                step("wait", action="test_sleep", seconds=1),
+                step("call", parent="wait", action="test_boom", token="{{ __data.secret_token }}"),
+            ],
+        )
+    )
     result = await make_engine(db).run(wf, entity({"secret_token": "s3cr3t"}, "webhooks.x"))
     assert result.status == "failed"
     assert result.error == 'step "call" failed: upstream said no' and result.retryable is False
@@ -294,15 +356,20 @@ async def test_run_fails_without_failure_branch_and_cancels_the_rest(
 
 
 async def test_unexpected_exception_becomes_the_error(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="crash", listen="webhooks.x", steps=[step("c", action="test_boom", kind="crash")]))
+    wf = compile_one(
+        WfCfg(name="crash", listen="webhooks.x", steps=[step("c", action="test_boom", kind="crash")])
+    )
     result = await make_engine(db).run(wf, entity({}, "webhooks.x"))
     assert result.status == "failed" and result.error == 'step "c" failed: RuntimeError: kaput'
     assert result.retryable is True
 
 
 async def test_run_timeout(db: SqliteDb, autojump_clock: trio.testing.MockClock) -> None:
-    wf = compile_one(WfCfg(name="slow", listen="webhooks.x", timeout=2,
-                           steps=[step("zz", action="test_sleep", seconds=60)]))
+    wf = compile_one(
+        WfCfg(
+            name="slow", listen="webhooks.x", timeout=2, steps=[step("zz", action="test_sleep", seconds=60)]
+        )
+    )
     engine = make_engine(db)
     result = await engine.run(wf, entity({}, "webhooks.x"))
     assert (result.status, result.error, result.retryable) == ("failed", "run timed out after 2s", True)
@@ -311,10 +378,19 @@ async def test_run_timeout(db: SqliteDb, autojump_clock: trio.testing.MockClock)
     assert result.error == "run timed out after 0.5s"
 
 
-async def test_outer_cancellation_is_not_swallowed(db: SqliteDb, autojump_clock: trio.testing.MockClock) -> None:
-    wf = compile_one(WfCfg(name="slow", listen="webhooks.x", steps=[
-        step("a", action="test_sleep", seconds=60), step("b", action="test_sleep", seconds=60),
-    ]))
+async def test_outer_cancellation_is_not_swallowed(
+    db: SqliteDb, autojump_clock: trio.testing.MockClock
+) -> None:
+    wf = compile_one(
+        WfCfg(
+            name="slow",
+            listen="webhooks.x",
+            steps=[
+                step("a", action="test_sleep", seconds=60),
+                step("b", action="test_sleep", seconds=60),
+            ],
+        )
+    )
     outcome: list[RunResult] = []
     with trio.move_on_after(1) as scope:
         outcome.append(await make_engine(db).run(wf, entity({}, "webhooks.x")))
@@ -325,13 +401,29 @@ async def test_outer_cancellation_is_not_swallowed(db: SqliteDb, autojump_clock:
 
 
 async def test_respond_html_redirect_status_headers_and_second_reply_ignored(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="r", listen="endpoints.invoices", steps=[
-        step("page", action="respond", return_type="html", return_html="<p>{{ __data.name }}</p>",
-             status="{{ __data.code }}", headers={"X-Who": "{{ __data.name|upper }}",
-                                                  "Authorization": "Bearer {{ __data.tok }}"}),
-        step("again", parent="page", action="respond", return_type="redirect",
-             return_redirect="https://example.com/?n={{ __data.code }}"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="r",
+            listen="endpoints.invoices",
+            steps=[
+                step(
+                    "page",
+                    action="respond",
+                    return_type="html",
+                    return_html="<p>{{ __data.name }}</p>",
+                    status="{{ __data.code }}",
+                    headers={"X-Who": "{{ __data.name|upper }}", "Authorization": "Bearer {{ __data.tok }}"},
+                ),
+                step(
+                    "again",
+                    parent="page",
+                    action="respond",
+                    return_type="redirect",
+                    return_redirect="https://example.com/?n={{ __data.code }}",
+                ),
+            ],
+        )
+    )
     caller = Caller()
     result = await make_engine(db).run(wf, entity({"name": "<b>Ann</b>", "code": 201, "tok": "zz"}), caller)
     assert result.status == "done"
@@ -345,9 +437,15 @@ async def test_respond_html_redirect_status_headers_and_second_reply_ignored(db:
 
 
 async def test_respond_data_table_becomes_json(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="r", listen="endpoints.invoices", steps=[
-        step(action="respond", return_data={"id": "{{ __data.n }}", "ok": True}),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="r",
+            listen="endpoints.invoices",
+            steps=[
+                step(action="respond", return_data={"id": "{{ __data.n }}", "ok": True}),
+            ],
+        )
+    )
     caller = Caller()
     await make_engine(db).run(wf, entity({"n": 7}), caller)
     assert json.loads(caller.replies[0].body) == {"id": 7, "ok": True}
@@ -355,16 +453,29 @@ async def test_respond_data_table_becomes_json(db: SqliteDb) -> None:
 
 async def test_emit_reply_and_log(db: SqliteDb) -> None:
     caller = Caller()
-    live = compile_one(WfCfg(name="live", listen="endpoints.live", run_mode="sync", steps=[
-        step("e1", action="emit", data="hello {{ __data.who }}"),
-        step(parent="e1", action="emit", event="done-ish", data="{{ __data.obj }}"),
-    ]))
+    live = compile_one(
+        WfCfg(
+            name="live",
+            listen="endpoints.live",
+            run_mode="sync",
+            steps=[
+                step("e1", action="emit", data="hello {{ __data.who }}"),
+                step(parent="e1", action="emit", event="done-ish", data="{{ __data.obj }}"),
+            ],
+        )
+    )
     await make_engine(db).run(live, entity({"who": "you", "obj": {"a": 1}}, "endpoints.live"), caller)
     assert caller.events == [("message", "hello you"), ("done-ish", '{"a":1}')]
-    sms = compile_one(WfCfg(name="sms", listen="sms.main", steps=[
-        step("l", action="log", message="got {{ __data.t }}", level="warning"),
-        step(parent="l", action="reply", message="Thanks, {{ __data.t }}"),
-    ]))
+    sms = compile_one(
+        WfCfg(
+            name="sms",
+            listen="sms.main",
+            steps=[
+                step("l", action="log", message="got {{ __data.t }}", level="warning"),
+                step(parent="l", action="reply", message="Thanks, {{ __data.t }}"),
+            ],
+        )
+    )
     result = await make_engine(db).run(sms, entity({"t": "hi"}, "sms.main"), caller)
     assert caller.twiml == ["Thanks, hi"]
     assert result.trace[0]["logs"] == [{"level": "warning", "message": "got hi"}]
@@ -375,21 +486,53 @@ async def test_emit_reply_and_log(db: SqliteDb) -> None:
 
 async def test_record_actions_and_deletion_sink(db: SqliteDb) -> None:
     sink = Sink()
-    wf = compile_one(WfCfg(name="rec", listen="webhooks.x", steps=[
-        step("up", action="upsert_record", record_type="contact", key=["email"],
-             fields={"email": "{{ __data.email }}", "n": "{{ __data.n }}", "tags": "{{ __data.tags }}"}),
-        step("upd", parent="up", action="update_record", record_type="contact",
-             record_id="{{ __data.__entity_inserted_id }}", fields={"stage": "won"}),
-        step("del", parent="upd", action="delete_record", record_type="contact",
-             record_id="{{ __data.__entity_inserted_id }}"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="rec",
+            listen="webhooks.x",
+            steps=[
+                step(
+                    "up",
+                    action="upsert_record",
+                    record_type="contact",
+                    key=["email"],
+                    fields={
+                        "email": "{{ __data.email }}",
+                        "n": "{{ __data.n }}",
+                        "tags": "{{ __data.tags }}",
+                    },
+                ),
+                step(
+                    "upd",
+                    parent="up",
+                    action="update_record",
+                    record_type="contact",
+                    record_id="{{ __data.__entity_inserted_id }}",
+                    fields={"stage": "won"},
+                ),
+                step(
+                    "del",
+                    parent="upd",
+                    action="delete_record",
+                    record_type="contact",
+                    record_id="{{ __data.__entity_inserted_id }}",
+                ),
+            ],
+        )
+    )
     engine = make_engine(db, sink)
     result = await engine.run(wf, entity({"email": "a@x.io", "n": 3, "tags": ["vip"]}, "webhooks.x"))
     assert result.status == "done", result.error
     record_id = result.data["__entity_inserted_id"]
     assert sink.calls == [("contact", sink.calls[0][1])]
     last = sink.calls[0][1]
-    assert (last["id"], last["email"], last["n"], last["tags"], last["stage"]) == (record_id, "a@x.io", 3, ["vip"], "won")
+    assert (last["id"], last["email"], last["n"], last["tags"], last["stage"]) == (
+        record_id,
+        "a@x.io",
+        3,
+        ["vip"],
+        "won",
+    )
     assert db.read(lambda c: c.record_get("contact", record_id)) is None
     assert db.read(lambda c: [tuple(r) for r in c.conn.execute("SELECT id FROM outbox")]) == [(record_id,)]
 
@@ -400,9 +543,15 @@ async def test_failed_deletion_sink_rolls_back_the_delete(db: SqliteDb) -> None:
         return c.record_create("contact", {"e": 1})
 
     rec = await db.write(setup)
-    wf = compile_one(WfCfg(name="del", listen="webhooks.x", steps=[
-        step("del", action="delete_record", record_type="contact", record_id="{{ __data.rid }}"),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="del",
+            listen="webhooks.x",
+            steps=[
+                step("del", action="delete_record", record_type="contact", record_id="{{ __data.rid }}"),
+            ],
+        )
+    )
     result = await make_engine(db, Sink(fail=True)).run(wf, entity({"rid": rec["id"]}, "webhooks.x"))
     assert result.status == "failed" and "sink failed" in (result.error or "")
     assert db.read(lambda c: c.record_get("contact", rec["id"])) == rec
@@ -410,9 +559,15 @@ async def test_failed_deletion_sink_rolls_back_the_delete(db: SqliteDb) -> None:
 
 
 async def test_update_of_missing_record_fails(db: SqliteDb) -> None:
-    wf = compile_one(WfCfg(name="u", listen="webhooks.x", steps=[
-        step("u", action="update_record", record_type="contact", record_id="nope", fields={"a": 1}),
-    ]))
+    wf = compile_one(
+        WfCfg(
+            name="u",
+            listen="webhooks.x",
+            steps=[
+                step("u", action="update_record", record_type="contact", record_id="nope", fields={"a": 1}),
+            ],
+        )
+    )
     result = await make_engine(db).run(wf, entity({}, "webhooks.x"))
     assert result.status == "failed" and "no contact with id 'nope'" in (result.error or "")
     assert result.retryable is False

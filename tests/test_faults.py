@@ -44,7 +44,9 @@ def short_lease(router: RouterProcess, lease: str = "1s") -> RouterProcess:
 
 
 def wait_settled(router: RouterProcess, sources: tuple[str, ...] = SOURCES, timeout: float = 30.0) -> None:
-    router.wait_for(lambda: unsettled(router.data_dir / "router.db", sources) == 0, timeout=timeout, interval=0.1)
+    router.wait_for(
+        lambda: unsettled(router.data_dir / "router.db", sources) == 0, timeout=timeout, interval=0.1
+    )
 
 
 def report_line(capsys: pytest.CaptureFixture[str], text: str) -> None:
@@ -83,7 +85,9 @@ def test_sigkill_cycles_under_mixed_load_lose_nothing_and_run_once(
             f"idempotency keys acked={report['keys_acked']} keys with their one record={report['keys_with_record']} "
             f"problems={len(report['problems'])}",
         )
-        assert not report["problems"], "\n".join(report["problems"]) + "\n--- log ---\n" + router.log()[-3000:]
+        assert not report["problems"], (
+            "\n".join(report["problems"]) + "\n--- log ---\n" + router.log()[-3000:]
+        )
     # The CLI reads the same record store: one effect record per journaled signal.
     listed = router.cli("records", "list", "effect", "--limit", "1000000", "--json").stdout
     assert listed.count('"sid"') == report["records"] == report["journaled"]
@@ -146,20 +150,30 @@ def test_full_disk_answers_503_and_451_then_recovers(
                         if http[503] >= 5:
                             break
                 # The other channels that acknowledge over HTTP refuse the same way.
-                for kind, response in (("sync", client.post(sync_url, json={"n": "full-sync"})),
-                                       ("sms", post_sms(client, router.base, "full-sms"))):
-                    assert response.status_code == 503 and int(response.headers["retry-after"]) > 0, (kind, response)
+                for kind, response in (
+                    ("sync", client.post(sync_url, json={"n": "full-sync"})),
+                    ("sms", post_sms(client, router.base, "full-sms")),
+                ):
+                    assert response.status_code == 503 and int(response.headers["retry-after"]) > 0, (
+                        kind,
+                        response,
+                    )
                     http[response.status_code] += 1
                 for i in range(4):
-                    code = _mail(router.smtp_port, f"mail-full-{i}", attachment=b"z" * 200_000 if i % 2 else None)
+                    code = _mail(
+                        router.smtp_port, f"mail-full-{i}", attachment=b"z" * 200_000 if i % 2 else None
+                    )
                     smtp[code] += 1
                     if code == 250:
                         acked.add("mailboxes.load", f"mail-full-{i}")
-                assert router.proc is not None and router.proc.poll() is None, "the daemon died on a full disk"
+                assert router.proc is not None and router.proc.poll() is None, (
+                    "the daemon died on a full disk"
+                )
                 assert http[503] >= 5, f"the disk never filled up: {http}"
                 assert set(smtp) <= {250, 451} and smtp[451] > 0, smtp
 
                 filler.unlink()  # space returns: the next tries are accepted
+
                 def accepted(tries: list[int] = [0]) -> bool:  # noqa: B006 - a counter across calls
                     tries[0] += 1
                     r = _post(client, url, f"after-{tries[0]}")
@@ -209,7 +223,9 @@ fields = {EFFECT_FIELDS.replace("{{ N }}", "{{ __data.n }}")}
 
 
 def log_failed_runs(router: RouterProcess) -> str:
-    return "\n".join(line for line in router.log().splitlines() if "msg=run " in line and "status=failed" in line)
+    return "\n".join(
+        line for line in router.log().splitlines() if "msg=run " in line and "status=failed" in line
+    )
 
 
 def failed_runs(db_path: Path) -> int:

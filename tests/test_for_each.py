@@ -149,7 +149,9 @@ def test_for_each_over_100_elements_respects_concurrency(
     # Not an array: the failure branch runs, nothing is called.
     r = httpx.post(router.url("webhooks.batch"), json={"n": 1}, timeout=10)
     bad = r.json()["signal_id"]
-    router.wait_for(lambda: any(x["status"] == "done" for s in router.signals() if s["id"] == bad for x in s["runs"]))
+    router.wait_for(
+        lambda: any(x["status"] == "done" for s in router.signals() if s["id"] == bad for x in s["runs"])
+    )
     [signal] = [s for s in router.signals() if s["id"] == bad]
     [entry] = [e for e in signal["runs"][0]["trace"] if e["step_id"] == "each"]
     assert entry["branch"] == "failure" and "must render to a list" in entry["error"]
@@ -162,12 +164,14 @@ def test_for_each_over_100_elements_respects_concurrency(
     assert server.most == 1
 
 
-@pytest.mark.parametrize("bad", ['concurrency = 0', 'concurrency = 101', 'concurrency = "x"', 'as = "__x"',
-                                 'items = 5'])
+@pytest.mark.parametrize(
+    "bad", ["concurrency = 0", "concurrency = 101", 'concurrency = "x"', 'as = "__x"', "items = 5"]
+)
 def test_for_each_config_errors(router_factory: Callable[..., RouterProcess], bad: str) -> None:
     key = bad.split(" ", 1)[0]
     items = "" if key == "items" else 'items = "{{ __data.__json }}"'
-    router = router_factory(f"""
+    router = router_factory(
+        f"""
 [webhooks.w]
 
 [[workflows]]
@@ -178,7 +182,10 @@ listen = "webhooks.w"
 action = "for_each"
 {items}
 {bad}
-""", start=False)
+""",
+        start=False,
+    )
     check = router.cli("check", check=False)
-    assert check.returncode != 0 and f"for_each: {key}" in check.stdout + check.stderr, check.stdout + check.stderr
-
+    assert check.returncode != 0 and f"for_each: {key}" in check.stdout + check.stderr, (
+        check.stdout + check.stderr
+    )

@@ -55,8 +55,14 @@ def test_ready_names_every_part_and_healthz_is_liveness(router_factory) -> None:
     router: RouterProcess = router_factory(BODY, router_extra="runners = 1")
     body = wait_readyz(router, 200)
     assert body["status"] == "ready" and body["problems"] == []
-    assert {"journal", "channel:http", "channel:smtp", "channel:admin", "channel:schedules", "runner=1"} <= set(
-        body["checks"]), body
+    assert {
+        "journal",
+        "channel:http",
+        "channel:smtp",
+        "channel:admin",
+        "channel:schedules",
+        "runner=1",
+    } <= set(body["checks"]), body
     assert set(body["checks"].values()) == {"ok"}
     live = httpx.get(f"http://127.0.0.1:{router.admin_port}/healthz").json()
     assert live["status"] == "ok" and live["version"] == version()
@@ -91,7 +97,9 @@ def test_readyz_503_while_a_runner_is_dead_then_200(router_factory) -> None:  # 
     pid = router.wait_for(lambda: children(router).get("runner=1"))
     os.kill(pid, signal.SIGKILL)
     body = wait_readyz(router, 503)
-    assert body["checks"]["runner=1"] != "ok" and any(p.startswith("runner=1: ") for p in body["problems"]), body
+    assert body["checks"]["runner=1"] != "ok" and any(p.startswith("runner=1: ") for p in body["problems"]), (
+        body
+    )
     assert body["checks"]["journal"] == "ok"
     body = wait_readyz(router, 200)  # the pool restarts it; ready once it takes work again
     assert body["checks"]["runner=1"] == "ok"

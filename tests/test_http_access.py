@@ -65,9 +65,26 @@ def test_basic_auth_header_token_and_allow_lists(router_factory) -> None:  # typ
         assert client.post(url["local"], json={}).status_code == 401  # allowed address, no credentials
     assert len(router.signals()) == 5
     if shutil.which("curl") is not None:
-        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "ops:s3cret plain",
-                              "-H", "content-type: application/json", "-d", "{}", url["basic"]],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-u",
+                "ops:s3cret plain",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                "{}",
+                url["basic"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.stdout == "200"
 
 
@@ -96,14 +113,17 @@ def test_trust_proxy_believes_forwarded_for_only_from_trusted_proxies(router_fac
 
 
 def test_access_config_mistakes_are_reported(router_factory) -> None:  # type: ignore[no-untyped-def]
-    router = router_factory("""
+    router = router_factory(
+        """
 [webhooks.a]
 allow_ips = ["10.0.0.300"]
 basic_auth = "nopassword"
 auth_header = "X-Token"
 
 [router]
-""".replace("[router]\n", ""), start=False)
+""".replace("[router]\n", ""),
+        start=False,
+    )
     out = router.cli("check", check=False)
     text = out.stdout + out.stderr
     assert out.returncode != 0

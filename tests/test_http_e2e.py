@@ -119,15 +119,22 @@ fields = {{ pid = "{{{{ __data.id }}}}" }}
 def router(tmp_path_factory, module_backend):  # type: ignore[no-untyped-def]
     from tests.daemon import RouterProcess
 
-    proc = RouterProcess(tmp_path_factory.mktemp("http"), CONFIG, router_extra='log_level = "debug"',  # run lines
-                         database_url=module_backend).start()
+    proc = RouterProcess(
+        tmp_path_factory.mktemp("http"),
+        CONFIG,
+        router_extra='log_level = "debug"',  # run lines
+        database_url=module_backend,
+    ).start()
     yield proc
     proc.stop()
 
 
 @pytest.fixture(scope="module")
 def urls(router):  # type: ignore[no-untyped-def]
-    return {k.split(".", 1)[1] if k.startswith("endpoints.") else k: v.get("url") for k, v in router.sources().items()}
+    return {
+        k.split(".", 1)[1] if k.startswith("endpoints.") else k: v.get("url")
+        for k, v in router.sources().items()
+    }
 
 
 def test_data_endpoint_renders_json(urls) -> None:  # type: ignore[no-untyped-def]
@@ -201,16 +208,21 @@ def test_jwt_statuses(urls) -> None:  # type: ignore[no-untyped-def]
 
 def test_cors_preflight_before_jwt(urls) -> None:  # type: ignore[no-untyped-def]
     url = urls["secure"]
-    pre = httpx.options(url, headers={
-        "Origin": "https://app.example.com",
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type",
-    })
+    pre = httpx.options(
+        url,
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert pre.status_code == 204
     assert pre.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "authorization" in pre.headers["access-control-allow-headers"]
     assert "Origin" in pre.headers["vary"]
-    bad = httpx.options(url, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    bad = httpx.options(
+        url, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert bad.status_code == 403 and "access-control-allow-origin" not in bad.headers
     real = httpx.post(url, json={}, headers={"Origin": "https://app.example.com", "token": _token()})
     assert real.headers["access-control-allow-origin"] == "https://app.example.com"
@@ -271,8 +283,9 @@ def test_curl_form_and_multipart(router, urls, tmp_path) -> None:  # type: ignor
     assert json.loads(out.stdout) == {"ok": True, "name": "Curly"}
     f = tmp_path / "a.txt"
     f.write_bytes(b"hello file")
-    out = subprocess.run(["curl", "-s", "-F", "name=Multi", "-F", f"doc=@{f}", urls["data"]],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["curl", "-s", "-F", "name=Multi", "-F", f"doc=@{f}", urls["data"]], capture_output=True, text=True
+    )
     assert json.loads(out.stdout) == {"ok": True, "name": "Multi"}
     sig = router.signals("--source", "endpoints.data", "--limit", "1")[0]
     doc = sig["entity"]["__files"]["doc"]

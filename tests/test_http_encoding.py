@@ -59,7 +59,9 @@ def post(url: str, body: bytes, encoding: str | None, **headers: str) -> httpx.R
 
 
 def journaled(router: RouterProcess, n: int) -> dict[str, object]:
-    rows = router.wait_for(lambda: [s for s in router.signals("--source", "webhooks.in") if s["entity"].get("n") == n])
+    rows = router.wait_for(
+        lambda: [s for s in router.signals("--source", "webhooks.in") if s["entity"].get("n") == n]
+    )
     assert len(rows) == 1
     return rows[0]["entity"]  # type: ignore[no-any-return]
 
@@ -71,8 +73,13 @@ def raw_deflate(data: bytes) -> bytes:
 
 def test_gzip_and_deflate_bodies_are_decoded(router: RouterProcess) -> None:
     url = router.url("webhooks.in")
-    cases = [("gzip", gzip.compress), ("x-gzip", gzip.compress), ("deflate", zlib.compress),
-             ("deflate", raw_deflate), ("GZIP, identity", gzip.compress)]
+    cases = [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", raw_deflate),
+        ("GZIP, identity", gzip.compress),
+    ]
     for n, (coding, pack) in enumerate(cases, start=1):
         body = json.dumps({"n": n, "text": "héllo " * 50}).encode()
         r = post(url, pack(body), coding)
@@ -101,8 +108,11 @@ def test_unknown_broken_and_truncated_encodings(router: RouterProcess) -> None:
     r = post(url, zlib.compress(body) + b"junk", "deflate")
     assert r.status_code == 400 and "after the end" in r.json()["error"]
     # A form and an SMS source read their bodies the same way.
-    r = httpx.post(router.url("forms.signup"), content=b"a=1", headers={
-        "content-type": "application/x-www-form-urlencoded", "content-encoding": "br"})
+    r = httpx.post(
+        router.url("forms.signup"),
+        content=b"a=1",
+        headers={"content-type": "application/x-www-form-urlencoded", "content-encoding": "br"},
+    )
     assert r.status_code == 415 and r.headers["content-type"].startswith("text/html")
     assert len(router.signals("--source", "webhooks.in")) == before
 
@@ -121,7 +131,9 @@ def test_max_body_applies_to_the_decoded_size(router: RouterProcess) -> None:
     assert len(journaled(router, 7)["pad"]) == LIMIT - 19  # type: ignore[arg-type]
     r = post(url, gzip.compress(padded(LIMIT + 1)), "gzip")
     assert r.status_code == 413 and r.json() == {
-        "error": f"decompressed request body exceeds the limit of {LIMIT} bytes", "limit": LIMIT}
+        "error": f"decompressed request body exceeds the limit of {LIMIT} bytes",
+        "limit": LIMIT,
+    }
 
 
 def bomb(decoded: int) -> bytes:
@@ -144,7 +156,9 @@ def test_a_zip_bomb_is_refused_without_the_memory(router: RouterProcess) -> None
         assert r.status_code == 413, r.text
         assert r.json()["error"].startswith("decompressed request body exceeds")
     peak = status_kb(pid, "VmHWM")
-    assert peak - idle < 20 * 1024, f"peak RSS {peak} kB is {(peak - idle) / 1024:.1f} MB above idle {idle} kB"
+    assert peak - idle < 20 * 1024, (
+        f"peak RSS {peak} kB is {(peak - idle) / 1024:.1f} MB above idle {idle} kB"
+    )
     # Ten bombs at once, each on its own connection: still bounded (10 x the 1 MB limit).
     errors: list[str] = []
 
@@ -170,8 +184,10 @@ def raw_head(router: RouterProcess, path: str) -> bytes:
     (a body would be read as the start of the next answer)."""
     with socket.create_connection(("127.0.0.1", router.http_port), timeout=10) as sock:
         host = f"127.0.0.1:{router.http_port}"
-        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\n\r\nGET /healthz HTTP/1.1\r\nHost: {host}\r\n"
-                     f"Connection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\n\r\nGET /healthz HTTP/1.1\r\nHost: {host}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk

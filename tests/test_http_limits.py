@@ -281,7 +281,9 @@ def test_a_big_form_body_does_not_stall_other_requests(router_factory) -> None: 
     """A 2.9 MB urlencoded form of 300,000 fields takes a few hundred ms to parse. Parsed on the
     event loop it held every other request for most of that time (/healthz stalled ~0.4 s for a
     ~0.5 s request on a quiet box); in a worker thread the loop keeps answering."""
-    router = router_factory('[endpoints.big]\nreturn_type = "data"\nreturn_data = "ok"\n', http_extra='max_body = "4MB"')
+    router = router_factory(
+        '[endpoints.big]\nreturn_type = "data"\nreturn_data = "ok"\n', http_extra='max_body = "4MB"'
+    )
     url = router.url("endpoints.big")
     body = "&".join(f"f{i}=v" for i in range(300_000)).encode()
     pings: list[float] = []
@@ -303,7 +305,9 @@ def test_a_big_form_body_does_not_stall_other_requests(router_factory) -> None: 
         with httpx.Client(timeout=60) as client:
             for _ in range(3):
                 started = time.perf_counter()
-                r = client.post(url, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+                r = client.post(
+                    url, content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+                )
                 took.append(time.perf_counter() - started)
                 assert r.status_code == 200, r.text
     finally:

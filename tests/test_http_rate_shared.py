@@ -58,6 +58,8 @@ def test_four_workers_admit_the_configured_rate_not_four_times_it(router_factory
     assert admitted + refused == len(statuses), {s for _, s in statuses}
     offered_rate = len(statuses) / elapsed
     admitted_rate = (admitted - 5) / elapsed  # the burst of 5 comes on top of the rate
-    print(f"\nrate limit, 4 workers: offered {offered_rate:.0f}/s, admitted {admitted_rate:.1f}/s (limit 50/s)")
+    print(
+        f"\nrate limit, 4 workers: offered {offered_rate:.0f}/s, admitted {admitted_rate:.1f}/s (limit 50/s)"
+    )
     assert offered_rate > 100, "the client could not offer enough load to test the limit"
     assert 45 <= admitted_rate <= 55, f"admitted {admitted_rate:.1f}/s of 50/s ({admitted} in {elapsed:.1f}s)"

@@ -220,7 +220,11 @@ def test_svix_headers_are_one_family(urls) -> None:  # type: ignore[no-untyped-d
     body = b'{"type": "user.created"}'
     now = int(time.time())
     svix = sign_svix(body, WHSEC, now)
-    mixed = {"webhook-id": svix["svix-id"], "webhook-timestamp": str(now), "svix-signature": svix["svix-signature"]}
+    mixed = {
+        "webhook-id": svix["svix-id"],
+        "webhook-timestamp": str(now),
+        "svix-signature": svix["svix-signature"],
+    }
     r = _post(urls["webhooks.svix"], body, mixed)
     assert r.status_code == 401 and "svix-id" in r.json()["reason"]
     # Both families present (a proxy adding the new names): webhook-* is read, and must hold.

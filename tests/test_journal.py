@@ -67,7 +67,9 @@ def test_dedup_within_window_returns_original(storage: Storage) -> None:
     first = storage.write_sync(
         lambda tx: tx.append_signal(Entity("webhooks", "webhooks.x", {}), dedup_key="k1", ack={"status": 200})
     )
-    again = storage.write_sync(lambda tx: tx.append_signal(Entity("webhooks", "webhooks.x", {}), dedup_key="k1"))
+    again = storage.write_sync(
+        lambda tx: tx.append_signal(Entity("webhooks", "webhooks.x", {}), dedup_key="k1")
+    )
     assert again.duplicate and again.signal_id == first.signal_id and again.ack == {"status": 200}
     other_source = storage.write_sync(
         lambda tx: tx.append_signal(Entity("webhooks", "webhooks.y", {}), dedup_key="k1")

@@ -60,6 +60,7 @@ def test_sigkill_under_load_loses_no_acknowledged_signal(router_factory) -> None
     assert acked, "no request was acknowledged before the kill"
 
     router.start()
+
     def all_done():  # type: ignore[no-untyped-def]
         sigs = router.signals("--source", "webhooks.ingest")
         return sigs if sigs and all(s["status"] == "done" for s in sigs) else None
@@ -92,8 +93,13 @@ def test_sigterm_with_work_in_flight_exits_zero(router_factory) -> None:  # type
     assert elapsed < 9, f"shutdown took {elapsed:.1f}s with shutdown_timeout = 8s"
     router.start()
     sigs = router.wait_for(
-        lambda: (s := router.signals("--source", "webhooks.ingest")) and all(x["status"] == "done" for x in s) and s,
-        timeout=30, interval=0.5,
+        lambda: (
+            (s := router.signals("--source", "webhooks.ingest"))
+            and all(x["status"] == "done" for x in s)
+            and s
+        ),
+        timeout=30,
+        interval=0.5,
     )
     assert not set(acked) - {s["entity"]["n"] for s in sigs}
 
@@ -102,14 +108,16 @@ def test_sighup_bad_config_keeps_serving_then_good_applies(router_factory) -> No
     router = router_factory(JOURNALING)
     url = router.url("webhooks.ingest")
     text = router.config_path.read_text()
-    router.config_path.write_text(text + "\n[endpoints.broken]\nreturn_type = \"nope\"\n")
+    router.config_path.write_text(text + '\n[endpoints.broken]\nreturn_type = "nope"\n')
     with httpx.Client(timeout=5) as client:
         assert client.post(url, json={"n": 1}).status_code == 200
         router.signal(signal.SIGHUP)
         time.sleep(0.5)
         assert client.post(url, json={"n": 2}).status_code == 200  # same keep-alive connection
         assert "reload refused" in router.log()
-        router.config_path.write_text(text + '\n[endpoints.added]\nreturn_type = "data"\nreturn_data = "hi"\n')
+        router.config_path.write_text(
+            text + '\n[endpoints.added]\nreturn_type = "data"\nreturn_data = "hi"\n'
+        )
         router.signal(signal.SIGHUP)
         added = router.wait_for(lambda: router.sources().get("endpoints.added"), timeout=5)
         router.wait_for(lambda: httpx.get(added["url"]).status_code == 200, timeout=5)
@@ -123,12 +131,18 @@ def test_check_lists_every_mistake(tmp_path: Path) -> None:
         '[http]\nlisten = "nowhere"\n\n[endpoints.a]\nreturn_type = "sometimes"\n\n'
         '[schedules.s]\ncron = "0 2 * * *"\nevery = "5m"\n'
     )
-    out = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(cfg)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "-c", str(cfg)], capture_output=True, text=True
+    )
     assert out.returncode == 78  # EX_CONFIG
     assert "http.listen" in out.stderr
     assert "endpoints.a.return_type" in out.stderr
     assert "schedules.s" in out.stderr
     assert str(cfg) in out.stderr or "bad.toml" in out.stderr
-    good = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", "router.toml"], capture_output=True,
-                          text=True, cwd=Path(__file__).parent.parent)
+    good = subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "-c", "router.toml"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     assert good.returncode == 0, good.stderr

@@ -18,8 +18,13 @@ def test_clean(tool: list[str]) -> None:
     exe = Path(sys.executable).parent / tool[0]
     if not exe.exists() and shutil.which(tool[0]) is None:
         pytest.skip(f"{tool[0]} is not installed")
-    out = subprocess.run([str(exe) if exe.exists() else tool[0], *tool[1:]], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [str(exe) if exe.exists() else tool[0], *tool[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
 
@@ -28,7 +33,9 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     if not exe.exists():
         pytest.skip("import-linter is not installed")
     env = {**os.environ, "PYTHONPATH": str(cwd)}  # the tree in `cwd`, not the installed one
-    return subprocess.run([str(exe), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [str(exe), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_import_contracts_hold() -> None:
@@ -37,14 +44,23 @@ def test_import_contracts_hold() -> None:
     assert "3 kept, 0 broken" in out.stdout
 
 
-@pytest.mark.parametrize(("module", "line", "broken"), [
-    ("router/admin/api.py", "import sqlite3", "only the storage backend"),
-    ("channels/http/app.py", "import sqlite_utils", "only the storage backend"),
-    ("router/dispatch/dispatcher.py", "import psycopg", "only the storage backend (router.storage.postgres)"),
-    ("engine/runner.py", "import channels.intake", "router -> channels -> engine"),
-    ("config/schema.py", "from router import journal", "router -> channels -> engine"),
-])
-def test_import_contracts_catch_a_forbidden_import(tmp_path: Path, module: str, line: str, broken: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        ("router/admin/api.py", "import sqlite3", "only the storage backend"),
+        ("channels/http/app.py", "import sqlite_utils", "only the storage backend"),
+        (
+            "router/dispatch/dispatcher.py",
+            "import psycopg",
+            "only the storage backend (router.storage.postgres)",
+        ),
+        ("engine/runner.py", "import channels.intake", "router -> channels -> engine"),
+        ("config/schema.py", "from router import journal", "router -> channels -> engine"),
+    ],
+)
+def test_import_contracts_catch_a_forbidden_import(
+    tmp_path: Path, module: str, line: str, broken: str
+) -> None:
     for package in ("router", "channels", "engine", "config"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)

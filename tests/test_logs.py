@@ -36,7 +36,7 @@ PAYLOADS = [
     "x level=error signal_id=FORGED",
     "x\r\nlevel=error msg=FORGED time=0",
     'x" level=error signal_id="FORGED',
-    "x\\\" level=error signal_id=FORGED",
+    'x\\" level=error signal_id=FORGED',
     "x=FORGED=y\tlevel=error",
     "\x1b[31mFORGED\x1b[0m level=error\x00",
     "FORGED " + "é" * 5000,  # 10 KB of UTF-8
@@ -45,15 +45,23 @@ MARK = "FORGED"
 
 
 def parse_logfmt(lines: list[str]) -> list[dict[str, Any]]:
-    need(shutil.which("node") is not None and NODE_LOGFMT.exists(),
-         "node and npm's logfmt (.ci/run installs them into .ci/node) are needed to parse logfmt")
+    need(
+        shutil.which("node") is not None and NODE_LOGFMT.exists(),
+        "node and npm's logfmt (.ci/run installs them into .ci/node) are needed to parse logfmt",
+    )
     script = (
         f"const logfmt = require({json.dumps(str(NODE_LOGFMT))});"
         "const lines = require('fs').readFileSync(0, 'utf8').split('\\n').filter(l => l.length);"
         "process.stdout.write(JSON.stringify(lines.map(l => logfmt.parse(l))));"
     )
-    out = subprocess.run(["node", "-e", script], input="\n".join(lines) + "\n", capture_output=True,
-                         text=True, check=True, timeout=60)
+    out = subprocess.run(
+        ["node", "-e", script],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return list(json.loads(out.stdout))
 
 
@@ -112,7 +120,10 @@ def test_a_flood_of_refusals_logs_a_line_a_second_with_a_count() -> None:
             dropped += 1
     assert dropped == 999
     throttle.window = 0.0  # the window has passed: the next line says how many were dropped
-    assert throttle(None, "info", {"event": "refused", "_throttle": ("http", "hello", "bad key")})["suppressed"] == 999
+    assert (
+        throttle(None, "info", {"event": "refused", "_throttle": ("http", "hello", "bad key")})["suppressed"]
+        == 999
+    )
     assert buf.getvalue() == ""
 
 
@@ -200,37 +211,58 @@ def _send_everything(router: RouterProcess) -> int:
             assert client.post(hook.split("?")[0], params={"apiKey": payload}, json={}).status_code == 401
             assert client.get(f"{router.base}/listener/{quote(payload, safe='')}/x").status_code == 404
             assert client.get(f"{router.base}/nope/{quote(payload, safe='')}").status_code == 404
-            assert client.post(hello, content=payload.encode(), headers={"content-type": "application/json"}
-                               ).status_code == 400
+            assert (
+                client.post(
+                    hello, content=payload.encode(), headers={"content-type": "application/json"}
+                ).status_code
+                == 400
+            )
         assert client.get(hello + "?name=%FF%FEFORGED%20level=error").status_code == 200
         ctype = 'text/x; level=error signal_id=FORGED "q" \\'  # header values cannot hold CR/LF
         assert client.post(hook, content=b"{}", headers={"content-type": ctype}).status_code in (400, 415)
     with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=20) as smtp:
         for payload in PAYLOADS[:5]:
-            body = (f"From: a@example.com\r\nTo: inbox@example.com\r\nSubject: {payload.splitlines()[0]}\r\n\r\n"
-                    f"{payload}\r\n").encode("utf-8", "surrogateescape")
+            body = (
+                f"From: a@example.com\r\nTo: inbox@example.com\r\nSubject: {payload.splitlines()[0]}\r\n\r\n"
+                f"{payload}\r\n"
+            ).encode("utf-8", "surrogateescape")
             smtp.sendmail("a@example.com", ["inbox@example.com"], body)
-        smtp.sendmail("a@example.com", ["inbox@example.com"],
-                      b"From: a@example.com\r\nTo: inbox@example.com\r\nSubject: \xff\xfe FORGED level=error\r\n\r\n"
-                      b"\xff FORGED\r\n")
+        smtp.sendmail(
+            "a@example.com",
+            ["inbox@example.com"],
+            b"From: a@example.com\r\nTo: inbox@example.com\r\nSubject: \xff\xfe FORGED level=error\r\n\r\n"
+            b"\xff FORGED\r\n",
+        )
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             smtp.sendmail("a@example.com", ["FORGED-level=error@example.com"], b"Subject: x\r\n\r\nx\r\n")
     validator = RequestValidator(TOKEN)
     for i, payload in enumerate(PAYLOADS):
-        params = {"MessageSid": f"SM{i:032d}", "AccountSid": "AC" + "0" * 32, "From": "+15551230001",
-                  "To": "+15559870002", "Body": payload, "NumMedia": "0"}
+        params = {
+            "MessageSid": f"SM{i:032d}",
+            "AccountSid": "AC" + "0" * 32,
+            "From": "+15551230001",
+            "To": "+15559870002",
+            "Body": payload,
+            "NumMedia": "0",
+        }
         url = f"{router.base}/sms/main"
         sig = validator.compute_signature(url, params)
-        assert httpx.post(url, data=params, headers={"X-Twilio-Signature": sig}, timeout=20).status_code == 200
-        assert httpx.post(url, data=params, headers={"X-Twilio-Signature": "bad"}, timeout=20).status_code == 403
+        assert (
+            httpx.post(url, data=params, headers={"X-Twilio-Signature": sig}, timeout=20).status_code == 200
+        )
+        assert (
+            httpx.post(url, data=params, headers={"X-Twilio-Signature": "bad"}, timeout=20).status_code == 403
+        )
     return len(PAYLOADS) * 3 + 1 + 6
 
 
 @pytest.mark.parametrize("fmt", ["logfmt", "json"])
 def test_caller_text_through_every_channel_stays_in_one_value(tmp_path: Path, fmt: str) -> None:
     if fmt == "logfmt":
-        need(shutil.which("node") is not None and NODE_LOGFMT.exists(),
-             "node and npm's logfmt (.ci/run installs them into .ci/node) are needed to parse logfmt")
+        need(
+            shutil.which("node") is not None and NODE_LOGFMT.exists(),
+            "node and npm's logfmt (.ci/run installs them into .ci/node) are needed to parse logfmt",
+        )
     router = RouterProcess(tmp_path, CONFIG, router_extra=f'log_format = "{fmt}"')
     router.start()
     try:
@@ -243,28 +275,35 @@ def test_caller_text_through_every_channel_stays_in_one_value(tmp_path: Path, fm
     assert len(logged) >= expected
     refused = [r for r in records if r["msg"] == "refused"]
     assert {r["status"] for r in refused} >= {"401", "404", "400", "403", "550"} or {
-        r["status"] for r in refused} >= {401, 404, 400, 403, 550}, refused
+        r["status"] for r in refused
+    } >= {401, 404, 400, 403, 550}, refused
     assert_unforged(records, expect_marks=expected)
     # The caller's text in refusals: an unknown path, a content type, a recipient — one value each.
     assert any(str(r.get("path")) == f"/nope/{PAYLOADS[0]}" for r in refused), refused
-    assert any(r.get("rcpt") == "FORGED-level=error@example.com" and r["reason"] == "unknown" for r in refused)
+    assert any(
+        r.get("rcpt") == "FORGED-level=error@example.com" and r["reason"] == "unknown" for r in refused
+    )
     assert any("content type" in str(r["reason"]) for r in refused)
     assert not any(r.get("path") in ("/readyz", "/healthz") for r in refused)  # probes are not refusals
     assert "Traceback" not in router.log()
     # An endpoint's URL hashes are its credential: a refused request's path shows 4 characters.
-    assert not any(len(str(r.get("path", ""))) > 30 and str(r.get("path", "")).startswith("/listener/")
-                   for r in refused)
+    assert not any(
+        len(str(r.get("path", ""))) > 30 and str(r.get("path", "")).startswith("/listener/") for r in refused
+    )
 
 
 def test_a_client_that_leaves_mid_body_is_a_refusal_not_a_crash(tmp_path: Path) -> None:
     import socket
+
     router = RouterProcess(tmp_path, CONFIG)
     router.start()
     try:
         path = router.url("endpoints.hello").split(str(router.http_port), 1)[1]
         with socket.create_connection(("127.0.0.1", router.http_port), timeout=10) as sock:
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: 1000\r\n\r\n{{\"a\":".encode())
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f'Content-Length: 1000\r\n\r\n{{"a":'.encode()
+            )
         router.wait_for(lambda: "status=499" in router.log(), timeout=20)
         assert httpx.get(f"{router.base}/healthz", timeout=10).status_code == 200
     finally:

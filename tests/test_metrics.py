@@ -26,7 +26,10 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """`curl /metrics`, parsed: (sample name, sorted labels) -> value."""
     out = subprocess.run(
         ["curl", "-sf", "-H", f"Authorization: Bearer {TOKEN}", f"http://127.0.0.1:{port}/metrics"],
-        capture_output=True, text=True, timeout=10, check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
     ).stdout
     samples = {}
     for family in text_string_to_metric_families(out):
@@ -55,14 +58,21 @@ def test_curl_metrics_shows_the_exact_numbers_sent(router_factory) -> None:  # t
         for _ in range(3):
             assert c.delete(hello).status_code == 405
         for i in range(5):
-            assert c.post(payments, json={"amount": i}, headers={"Idempotency-Key": f"k{i}"}).status_code == 200
+            assert (
+                c.post(payments, json={"amount": i}, headers={"Idempotency-Key": f"k{i}"}).status_code == 200
+            )
         for _ in range(3):
             r = c.post(payments, json={"amount": 0}, headers={"Idempotency-Key": "k0"})
             assert r.status_code == 200  # a repeat: acknowledged again, not run again
         for _ in range(4):
             assert c.post(bad_key, json={}).status_code == 401
         for _ in range(2):
-            assert c.post(payments, content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+            assert (
+                c.post(
+                    payments, content=b"{not json", headers={"content-type": "application/json"}
+                ).status_code
+                == 400
+            )
         for _ in range(2):
             assert c.post(orders, json={}).status_code == 404  # deactivated
         for _ in range(6):
@@ -79,8 +89,13 @@ def test_curl_metrics_shows_the_exact_numbers_sent(router_factory) -> None:  # t
             assert smtp.send_message(msg) == {}
 
     # Every run has finished before we look (run durations are recorded when a run ends).
-    router.wait_for(lambda: admin.ok("GET", "/api/status")["signals"]["pending"] == 0
-                    and admin.ok("GET", "/api/status")["signals"]["running"] == 0, timeout=15)
+    router.wait_for(
+        lambda: (
+            admin.ok("GET", "/api/status")["signals"]["pending"] == 0
+            and admin.ok("GET", "/api/status")["signals"]["running"] == 0
+        ),
+        timeout=15,
+    )
     time.sleep(0.2)
     m = scrape(router.admin_port)
     S = "router_signals_total"
@@ -96,7 +111,9 @@ def test_curl_metrics_shows_the_exact_numbers_sent(router_factory) -> None:  # t
     assert value(m, S, channel="webhooks", source="webhooks.limited", outcome="rejected", status="429") == 3
     assert value(m, S, channel="mailboxes", source="mailboxes.support", outcome="accepted", status="") == 2
     total = sum(v for (name, _), v in m.items() if name == S)
-    assert total == 7 + 3 + 5 + 3 + 4 + 2 + 2 + 6 + 2 + 3 + 2, "nothing else counted (health checks are not arrivals)"
+    assert total == 7 + 3 + 5 + 3 + 4 + 2 + 2 + 6 + 2 + 3 + 2, (
+        "nothing else counted (health checks are not arrivals)"
+    )
     assert value(m, "router_rate_limited_total", source="webhooks.limited") == 3
     assert value(m, "router_overloaded_total", channel="webhooks") == 0
 
@@ -122,8 +139,13 @@ def test_curl_metrics_shows_the_exact_numbers_sent(router_factory) -> None:  # t
 
 
 def _request(path: str, source: Any = None) -> Any:
-    return SimpleNamespace(path=path, method="POST", client="127.0.0.1", request_id="r1",
-                           extra={"source": source} if source else {})
+    return SimpleNamespace(
+        path=path,
+        method="POST",
+        client="127.0.0.1",
+        request_id="r1",
+        extra={"source": source} if source else {},
+    )
 
 
 def test_observer_counts_overload_and_dropped_and_ignores_health_checks() -> None:
@@ -162,8 +184,17 @@ def test_observer_counts_overload_and_dropped_and_ignores_health_checks() -> Non
     assert value(samples, S, channel="webhooks", source="webhooks.a", outcome="rejected", status="503") == 2
     assert value(samples, S, channel="forms", source="forms.f", outcome="dropped", status="303") == 1
     assert value(samples, S, channel="mailboxes", source="mailboxes.x", outcome="accepted", status="") == 1
-    assert value(samples, S, channel="mailboxes", source="mailboxes.x", outcome="rejected",
-                 status="journal_unavailable") == 1
+    assert (
+        value(
+            samples,
+            S,
+            channel="mailboxes",
+            source="mailboxes.x",
+            outcome="rejected",
+            status="journal_unavailable",
+        )
+        == 1
+    )
     assert value(samples, S, channel="mailboxes", source="mailboxes.x", outcome="rejected", status="550") == 1
     assert sum(v for (n, _), v in samples.items() if n == S) == 6
     assert value(samples, "router_smtp_sessions") == 1

@@ -27,7 +27,8 @@ def test_build_process_outbound_retries_and_refusals(router_factory, target) -> 
     # calls a closed port: connection errors, and the signal is scheduled for another attempt.
     target.answer(Scripted(503, "down"), Scripted(503, "down"))
     dead = f"http://127.0.0.1:{free_port()}/nobody"
-    router: RouterProcess = router_factory(f"""
+    router: RouterProcess = router_factory(
+        f"""
         [webhooks.orders]
 
         [webhooks.lost]
@@ -41,7 +42,7 @@ def test_build_process_outbound_retries_and_refusals(router_factory, target) -> 
 
         [[workflows.steps]]
         action = "webhook"
-        url = "{target.url('/orders')}"
+        url = "{target.url("/orders")}"
         retries = 2
         retry_backoff = "10ms"
 
@@ -54,7 +55,9 @@ def test_build_process_outbound_retries_and_refusals(router_factory, target) -> 
         action = "webhook"
         url = "{dead}"
         timeout = "2s"
-        """, retry_backoff="0.1s")
+        """,
+        retry_backoff="0.1s",
+    )
     orders, lost = router.url("webhooks.orders"), router.url("webhooks.lost")
     with httpx.Client(timeout=10) as c:
         assert c.post(orders, json={"n": 1}).status_code == 200
@@ -69,7 +72,10 @@ def test_build_process_outbound_retries_and_refusals(router_factory, target) -> 
     router.wait_for(lambda: {s["status"] for s in router.signals()} == {"done", "failed"}, timeout=30)
 
     samples = router.wait_for(
-        lambda: (s := scrape(router.admin_port)) and value(s, "router_retries_total", kind="signal") >= 1 and s)
+        lambda: (
+            (s := scrape(router.admin_port)) and value(s, "router_retries_total", kind="signal") >= 1 and s
+        )
+    )
     assert value(samples, "router_build_info", version=version(), python=platform.python_version()) == 1
     assert value(samples, "process_resident_memory_bytes") > 10_000_000
     assert value(samples, "process_open_fds") > 0
@@ -79,7 +85,9 @@ def test_build_process_outbound_retries_and_refusals(router_factory, target) -> 
     assert value(samples, "router_outbound_call_seconds_count", kind="webhook") == 5
     assert value(samples, "router_outbound_call_seconds_sum", kind="webhook") > 0
     assert value(samples, "router_retries_total", kind="webhook") == 2
-    assert value(samples, "router_retries_total", kind="signal") == 1  # max_attempts = 2: one retry, then failed
+    assert (
+        value(samples, "router_retries_total", kind="signal") == 1
+    )  # max_attempts = 2: one retry, then failed
     assert value(samples, "router_refused_total", channel="webhooks", reason="unauthorized") == 1
     assert value(samples, "router_refused_total", channel="webhooks", reason="not_found") == 1
     assert value(samples, "router_refused_total", channel="smtp", reason="no_such_mailbox") == 1

@@ -9,8 +9,9 @@ import httpx
 
 
 def _sessions(router) -> float:  # type: ignore[no-untyped-def]
-    text = httpx.get(f"http://127.0.0.1:{router.admin_port}/metrics",
-                     headers={"Authorization": "Bearer test-admin-token"}).text
+    text = httpx.get(
+        f"http://127.0.0.1:{router.admin_port}/metrics", headers={"Authorization": "Bearer test-admin-token"}
+    ).text
     match = re.search(r"^router_smtp_sessions (\S+)$", text, re.M)
     assert match, text[:500]
     return float(match.group(1))

@@ -33,8 +33,9 @@ fields = { sid = "{{ __data.__signal_id }}", n = "{{ __data.n }}" }
 TIMEOUT = 30.0
 
 
-def test_postgres_restarted_under_load(router_factory: Callable[..., RouterProcess], pg_database: str,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_postgres_restarted_under_load(
+    router_factory: Callable[..., RouterProcess], pg_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     if not pg.can_restart():
         pytest.fail("no control over the test PostgreSQL server (tests/pg.py restart)")
     url = pg.url(pg_database)
@@ -108,10 +109,13 @@ def test_postgres_restarted_under_load(router_factory: Callable[..., RouterProce
     names, _, effects = journaled()
     lost = acked - names
     with capsys.disabled():
-        print(f"\npg restart -m immediate under load (2 nodes, 6 clients): restart took {outage:.1f}s; answers "
-              f"{dict(sorted(statuses.items()))} (0 = connection error, -1 = timed out); 503 without Retry-After "
-              f"{no_retry_after}; slowest answer {slowest:.1f}s; acked {len(acked)}, journaled {len(names)}, "
-              f"lost {len(lost)}; effect records {effects}; ok before/during/after {dict(after_ok)}", flush=True)
+        print(
+            f"\npg restart -m immediate under load (2 nodes, 6 clients): restart took {outage:.1f}s; answers "
+            f"{dict(sorted(statuses.items()))} (0 = connection error, -1 = timed out); 503 without Retry-After "
+            f"{no_retry_after}; slowest answer {slowest:.1f}s; acked {len(acked)}, journaled {len(names)}, "
+            f"lost {len(lost)}; effect records {effects}; ok before/during/after {dict(after_ok)}",
+            flush=True,
+        )
     assert not lost
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[503] > 0, "the restart was not noticed: nothing to show"

@@ -39,8 +39,13 @@ def test_embedded_default_config_serves_the_demo(tmp_path: Path) -> None:
         "ROUTER_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
     }
     cmd = [sys.executable, "-m", "router.cli"]
-    proc = subprocess.Popen([*cmd, "serve", "-c", "router.toml"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*cmd, "serve", "-c", "router.toml"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -52,15 +57,26 @@ def test_embedded_default_config_serves_the_demo(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline, "no /healthz within 20 s"
             time.sleep(0.1)
-        listing = subprocess.run([*cmd, "endpoints", "-c", "router.toml", "--json"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, check=True)
+        listing = subprocess.run(
+            [*cmd, "endpoints", "-c", "router.toml", "--json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         urls = {i["name"]: i.get("url") for i in json.loads(listing.stdout)}
         r = httpx.post(urls["invoices"], json={"invoice_amount": 2500, "customer_email": "john@example.com"})
         assert r.status_code == 200 and r.json()["status"] == "received"
         r = httpx.post(urls["invoices"], json={"invoice_amount": 2500})
         assert r.status_code == 422 and r.json() == {"error": "email required"}
-        notes = subprocess.run([*cmd, "records", "list", "note", "-c", "router.toml"], cwd=ROOT, env=env,
-                               capture_output=True, text=True)
+        notes = subprocess.run(
+            [*cmd, "records", "list", "note", "-c", "router.toml"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert "Invoice raised: €2,500.00" in notes.stdout, notes.stderr
     finally:
         proc.terminate()

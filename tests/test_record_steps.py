@@ -84,8 +84,9 @@ def seed(router: Any, n: int) -> list[str]:
     """Records made through the store's own interface before the daemon starts."""
     store = open_storage(Path(router.data_dir) / "router.db")
     try:
-        return store.write_sync(lambda tx: [tx.record_create("note", {"state": "open", "n": i})["id"]
-                                            for i in range(n)])
+        return store.write_sync(
+            lambda tx: [tx.record_create("note", {"state": "open", "n": i})["id"] for i in range(n)]
+        )
     finally:
         store.close()
 
@@ -145,8 +146,13 @@ def test_the_old_spelling_is_a_config_error_naming_record_id(router_factory, act
     out = check.stdout + check.stderr
     assert "workflows.old.steps[0].id" in out and "record_id = '{{ __data.id }}'" in out, out
     # The daemon refuses to start on it, with the same message.
-    serve = subprocess.run([sys.executable, "-m", "router.cli", "serve", "-c", str(router.config_path)],
-                           capture_output=True, text=True, env=router.env, timeout=60)
+    serve = subprocess.run(
+        [sys.executable, "-m", "router.cli", "serve", "-c", str(router.config_path)],
+        capture_output=True,
+        text=True,
+        env=router.env,
+        timeout=60,
+    )
     assert serve.returncode != 0 and "record_id" in serve.stdout + serve.stderr
 
 
@@ -154,41 +160,77 @@ def test_the_old_spelling_is_a_config_error_naming_record_id(router_factory, act
 
 REC = {"record_type": "note", "record_id": "{{ __data.id }}"}
 CASES: dict[str, tuple[bool, list[dict[str, Any]]]] = {
-    "update then respond": (True, [
-        {"id": "u", "action": "update_record", **REC, "fields": {"a": "1"}},
-        {"parent": "u", "action": "log", "message": "ok"}]),
-    "delete with failure branch": (True, [
-        {"id": "d", "action": "delete_record", **REC},
-        {"parent": "d", "branch": "failure", "action": "log", "message": "{{ __data.__error }}"}]),
-    "old spelling, update": (False, [
-        {"action": "update_record", "record_type": "note", "id": "{{ __data.id }}", "fields": {"a": "1"}}]),
-    "old spelling, delete, with a child": (False, [
-        {"action": "delete_record", "record_type": "note", "id": "{{ __data.id }}"},
-        {"parent": "step-1", "action": "log", "message": "x"}]),
-    "parent names an automatic id": (False, [
-        {"action": "log", "message": "a"},
-        {"parent": "step-1", "action": "log", "message": "b"}]),
-    "unknown parent": (False, [{"id": "a", "action": "log", "message": "a"},
-                               {"parent": "b", "action": "log", "message": "b"}]),
-    "duplicate id": (False, [{"id": "a", "action": "log", "message": "a"},
-                             {"id": "a", "action": "log", "message": "b"}]),
+    "update then respond": (
+        True,
+        [
+            {"id": "u", "action": "update_record", **REC, "fields": {"a": "1"}},
+            {"parent": "u", "action": "log", "message": "ok"},
+        ],
+    ),
+    "delete with failure branch": (
+        True,
+        [
+            {"id": "d", "action": "delete_record", **REC},
+            {"parent": "d", "branch": "failure", "action": "log", "message": "{{ __data.__error }}"},
+        ],
+    ),
+    "old spelling, update": (
+        False,
+        [{"action": "update_record", "record_type": "note", "id": "{{ __data.id }}", "fields": {"a": "1"}}],
+    ),
+    "old spelling, delete, with a child": (
+        False,
+        [
+            {"action": "delete_record", "record_type": "note", "id": "{{ __data.id }}"},
+            {"parent": "step-1", "action": "log", "message": "x"},
+        ],
+    ),
+    "parent names an automatic id": (
+        False,
+        [{"action": "log", "message": "a"}, {"parent": "step-1", "action": "log", "message": "b"}],
+    ),
+    "unknown parent": (
+        False,
+        [{"id": "a", "action": "log", "message": "a"}, {"parent": "b", "action": "log", "message": "b"}],
+    ),
+    "duplicate id": (
+        False,
+        [{"id": "a", "action": "log", "message": "a"}, {"id": "a", "action": "log", "message": "b"}],
+    ),
     "branch without parent": (False, [{"branch": "yes", "action": "log", "message": "a"}]),
-    "condition child without branch": (False, [
-        {"id": "c", "condition": {"left": "{{ __data.x }}", "operator": "is_empty"}},
-        {"parent": "c", "action": "log", "message": "a"}]),
-    "action child with a yes branch": (False, [
-        {"id": "a", "action": "log", "message": "a"},
-        {"parent": "a", "branch": "yes", "action": "log", "message": "b"}]),
-    "loop": (False, [{"id": "a", "parent": "b", "action": "log", "message": "a"},
-                     {"id": "b", "parent": "a", "action": "log", "message": "b"}]),
-    "condition and action": (False, [
-        {"action": "log", "message": "a", "condition": {"left": "1", "operator": "is_empty"}}]),
+    "condition child without branch": (
+        False,
+        [
+            {"id": "c", "condition": {"left": "{{ __data.x }}", "operator": "is_empty"}},
+            {"parent": "c", "action": "log", "message": "a"},
+        ],
+    ),
+    "action child with a yes branch": (
+        False,
+        [
+            {"id": "a", "action": "log", "message": "a"},
+            {"parent": "a", "branch": "yes", "action": "log", "message": "b"},
+        ],
+    ),
+    "loop": (
+        False,
+        [
+            {"id": "a", "parent": "b", "action": "log", "message": "a"},
+            {"id": "b", "parent": "a", "action": "log", "message": "b"},
+        ],
+    ),
+    "condition and action": (
+        False,
+        [{"action": "log", "message": "a", "condition": {"left": "1", "operator": "is_empty"}}],
+    ),
 }
 
 
 def config_layer_accepts(steps: list[dict[str, Any]]) -> bool:
     try:
-        parse_config({"webhooks": {"x": {}}, "workflows": [{"name": "w", "listen": "webhooks.x", "steps": steps}]})
+        parse_config(
+            {"webhooks": {"x": {}}, "workflows": [{"name": "w", "listen": "webhooks.x", "steps": steps}]}
+        )
     except ConfigError:
         return False
     return True

@@ -59,7 +59,9 @@ class Sink:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def record_deleted(self, tx: RecordTx, record_type: str, record: dict[str, Any]) -> str | None:
-        assert isinstance(tx, SqliteTx) and tx.conn.in_transaction, "the sink must run inside the delete's transaction"
+        assert isinstance(tx, SqliteTx) and tx.conn.in_transaction, (
+            "the sink must run inside the delete's transaction"
+        )
         tx.conn.execute("CREATE TABLE IF NOT EXISTS outbox (type TEXT, id TEXT)")
         tx.conn.execute("INSERT INTO outbox VALUES (?, ?)", (record_type, record["id"]))
         self.calls.append((record_type, record))
@@ -200,7 +202,9 @@ async def test_a_step_run_again_writes_once(tmp_path: Path) -> None:
     assert other["id"] != first["id"]
     removed = ("01SIGNAL", "wf", "del")
     assert await store.delete("note", first["id"], effect=removed) is not None
-    assert await store.delete("note", first["id"], effect=removed) is not None  # same outcome as the first try
+    assert (
+        await store.delete("note", first["id"], effect=removed) is not None
+    )  # same outcome as the first try
     assert store.find_count("note") == 1
     await store.db.write(lambda t: t.effects_forget("01SIGNAL"))  # the signal is done: a replay writes anew
     assert (await store.create("note", {"body": "one"}, effect=step))["id"] != first["id"]

@@ -98,8 +98,13 @@ def test_sighup_adds_and_removes_endpoints_under_load_with_zero_failures(router_
         # 1: remove `gone`, add `fresh1`.
         router.config_path.write_text(base_config + FRESH.format(n=1))
         router.signal(signal.SIGHUP)
-        fresh = router.wait_for(lambda: admin.get("/api/sources/endpoints.fresh1").status_code == 200
-                                and admin.source("endpoints.fresh1")["url"], timeout=10)
+        fresh = router.wait_for(
+            lambda: (
+                admin.get("/api/sources/endpoints.fresh1").status_code == 200
+                and admin.source("endpoints.fresh1")["url"]
+            ),
+            timeout=10,
+        )
         assert httpx.post(fresh, json={}).text == "fresh 1"
         assert httpx.post(gone, json={}).status_code == 404
         # More reloads back and forth while the load goes on: each applies, none disturbs `stay`.
@@ -107,8 +112,13 @@ def test_sighup_adds_and_removes_endpoints_under_load_with_zero_failures(router_
             before = load.ok
             router.config_path.write_text(base_config + FRESH.format(n=n))
             router.signal(signal.SIGHUP)
-            url = router.wait_for(lambda n=n: admin.get(f"/api/sources/endpoints.fresh{n}").status_code == 200
-                                  and admin.source(f"endpoints.fresh{n}")["url"], timeout=10)
+            url = router.wait_for(
+                lambda n=n: (
+                    admin.get(f"/api/sources/endpoints.fresh{n}").status_code == 200
+                    and admin.source(f"endpoints.fresh{n}")["url"]
+                ),
+                timeout=10,
+            )
             assert httpx.post(url, json={}).text == f"fresh {n}"
             assert admin.get(f"/api/sources/endpoints.fresh{n - 1}").status_code == 404
             router.wait_for(lambda before=before: load.ok > before + 50, timeout=10, interval=0.01)
@@ -119,8 +129,10 @@ def test_sighup_adds_and_removes_endpoints_under_load_with_zero_failures(router_
     assert router.log().count("msg=reloaded") == 5
     assert "reload refused" not in router.log() and "Traceback" not in router.log()
     # Every acknowledged request was journaled and run.
-    status = router.wait_for(lambda: (s := admin.ok("GET", "/api/status")["signals"])["pending"] == 0
-                             and s["running"] == 0 and s, timeout=20)
+    status = router.wait_for(
+        lambda: (s := admin.ok("GET", "/api/status")["signals"])["pending"] == 0 and s["running"] == 0 and s,
+        timeout=20,
+    )
     assert status["failed"] == 0 and status["done"] >= load.ok
     assert router.proc is not None and router.proc.poll() is None
     admin.close()
@@ -131,8 +143,10 @@ def test_broken_config_over_sighup_is_refused_with_every_error_and_serving_goes_
     admin = Admin(router)
     stay = admin.source("endpoints.stay")["url"]
     good = router.config_path.read_text()
-    router.config_path.write_text(good + '\n[endpoints.bad]\nreturn_type = "nope"\n\n[webhooks.w]\nmax_body = "lots"\n'
-                                  '\n[[workflows]]\nname = "x"\nlisten = "endpoints.missing"\n')
+    router.config_path.write_text(
+        good + '\n[endpoints.bad]\nreturn_type = "nope"\n\n[webhooks.w]\nmax_body = "lots"\n'
+        '\n[[workflows]]\nname = "x"\nlisten = "endpoints.missing"\n'
+    )
     with Load(stay) as load:
         router.wait_for(lambda: load.ok >= 100, timeout=20, interval=0.01)
         router.signal(signal.SIGHUP)

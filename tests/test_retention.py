@@ -39,8 +39,10 @@ def test_old_settled_signals_are_pruned_young_and_pending_ones_stay(router_facto
     router = router_factory(CONFIG, router_extra='retention = "4s"', http_extra='idempotency_window = "2s"')
     url = router.url("webhooks.in")
     with httpx.Client(timeout=10) as client:
-        old = [client.post(url, json={"n": i}, headers={"Idempotency-Key": f"k{i}"}).json()["signal_id"]
-               for i in range(5)]
+        old = [
+            client.post(url, json={"n": i}, headers={"Idempotency-Key": f"k{i}"}).json()["signal_id"]
+            for i in range(5)
+        ]
     router.wait_for(lambda: query(router, "SELECT count(*) FROM signals WHERE status = 'done'")[0][0] == 5)
     assert query(router, "SELECT count(*) FROM runs")[0][0] == 5
     assert query(router, "SELECT count(*) FROM dedup")[0][0] == 5
@@ -48,7 +50,9 @@ def test_old_settled_signals_are_pruned_young_and_pending_ones_stay(router_facto
     router.stop()
     conn = sqlite3.connect(router.data_dir / "router.db")
     with conn:
-        conn.execute("UPDATE signals SET status = 'pending', not_before = ? WHERE id = ?", (time.time() + 3600, old[0]))
+        conn.execute(
+            "UPDATE signals SET status = 'pending', not_before = ? WHERE id = ?", (time.time() + 3600, old[0])
+        )
     conn.close()
     router.start()
     with httpx.Client(timeout=10) as client:

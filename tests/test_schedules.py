@@ -45,10 +45,14 @@ def ts(iso: str) -> float:
 @pytest.mark.usefixtures("any_backend")  # SQLite and PostgreSQL
 def test_every_second_runs_its_workflow_with_schedule_fields(router_factory) -> None:  # type: ignore[no-untyped-def]
     router = router_factory(TICK.format(extra=""))
-    rows = router.wait_for(lambda: (r := records(router, "tick")) and len(r) >= 4 and r, timeout=15, interval=0.5)
+    rows = router.wait_for(
+        lambda: (r := records(router, "tick")) and len(r) >= 4 and r, timeout=15, interval=0.5
+    )
     router.stop()
-    rows = sorted(json.loads(router.cli("records", "list", "--json", "tick", "--limit", "1000").stdout),
-                  key=lambda r: r["scheduled_for"])
+    rows = sorted(
+        json.loads(router.cli("records", "list", "--json", "tick", "--limit", "1000").stdout),
+        key=lambda r: r["scheduled_for"],
+    )
     assert {r["name"] for r in rows} == {"tick"}
     slots = [ts(r["scheduled_for"]) for r in rows]
     assert all(s == int(s) for s in slots), "every = 1s slots are whole seconds"
@@ -144,14 +148,17 @@ def test_sighup_adds_and_removes_schedules(router_factory) -> None:  # type: ign
 
 
 def test_router_schedules_lists_next_fire_times(router_factory) -> None:  # type: ignore[no-untyped-def]
-    router = router_factory("""
+    router = router_factory(
+        """
     [schedules.nightly]
     cron = "30 2 * * *"
     timezone = "Europe/Tirane"
 
     [schedules.later]
     at = "2099-12-01T09:00:00+01:00"
-    """, start=False)
+    """,
+        start=False,
+    )
     items = {i["name"]: i for i in json.loads(router.cli("schedules", "--json").stdout)}
     nightly = items["nightly"]
     assert nightly["kind"] == "cron" and nightly["timezone"] == "Europe/Tirane"

@@ -44,17 +44,30 @@ def test_spring_forward_daily_time_inside_the_gap_fires_once_an_hour_later() -> 
 
 
 def test_spring_forward_hourly_skips_the_missing_hour() -> None:
-    got = slots(sched(cron="0 * * * *", timezone="Europe/Tirane"), datetime(2026, 3, 29, 0, 30, tzinfo=TIRANE), 4)
-    assert got == ["2026-03-29T01:00:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T04:00:00+02:00",
-                   "2026-03-29T05:00:00+02:00"]
+    got = slots(
+        sched(cron="0 * * * *", timezone="Europe/Tirane"), datetime(2026, 3, 29, 0, 30, tzinfo=TIRANE), 4
+    )
+    assert got == [
+        "2026-03-29T01:00:00+01:00",
+        "2026-03-29T03:00:00+02:00",
+        "2026-03-29T04:00:00+02:00",
+        "2026-03-29T05:00:00+02:00",
+    ]
 
 
 def test_spring_forward_times_in_the_gap_merge_with_the_real_ones() -> None:
     # */30 between 01:00 and 03:59: 02:00 and 02:30 do not exist; they are the same instants as
     # 03:00 and 03:30, which fire once each.
-    got = slots(sched(cron="*/30 1-3 * * *", timezone="Europe/Tirane"), datetime(2026, 3, 29, 0, 0, tzinfo=TIRANE), 5)
-    assert got == ["2026-03-29T01:00:00+01:00", "2026-03-29T01:30:00+01:00", "2026-03-29T03:00:00+02:00",
-                   "2026-03-29T03:30:00+02:00", "2026-03-30T01:00:00+02:00"]
+    got = slots(
+        sched(cron="*/30 1-3 * * *", timezone="Europe/Tirane"), datetime(2026, 3, 29, 0, 0, tzinfo=TIRANE), 5
+    )
+    assert got == [
+        "2026-03-29T01:00:00+01:00",
+        "2026-03-29T01:30:00+01:00",
+        "2026-03-29T03:00:00+02:00",
+        "2026-03-29T03:30:00+02:00",
+        "2026-03-30T01:00:00+02:00",
+    ]
 
 
 def test_spring_forward_time_outside_the_gap_is_unchanged() -> None:
@@ -84,9 +97,15 @@ def test_fall_back_daily_time_inside_the_repeated_hour_fires_twice() -> None:
 
 
 def test_fall_back_hourly_fires_for_both_two_oclocks() -> None:
-    got = slots(sched(cron="0 * * * *", timezone="Europe/Tirane"), datetime(2026, 10, 25, 0, 30, tzinfo=TIRANE), 4)
-    assert got == ["2026-10-25T01:00:00+02:00", "2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00",
-                   "2026-10-25T03:00:00+01:00"]
+    got = slots(
+        sched(cron="0 * * * *", timezone="Europe/Tirane"), datetime(2026, 10, 25, 0, 30, tzinfo=TIRANE), 4
+    )
+    assert got == [
+        "2026-10-25T01:00:00+02:00",
+        "2026-10-25T02:00:00+02:00",
+        "2026-10-25T02:00:00+01:00",
+        "2026-10-25T03:00:00+01:00",
+    ]
 
 
 def test_fall_back_time_outside_the_repeated_hour_fires_once() -> None:
@@ -163,7 +182,11 @@ def test_plan_within_grace_fires_once_coalesced() -> None:
 def test_plan_without_coalesce_fires_each() -> None:
     t = build_trigger(sched(every="10s"))
     p = plan(t, BASE, BASE + timedelta(seconds=35), grace=60, coalesce=False)
-    assert [slot_key(s) for s in p.fire] == ["2026-06-01T12:00:10Z", "2026-06-01T12:00:20Z", "2026-06-01T12:00:30Z"]
+    assert [slot_key(s) for s in p.fire] == [
+        "2026-06-01T12:00:10Z",
+        "2026-06-01T12:00:20Z",
+        "2026-06-01T12:00:30Z",
+    ]
 
 
 def test_plan_skips_slots_older_than_grace() -> None:
@@ -172,8 +195,13 @@ def test_plan_skips_slots_older_than_grace() -> None:
     assert [slot_key(s) for s in p.fire] == ["2026-06-01T12:00:30Z"]
     assert p.missed == 2 and p.first_missed == BASE + timedelta(seconds=10)
     # all too old
-    p = plan(build_trigger(sched(cron="0 * * * *")), BASE, BASE + timedelta(hours=3, minutes=5), grace=60,
-             coalesce=True)
+    p = plan(
+        build_trigger(sched(cron="0 * * * *")),
+        BASE,
+        BASE + timedelta(hours=3, minutes=5),
+        grace=60,
+        coalesce=True,
+    )
     assert p.fire == [] and p.missed == 3 and p.cursor == BASE + timedelta(hours=3)
     assert p.next == BASE + timedelta(hours=4)
 

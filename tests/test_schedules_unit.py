@@ -68,9 +68,15 @@ def cfg(**schedules_: dict[str, Any]) -> Config:
 
 
 def ticks(store: InlineStorage, name: str | None = None) -> list[dict[str, Any]]:
-    rows = store.read(lambda c: c.conn.execute(
-        "SELECT source, entity, dedup_key FROM signals WHERE channel = 'schedules' ORDER BY id").fetchall())
-    out = [{**json.loads(r["entity"])["__schedule"], "dedup_key": r["dedup_key"], "source": r["source"]} for r in rows]
+    rows = store.read(
+        lambda c: c.conn.execute(
+            "SELECT source, entity, dedup_key FROM signals WHERE channel = 'schedules' ORDER BY id"
+        ).fetchall()
+    )
+    out = [
+        {**json.loads(r["entity"])["__schedule"], "dedup_key": r["dedup_key"], "source": r["source"]}
+        for r in rows
+    ]
     return [t for t in out if name is None or t["name"] == name]
 
 
@@ -93,11 +99,16 @@ def test_a_slot_is_journaled_once_even_if_fired_twice(store: InlineStorage) -> N
     store.write_sync(lambda c: schedules.register(c, [("a", schedules.definition(model), False)], BASE))
     store.write_sync(lambda c: schedules.acquire_lease(c, "me", 15, BASE))
     first = store.write_sync(lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 1))
-    again = store.write_sync(lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 1.5))
+    again = store.write_sync(
+        lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 1.5)
+    )
     assert len(first) == 1 and again == []
     # Even with the cursor rewound (a stale process), the slot table refuses a second claim.
     store.write_sync(lambda c: c.conn.execute("UPDATE schedule_state SET cursor_ts = ?", (BASE,)))
-    assert store.write_sync(lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 2)) == []
+    assert (
+        store.write_sync(lambda c: schedules.fire(c, "me", [_firing(model, "a", BASE + 1)], 15, BASE + 2))
+        == []
+    )
     [tick] = ticks(store)
     assert tick["dedup_key"] == "a@2026-06-01T12:00:01Z"
     assert tick["scheduled_for"] == "2026-06-01T12:00:01+00:00"
@@ -125,11 +136,16 @@ def test_lease_is_exclusive_until_expiry_or_death(store: InlineStorage) -> None:
     assert store.write_sync(lambda c: schedules.acquire_lease(c, "me", 15, BASE + 16))  # expired
     # A holder that is a dead process of this host is replaced at once.
     dead = f"{host}:{dead_pid()}:1"
-    store.write_sync(lambda c: c.conn.execute("UPDATE schedule_lease SET owner = ?, lease_until = ?", (dead, BASE + 100)))
+    store.write_sync(
+        lambda c: c.conn.execute("UPDATE schedule_lease SET owner = ?, lease_until = ?", (dead, BASE + 100))
+    )
     assert store.write_sync(lambda c: schedules.acquire_lease(c, "me", 15, BASE + 20))
     # ... but not one on another host.
-    store.write_sync(lambda c: c.conn.execute("UPDATE schedule_lease SET owner = 'elsewhere:1:1', lease_until = ?",
-                                         (BASE + 100,)))
+    store.write_sync(
+        lambda c: c.conn.execute(
+            "UPDATE schedule_lease SET owner = 'elsewhere:1:1', lease_until = ?", (BASE + 100,)
+        )
+    )
     assert not store.write_sync(lambda c: schedules.acquire_lease(c, "me", 15, BASE + 21))
 
 
@@ -146,8 +162,13 @@ class Sim:
         def poke() -> None:
             self.pokes += 1
 
-        return Scheduler(self.store, lambda: self.config, poke, owner=owner,  # type: ignore[arg-type]
-                         clock=lambda: BASE + trio.current_time())
+        return Scheduler(
+            self.store,
+            lambda: self.config,
+            poke,
+            owner=owner,  # type: ignore[arg-type]
+            clock=lambda: BASE + trio.current_time(),
+        )
 
     async def run_for(self, seconds: float, owner: str = "sim:1:1") -> Scheduler:
         s = self.scheduler(owner)
@@ -158,20 +179,28 @@ class Sim:
         return s
 
 
-async def test_many_schedules_fire_on_time_and_once(store: InlineStorage, autojump_clock: trio.testing.MockClock) -> None:
-    sim = Sim(store, cfg(
-        sec={"every": "1s"},
-        five={"cron": "*/5 * * * *", "timezone": "Europe/Tirane"},
-        once={"at": datetime.fromtimestamp(BASE + 90.5, UTC).isoformat()},
-        off={"every": "1s", "active": False},
-    ))
+async def test_many_schedules_fire_on_time_and_once(
+    store: InlineStorage, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim = Sim(
+        store,
+        cfg(
+            sec={"every": "1s"},
+            five={"cron": "*/5 * * * *", "timezone": "Europe/Tirane"},
+            once={"at": datetime.fromtimestamp(BASE + 90.5, UTC).isoformat()},
+            off={"every": "1s", "active": False},
+        ),
+    )
     s = await sim.run_for(15 * 60 + 0.5)
     sec = ticks(store, "sec")
     assert len(sec) == 900
     assert len({t["scheduled_for"] for t in sec}) == 900
     assert all(t["fired_at"] == t["scheduled_for"] for t in sec)  # the simulated clock is never late
     assert [t["scheduled_for"] for t in ticks(store, "five")] == [
-        "2026-06-01T14:05:00+02:00", "2026-06-01T14:10:00+02:00", "2026-06-01T14:15:00+02:00"]
+        "2026-06-01T14:05:00+02:00",
+        "2026-06-01T14:10:00+02:00",
+        "2026-06-01T14:15:00+02:00",
+    ]
     assert [t["scheduled_for"] for t in ticks(store, "once")] == ["2026-06-01T12:01:30.500+00:00"]
     assert ticks(store, "off") == []
     assert s.fired == 904 and sim.pokes > 0
@@ -180,11 +209,14 @@ async def test_many_schedules_fire_on_time_and_once(store: InlineStorage, autoju
 async def test_restart_fires_missed_slot_once_within_grace(
     store: InlineStorage, autojump_clock: trio.testing.MockClock
 ) -> None:
-    sim = Sim(store, cfg(
-        minute={"cron": "* * * * *", "misfire_grace": "30s"},
-        hourly={"cron": "0 * * * *", "misfire_grace": "30s"},
-        tight={"every": "10s", "misfire_grace": "15s", "coalesce": False},
-    ))
+    sim = Sim(
+        store,
+        cfg(
+            minute={"cron": "* * * * *", "misfire_grace": "30s"},
+            hourly={"cron": "0 * * * *", "misfire_grace": "30s"},
+            tight={"every": "10s", "misfire_grace": "15s", "coalesce": False},
+        ),
+    )
     await sim.run_for(59)  # up to 12:00:59 - nothing of "minute" yet, "tight" five times
     assert len(ticks(store, "tight")) == 5 and ticks(store, "minute") == []
     await trio.sleep(20)  # down from 12:00:59 to 12:01:19: the 12:01 slot is 19 s late
@@ -231,7 +263,9 @@ async def test_reload_and_deactivate_apply_without_restart(
         sim.config = cfg(b={"every": "2s"})  # ... and removes a
         await trio.sleep(10)
         store.write_sync(lambda c: sources.ensure_sources(c, sim.config))
-        store.write_sync(lambda c: c.source_set_active("schedules", "b", False))  # router endpoints deactivate b
+        store.write_sync(
+            lambda c: c.source_set_active("schedules", "b", False)
+        )  # router endpoints deactivate b
         await trio.sleep(10)
         nursery.cancel_scope.cancel()
     a, b = ticks(store, "a"), ticks(store, "b")
@@ -241,7 +275,9 @@ async def test_reload_and_deactivate_apply_without_restart(
     assert last_b <= 25
 
 
-async def test_changed_definition_starts_afresh(store: InlineStorage, autojump_clock: trio.testing.MockClock) -> None:
+async def test_changed_definition_starts_afresh(
+    store: InlineStorage, autojump_clock: trio.testing.MockClock
+) -> None:
     sim = Sim(store, cfg(a={"every": "10s", "misfire_grace": "1h", "coalesce": False}))
     await sim.run_for(30.5)
     assert len(ticks(store, "a")) == 3
@@ -280,13 +316,18 @@ async def test_shutdown_with_a_write_queued_does_not_hang(tmp_path: Path) -> Non
     assert results == ["slow", "unavailable"]
 
 
-async def test_jitter_delays_the_firing_not_the_slot(store: InlineStorage, autojump_clock: trio.testing.MockClock) -> None:
+async def test_jitter_delays_the_firing_not_the_slot(
+    store: InlineStorage, autojump_clock: trio.testing.MockClock
+) -> None:
     sim = Sim(store, cfg(j={"every": "10s", "jitter": "3s"}))
     await sim.run_for(203.5)
     got = ticks(store, "j")
     assert len(got) == 20
-    delays = [datetime.fromisoformat(t["fired_at"]).timestamp() - datetime.fromisoformat(t["scheduled_for"]).timestamp()
-              for t in got]
+    delays = [
+        datetime.fromisoformat(t["fired_at"]).timestamp()
+        - datetime.fromisoformat(t["scheduled_for"]).timestamp()
+        for t in got
+    ]
     assert all(0 <= d <= 3.001 for d in delays) and len({round(d, 2) for d in delays}) > 5
     slots = [datetime.fromisoformat(t["scheduled_for"]).timestamp() - BASE for t in got]
     assert slots == [10.0 * i for i in range(1, 21)]  # the slots stay on the grid

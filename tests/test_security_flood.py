@@ -53,8 +53,10 @@ def rss_mib(pid: int) -> float:
 def one_request(port: int, path: str, n: int) -> float:
     """One POST on a fresh connection (a new client must get in, not just a kept-alive one)."""
     body = b'{"n": %d}' % n
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     started = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head + body)
@@ -108,7 +110,7 @@ class Slowloris:
         line = b"X-Slow-Header: " + b"z" * 10_000
         position = 0
         while not self.stop.is_set():
-            byte = line[position % len(line):position % len(line) + 1]
+            byte = line[position % len(line) : position % len(line) + 1]
             position += 1
             for index, sock in enumerate(self.socks):
                 if index in self.closed_at:
@@ -180,7 +182,9 @@ def test_idle_flood_and_slowloris_do_not_hurt_normal_requests(router_factory) ->
         attacked = stream_of_requests(port, path, 10_000)
         still_held = open_fds(pid) - fds_before
         rss_attack = rss_mib(pid)
-        assert still_held >= IDLE + SLOWLORIS - SLACK, f"the attack was not sustained: {still_held} connections left"
+        assert still_held >= IDLE + SLOWLORIS - SLACK, (
+            f"the attack was not sustained: {still_held} connections left"
+        )
         assert not slow.closed_at and slow.bytes_sent >= SLOWLORIS, "the slowloris clients were not trickling"
     finally:
         if slow is not None:
@@ -189,9 +193,11 @@ def test_idle_flood_and_slowloris_do_not_hurt_normal_requests(router_factory) ->
             sock.close()
 
     base_p99, attack_p99 = p99(baseline), p99(attacked)
-    print(f"\nflood: {IDLE} idle + {SLOWLORIS} slowloris held after {opened_in:.1f}s; daemon fds +{held}, "
-          f"RSS {rss_before:.0f} -> {rss_attack:.0f} MiB; p99 {base_p99 * 1000:.1f} -> {attack_p99 * 1000:.1f} ms, "
-          f"median {baseline[len(baseline) // 2] * 1000:.1f} -> {attacked[len(attacked) // 2] * 1000:.1f} ms")
+    print(
+        f"\nflood: {IDLE} idle + {SLOWLORIS} slowloris held after {opened_in:.1f}s; daemon fds +{held}, "
+        f"RSS {rss_before:.0f} -> {rss_attack:.0f} MiB; p99 {base_p99 * 1000:.1f} -> {attack_p99 * 1000:.1f} ms, "
+        f"median {baseline[len(baseline) // 2] * 1000:.1f} -> {attacked[len(attacked) // 2] * 1000:.1f} ms"
+    )
     assert attack_p99 < 1.0
     assert attack_p99 <= max(4 * base_p99, base_p99 + 0.1), (base_p99, attack_p99)
     # And the daemon is fine afterwards (once it has seen 10,000 connections close at once).
@@ -217,5 +223,7 @@ def test_slowloris_clients_are_cut_at_the_idle_timeout(router_factory) -> None: 
         assert slow.bytes_sent >= SLOWLORIS * (SLOW_IDLE_TIMEOUT / 0.25) * 0.5  # they kept sending
     finally:
         slow.close()
-    print(f"\nslowloris: {SLOWLORIS} clients cut after {closed[0]:.1f}-{closed[-1]:.1f}s "
-          f"(idle_timeout {SLOW_IDLE_TIMEOUT}s), {slow.bytes_sent} bytes trickled")
+    print(
+        f"\nslowloris: {SLOWLORIS} clients cut after {closed[0]:.1f}-{closed[-1]:.1f}s "
+        f"(idle_timeout {SLOW_IDLE_TIMEOUT}s), {slow.bytes_sent} bytes trickled"
+    )

@@ -104,8 +104,10 @@ def raw_exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:
 def form_post(url: str, body: bytes, content_type: str = "application/x-www-form-urlencoded") -> bytes:
     parts = urlsplit(url)
     assert parts.port is not None
-    head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nOrigin: https://example.com\r\nConnection: close\r\n\r\n")
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nOrigin: https://example.com\r\nConnection: close\r\n\r\n"
+    )
     return raw_exchange(parts.port, head.encode() + body)
 
 
@@ -123,9 +125,12 @@ def split_response(raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
 # ---------------------------------------------------------------------------------- redirects
 
 
-@pytest.mark.parametrize("source, status", [("endpoints.go", 302), ("endpoints.flow", 302), ("forms.signup", 303)])
-def test_redirect_location_is_encoded_never_split(router: RouterProcess, urls: dict[str, str],
-                                                  source: str, status: int) -> None:
+@pytest.mark.parametrize(
+    "source, status", [("endpoints.go", 302), ("endpoints.flow", 302), ("forms.signup", 303)]
+)
+def test_redirect_location_is_encoded_never_split(
+    router: RouterProcess, urls: dict[str, str], source: str, status: int
+) -> None:
     for payload in INJECTIONS:
         raw = form_post(urls[source], urlencode({"name": payload}).encode())
         code, headers, body = split_response(raw)
@@ -164,11 +169,18 @@ def test_respond_header_built_from_data_fails_cleanly(router: RouterProcess, url
 
 
 def request_with_headers(port: int, headers: list[tuple[str, str]], path: str = "/healthz") -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers), "Connection: close"]
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        *(f"{k}: {v}" for k, v in headers),
+        "Connection: close",
+    ]
     return raw_exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode())
 
 
-def test_64k_headers_get_431_and_the_daemon_keeps_serving(router: RouterProcess, urls: dict[str, str]) -> None:
+def test_64k_headers_get_431_and_the_daemon_keeps_serving(
+    router: RouterProcess, urls: dict[str, str]
+) -> None:
     port = router.http_port
     cases = {
         "one 64 KiB header": [("X-Big", "a" * 64 * 1024)],
@@ -212,12 +224,16 @@ TRAVERSALS = [
 
 def multipart(filename_param: str, payload: bytes, boundary: str = "XyZ-boundary-42") -> tuple[bytes, str]:
     body = (
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
-        f"--{boundary}\r\n"
-        f"Content-Disposition: form-data; name=\"doc\"; {filename_param}\r\n"
-        f"Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="doc"; {filename_param}\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -229,7 +245,9 @@ def snapshot(root: Path) -> set[Path]:
     return {p for p in root.rglob("*")}
 
 
-def test_upload_names_are_data_and_files_stay_in_the_upload_area(router: RouterProcess, urls: dict[str, str]) -> None:
+def test_upload_names_are_data_and_files_stay_in_the_upload_area(
+    router: RouterProcess, urls: dict[str, str]
+) -> None:
     root = router.tmp
     files_dir = router.data_dir / "files"
     before = snapshot(root)
@@ -245,7 +263,7 @@ def test_upload_names_are_data_and_files_stay_in_the_upload_area(router: RouterP
         assert code == 200, (param[:100], raw[:300])
         assert answer.decode() == hashlib.sha256(payload).hexdigest()
         sent.append((expected_names[i], payload))
-    entities = journal_entities(router, "endpoints.upload")[-len(sent):]
+    entities = journal_entities(router, "endpoints.upload")[-len(sent) :]
     for (name, payload), entity in zip(sent, entities, strict=True):
         info = entity["__files"]["doc"]
         assert info["name"] == name  # the original name is kept, as data
@@ -254,8 +272,9 @@ def test_upload_names_are_data_and_files_stay_in_the_upload_area(router: RouterP
         assert stored == (files_dir / digest[:2] / digest).resolve()
         assert stored.read_bytes() == payload
     created = snapshot(root) - before
-    outside = [p for p in created if files_dir not in p.parents and p != files_dir
-               and p.parent != router.data_dir]  # the journal's own files live in the data dir
+    outside = [
+        p for p in created if files_dir not in p.parents and p != files_dir and p.parent != router.data_dir
+    ]  # the journal's own files live in the data dir
     assert outside == [], outside
     for path in created:
         if files_dir in path.parents and path.is_file():

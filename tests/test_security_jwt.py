@@ -101,7 +101,9 @@ def test_valid_tokens_pass_both_ways_and_all_hmac_sizes(url: str) -> None:
 
 def rsa_token() -> tuple[str, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return jwt.encode(claims(), key, algorithm="RS256"), public
 
 
@@ -165,8 +167,9 @@ def test_wrong_key_and_tampered_tokens(router: RouterProcess, url: str) -> None:
     ],
     ids=["exp-59", "exp-61", "nbf+59", "nbf+61", "iat+59", "iat+61"],
 )
-def test_leeway_is_sixty_seconds(router: RouterProcess, url: str,
-                                 make: Callable[[float], dict[str, int]], outcome: str | None) -> None:
+def test_leeway_is_sixty_seconds(
+    router: RouterProcess, url: str, make: Callable[[float], dict[str, int]], outcome: str | None
+) -> None:
     before = journaled(router)
     response = post(url, hs(**{"iat": None, **make(time.time())}))
     if outcome is None:

@@ -48,9 +48,23 @@ def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
 
 def swaks(router: RouterProcess, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{router.smtp_port}", "--from", "mallory@evil.example",
-         "--to", to, "--header", f"Subject: relay probe {to}", "--timeout", "10", *extra],
-        capture_output=True, text=True, timeout=30,
+        [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{router.smtp_port}",
+            "--from",
+            "mallory@evil.example",
+            "--to",
+            to,
+            "--header",
+            f"Subject: relay probe {to}",
+            "--timeout",
+            "10",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -116,7 +130,12 @@ def test_multi_hop_source_route_is_refused(router: RouterProcess) -> None:
 def test_our_own_addresses_still_arrive(router: RouterProcess) -> None:
     """The control: plain, catch-all and quoted-but-harmless local parts are delivered."""
     before = mail_count(router)
-    for to in ("support@example.com", "anyone@catch.example", '"support"@example.com', '"john doe"@catch.example'):
+    for to in (
+        "support@example.com",
+        "anyone@catch.example",
+        '"support"@example.com',
+        '"john doe"@catch.example',
+    ):
         result = swaks(router, to)
         assert result.returncode == 0, (to, result.stdout)
         assert rcpt_reply(result).startswith("<-  250"), (to, result.stdout)
@@ -127,9 +146,18 @@ def test_hostile_content_in_accepted_mail_stays_data(router: RouterProcess, tmp_
     attachment = tmp_path / "payload.bin"
     attachment.write_bytes(b"not really a passwd file\n")
     subject = "{{ ''.__class__.__mro__ }} {% for i in range(10**9) %}x{% endfor %}"
-    result = swaks(router, "support@example.com", "--header", f"Subject: {subject}",
-                   "--attach-type", "application/octet-stream", "--attach-name", "../../../etc/passwd",
-                   "--attach", f"@{attachment}")
+    result = swaks(
+        router,
+        "support@example.com",
+        "--header",
+        f"Subject: {subject}",
+        "--attach-type",
+        "application/octet-stream",
+        "--attach-name",
+        "../../../etc/passwd",
+        "--attach",
+        f"@{attachment}",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
     def stored() -> list[dict[str, str]]:

@@ -44,7 +44,7 @@ PAYLOADS = [
     "}}{{",
     "{% set x = 1 %}{{ x }}",
     "${7*7} #{7*7} <%= 7*7 %> *{7*7}",
-    "{{ \"\\x41\" }}",
+    '{{ "\\x41" }}',
 ]
 
 CONFIG = """
@@ -109,8 +109,12 @@ def test_payloads_in_every_place_come_back_literally(router: RouterProcess, urls
     with httpx.Client(timeout=10) as client:
         for payload in PAYLOADS:
             header = payload.encode("ascii").decode("latin-1")
-            r = client.post(urls["endpoints.echo"], params={"q": payload}, json={"name": payload},
-                            headers={"X-Payload": header})
+            r = client.post(
+                urls["endpoints.echo"],
+                params={"q": payload},
+                json={"name": payload},
+                headers={"X-Payload": header},
+            )
             assert r.status_code == 200, (payload, r.text)
             assert r.json() == {"name": payload, "header": header, "query": payload}
             r = client.post(urls["endpoints.page"], data={"name": payload})
@@ -118,7 +122,9 @@ def test_payloads_in_every_place_come_back_literally(router: RouterProcess, urls
             r = client.get(urls["endpoints.plain"], params={"name": payload})
             assert r.status_code == 200 and r.text == f"Hello {payload}!", (payload, r.text)
             # Through a workflow: stored, recorded, uppercased, and data keys are data too.
-            r = client.post(urls["endpoints.flow"], json={"name": payload, "key": payload, "nested": {payload: 1}})
+            r = client.post(
+                urls["endpoints.flow"], json={"name": payload, "key": payload, "nested": {payload: 1}}
+            )
             assert r.status_code == 200, (payload, r.text)
             assert r.json() == {"copy": payload, "shout": payload.upper(), "keys": [payload]}
     # Nothing was evaluated, so nothing was slow (a real 10**8 loop or range takes far longer).
@@ -132,8 +138,12 @@ def test_payloads_in_every_place_come_back_literally(router: RouterProcess, urls
 
 def test_form_redirect_and_upload_name_are_data(router: RouterProcess, urls: dict[str, str]) -> None:
     for payload in PAYLOADS[:8]:
-        r = httpx.post(urls["forms.signup"], data={"name": payload},
-                       files={"doc": (payload, b"content", "text/plain")}, timeout=10)
+        r = httpx.post(
+            urls["forms.signup"],
+            data={"name": payload},
+            files={"doc": (payload, b"content", "text/plain")},
+            timeout=10,
+        )
         assert r.status_code == 303, (payload, r.text)
         assert parse_qs(urlsplit(r.headers["location"]).query)["n"] == [payload]
     entities = journal_entities(router, "forms.signup")
@@ -154,23 +164,29 @@ STATIC_ESCAPES = [
 
 def escape_config() -> str:
     """One config holding every escape in a step, an endpoint reply and a form redirect."""
-    parts = ['[endpoints.e]\nreturn_type = "continue"\n',
-             '[[workflows]]\nname = "w"\nlisten = "endpoints.e"\n']
+    parts = [
+        '[endpoints.e]\nreturn_type = "continue"\n',
+        '[[workflows]]\nname = "w"\nlisten = "endpoints.e"\n',
+    ]
     for i, attempt in enumerate(STATIC_ESCAPES):
         quoted = json.dumps(attempt)
         parts.append(f'[[workflows.steps]]\nid = "s{i}"\naction = "log"\nmessage = {quoted}\n')
     for i, attempt in enumerate(STATIC_ESCAPES):
         quoted = json.dumps(attempt)
         parts.append(f'[endpoints.e{i}]\nreturn_type = "data"\nreturn_data = {quoted}\n')
-        parts.append(f'[forms.f{i}]\nredirect = {quoted}\n')
+        parts.append(f"[forms.f{i}]\nredirect = {quoted}\n")
     return "\n".join(parts)
 
 
 def test_visible_escapes_in_config_templates_are_refused_at_load(tmp_path: Any) -> None:
     """`router check` (and so `serve` and a reload) refuses every one, naming the place."""
     proc = RouterProcess(tmp_path, escape_config())
-    result = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(proc.config_path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "-c", str(proc.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0, result.stdout
     out = result.stdout + result.stderr
     lines = [line for line in out.splitlines() if "unsafe template" in line]
@@ -180,8 +196,12 @@ def test_visible_escapes_in_config_templates_are_refused_at_load(tmp_path: Any) 
     assert len(lines) == 3 * len(STATIC_ESCAPES), out
     # The same config with the escapes made harmless data is fine: the check is not a blanket refusal.
     proc.config_path.write_text(escape_config().replace("__", "_"))
-    ok = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(proc.config_path)],
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "-c", str(proc.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 

@@ -39,8 +39,9 @@ class RecordingIntake:
         self.fail: Exception | None = None
         self.delay = 0.0
 
-    async def submit(self, entity: Entity, *, dedup_key: str | None = None, responder: Any = None,
-                     ack: Any = None) -> Submission:
+    async def submit(
+        self, entity: Entity, *, dedup_key: str | None = None, responder: Any = None, ack: Any = None
+    ) -> Submission:
         if self.delay:
             await trio.sleep(self.delay)
         if self.fail is not None:
@@ -92,10 +93,18 @@ async def smtp(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         async def start(extra: str = "", command_timeout: str = "30s") -> SimpleNamespace:
             port = free_port()
             path = tmp_path / f"router{len(hosts)}.toml"
-            path.write_text(SMTP_CONFIG.format(data_dir=tmp_path / "var", port=port, extra=extra,
-                                               command_timeout=command_timeout))
-            host = SimpleNamespace(cfg=load_config(path), dispatcher=RecordingIntake(), stopping=trio.Event(),
-                                   port=port, states={})
+            path.write_text(
+                SMTP_CONFIG.format(
+                    data_dir=tmp_path / "var", port=port, extra=extra, command_timeout=command_timeout
+                )
+            )
+            host = SimpleNamespace(
+                cfg=load_config(path),
+                dispatcher=RecordingIntake(),
+                stopping=trio.Event(),
+                port=port,
+                states={},
+            )
             await nursery.start(run_smtp, host, lambda: host.states)
             hosts.append(host)
             return host
@@ -146,12 +155,19 @@ async def test_delivers_parsed_email_after_submit(smtp: Callable[..., Any]) -> N
 
 async def test_one_signal_per_mailbox_and_plus_addressing(smtp: Callable[..., Any]) -> None:
     host = await smtp()
-    rcpts = ["support+billing@example.com", "help@example.com", "sales@example.com", ]
+    rcpts = [
+        "support+billing@example.com",
+        "help@example.com",
+        "sales@example.com",
+    ]
     await in_thread(send, host.port, multipart(), rcpts)
     sources = sorted(e.source for e, _ in host.dispatcher.entities)
     assert sources == ["mailboxes.sales", "mailboxes.support"]
     support = next(e for e, _ in host.dispatcher.entities if e.source == "mailboxes.support")
-    assert support.data["incoming_email"]["envelope"]["rcpt_to"] == ["support+billing@example.com", "help@example.com"]
+    assert support.data["incoming_email"]["envelope"]["rcpt_to"] == [
+        "support+billing@example.com",
+        "help@example.com",
+    ]
     # the same Message-ID again: acknowledged, not submitted twice
     await in_thread(send, host.port, multipart(), ["support@example.com"])
     assert len(host.dispatcher.entities) == 2
@@ -164,8 +180,18 @@ async def test_recipient_refusals(smtp: Callable[..., Any]) -> None:
         with smtplib.SMTP("127.0.0.1", host.port, timeout=10) as c:
             c.ehlo("client.example")
             c.mail("alice@example.org")
-            return [c.rcpt(a) for a in ("nobody@example.com", "victim@gmail.com", "off@example.com",
-                                        "x@CATCH.example", "a@catch.example", "b@catch.example", "c@catch.example")]
+            return [
+                c.rcpt(a)
+                for a in (
+                    "nobody@example.com",
+                    "victim@gmail.com",
+                    "off@example.com",
+                    "x@CATCH.example",
+                    "a@catch.example",
+                    "b@catch.example",
+                    "c@catch.example",
+                )
+            ]
 
     codes = await in_thread(session)
     assert codes[0][0] == 550 and b"5.1.1" in codes[0][1]
@@ -295,16 +321,36 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         pytest.skip("openssl CLI not installed")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
 async def test_starttls_and_auth_required(smtp: Callable[..., Any], tls_files: tuple[Path, Path]) -> None:
     cert, key = tls_files
     hashed = hash_password("s3cret", iterations=1000)
-    host = await smtp(extra=f'tls_cert = "{cert}"\ntls_key = "{key}"\nrequire_tls = true\n'
-                            f'auth_required = true\nusers = {{ mailer = "{hashed}" }}')
+    host = await smtp(
+        extra=f'tls_cert = "{cert}"\ntls_key = "{key}"\nrequire_tls = true\n'
+        f'auth_required = true\nusers = {{ mailer = "{hashed}" }}'
+    )
 
     def scenario() -> tuple[Any, ...]:
         with smtplib.SMTP("127.0.0.1", host.port, timeout=10) as c:
@@ -335,9 +381,13 @@ async def test_starttls_and_auth_required(smtp: Callable[..., Any], tls_files: t
     assert envelope["tls"] is True and envelope["authenticated_as"] == "mailer"
 
 
-async def test_a_worker_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_worker_that_cannot_start_is_an_error_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "router.toml"
-    path.write_text(SMTP_CONFIG.format(data_dir=tmp_path / "var", port=free_port(), extra="", command_timeout="5s"))
+    path.write_text(
+        SMTP_CONFIG.format(data_dir=tmp_path / "var", port=free_port(), extra="", command_timeout="5s")
+    )
     host = SimpleNamespace(cfg=load_config(path), dispatcher=RecordingIntake(), stopping=trio.Event())
     monkeypatch.setattr(sys, "executable", "/bin/false")
     with trio.fail_after(10):

@@ -39,7 +39,6 @@ fields = { subject = "{{ __data.incoming_email.subject }}", text = "{{ __data.in
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 
 
-
 def with_smtp(proc: RouterProcess, settings: str) -> RouterProcess:
     """Add keys to the harness's `[smtp]` table (it already holds `listen`)."""
     text = proc.config_path.read_text()
@@ -49,8 +48,10 @@ def with_smtp(proc: RouterProcess, settings: str) -> RouterProcess:
 
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory, module_backend: str | None):  # type: ignore[no-untyped-def]
-    proc = with_smtp(RouterProcess(tmp_path_factory.mktemp("smtp"), CONFIG, database_url=module_backend),
-                     'max_message_size = "256KiB"').start()
+    proc = with_smtp(
+        RouterProcess(tmp_path_factory.mktemp("smtp"), CONFIG, database_url=module_backend),
+        'max_message_size = "256KiB"',
+    ).start()
     yield proc
     proc.stop()
 
@@ -83,7 +84,11 @@ def test_smtplib_multipart_with_attachment(router: RouterProcess) -> None:
     assert rec["text"].strip() == "Please pay invoice 42."
     assert rec["html"].strip() == "<p>Please pay <b>invoice 42</b>.</p>"
     assert (rec["from_email"], rec["from_name"]) == ("alice@example.org", "Alice Example")
-    assert (rec["att_name"], rec["att_type"], str(rec["att_size"])) == ("invoice-42.pdf", "application/pdf", str(len(PDF)))
+    assert (rec["att_name"], rec["att_type"], str(rec["att_size"])) == (
+        "invoice-42.pdf",
+        "application/pdf",
+        str(len(PDF)),
+    )
     assert rec["att_sha256"] == hashlib.sha256(PDF).hexdigest()
     assert (rec["channel"], rec["source"]) == ("mailboxes", "mailboxes.support")
     stored = router.data_dir / "files" / rec["att_sha256"][:2] / rec["att_sha256"]
@@ -95,12 +100,34 @@ def test_swaks_multipart_with_attachment(router: RouterProcess, tmp_path: Path) 
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(PDF)
     result = subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{router.smtp_port}", "--to", "help@example.com",
-         "--from", "bob@example.net", "--header", "Subject: swaks report", "--header", "X-Mailer: swaks-test",
-         "--attach-type", "text/plain", "--attach-body", "plain from swaks",
-         "--attach-type", "text/html", "--attach-body", "<p>html from swaks</p>",
-         "--attach-type", "application/pdf", "--attach", f"@{pdf}"],
-        capture_output=True, text=True, timeout=30,
+        [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{router.smtp_port}",
+            "--to",
+            "help@example.com",
+            "--from",
+            "bob@example.net",
+            "--header",
+            "Subject: swaks report",
+            "--header",
+            "X-Mailer: swaks-test",
+            "--attach-type",
+            "text/plain",
+            "--attach-body",
+            "plain from swaks",
+            "--attach-type",
+            "text/html",
+            "--attach-body",
+            "<p>html from swaks</p>",
+            "--attach-type",
+            "application/pdf",
+            "--attach",
+            f"@{pdf}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"<-\s+250 2\.0\.0 OK: queued as", result.stdout)
@@ -168,7 +195,9 @@ def test_451_while_the_data_dir_is_read_only(router_factory) -> None:  # type: i
     # the sender retries: now it is accepted, exactly once
     with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=20) as c:
         assert c.sendmail("d@example.org", ["sales@example.com"], raw) == {}
-    assert [s["dedup_key"] for s in router.signals() if s["source"] == "mailboxes.sales"] == ["<ro-1@example.org>"]
+    assert [s["dedup_key"] for s in router.signals() if s["source"] == "mailboxes.sales"] == [
+        "<ro-1@example.org>"
+    ]
 
 
 @pytest.mark.skipif(shutil.which("smtp-source") is None, reason="smtp-source (Debian postfix) not installed")
@@ -179,9 +208,23 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
     address = "load@example.com"
     """)
     source = subprocess.Popen(
-        ["smtp-source", "-v", "-s", "20", "-m", "100000", "-l", "2048", "-f", "load@sender.example",
-         "-t", "load@example.com", f"127.0.0.1:{router.smtp_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            "smtp-source",
+            "-v",
+            "-s",
+            "20",
+            "-m",
+            "100000",
+            "-l",
+            "2048",
+            "-f",
+            "load@sender.example",
+            "-t",
+            "load@example.com",
+            f"127.0.0.1:{router.smtp_port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     time.sleep(1.5)
     assert router.proc is not None
@@ -190,7 +233,9 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
     output, _ = source.communicate(timeout=30)
     acked = re.findall(rb"<<< 250 2\.0\.0 OK: queued as ([0-9A-Z]{26})", output)
     assert len(acked) > 50, output[-2000:]
-    journaled = {s.id for s in router.read(lambda tx: tx.list_signals(source="mailboxes.load", limit=100_000))}
+    journaled = {
+        s.id for s in router.read(lambda tx: tx.list_signals(source="mailboxes.load", limit=100_000))
+    }
     missing = {a.decode() for a in acked} - journaled
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages are not in the journal"
     # and the daemon starts again on that journal
@@ -217,7 +262,9 @@ def test_worker_restart_and_reload(router_factory) -> None:  # type: ignore[no-u
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         with smtplib.SMTP("127.0.0.1", router.smtp_port, timeout=5) as c:
             c.sendmail("e@example.org", ["billing@example.com"], raw)
-    router.config_path.write_text(router.config_path.read_text() + '\n[mailboxes.billing]\naddress = "billing@example.com"\n')
+    router.config_path.write_text(
+        router.config_path.read_text() + '\n[mailboxes.billing]\naddress = "billing@example.com"\n'
+    )
     router.signal(signal.SIGHUP)
 
     def billing_accepted() -> bool:

@@ -30,13 +30,16 @@ def test_charsets_quoted_printable_base64_and_rfc2047(tmp_path: Path) -> None:
         b"PHA+R3LDvMOfZTwvcD4=\r\n--alt--\r\n"
         b"--outer\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Disposition: inline\r\n"
         b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
-        b"--outer\r\nContent-Type: text/csv; name=\"r\xc3\xa9sum\xc3\xa9.csv\"\r\n"
-        b'Content-Disposition: attachment; filename*=utf-8\'\'r%C3%A9sum%C3%A9.csv\r\n\r\na,b\r\n1,2\r\n'
+        b'--outer\r\nContent-Type: text/csv; name="r\xc3\xa9sum\xc3\xa9.csv"\r\n'
+        b"Content-Disposition: attachment; filename*=utf-8''r%C3%A9sum%C3%A9.csv\r\n\r\na,b\r\n1,2\r\n"
         b"--outer--\r\n"
     )
     email = parse(raw, tmp_path)
     assert (email["from_email"], email["from_name"]) == ("jorg@example.de", "Jörg Müller")
-    assert email["to"] == [{"email": "jane@example.com", "name": "Doe, Jane"}, {"email": "bob@example.com", "name": ""}]
+    assert email["to"] == [
+        {"email": "jane@example.com", "name": "Doe, Jane"},
+        {"email": "bob@example.com", "name": ""},
+    ]
     assert email["cc_emails"] == ["elodie@example.fr"] and email["cc"][0]["name"] == "Élodie"
     assert email["subject"] == "Résumé attached"
     assert email["text"] == "Grüße\nsoftbreak"  # the CRLF before a boundary belongs to it
@@ -46,7 +49,11 @@ def test_charsets_quoted_printable_base64_and_rfc2047(tmp_path: Path) -> None:
     assert email["message_id"] == "<abc.123@example.de>"
     assert email["headers"]["received"] == ["from a", "from b"]
     logo, csv = email["attachments"]
-    assert (logo["content_type"], logo["disposition"], logo["content_id"]) == ("image/png", "inline", "logo@x")
+    assert (logo["content_type"], logo["disposition"], logo["content_id"]) == (
+        "image/png",
+        "inline",
+        "logo@x",
+    )
     assert logo["size"] == 8 and logo["sha256"] == hashlib.sha256(b"\x89PNG\r\n\x1a\n").hexdigest()
     assert (csv["name"], csv["content_type"], csv["disposition"]) == ("résumé.csv", "text/csv", "attachment")
     assert Path(csv["path"]).read_bytes() == b"a,b\r\n1,2"

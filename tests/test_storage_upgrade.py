@@ -51,29 +51,44 @@ def test_a_data_dir_from_c6e79dd_upgrades_in_place(tmp_path: Path) -> None:
             got = storage.read(lambda tx, sid=want["id"]: tx.get_signal(sid))
             assert got is not None, want["id"]
             assert (got.source, got.status, got.attempts, got.dedup_key) == (
-                want["source"], want["status"], want["attempts"], want["dedup_key"])
+                want["source"],
+                want["status"],
+                want["attempts"],
+                want["dedup_key"],
+            )
             assert got.entity.to_json() == want["entity"] or json.loads(got.entity.to_json()) == json.loads(
-                want["entity"])
+                want["entity"]
+            )
             assert got.ack == (json.loads(want["ack"]) if want["ack"] else None)
         assert len(storage.read(lambda tx: tx.list_signals(limit=1000))) == len(expected["signals"])
-        assert sum(len(storage.read(lambda tx, s=s["id"]: tx.runs_for(s))) for s in expected["signals"]) \
+        assert (
+            sum(len(storage.read(lambda tx, s=s["id"]: tx.runs_for(s))) for s in expected["signals"])
             == expected["runs"]
+        )
         for table, rows in expected["records"].items():
             rtype = table.removeprefix("record_")
             assert storage.read(lambda tx, t=rtype: tx.record_find(t, limit=None)) == rows
         assert sorted(storage.read(lambda tx: tx.record_types())) == sorted(
-            t.removeprefix("record_") for t in expected["records"])
+            t.removeprefix("record_") for t in expected["records"]
+        )
         states = storage.read(lambda tx: tx.source_states())
         for want in expected["sources"]:
             st = states[(want["kind"], want["name"])]
-            assert (st.first_hash, st.second_hash, st.api_key) == (want["first_hash"], want["second_hash"],
-                                                                   want["api_key"])
+            assert (st.first_hash, st.second_hash, st.api_key) == (
+                want["first_hash"],
+                want["second_hash"],
+                want["api_key"],
+            )
             assert st.active_override == (None if want["active"] is None else bool(want["active"]))
         sched = storage.read(lambda tx: tx.schedule_states())
         for want in expected["schedule_state"]:
             st = sched[want["name"]]
             assert (st.definition, st.cursor_ts, st.last_slot, st.last_signal_id) == (
-                want["definition"], want["cursor_ts"], want["last_slot"], want["last_signal_id"])
+                want["definition"],
+                want["cursor_ts"],
+                want["last_slot"],
+                want["last_signal_id"],
+            )
         for eff in expected["step_effects"]:
             key = (eff["signal_id"], eff["workflow"], eff["step_id"])
             recalled = storage.read(lambda tx, k=key: tx.effect_recall(k))  # type: ignore[misc]
@@ -81,7 +96,8 @@ def test_a_data_dir_from_c6e79dd_upgrades_in_place(tmp_path: Path) -> None:
     finally:
         storage.close()
     assert raw(db, "SELECT source, key, signal_id FROM dedup ORDER BY key") == [
-        (d["source"], d["key"], d["signal_id"]) for d in expected["dedup"]]
+        (d["source"], d["key"], d["signal_id"]) for d in expected["dedup"]
+    ]
     assert raw(db, "SELECT count(*) FROM schedule_slots") == [(expected["schedule_slots"],)]
 
     # The daemon on the same config: old URLs and keys still answer, the deactivated form stays off,
@@ -94,15 +110,23 @@ def test_a_data_dir_from_c6e79dd_upgrades_in_place(tmp_path: Path) -> None:
     try:
         src = {(s["kind"], s["name"]): s for s in expected["sources"]}
         inv = src[("endpoints", "invoices")]
-        r = httpx.post(f"{router.base}/listener/{inv['first_hash']}/{inv['second_hash']}", json={"n": 7}, timeout=10)
+        r = httpx.post(
+            f"{router.base}/listener/{inv['first_hash']}/{inv['second_hash']}", json={"n": 7}, timeout=10
+        )
         assert r.status_code == 200 and r.json() == {"status": "received"}, r.text
         key = src[("webhooks", "payments")]["api_key"]
-        r = httpx.post(f"{router.base}/webhooks/incoming/payments?apiKey={key}", json={"id": "new"}, timeout=10)
+        r = httpx.post(
+            f"{router.base}/webhooks/incoming/payments?apiKey={key}", json={"id": "new"}, timeout=10
+        )
         assert r.status_code in (200, 202), r.text
         assert httpx.post(f"{router.base}/forms/contact", data={"a": "b"}, timeout=10).status_code == 404
         cursor = expected["schedule_state"][0]["cursor"]
-        ticks = router.wait_for(lambda: [s for s in router.signals("--source", "schedules.tick")
-                                         if s["dedup_key"] > f"tick@{cursor}"], timeout=20)
+        ticks = router.wait_for(
+            lambda: [
+                s for s in router.signals("--source", "schedules.tick") if s["dedup_key"] > f"tick@{cursor}"
+            ],
+            timeout=20,
+        )
         assert ticks
         everything = router.signals()
         assert {s["id"] for s in expected["signals"]} <= {s["id"] for s in everything}
@@ -123,8 +147,10 @@ open_storage(Path(sys.argv[1])).close()
 def test_several_processes_migrate_one_data_dir_once(tmp_path: Path) -> None:
     unpack(tmp_path)
     db = tmp_path / "var" / "router.db"
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN, str(db)], stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN, str(db)], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     for proc in procs:
         assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
     assert raw(db, "PRAGMA user_version") == [(schema.VERSION,)]

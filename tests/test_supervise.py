@@ -9,7 +9,9 @@ import trio
 from router.ops.supervise import supervise
 
 
-async def test_channel_failing_before_it_listens_is_retried_and_then_reports_started(autojump_clock: Any) -> None:
+async def test_channel_failing_before_it_listens_is_retried_and_then_reports_started(
+    autojump_clock: Any,
+) -> None:
     attempts = 0
 
     async def flaky(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

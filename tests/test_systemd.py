@@ -70,7 +70,9 @@ def notify() -> Iterator[NotifySocket]:
     sock.close()
 
 
-def test_ready_watchdog_reloading_and_stopping_over_notify_socket(tmp_path: Path, notify: NotifySocket) -> None:
+def test_ready_watchdog_reloading_and_stopping_over_notify_socket(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
     router = RouterProcess(tmp_path, BODY, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"})
     router.env.pop("WATCHDOG_PID", None)
     try:
@@ -114,8 +116,9 @@ def test_ready_watchdog_reloading_and_stopping_over_notify_socket(tmp_path: Path
 
 def test_no_watchdog_pings_for_another_pid(tmp_path: Path, notify: NotifySocket) -> None:
     """WATCHDOG_PID names the process systemd watches; another process must not ping."""
-    router = RouterProcess(tmp_path, BODY, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "200000",
-                                                "WATCHDOG_PID": "1"})
+    router = RouterProcess(
+        tmp_path, BODY, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"}
+    )
     try:
         router.start(wait=False)
         notify.wait_for("READY=1")
@@ -126,8 +129,12 @@ def test_no_watchdog_pings_for_another_pid(tmp_path: Path, notify: NotifySocket)
 
 
 def _unit(config: Path, *cmd: str) -> tuple[str, str]:
-    out = subprocess.run([*(cmd or (sys.executable, "-m", "router.cli")), "systemd-unit", "-c", str(config)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [*(cmd or (sys.executable, "-m", "router.cli")), "systemd-unit", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout, out.stderr
 
 
@@ -176,8 +183,9 @@ def test_systemd_unit_is_hardened_and_valid(tmp_path: Path, how: str) -> None:
 
 def test_capability_only_for_a_port_below_1024_and_sandbox_warnings(tmp_path: Path) -> None:
     config = tmp_path / "router.toml"
-    config.write_text('[router]\ndata_dir = "/srv/router"\n[smtp]\nlisten = "0.0.0.0:25"\n'
-                      '[admin]\ntoken = "x"\n')
+    config.write_text(
+        '[router]\ndata_dir = "/srv/router"\n[smtp]\nlisten = "0.0.0.0:25"\n[admin]\ntoken = "x"\n'
+    )
     out, err = _unit(config)
     keys = _keys(out)
     assert keys["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
@@ -189,7 +197,9 @@ def test_capability_only_for_a_port_below_1024_and_sandbox_warnings(tmp_path: Pa
     assert f"config {config} is under /tmp" in err
 
     home = tmp_path / "home.toml"
-    home.write_text('[router]\ndata_dir = "/home/alice/router"\n[smtp]\nenabled = false\nlisten = "0.0.0.0:25"\n')
+    home.write_text(
+        '[router]\ndata_dir = "/home/alice/router"\n[smtp]\nenabled = false\nlisten = "0.0.0.0:25"\n'
+    )
     out, err = _unit(home)
     assert "AmbientCapabilities" not in _keys(out)  # the port below 1024 is on a disabled listener
     assert "data_dir /home/alice/router is under a home directory: ProtectHome=yes hides it" in err
@@ -201,7 +211,9 @@ def _analyze(unit_text: str, tmp_path: Path) -> tuple[subprocess.CompletedProces
     unit.write_text(unit_text)
     verify = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True)
     security = subprocess.run([tool, "security", "--offline=yes", str(unit)], capture_output=True, text=True)
-    match = re.search(r"Overall exposure level for router.service: ([0-9.]+)", security.stdout + security.stderr)
+    match = re.search(
+        r"Overall exposure level for router.service: ([0-9.]+)", security.stdout + security.stderr
+    )
     assert match, security.stdout + security.stderr
     return verify, float(match.group(1))
 
@@ -209,7 +221,9 @@ def _analyze(unit_text: str, tmp_path: Path) -> tuple[subprocess.CompletedProces
 @pytest.mark.parametrize("listen", ["127.0.0.1:8080", "0.0.0.0:80"])
 def test_unit_passes_systemd_analyze_verify_and_scores_at_most_2(tmp_path: Path, listen: str) -> None:
     config = tmp_path / "router.toml"
-    config.write_text(f'[router]\ndata_dir = "/var/lib/router"\n[http]\nlisten = "{listen}"\n[admin]\ntoken = "x"\n')
+    config.write_text(
+        f'[router]\ndata_dir = "/var/lib/router"\n[http]\nlisten = "{listen}"\n[admin]\ntoken = "x"\n'
+    )
     out, _ = _unit(config)
     verify, score = _analyze(out, tmp_path)
     problems = [line for line in verify.stderr.splitlines() if "router.service" in line]
@@ -228,12 +242,18 @@ def test_install_service_into_a_root(tmp_path: Path) -> None:
     keys = _keys(unit.read_text())
     assert keys["ExecStart"][0].endswith("serve -c /etc/router/router.toml")  # the path the service sees
     assert "ReadWritePaths" not in keys  # ROUTER_DATA_DIR=/var/lib/router, as the unit sets it
-    assert "systemctl daemon-reload" in first.stdout and "systemctl enable --now router.service" in first.stdout
+    assert (
+        "systemctl daemon-reload" in first.stdout and "systemctl enable --now router.service" in first.stdout
+    )
     # No sandbox warnings for the default layout (this machine's python may live under /root).
     assert [w for w in first.stderr.splitlines() if not w.startswith("warning: program ")] == []
     # The installed config is valid as the service reads it.
-    check = subprocess.run([sys.executable, "-m", "router.cli", "check", "-c", str(config)], capture_output=True,
-                           text=True, env={**os.environ, "ROUTER_DATA_DIR": str(tmp_path / "var")})
+    check = subprocess.run(
+        [sys.executable, "-m", "router.cli", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ROUTER_DATA_DIR": str(tmp_path / "var")},
+    )
     assert check.returncode == 0, check.stderr
     # Run again: both files kept; an edited config is never overwritten.
     config.write_text(config.read_text() + "\n# edited\n")

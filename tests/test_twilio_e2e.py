@@ -71,11 +71,20 @@ def router(tmp_path_factory: pytest.TempPathFactory, module_backend: str | None)
     proc.stop()
 
 
-def post(router: RouterProcess, path: str, params: dict[str, str], *, signed_url: str | None = None,
-         headers: dict[str, str] | None = None, algorithm: str | None = None) -> httpx.Response:
+def post(
+    router: RouterProcess,
+    path: str,
+    params: dict[str, str],
+    *,
+    signed_url: str | None = None,
+    headers: dict[str, str] | None = None,
+    algorithm: str | None = None,
+) -> httpx.Response:
     url = f"{router.base}{path}"
     signature = RequestValidator(TOKEN).compute_signature(signed_url or url, params, algorithm)
-    return httpx.post(url, data=params, headers={"X-Twilio-Signature": signature, **(headers or {})}, timeout=20)
+    return httpx.post(
+        url, data=params, headers={"X-Twilio-Signature": signature, **(headers or {})}, timeout=20
+    )
 
 
 def records(router: RouterProcess, kind: str) -> list[dict[str, Any]]:
@@ -88,22 +97,38 @@ def as_list(value: Any) -> Any:
 
 def sms_params(sid: str, body: str = "Hello there", **extra: str) -> dict[str, str]:
     return {
-        "MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+15551230001",
-        "To": "+15559870002", "Body": body, "NumMedia": "0", "NumSegments": "1", **extra,
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+15551230001",
+        "To": "+15559870002",
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        **extra,
     }
 
 
 def test_sms_with_media_creates_the_entity(router: RouterProcess) -> None:
-    params = sms_params("SM" + "1" * 32, NumMedia="2",
-                        MediaUrl0="https://api.twilio.com/media/ME1", MediaContentType0="image/jpeg",
-                        MediaUrl1="https://api.twilio.com/media/ME2", MediaContentType1="application/pdf")
+    params = sms_params(
+        "SM" + "1" * 32,
+        NumMedia="2",
+        MediaUrl0="https://api.twilio.com/media/ME1",
+        MediaContentType0="image/jpeg",
+        MediaUrl1="https://api.twilio.com/media/ME2",
+        MediaContentType1="application/pdf",
+    )
     response = post(router, "/sms/main", params)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/xml")
     assert response.text == '<?xml version="1.0" encoding="UTF-8"?><Response />'
     [rec] = router.wait_for(lambda: records(router, "sms"))
-    assert (rec["sender"], rec["to"], rec["text"], rec["sid"]) == ("+15551230001", "+15559870002", "Hello there",
-                                                                   "SM" + "1" * 32)
+    assert (rec["sender"], rec["to"], rec["text"], rec["sid"]) == (
+        "+15551230001",
+        "+15559870002",
+        "Hello there",
+        "SM" + "1" * 32,
+    )
     assert rec["raw_body"] == "Hello there" and rec["received"].endswith("Z")
     assert as_list(rec["media"]) == [
         {"url": "https://api.twilio.com/media/ME1", "content_type": "image/jpeg"},
@@ -113,14 +138,26 @@ def test_sms_with_media_creates_the_entity(router: RouterProcess) -> None:
 
 def test_whatsapp_with_media_strips_prefixes(router: RouterProcess) -> None:
     params = {
-        "MessageSid": "SM" + "2" * 32, "AccountSid": "AC" + "0" * 32, "From": "whatsapp:+355691112233",
-        "To": "whatsapp:+14155238886", "Body": "Foto", "ProfileName": "Arta", "WaId": "355691112233",
-        "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/media/ME3", "MediaContentType0": "image/png",
+        "MessageSid": "SM" + "2" * 32,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "whatsapp:+355691112233",
+        "To": "whatsapp:+14155238886",
+        "Body": "Foto",
+        "ProfileName": "Arta",
+        "WaId": "355691112233",
+        "NumMedia": "1",
+        "MediaUrl0": "https://api.twilio.com/media/ME3",
+        "MediaContentType0": "image/png",
     }
     response = post(router, "/whatsapp/main", params)
     assert response.status_code == 200 and "<Response" in response.text
     [rec] = router.wait_for(lambda: records(router, "wa"))
-    assert (rec["sender"], rec["to"], rec["profile"], rec["text"]) == ("+355691112233", "+14155238886", "Arta", "Foto")
+    assert (rec["sender"], rec["to"], rec["profile"], rec["text"]) == (
+        "+355691112233",
+        "+14155238886",
+        "Arta",
+        "Foto",
+    )
     assert as_list(rec["media"]) == [{"url": "https://api.twilio.com/media/ME3", "content_type": "image/png"}]
 
 
@@ -128,24 +165,41 @@ def test_bad_signatures_get_403(router: RouterProcess) -> None:
     params = sms_params("SM" + "3" * 32)
     url = f"{router.base}/sms/main"
     assert httpx.post(url, data=params, timeout=10).status_code == 403  # no signature
-    assert httpx.post(url, data=params, headers={"X-Twilio-Signature": "bm9wZQ=="}, timeout=10).status_code == 403
+    assert (
+        httpx.post(url, data=params, headers={"X-Twilio-Signature": "bm9wZQ=="}, timeout=10).status_code
+        == 403
+    )
     other_url = post(router, "/sms/main", params, signed_url=f"{router.base}/sms/other")
     assert other_url.status_code == 403
     tampered = RequestValidator(TOKEN).compute_signature(url, params)
-    changed = httpx.post(url, data={**params, "Body": "changed"}, headers={"X-Twilio-Signature": tampered}, timeout=10)
+    changed = httpx.post(
+        url, data={**params, "Body": "changed"}, headers={"X-Twilio-Signature": tampered}, timeout=10
+    )
     assert changed.status_code == 403
     wrong_token = RequestValidator("not-the-token").compute_signature(url, params)
-    assert httpx.post(url, data=params, headers={"X-Twilio-Signature": wrong_token}, timeout=10).status_code == 403
+    assert (
+        httpx.post(url, data=params, headers={"X-Twilio-Signature": wrong_token}, timeout=10).status_code
+        == 403
+    )
     assert not [s for s in router.signals() if s["dedup_key"] == "SM" + "3" * 32]
 
 
 def test_hmac_sha256_signature_settings(router: RouterProcess) -> None:
     params = sms_params("SM" + "4" * 32, body="sha256")
-    ok = post(router, "/sms/main", params, algorithm="HMAC_SHA256",
-              headers={"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"})
+    ok = post(
+        router,
+        "/sms/main",
+        params,
+        algorithm="HMAC_SHA256",
+        headers={"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"},
+    )
     assert ok.status_code == 200
-    sha1_sig = post(router, "/sms/main", params,
-                    headers={"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"})
+    sha1_sig = post(
+        router,
+        "/sms/main",
+        params,
+        headers={"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"},
+    )
     assert sha1_sig.status_code == 403
 
 
@@ -153,8 +207,10 @@ def test_sync_workflow_reply_is_twiml(router: RouterProcess) -> None:
     response = post(router, "/sms/sync", sms_params("SM" + "5" * 32, body="help"))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/xml")
-    assert response.text == ('<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
-                             "Hi +15551230001: reply STOP to stop &amp; &lt;more&gt;</Message></Response>")
+    assert response.text == (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
+        "Hi +15551230001: reply STOP to stop &amp; &lt;more&gt;</Message></Response>"
+    )
     quiet = post(router, "/sms/sync", sms_params("SM" + "6" * 32, body="hello"))
     assert quiet.text == '<?xml version="1.0" encoding="UTF-8"?><Response />'
 

@@ -96,7 +96,9 @@ def test_the_key_is_the_same_on_every_retry_of_one_step(
     r = httpx.post(router.url("webhooks.orders"), json={"order_id": 42}, timeout=10)
     assert r.status_code == 200
     sid = r.json()["signal_id"]
-    router.wait_for(lambda: len(notify.requests) == 4 and len(mirror.requests) == 3 and len(options.requests) == 4)
+    router.wait_for(
+        lambda: len(notify.requests) == 4 and len(mirror.requests) == 3 and len(options.requests) == 4
+    )
 
     # The step's own retries: four tries, one key, the signal's id with the workflow and step.
     assert keys(notify) == [f"{sid}:notify:call"] * 4
@@ -108,7 +110,9 @@ def test_the_key_is_the_same_on_every_retry_of_one_step(
     assert keys(options, "/empty") == [f"{sid}:options:step-2"]  # rendered empty: the default
     assert keys(options, "/off") == [None]
     assert keys(options, "/own") == ["mine-42"]
-    [run] = [run for run in router.signals()[0]["runs"] if run["workflow"] == "notify" and run["status"] == "done"]
+    [run] = [
+        run for run in router.signals()[0]["runs"] if run["workflow"] == "notify" and run["status"] == "done"
+    ]
     assert run["trace"][0]["output"]["idempotency_key"] == f"{sid}:notify:call"
 
 
@@ -116,7 +120,8 @@ def test_the_key_is_the_same_on_every_retry_of_one_step(
 def test_bad_idempotency_key_values_are_config_errors(
     router_factory: Callable[..., RouterProcess], value: str
 ) -> None:
-    router = router_factory(f"""
+    router = router_factory(
+        f"""
 [webhooks.w]
 
 [[workflows]]
@@ -127,7 +132,9 @@ listen = "webhooks.w"
 action = "webhook"
 url = "http://127.0.0.1:9/"
 idempotency_key = {value}
-""", start=False)
+""",
+        start=False,
+    )
     check = router.cli("check", check=False)
     assert check.returncode != 0 and "idempotency_key" in check.stdout + check.stderr
 
@@ -185,7 +192,8 @@ def test_sigkill_under_load_gives_duplicate_deliveries_but_no_duplicate_effects(
 ) -> None:
     receiver = DedupReceiver(delay=0.3).start()
     try:
-        router = router_factory(f"""
+        router = router_factory(
+            f"""
 [webhooks.load]
 
 [[workflows]]
@@ -195,11 +203,13 @@ listen = "webhooks.load"
 [[workflows.steps]]
 id = "post"
 action = "webhook"
-url = "{receiver.url('/effects')}"
+url = "{receiver.url("/effects")}"
 json = {{ n = "{{{{ __data.n }}}}" }}
 retries = 2
 retry_backoff = 0.05
-""", start=False)
+""",
+            start=False,
+        )
         router.config_path.write_text(router.config_path.read_text().replace('lease = "3s"', 'lease = "1s"'))
         router.start()
         url = router.url("webhooks.load")
@@ -254,9 +264,12 @@ retry_backoff = 0.05
         keys_of[n].add(key)
     repeated = len(deliveries) - len(effects)
     with capsys.disabled():
-        print(f"\nidempotency: {KILLS} SIGKILLs, {len(journaled)} signals journaled ({len(acked)} acked), "
-              f"{len(deliveries)} deliveries, {repeated} repeated deliveries dropped by key, "
-              f"{len(effects)} effects, duplicate effects {len(effects) - len(set(effects.values()))}", flush=True)
+        print(
+            f"\nidempotency: {KILLS} SIGKILLs, {len(journaled)} signals journaled ({len(acked)} acked), "
+            f"{len(deliveries)} deliveries, {repeated} repeated deliveries dropped by key, "
+            f"{len(effects)} effects, duplicate effects {len(effects) - len(set(effects.values()))}",
+            flush=True,
+        )
     assert repeated >= KILLS  # each kill left at least one call to be made again
     assert all(len(k) == 1 for k in keys_of.values()), "a signal's deliveries carried different keys"
     assert sorted(effects.values()) == sorted(set(effects.values()))  # no duplicate effect

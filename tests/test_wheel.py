@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
+    )
     if out.returncode != 0:
         pytest.skip(f"not a git checkout: {out.stderr.strip()}")
     return [f for f in out.stdout.splitlines() if (ROOT / f).is_file()]
@@ -41,8 +43,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for name in _files():
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, src / name)
-    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(work / "dist"), str(src)],
-                           capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(work / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if built.returncode != 0 and "No module named" in built.stderr:
         pytest.skip(f"python -m build cannot run here: {built.stderr.strip()[-300:]}")
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
@@ -50,8 +56,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert len(wheels) == 1, wheels
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheels[0])], capture_output=True,
-                         text=True, timeout=900)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(wheels[0])],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert pip.returncode == 0, pip.stderr[-3000:]
     yield venv / "bin"
 
@@ -65,25 +75,42 @@ def test_wheel_installs_and_serves_outside_the_checkout(installed: Path, tmp_pat
     from router.version import version
 
     router = str(installed / "router")
-    where = subprocess.run([str(installed / "python"), "-c", "import router, config; print(router.__file__)"],
-                           cwd=tmp_path, env=_env(), capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(installed / "python"), "-c", "import router, config; print(router.__file__)"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert where.startswith(str(installed.parent)) and not where.startswith(str(ROOT)), where
     out = subprocess.run([router, "--version"], cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"router {version()}", out.stderr
 
     # The embedded default config, written by install-service, serves as is (the README walk-through).
     root = tmp_path / "root"
-    subprocess.run([router, "install-service", "--root", str(root)], cwd=tmp_path, env=_env(), check=True,
-                   capture_output=True)
+    subprocess.run(
+        [router, "install-service", "--root", str(root)],
+        cwd=tmp_path,
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
     config = root / "etc/router/router.toml"
     http, admin = free_port(), free_port()
-    env = {**_env(), "ROUTER_DATA_DIR": str(tmp_path / "var"), "ROUTER_HTTP_LISTEN": f"127.0.0.1:{http}",
-           "ROUTER_PUBLIC_URL": f"http://127.0.0.1:{http}", "ROUTER_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
-           "ROUTER_ADMIN_LISTEN": f"127.0.0.1:{admin}"}
+    env = {
+        **_env(),
+        "ROUTER_DATA_DIR": str(tmp_path / "var"),
+        "ROUTER_HTTP_LISTEN": f"127.0.0.1:{http}",
+        "ROUTER_PUBLIC_URL": f"http://127.0.0.1:{http}",
+        "ROUTER_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "ROUTER_ADMIN_LISTEN": f"127.0.0.1:{admin}",
+    }
     log = tmp_path / "serve.log"
     with open(log, "wb") as sink:
-        proc = subprocess.Popen([router, "serve", "-c", str(config)], cwd=tmp_path, env=env, stdout=sink,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [router, "serve", "-c", str(config)], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -100,11 +127,21 @@ def test_wheel_installs_and_serves_outside_the_checkout(installed: Path, tmp_pat
             assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:500]
             assert "/static/app.css" in page.text
             css = c.get("/static/app.css")
-            assert css.status_code == 200 and css.headers["content-type"].startswith("text/css") and len(css.content) > 100
+            assert (
+                css.status_code == 200
+                and css.headers["content-type"].startswith("text/css")
+                and len(css.content) > 100
+            )
             assert c.get("/static/app.js").status_code == 200
             assert c.get("/openapi.json").json()["openapi"].startswith("3.1")
-        listing = subprocess.run([router, "endpoints", "-c", str(config), "--json"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, check=True)
+        listing = subprocess.run(
+            [router, "endpoints", "-c", str(config), "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         hello = next(i["url"] for i in __import__("json").loads(listing.stdout) if i["name"] == "hello")
         assert httpx.post(hello, json={"name": "wheel"}).status_code == 200
     finally:

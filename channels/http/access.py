@@ -87,8 +87,9 @@ async def check_access(request: Request, source: HttpSource) -> None:
     if basic:
         if not await _basic_ok(request.headers.get("authorization", ""), basic):
             raise Refused(
-                error_response(401, "missing or invalid HTTP Basic credentials")
-                .header("www-authenticate", 'Basic realm="router", charset="UTF-8"')
+                error_response(401, "missing or invalid HTTP Basic credentials").header(
+                    "www-authenticate", 'Basic realm="router", charset="UTF-8"'
+                )
             )
 
 

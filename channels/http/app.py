@@ -47,8 +47,14 @@ MAX_HEAD = 64 * 1024
 
 def head_size(scope: Scope) -> int:
     """The bytes of the request line and headers as sent (give or take the spaces)."""
-    line = len(scope.get("method", "")) + len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) + 12
+    line = (
+        len(scope.get("method", ""))
+        + len(scope.get("raw_path", b""))
+        + len(scope.get("query_string", b""))
+        + 12
+    )
     return line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+
 
 # Extra handlers (forms, sms, whatsapp) register here: kind -> handler(channel, request, source).
 Handler = Callable[["HttpChannel", Request, HttpSource], Awaitable[Response]]
@@ -90,8 +96,9 @@ class HttpChannel:
         if request.method == "HEAD":
             send = _without_body(send)
         if self.settings.trust_proxy and "x-forwarded-for" in request.headers:
-            request.client = client_address(request.client, request.headers["x-forwarded-for"],
-                                            networks(self.settings.trusted_proxies))
+            request.client = client_address(
+                request.client, request.headers["x-forwarded-for"], networks(self.settings.trusted_proxies)
+            )
         started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
         status = 500
@@ -107,7 +114,11 @@ class HttpChannel:
             request.extra["overloaded"] = True
             request.extra["reason"] = "too many requests in flight"
             await request.drain()
-            await error_response(503, "too many requests in flight").header("retry-after", "1").send(send, request_id)
+            await (
+                error_response(503, "too many requests in flight")
+                .header("retry-after", "1")
+                .send(send, request_id)
+            )
             if self.observer is not None:
                 self.observer.end(observed, request, 503)
             return
@@ -142,9 +153,15 @@ class HttpChannel:
             if self.observer is not None:
                 self.observer.end(observed, request, status)
             if self.settings.access_log:
-                access.info("access", method=request.method, path=loggable_path(request.path), status=status,
-                            duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.client,
-                            request_id=request_id)
+                access.info(
+                    "access",
+                    method=request.method,
+                    path=loggable_path(request.path),
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    remote=request.client,
+                    request_id=request_id,
+                )
 
     async def _route(self, request: Request, send: Send) -> Response | None:
         parts = request.path.strip("/").split("/")

@@ -37,7 +37,9 @@ def decoder_for(header: str | None, limit: int) -> Decoder | None:
         raise UnsupportedEncoding(f"Content-Encoding {header!r}: one coding at most ({', '.join(SUPPORTED)})")
     coding = "gzip" if codings[0] == "x-gzip" else codings[0]
     if coding not in SUPPORTED:
-        raise UnsupportedEncoding(f"Content-Encoding {codings[0]!r} is not supported; use {' or '.join(SUPPORTED)}")
+        raise UnsupportedEncoding(
+            f"Content-Encoding {codings[0]!r} is not supported; use {' or '.join(SUPPORTED)}"
+        )
     return Decoder(coding, limit)
 
 

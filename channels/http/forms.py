@@ -182,8 +182,12 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     data = await pipeline.parse(request, _without_files(settings))
     trap = source.config.honeypot
     if trap and str(data.get(trap) or "").strip():
-        log.info("form honeypot filled: not journaled", source=source.source, remote=request.client,
-                 request_id=request.request_id)
+        log.info(
+            "form honeypot filled: not journaled",
+            source=source.source,
+            remote=request.client,
+            request_id=request.request_id,
+        )
         return success(channel, source, data)
     if data.get("__files"):
         data = await pipeline.parse(request, settings)

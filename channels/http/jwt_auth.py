@@ -32,14 +32,18 @@ def token_from_headers(headers: dict[str, str]) -> str | None:
 
 def verify(token: str | None, *, issuer: str, secret: str) -> dict[str, Any] | JwtFailure:
     if not token:
-        return JwtFailure(403, "forbidden", "missing token: send Authorization: Bearer <jwt> or a token header")
+        return JwtFailure(
+            403, "forbidden", "missing token: send Authorization: Bearer <jwt> or a token header"
+        )
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:  # DecodeError, and PyJWT's checks of kid/crit/b64 in the header
         return JwtFailure(401, "invalid_token", "malformed token")
     alg = header.get("alg")
     if alg not in ALGORITHMS:
-        return JwtFailure(401, "invalid_token", f"algorithm {alg!r} is not allowed; use HS256, HS384 or HS512")
+        return JwtFailure(
+            401, "invalid_token", f"algorithm {alg!r} is not allowed; use HS256, HS384 or HS512"
+        )
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

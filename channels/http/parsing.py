@@ -32,10 +32,23 @@ MAX_MULTIPART_PARTS = 1000
 
 # Names the daemon sets itself (SPEC §5): a body field or query parameter of the same name is
 # dropped, so a caller cannot forge its address, headers, uploads or the signal's identity.
-RESERVED_FIELDS = frozenset({
-    "__headers", "__method", "__path", "__query", "__remote_addr", "__request_id", "__files", "__body",
-    "__json", "__signal_id", "__channel", "__source", "__received_at",
-})
+RESERVED_FIELDS = frozenset(
+    {
+        "__headers",
+        "__method",
+        "__path",
+        "__query",
+        "__remote_addr",
+        "__request_id",
+        "__files",
+        "__body",
+        "__json",
+        "__signal_id",
+        "__channel",
+        "__source",
+        "__received_at",
+    }
+)
 
 
 class BadBody(Exception):
@@ -111,7 +124,9 @@ def build_data(request: Request, files_dir: Path | None) -> dict[str, Any]:
     ctype = request.content_type
     if body and ctype == "application/x-www-form-urlencoded":
         try:
-            fields = pairs_to_dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+            fields = pairs_to_dict(
+                parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            )
         except UnicodeDecodeError as exc:
             raise BadBody("form body is not valid UTF-8") from exc
         data.update(query)
@@ -150,7 +165,11 @@ def parse_multipart(
     files: dict[str, Any] = {}
     for part in parts:
         if part.filename is not None:
-            info = save_file(files_dir, part.payload) if files_dir is not None else {"sha256": _sha256(part.payload)}
+            info = (
+                save_file(files_dir, part.payload)
+                if files_dir is not None
+                else {"sha256": _sha256(part.payload)}
+            )
             files[part.name] = {
                 "name": part.filename,
                 "content_type": part.content_type,
@@ -194,13 +213,15 @@ def _read_parts(content_type: str, body: bytes) -> list[_Part]:
         if not name:
             continue
         raw = part.get_payload(decode=True)
-        parts.append(_Part(
-            name=str(name),
-            filename=part.get_filename(),
-            content_type=part.get_content_type(),
-            charset=part.get_content_charset() or "utf-8",
-            payload=raw if isinstance(raw, bytes) else b"",
-        ))
+        parts.append(
+            _Part(
+                name=str(name),
+                filename=part.get_filename(),
+                content_type=part.get_content_type(),
+                charset=part.get_content_charset() or "utf-8",
+                payload=raw if isinstance(raw, bytes) else b"",
+            )
+        )
     return parts
 
 
@@ -225,7 +246,9 @@ def save_file(files_dir: Path, payload: bytes) -> dict[str, str]:
         if not target.parent.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
             _fsync_dir(target.parent.parent)
-        tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")  # concurrent savers of one file
+        tmp = target.with_suffix(
+            f".tmp{os.getpid()}.{threading.get_ident()}"
+        )  # concurrent savers of one file
         with open(tmp, "wb") as fh:
             fh.write(payload)
             fh.flush()

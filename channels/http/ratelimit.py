@@ -39,7 +39,9 @@ class TokenBucket:
 
     def take(self) -> float:
         """0 if allowed, else seconds until a token is available."""
-        self.tokens, self.stamp, wait = _take(self.rate, self.burst, self.tokens, self.stamp, time.monotonic())
+        self.tokens, self.stamp, wait = _take(
+            self.rate, self.burst, self.tokens, self.stamp, time.monotonic()
+        )
         return wait
 
 

@@ -9,7 +9,9 @@ from urllib.parse import quote
 from channels.http.asgi import Response
 from engine.ports import Reply
 
-_HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<div|<p[\s>]|<h[1-6]|<table|<span|<a\s)", re.I)
+_HTML_START = re.compile(
+    rb"^\s*(<!doctype\s+html|<html|<head|<body|<div|<p[\s>]|<h[1-6]|<table|<span|<a\s)", re.I
+)
 _XML_START = re.compile(rb"^\s*(<\?xml|<[A-Za-z_][\w.:-]*[\s/>])")
 
 

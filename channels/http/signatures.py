@@ -98,7 +98,9 @@ STANDARD_FAMILIES = ("webhook", "svix")
 
 
 def verify_standard(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
-    family = next((f for f in STANDARD_FAMILIES if headers.get(f"{f}-id") and headers.get(f"{f}-signature")), None)
+    family = next(
+        (f for f in STANDARD_FAMILIES if headers.get(f"{f}-id") and headers.get(f"{f}-signature")), None
+    )
     if family is None:
         return "missing webhook-id or webhook-signature header (or svix-id, svix-signature)"
     msg_id = headers[f"{family}-id"]

@@ -85,7 +85,7 @@ def _form(request: Request) -> _Params:
 
 
 def _strip(number: str) -> str:
-    return number[len(WHATSAPP_PREFIX):] if number.startswith(WHATSAPP_PREFIX) else number
+    return number[len(WHATSAPP_PREFIX) :] if number.startswith(WHATSAPP_PREFIX) else number
 
 
 def message_fields(fields: dict[str, Any], kind: str, received_at: str) -> dict[str, Any]:
@@ -143,7 +143,9 @@ def _has_sync_listener(channel: HttpChannel, source: HttpSource) -> bool:
 
 async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
     if request.method not in ("POST", "GET", "HEAD"):
-        return error_response(405, f"method {request.method} not allowed; use POST").header("allow", "POST, GET, HEAD")
+        return error_response(405, f"method {request.method} not allowed; use POST").header(
+            "allow", "POST, GET, HEAD"
+        )
     try:
         return await _accept(channel, request, source)
     except Refused as refused:

@@ -32,7 +32,9 @@ class Authenticator:
         self._verified: set[bytes] = set()
 
     def _fingerprint(self, login: str, password: bytes, encoded: str) -> bytes:
-        return hmac.new(self._key, login.encode() + b"\0" + password + b"\0" + encoded.encode(), hashlib.sha256).digest()
+        return hmac.new(
+            self._key, login.encode() + b"\0" + password + b"\0" + encoded.encode(), hashlib.sha256
+        ).digest()
 
     def check(self, login: str, password: bytes) -> bool:
         # Imported here: the `config` package is heavy and the SMTP worker only needs this when
@@ -54,7 +56,9 @@ class Authenticator:
         self._verified.add(fingerprint)
         return True
 
-    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if mechanism not in MECHANISMS or not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace")

@@ -46,7 +46,7 @@ class FrameReader:
             end = offset + _HEADER.size + size
             if len(self._buf) < end:
                 break
-            out.append(json.loads(bytes(self._buf[offset + _HEADER.size:end])))
+            out.append(json.loads(bytes(self._buf[offset + _HEADER.size : end])))
             offset = end
         if offset:
             del self._buf[:offset]

@@ -41,7 +41,9 @@ class Resolution:
 class MailboxTable:
     """An immutable lookup table, rebuilt (and swapped whole) on reload or state changes."""
 
-    exact: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # "local@domain" → [(name, active)]
+    exact: dict[str, list[tuple[str, bool]]] = field(
+        default_factory=dict
+    )  # "local@domain" → [(name, active)]
     domains: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # "domain" → [(name, active)]
     local_domains: frozenset[str] = frozenset()
 

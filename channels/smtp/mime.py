@@ -46,7 +46,9 @@ def parse_email(raw: bytes, *, files_dir: Path | None, received_at: str) -> dict
         return _parse_email(_LENIENT_PARSER, raw, files_dir=files_dir, received_at=received_at)
 
 
-def _parse_email(parser: BytesParser[Any], raw: bytes, *, files_dir: Path | None, received_at: str) -> dict[str, Any]:
+def _parse_email(
+    parser: BytesParser[Any], raw: bytes, *, files_dir: Path | None, received_at: str
+) -> dict[str, Any]:
     try:
         msg: EmailMessage = parser.parsebytes(raw)  # type: ignore[assignment]
     except RecursionError:
@@ -92,6 +94,7 @@ def message_id(msg: Message) -> str:
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
+
 def _decode(raw: str) -> str:
     value = _FOLD.sub("", raw).strip()
     if not value.isascii():  # 8-bit header bytes (SMTPUTF8 or sloppy senders) arrive surrogate-escaped
@@ -99,7 +102,12 @@ def _decode(raw: str) -> str:
     if "=?" in value:
         try:
             return str(make_header(decode_header(value)))
-        except (ValueError, LookupError, UnicodeError, MessageError):  # CharsetError: a non-ASCII charset name
+        except (
+            ValueError,
+            LookupError,
+            UnicodeError,
+            MessageError,
+        ):  # CharsetError: a non-ASCII charset name
             return value
     return value
 

@@ -205,7 +205,9 @@ class RouterSMTP(SMTP):
             refused = getattr(getattr(self.event_handler, "worker", None), "refused", None)
             if refused is not None:
                 refused("too_large")
-            await self.push(f"552 5.3.4 Error: message exceeds the size limit of {self.data_size_limit} bytes")
+            await self.push(
+                f"552 5.3.4 Error: message exceeds the size limit of {self.data_size_limit} bytes"
+            )
             return
         self.envelope.content = content
         self.envelope.original_content = content
@@ -239,12 +241,12 @@ class RouterSMTP(SMTP):
                 buf += chunk
                 end = buf.find(_END, start)
                 if end >= 0:
-                    rest = bytes(buf[end + len(_END):])
+                    rest = bytes(buf[end + len(_END) :])
                     if rest:
                         reader._buffer[0:0] = rest  # type: ignore[attr-defined]
                     if dropped or (limit and end - 2 > limit):
                         return b"", True
-                    del buf[end + 2:]
+                    del buf[end + 2 :]
                     return bytes(buf).replace(b"\r\n..", b"\r\n.")[2:], False
                 if limit and len(buf) - 2 + dropped > limit:
                     dropped += len(buf) - 4
@@ -263,7 +265,11 @@ def routing_in(address: Any) -> str | None:
     if getattr(address, "route", None):
         return "a source route"
     local = str(getattr(address, "local_part", "") or "")
-    for mark, what in (("@", "an address in the local part"), ("%", "the percent hack"), ("!", "a bang path")):
+    for mark, what in (
+        ("@", "an address in the local part"),
+        ("%", "the percent hack"),
+        ("!", "a bang path"),
+    ):
         if mark in local:
             return what
     return None
@@ -297,7 +303,9 @@ class Busy(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(f"421 4.7.0 {self.hostname} Error: too many connections, try again later\r\n".encode())
+        transport.write(
+            f"421 4.7.0 {self.hostname} Error: too many connections, try again later\r\n".encode()
+        )
         transport.close()
 
 

@@ -104,7 +104,8 @@ class SmtpBridge:
                         elif kind == "log":
                             fields = message.get("fields") or {}
                             structlog.get_logger(str(message.get("logger", "router.smtp"))).log(
-                                int(message.get("level", logging.INFO)), str(message.get("msg", "")),
+                                int(message.get("level", logging.INFO)),
+                                str(message.get("msg", "")),
                                 **{str(k): v for k, v in fields.items() if str(k) != "event"},
                             )
                         elif kind == "ready":
@@ -140,11 +141,18 @@ class SmtpBridge:
         for entity, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Submission):
                 log.info(
-                    "smtp accepted", source=entity.source, signal_id=outcome.signal_id,
-                    duplicate=outcome.duplicate, mail_from=info.get("from"), size=info.get("size"), peer=info.get("peer"),
+                    "smtp accepted",
+                    source=entity.source,
+                    signal_id=outcome.signal_id,
+                    duplicate=outcome.duplicate,
+                    mail_from=info.get("from"),
+                    size=info.get("size"),
+                    peer=info.get("peer"),
                 )
             elif isinstance(outcome, (Overloaded, JournalUnavailable)):
-                log.warning("smtp not accepted", source=entity.source, reason=str(outcome), peer=info.get("peer"))
+                log.warning(
+                    "smtp not accepted", source=entity.source, reason=str(outcome), peer=info.get("peer")
+                )
             else:
                 log.error("smtp delivery failed", source=entity.source, exc_info=outcome)
         self.send({"t": "result", "n": message["n"], "results": [_result(o) for o in outcomes]})
@@ -196,8 +204,12 @@ async def _bind(host: str, port: int) -> socket.socket:
             await trio.sleep(0.1)
 
 
-async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], Any]], *,
-                   task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def run_smtp(
+    host: Any,
+    load_states: Callable[[], dict[tuple[str, str], Any]],
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
     """The daemon's supervised SMTP channel.
 
     `host` is the daemon: `cfg` (replaced on SIGHUP), `dispatcher` (the Intake) and `stopping`
@@ -214,7 +226,8 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
     try:
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "channels.smtp.worker", str(listener.fileno()), str(theirs.fileno())],
-            pass_fds=(listener.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
+            pass_fds=(listener.fileno(), theirs.fileno()),
+            stdin=subprocess.DEVNULL,
         )
     finally:
         listener.close()
@@ -233,7 +246,12 @@ async def run_smtp(host: Any, load_states: Callable[[], dict[tuple[str, str], An
             with trio.move_on_after(READY_TIMEOUT):
                 await _first(bridge.ready, bridge.closed)
             if bridge.ready.is_set():
-                log.info("smtp listening", listen=cfg.smtp.listen, mailboxes=len(cfg.mailboxes), worker_pid=proc.pid)
+                log.info(
+                    "smtp listening",
+                    listen=cfg.smtp.listen,
+                    mailboxes=len(cfg.mailboxes),
+                    worker_pid=proc.pid,
+                )
                 task_status.started()
             while bridge.ready.is_set() and not host.stopping.is_set() and not bridge.closed.is_set():
                 with trio.move_on_after(REFRESH_INTERVAL):

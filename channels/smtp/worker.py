@@ -135,7 +135,9 @@ class Worker:
             self.limits = limits_from(SimpleNamespace(**message["smtp"]))
         except (OSError, ValueError) as exc:
             log.error("smtp config not applied, keeping the previous one", error=str(exc))
-        boxes = {m["name"]: SimpleNamespace(address=m["address"], active=m["active"]) for m in message["mailboxes"]}
+        boxes = {
+            m["name"]: SimpleNamespace(address=m["address"], active=m["active"]) for m in message["mailboxes"]
+        }
         self.mailboxes = MailboxTable.build(boxes)
         self.files_dir = Path(message["files_dir"])
         logging.getLogger().setLevel(message.get("log_level", logging.INFO))
@@ -147,8 +149,12 @@ class Worker:
     def protocol(self) -> asyncio.Protocol:
         limits = self.limits
         if len(self.connections.open) >= limits.max_connections:
-            log.warning("smtp connection refused", open=len(self.connections.open), limit=limits.max_connections,
-                        _throttle=("smtp", "connection", "max_connections"))
+            log.warning(
+                "smtp connection refused",
+                open=len(self.connections.open),
+                limit=limits.max_connections,
+                _throttle=("smtp", "connection", "max_connections"),
+            )
             self.refused("too_many_connections")
             return Busy(limits.hostname)
         return RouterSMTP(self.handler, limits, self.connections)
@@ -182,8 +188,9 @@ class MailHandler:
         found = self.worker.mailboxes.resolve(address)
         if not found.accepted:
             peer = _peer(session)
-            self.worker.refused("mailbox_disabled" if found.inactive else "no_such_mailbox" if found.local_domain
-                                else "relay")
+            self.worker.refused(
+                "mailbox_disabled" if found.inactive else "no_such_mailbox" if found.local_domain else "relay"
+            )
             if found.inactive:
                 _refused_rcpt(address, "disabled", peer)
                 return f"550 5.2.1 <{address}>: Recipient address rejected: mailbox disabled"
@@ -223,10 +230,21 @@ class MailHandler:
         }
         batch = []
         for name, rcpts in envelope.mailboxes.items():
-            data = {"incoming_email": {**email, "envelope": {**envelope_info, "rcpt_to": rcpts}}, "__remote_addr": peer}
+            data = {
+                "incoming_email": {**email, "envelope": {**envelope_info, "rcpt_to": rcpts}},
+                "__remote_addr": peer,
+            }
             entity = Entity("mailboxes", f"mailboxes.{name}", data, received_at=received_at)
-            batch.append({"id": entity.id, "channel": entity.channel, "source": entity.source,
-                          "received_at": received_at, "dedup_key": key, "data": entity.data})
+            batch.append(
+                {
+                    "id": entity.id,
+                    "channel": entity.channel,
+                    "source": entity.source,
+                    "received_at": received_at,
+                    "dedup_key": key,
+                    "data": entity.data,
+                }
+            )
         info = {"from": email["from_email"], "size": len(raw), "peer": peer}
         try:
             results = await self.worker.link.deliver(batch, info)
@@ -234,8 +252,13 @@ class MailHandler:
             return "421 4.3.2 Service shutting down, try again later"
         answer = status(results)
         if not answer.startswith("250"):
-            self.worker.refused("shutting_down" if answer.startswith("421") else
-                                "overloaded" if "too busy" in answer else "journal_unavailable")
+            self.worker.refused(
+                "shutting_down"
+                if answer.startswith("421")
+                else "overloaded"
+                if "too busy" in answer
+                else "journal_unavailable"
+            )
         return answer
 
 
@@ -252,8 +275,16 @@ def status(results: list[dict[str, Any]]) -> str:
 
 
 def _refused_rcpt(address: str, reason: str, peer: str) -> None:
-    log.info("refused", channel="smtp", source="smtp", status=550 if reason != "routing" else 553, reason=reason,
-             rcpt=address, peer=peer, _throttle=("smtp", "smtp", reason))
+    log.info(
+        "refused",
+        channel="smtp",
+        source="smtp",
+        status=550 if reason != "routing" else 553,
+        reason=reason,
+        rcpt=address,
+        peer=peer,
+        _throttle=("smtp", "smtp", reason),
+    )
 
 
 def configure_forwarding() -> None:
@@ -300,7 +331,9 @@ async def serve(listen_fd: int, link_fd: int) -> None:
                 elif kind == "config":
                     worker.configure(message)
                     if server is None:
-                        server = await loop.create_server(worker.protocol, sock=socket.socket(fileno=listen_fd))
+                        server = await loop.create_server(
+                            worker.protocol, sock=socket.socket(fileno=listen_fd)
+                        )
                         link.send({"t": "ready"})
                 elif kind == "stop":
                     stop = True
@@ -317,15 +350,22 @@ async def serve(listen_fd: int, link_fd: int) -> None:
         worker.pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def _stop(server: asyncio.AbstractServer | None, worker: Worker, link: Link,
-                reader: asyncio.StreamReader, frames: FrameReader) -> None:
+async def _stop(
+    server: asyncio.AbstractServer | None,
+    worker: Worker,
+    link: Link,
+    reader: asyncio.StreamReader,
+    frames: FrameReader,
+) -> None:
     """Stop accepting; let deliveries the daemon already has come back (briefly); then close."""
     if server is not None:
         server.close()
     deadline = asyncio.get_running_loop().time() + STOP_GRACE
     while link.pending and asyncio.get_running_loop().time() < deadline:
         try:
-            data = await asyncio.wait_for(reader.read(2**20), timeout=max(0.01, deadline - asyncio.get_running_loop().time()))
+            data = await asyncio.wait_for(
+                reader.read(2**20), timeout=max(0.01, deadline - asyncio.get_running_loop().time())
+            )
         except TimeoutError:
             break
         if not data:

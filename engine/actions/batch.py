@@ -55,16 +55,23 @@ class ForEach(Action):
             try:
                 items = json.loads(items) if items.strip() else []
             except ValueError:
-                raise ActionError("for_each: items rendered to text that is not a JSON list", retryable=False) from None
+                raise ActionError(
+                    "for_each: items rendered to text that is not a JSON list", retryable=False
+                ) from None
         if not isinstance(items, list | tuple):
-            raise ActionError(f"for_each: items must render to a list, got {type(items).__name__}", retryable=False)
+            raise ActionError(
+                f"for_each: items must render to a list, got {type(items).__name__}", retryable=False
+            )
         if len(items) > MAX_ITEMS:
             raise ActionError(f"for_each: {len(items)} items, more than {MAX_ITEMS}", retryable=False)
         raw = options.get("concurrency", 1)
         concurrency = _concurrency(ctx.render(raw) if isinstance(raw, str) else raw)
         if concurrency is None:
-            raise ActionError(f"for_each: concurrency must be a whole number from 1 to {MAX_CONCURRENCY}",
-                              retryable=False)
+            raise ActionError(
+                f"for_each: concurrency must be a whole number from 1 to {MAX_CONCURRENCY}", retryable=False
+            )
         name = str(options.get("as", "item"))
-        return ActionResult(output={"count": len(items), "as": name, "concurrency": concurrency},
-                            each=Each(name, list(items), concurrency))
+        return ActionResult(
+            output={"count": len(items), "as": name, "concurrency": concurrency},
+            each=Each(name, list(items), concurrency),
+        )

@@ -56,17 +56,19 @@ class Respond(Action):
         problems: list[str] = []
         return_type = options.get("return_type", "data")
         if not isinstance(return_type, str):
-            problems.append("respond: return_type must be \"data\", \"html\" or \"redirect\"")
+            problems.append('respond: return_type must be "data", "html" or "redirect"')
         elif not is_template(return_type):
             if return_type not in RETURN_TYPES:
-                problems.append(f"respond: return_type must be \"data\", \"html\" or \"redirect\" (got {return_type!r})")
+                problems.append(
+                    f'respond: return_type must be "data", "html" or "redirect" (got {return_type!r})'
+                )
             else:
                 wanted = RETURN_TYPES[return_type]
                 if return_type != "data" and wanted not in options:
-                    problems.append(f"respond: return_type = \"{return_type}\" needs {wanted}")
+                    problems.append(f'respond: return_type = "{return_type}" needs {wanted}')
                 for other in sorted(set(RETURN_TYPES.values()) - {wanted}):
                     if other in options:
-                        problems.append(f"respond: {other} is not used with return_type = \"{return_type}\"")
+                        problems.append(f'respond: {other} is not used with return_type = "{return_type}"')
         for key in ("return_html", "return_redirect"):
             if key in options and not isinstance(options[key], str):
                 problems.append(f"respond: {key} must be a string")
@@ -78,9 +80,13 @@ class Respond(Action):
                 problems.append(f"respond: status must be between 100 and 599 (got {status})")
         headers = options.get("headers")
         if headers is not None and not isinstance(headers, dict):
-            problems.append("respond: headers must be a table of name = \"value\"")
+            problems.append('respond: headers must be a table of name = "value"')
         elif headers:
-            problems += [f"respond: {name!r} is not a valid header name" for name in headers if _bad_header_name(str(name))]
+            problems += [
+                f"respond: {name!r} is not a valid header name"
+                for name in headers
+                if _bad_header_name(str(name))
+            ]
         return problems
 
     async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
@@ -98,8 +104,12 @@ class Respond(Action):
                 raise ActionError("respond: the redirect location rendered empty", retryable=False)
         else:
             body = as_text(ctx.render_value(raw))
-        reply = Reply(return_type=return_type, body=body, status=self._status(options, ctx),
-                      headers=self._headers(options, ctx))
+        reply = Reply(
+            return_type=return_type,
+            body=body,
+            status=self._status(options, ctx),
+            headers=self._headers(options, ctx),
+        )
         output: dict[str, Any] = {"return_type": return_type, "status": reply.status}
         if ctx.responder is None:
             ctx.log("info", "no caller to respond to (replayed or scheduled run); ignored")
@@ -120,7 +130,9 @@ class Respond(Action):
         if not text:
             return None
         if not text.isdigit() or not 100 <= int(text) <= 599:
-            raise ActionError(f"respond: status must be an HTTP status code, got {text[:50]!r}", retryable=False)
+            raise ActionError(
+                f"respond: status must be an HTTP status code, got {text[:50]!r}", retryable=False
+            )
         return int(text)
 
     @staticmethod
@@ -145,7 +157,9 @@ class Emit(Action):
 
     def validate(self, options: dict[str, Any]) -> list[str]:
         event = options.get("event")
-        if event is not None and (not isinstance(event, str) or not (is_template(event) or EVENT_NAME.match(event))):
+        if event is not None and (
+            not isinstance(event, str) or not (is_template(event) or EVENT_NAME.match(event))
+        ):
             return [f"emit: event must be a name without line breaks or ':' (got {event!r})"]
         return []
 

@@ -126,7 +126,7 @@ class UpsertRecord(_RecordAction):
         if isinstance(key, str):
             key = [key]
         if not isinstance(key, list) or not key or not all(isinstance(k, str) and k for k in key):
-            problems.append("upsert_record: key must be a list of field names, e.g. key = [\"email\"]")
+            problems.append('upsert_record: key must be a list of field names, e.g. key = ["email"]')
         elif isinstance(options.get("fields"), dict):
             missing = [k for k in key if not is_template(k) and k not in options["fields"]]
             if missing:
@@ -158,4 +158,6 @@ class DeleteRecord(_RecordAction):
         if record is None:
             # Already gone (perhaps by an earlier try of this run): deleting is idempotent.
             ctx.log("info", f"no {record_type} with id {record_id[:80]!r}; nothing to delete")
-        return ActionResult(output={"record_type": record_type, "id": record_id, "deleted": record is not None})
+        return ActionResult(
+            output={"record_type": record_type, "id": record_id, "deleted": record is not None}
+        )

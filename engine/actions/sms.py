@@ -81,8 +81,13 @@ class _TwilioMessage(Action):
         from engine.actions import twilio_api  # the SDK loads on the first message, not at start-up
 
         send = partial(
-            twilio_api.create_message, settings.twilio_account_sid, settings.twilio_auth_token,
-            settings.twilio_api_base, TWILIO_TIMEOUT, f"{self.name} to {to}", kwargs,
+            twilio_api.create_message,
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_api_base,
+            TWILIO_TIMEOUT,
+            f"{self.name} to {to}",
+            kwargs,
         )
         message = await trio.to_thread.run_sync(send)
         status = getattr(message.status, "value", message.status)

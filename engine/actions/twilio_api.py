@@ -87,7 +87,12 @@ def twilio_error(label: str, exc: BaseException) -> ActionError:
 
 
 def create_message(
-    account_sid: str, auth_token: str, api_base: str | None, timeout: float, label: str, kwargs: dict[str, Any]
+    account_sid: str,
+    auth_token: str,
+    api_base: str | None,
+    timeout: float,
+    label: str,
+    kwargs: dict[str, Any],
 ) -> Any:
     """`client.messages.create(**kwargs)` (blocking: run it in a thread), errors as ActionError."""
     client = twilio_client(account_sid, auth_token, api_base, timeout)

@@ -157,7 +157,7 @@ def _number(ctx: ActionContext, key: str, value: Any, default: float, *, duratio
     try:
         number = parse_duration(text) if duration else float(text)
     except ValueError:
-        kind = "a duration (30, \"30s\", \"1m\")" if duration else "a number"
+        kind = 'a duration (30, "30s", "1m")' if duration else "a number"
         raise ActionError(f"webhook: {key} must be {kind}, got {text!r}", retryable=False) from None
     if not math.isfinite(number) or number < 0:
         raise ActionError(f"webhook: {key} must be a non-negative number, got {text!r}", retryable=False)
@@ -195,7 +195,17 @@ class Webhook(Action):
     name: ClassVar[str] = "webhook"
     required: ClassVar[frozenset[str]] = frozenset({"url"})
     optional: ClassVar[frozenset[str]] = frozenset(
-        {"method", "headers", "json", "form", "body", "timeout", "retries", "retry_backoff", "idempotency_key"}
+        {
+            "method",
+            "headers",
+            "json",
+            "form",
+            "body",
+            "timeout",
+            "retries",
+            "retry_backoff",
+            "idempotency_key",
+        }
     )
 
     def validate(self, options: dict[str, Any]) -> list[str]:
@@ -240,10 +250,12 @@ class Webhook(Action):
             problems.append(f"webhook: retries must be between 0 and {MAX_RETRIES}")
         key = options.get("idempotency_key")
         if key is not None and not isinstance(key, str | bool):
-            problems.append('webhook: idempotency_key must be a template string, or false to send none')
+            problems.append("webhook: idempotency_key must be a template string, or false to send none")
         elif key is True or (isinstance(key, str) and not key.strip()):
-            problems.append('webhook: idempotency_key is a template such as "{{ __data.delivery_id }}", '
-                            "or false to send none (leave it out for the default)")
+            problems.append(
+                'webhook: idempotency_key is a template such as "{{ __data.delivery_id }}", '
+                "or false to send none (leave it out for the default)"
+            )
         backoff, problem = _literal_duration("retry_backoff", options.get("retry_backoff"))
         if problem:
             problems.append(problem)
@@ -301,7 +313,9 @@ class Webhook(Action):
             headers[str(hname)] = value
         return headers
 
-    def _idempotency_key(self, options: dict[str, Any], ctx: ActionContext, headers: dict[str, str]) -> str | None:
+    def _idempotency_key(
+        self, options: dict[str, Any], ctx: ActionContext, headers: dict[str, str]
+    ) -> str | None:
         if any(k.lower() == IDEMPOTENCY_HEADER.lower() for k in headers):
             return None  # given in `headers`: sent as it is
         configured = options.get("idempotency_key")
@@ -371,8 +385,13 @@ class Webhook(Action):
                     status = stored["status"]
                     _observe(services, "ok" if stored["ok"] else f"http_{status // 100}xx", started)
                     if stored["ok"]:
-                        output = {"method": method, "url": shown_url, "status": status, "attempts": attempt,
-                                  "idempotency_key": idempotency_key}
+                        output = {
+                            "method": method,
+                            "url": shown_url,
+                            "status": status,
+                            "attempts": attempt,
+                            "idempotency_key": idempotency_key,
+                        }
                         return ActionResult(output=output, store={"webhook": stored})
                     retryable = status == 429 or status >= 500
                     if not retryable or last:

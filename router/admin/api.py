@@ -166,9 +166,13 @@ def register(app: QuartTrio, admin: Admin) -> None:
         admin.refresh_routes()
         admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "ok")  # never the new secret
         item = await _one_source(f"{kind}.{short}")
-        return {**item, **fresh, "rotated": True,
-                "notice": "the previous URL/key no longer works; this response is the only time the API "
-                          "returns the new credentials on their own"}
+        return {
+            **item,
+            **fresh,
+            "rotated": True,
+            "notice": "the previous URL/key no longer works; this response is the only time the API "
+            "returns the new credentials on their own",
+        }
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -182,8 +186,14 @@ def register(app: QuartTrio, admin: Admin) -> None:
             until = queries.parse_since(args["until"]) if args.get("until") else None
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
-        return {"source": args.get("source") or None, "status": status_, "since": since, "until": until,
-                "before": args.get("before") or None, "limit": _limit()}
+        return {
+            "source": args.get("source") or None,
+            "status": status_,
+            "since": since,
+            "until": until,
+            "before": args.get("before") or None,
+            "limit": _limit(),
+        }
 
     @app.get("/api/signals")
     async def list_signals() -> dict[str, Any]:
@@ -213,7 +223,11 @@ def register(app: QuartTrio, admin: Admin) -> None:
                     done.append(sid)
                 else:
                     sig = tx.get_signal(sid)
-                    reason = "not found" if sig is None else f"signal is {sig.status}; only failed or done signals replay"
+                    reason = (
+                        "not found"
+                        if sig is None
+                        else f"signal is {sig.status}; only failed or done signals replay"
+                    )
                     skipped.append({"id": sid, "reason": reason})
             return done, skipped
 
@@ -245,8 +259,12 @@ def register(app: QuartTrio, admin: Admin) -> None:
             limit = body.get("limit", MAX_LIMIT)
             if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
                 raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
-            ids = [s["id"] for s in await read(lambda c: queries.list_signals(c, status="failed", source=source,
-                                                                        limit=limit))]
+            ids = [
+                s["id"]
+                for s in await read(
+                    lambda c: queries.list_signals(c, status="failed", source=source, limit=limit)
+                )
+            ]
             target = f"failed{f' source={source}' if source else ''}"
         done, skipped = await _replay(ids)
         admin.audit(g.principal, "signal.replay_bulk", target, "ok", replayed=len(done), skipped=len(skipped))
@@ -346,8 +364,12 @@ def register(app: QuartTrio, admin: Admin) -> None:
             raise BadRequest(f"no {record_type} record {record_id}", 404)
         daemon.dispatcher.poke()
         admin.audit(g.principal, "record.delete", target, "ok", signal_id=signal_id)
-        return {"deleted": deleted, "type": record_type, "signal_id": signal_id,
-                "source": f"deletions.{record_type}"}
+        return {
+            "deleted": deleted,
+            "type": record_type,
+            "signal_id": signal_id,
+            "source": f"deletions.{record_type}",
+        }
 
     # -- config --------------------------------------------------------------------------------
 
@@ -358,4 +380,8 @@ def register(app: QuartTrio, admin: Admin) -> None:
             admin.audit(g.principal, "config.reload", str(daemon.config_path), "refused", errors=len(errors))
             return {"applied": False, "errors": errors}, 400
         admin.audit(g.principal, "config.reload", str(daemon.config_path), "ok")
-        return {"applied": True, "sources": len(daemon.cfg.sources()), "workflows": len(daemon.workflows)}, 200
+        return {
+            "applied": True,
+            "sources": len(daemon.cfg.sources()),
+            "workflows": len(daemon.workflows),
+        }, 200

@@ -22,7 +22,9 @@ from router.build import build_routes
 log = structlog.get_logger("router.admin")
 
 # The audit line's own fields: a detail of the same name is logged as `detail_<name>`.
-_AUDIT_KEYS = frozenset({"action", "target", "result", "who", "via", "remote", "msg", "level", "logger", "time"})
+_AUDIT_KEYS = frozenset(
+    {"action", "target", "result", "who", "via", "remote", "msg", "level", "logger", "time"}
+)
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -68,17 +70,29 @@ class Admin:
 
     # -- what -----------------------------------------------------------------------------------
 
-    def audit(self, principal: Principal | None, action: str, target: str, result: str, **details: Any) -> None:
+    def audit(
+        self, principal: Principal | None, action: str, target: str, result: str, **details: Any
+    ) -> None:
         """One log line (and a ring buffer entry) per mutating call: who, from where, what, outcome."""
         who = principal.who if principal else "anonymous"
         via = principal.via if principal else "-"
         remote = principal.remote if principal else "-"
         extra = {f"detail_{k}" if k in _AUDIT_KEYS else k: v for k, v in details.items() if v is not None}
-        log.info("admin", action=action, target=target, result=result, who=who, via=via, remote=remote, **extra)
-        self.audit_trail.appendleft({
-            "at": time.time(), "action": action, "target": target, "result": result,
-            "who": who, "via": via, "remote": remote, **{k: v for k, v in details.items() if v is not None},
-        })
+        log.info(
+            "admin", action=action, target=target, result=result, who=who, via=via, remote=remote, **extra
+        )
+        self.audit_trail.appendleft(
+            {
+                "at": time.time(),
+                "action": action,
+                "target": target,
+                "result": result,
+                "who": who,
+                "via": via,
+                "remote": remote,
+                **{k: v for k, v in details.items() if v is not None},
+            }
+        )
         metrics = getattr(self.daemon, "metrics", None)
         if metrics is not None:
             metrics.admin_actions.labels(action, result).inc()

@@ -44,7 +44,8 @@ def mask_url(url: str | None) -> str:
         return ""
     parts = urlsplit(url)
     query = "&".join(
-        f"{quote(k, safe='')}=" + ("•••" if k.lower() in ("apikey", "api_key", "token") else quote(v, safe=""))
+        f"{quote(k, safe='')}="
+        + ("•••" if k.lower() in ("apikey", "api_key", "token") else quote(v, safe=""))
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     )
     return urlunsplit(parts._replace(query=query))
@@ -53,7 +54,9 @@ def mask_url(url: str | None) -> str:
 def register(app: QuartTrio, admin: Admin) -> None:
     daemon = admin.daemon
     env = app.jinja_env
-    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    env.filters["pretty"] = lambda v: json.dumps(
+        v, indent=2, ensure_ascii=False, default=str, sort_keys=False
+    )
     env.filters["ts"] = _ts
     env.filters["ago"] = _ago
     env.filters["mask_url"] = mask_url
@@ -70,8 +73,13 @@ def register(app: QuartTrio, admin: Admin) -> None:
         csrf = csrf_token(admin.token, principal.session) if principal and principal.session else ""
         counts = await read(lambda tx: tx.counts())
         return await render_template(
-            template, principal=principal, csrf=csrf, open_mode=admin.open, nav_counts=counts,
-            public_url=daemon.cfg.router.public_url, **context,
+            template,
+            principal=principal,
+            csrf=csrf,
+            open_mode=admin.open,
+            nav_counts=counts,
+            public_url=daemon.cfg.router.public_url,
+            **context,
         )
 
     # -- login ---------------------------------------------------------------------------------
@@ -96,10 +104,19 @@ def register(app: QuartTrio, admin: Admin) -> None:
             html = await render_template("login.html", error="That token is not right.", next=target)
             return Response(html, 401, content_type="text/html; charset=utf-8")
         session = make_session(token)
-        admin.audit(Principal(f"session:{fingerprint(token)}", "login", remote), "session.login", "dashboard", "ok")
+        admin.audit(
+            Principal(f"session:{fingerprint(token)}", "login", remote), "session.login", "dashboard", "ok"
+        )
         response = redirect(target)
-        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL, httponly=True, samesite="Strict",
-                            secure=request.scheme == "https", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            max_age=SESSION_TTL,
+            httponly=True,
+            samesite="Strict",
+            secure=request.scheme == "https",
+            path="/",
+        )
         return response
 
     @app.post("/logout")
@@ -127,8 +144,9 @@ def register(app: QuartTrio, admin: Admin) -> None:
             status = None
         items = await read(lambda c: queries.list_signals(c, source=source, status=status, limit=100))
         names = [f"{k}.{n}" for k, n, _ in daemon.cfg.sources()]
-        return await page("signals.html", nav="signals", items=items, source=source, status=status,
-                          source_names=names)
+        return await page(
+            "signals.html", nav="signals", items=items, source=source, status=status, source_names=names
+        )
 
     @app.get("/signals/<signal_id>")
     async def signal_page(signal_id: str) -> Any:
@@ -150,8 +168,9 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/records")
     async def records_page() -> Any:
-        return await page("records.html", nav="records", types=await read(queries.record_types), record_type=None,
-                          items=[])
+        return await page(
+            "records.html", nav="records", types=await read(queries.record_types), record_type=None, items=[]
+        )
 
     @app.get("/records/<record_type>")
     async def records_type_page(record_type: str) -> Any:
@@ -164,8 +183,14 @@ def register(app: QuartTrio, admin: Admin) -> None:
             for key in item:
                 if key not in columns:
                     columns.append(key)
-        return await page("records.html", nav="records", types=await read(queries.record_types),
-                          record_type=record_type, items=items, columns=columns)
+        return await page(
+            "records.html",
+            nav="records",
+            types=await read(queries.record_types),
+            record_type=record_type,
+            items=items,
+            columns=columns,
+        )
 
     @app.get("/audit")
     async def audit_page() -> Any:

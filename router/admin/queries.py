@@ -16,7 +16,8 @@ from router.storage import Tx
 from router.storage.rows import Signal
 
 SECRET_HEADER = re.compile(
-    r"authori[sz]ation|cookie|token|api[-_]?key|secret|signature|hmac|passw(or)?d|x-twilio-signature", re.IGNORECASE
+    r"authori[sz]ation|cookie|token|api[-_]?key|secret|signature|hmac|passw(or)?d|x-twilio-signature",
+    re.IGNORECASE,
 )
 SECRET_FIELD = re.compile(r"secret|passw(or)?d|token|authori[sz]ation|api[-_]?key|cookie", re.IGNORECASE)
 MASK = "•••"
@@ -64,8 +65,10 @@ def mask_fields(value: Any, depth: int = 0) -> Any:
     if depth > 20:
         return value
     if isinstance(value, dict):
-        return {k: (MASK if SECRET_FIELD.search(str(k)) and v not in (None, "") else mask_fields(v, depth + 1))
-                for k, v in value.items()}
+        return {
+            k: (MASK if SECRET_FIELD.search(str(k)) and v not in (None, "") else mask_fields(v, depth + 1))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [mask_fields(v, depth + 1) for v in value]
     return value
@@ -129,7 +132,8 @@ def signal_detail(tx: Tx, signal_id: str) -> dict[str, Any] | None:
     item = sig.summary()
     item["updated_at"] = sig.updated_at
     item["entity"] = mask_fields({k: v for k, v in sig.entity.data.items() if k != "__headers"}) | (
-        {"__headers": mask_headers(sig.entity.data["__headers"])} if isinstance(sig.entity.data.get("__headers"), dict)
+        {"__headers": mask_headers(sig.entity.data["__headers"])}
+        if isinstance(sig.entity.data.get("__headers"), dict)
         else {}
     )
     item["view"] = split_entity(sig.entity.data)

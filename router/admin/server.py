@@ -40,7 +40,9 @@ def _machine(path: str) -> bool:
 
 def create_app(daemon: Any) -> QuartTrio:
     app = QuartTrio(
-        "router.admin", template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"),
+        "router.admin",
+        template_folder=str(HERE / "templates"),
+        static_folder=str(HERE / "static"),
         static_url_path="/static",
     )
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -62,10 +64,15 @@ def create_app(daemon: Any) -> QuartTrio:
         principal = admin.authenticate(request.headers, request.cookies, request.remote_addr or "")
         if principal is None:
             if _machine(path):
-                log.info("admin refused", path=path, remote=request.remote_addr,
-                         reason="bad_token" if "authorization" in request.headers else "no_credentials")
+                log.info(
+                    "admin refused",
+                    path=path,
+                    remote=request.remote_addr,
+                    reason="bad_token" if "authorization" in request.headers else "no_credentials",
+                )
                 return Response(
-                    b'{"error":"missing or invalid admin token: send Authorization: Bearer TOKEN"}', 401,
+                    b'{"error":"missing or invalid admin token: send Authorization: Bearer TOKEN"}',
+                    401,
                     {"Content-Type": "application/json", "WWW-Authenticate": 'Bearer realm="router-admin"'},
                 )
             return redirect(f"/login?next={request.full_path.rstrip('?')}")
@@ -74,8 +81,11 @@ def create_app(daemon: Any) -> QuartTrio:
             given = (await request.form).get("csrf_token", "")
         if not admin.csrf_ok(principal, request.method, given):
             log.info("admin refused", path=path, remote=request.remote_addr, reason="csrf")
-            return Response(b'{"error":"missing or invalid X-CSRF-Token for a cookie session"}', 403,
-                            {"Content-Type": "application/json"})
+            return Response(
+                b'{"error":"missing or invalid X-CSRF-Token for a cookie session"}',
+                403,
+                {"Content-Type": "application/json"},
+            )
         g.principal = principal
         return None
 
@@ -124,7 +134,9 @@ async def run_admin(daemon: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED)
         return
     if not cfg.token and not cfg.is_loopback:
         # The config check refuses this already; never serve an open admin on a public address.
-        log.error("admin not started: no [admin] token and listen is not a loopback address", listen=cfg.listen)
+        log.error(
+            "admin not started: no [admin] token and listen is not a loopback address", listen=cfg.listen
+        )
         task_status.started()
         await daemon.stopping.wait()
         return

@@ -22,7 +22,6 @@ DEFAULT_CONFIG = "router.toml"
 __all__ = ["EXIT_CODES", "EX_CONFIG", "EX_UNAVAILABLE", "NOT_FOUND", "OK", "USAGE", "Exit"]
 
 
-
 class Exit(Exception):
     """Ends a verb with a one-line message on stderr and an exit code."""
 
@@ -33,8 +32,13 @@ class Exit(Exception):
 
 
 def config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default=os.environ.get("ROUTER_CONFIG", DEFAULT_CONFIG), metavar="FILE",
-                   help=f"config file (default: $ROUTER_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("ROUTER_CONFIG", DEFAULT_CONFIG),
+        metavar="FILE",
+        help=f"config file (default: $ROUTER_CONFIG or {DEFAULT_CONFIG})",
+    )
 
 
 def json_arg(p: argparse.ArgumentParser) -> None:

@@ -22,8 +22,11 @@ def cmd_db(args: argparse.Namespace) -> int:
     db = db_path(cfg)
     busy = in_use_by(db)
     if busy:
-        raise Exit(NOT_FOUND, f"{db} is open in process {', '.join(map(str, busy))}: stop the daemon first "
-                              "(a copy of a journal that is still being written would miss its last signals)")
+        raise Exit(
+            NOT_FOUND,
+            f"{db} is open in process {', '.join(map(str, busy))}: stop the daemon first "
+            "(a copy of a journal that is still being written would miss its last signals)",
+        )
     try:
         counts = copy_sqlite_to_postgres(db, url)
     except StorageUnavailable as exc:

@@ -31,8 +31,11 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
                     fresh = storage.write_sync(lambda tx: sources.rotate(tx, kind, name))
                 except ValueError as exc:
                     raise Exit(NOT_FOUND, str(exc)) from None
-                item = next(i for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
-                            if i["kind"] == kind and i["name"] == name)
+                item = next(
+                    i
+                    for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
+                    if i["kind"] == kind and i["name"] == name
+                )
                 if args.json:
                     dump({**item, **fresh})
                 else:
@@ -49,8 +52,15 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
         if args.json:
             dump(items)
         else:
-            rows = [(i["kind"], i["name"], "active" if i["active"] else "inactive", i.get("url") or i.get("address"))
-                    for i in items]
+            rows = [
+                (
+                    i["kind"],
+                    i["name"],
+                    "active" if i["active"] else "inactive",
+                    i.get("url") or i.get("address"),
+                )
+                for i in items
+            ]
             print(table(("KIND", "NAME", "STATE", "URL / ADDRESS"), rows, "no sources configured"))
         return 0
 
@@ -74,7 +84,9 @@ def _source_filter(cfg: Any, given: str | None, seen: bool) -> str | None:
 def cmd_signals(args: argparse.Namespace) -> int:
     with opened(args.config) as (cfg, storage):
         status = "failed" if args.failed else args.status
-        seen = bool(args.source) and bool(storage.read(lambda tx: tx.list_signals(source=args.source, limit=1)))
+        seen = bool(args.source) and bool(
+            storage.read(lambda tx: tx.list_signals(source=args.source, limit=1))
+        )
         source = _source_filter(cfg, args.source, seen)
         rows = storage.read(lambda tx: tx.list_signals(status=status, source=source, limit=args.limit))
         if args.json:
@@ -86,9 +98,13 @@ def cmd_signals(args: argparse.Namespace) -> int:
                 out.append(item)
             dump(out)
         else:
-            print(table(("ID", "RECEIVED", "SOURCE", "STATUS", "ATTEMPTS", "ERROR"),
-                        [(s.id, s.received_at, s.source, s.status, s.attempts, s.last_error or "") for s in rows],
-                        "no signals"))
+            print(
+                table(
+                    ("ID", "RECEIVED", "SOURCE", "STATUS", "ATTEMPTS", "ERROR"),
+                    [(s.id, s.received_at, s.source, s.status, s.attempts, s.last_error or "") for s in rows],
+                    "no signals",
+                )
+            )
         return 0
 
 
@@ -102,8 +118,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if signal is None:
             raise Exit(NOT_FOUND, f"no signal {args.signal_id}")
         if not storage.write_sync(lambda tx: tx.requeue(args.signal_id)):
-            raise Exit(NOT_FOUND, f"signal {args.signal_id} is {signal.status}; "
-                       "only failed or done signals can be replayed")
+            raise Exit(
+                NOT_FOUND,
+                f"signal {args.signal_id} is {signal.status}; only failed or done signals can be replayed",
+            )
         print(f"{args.signal_id} queued for replay")
         return 0
 
@@ -124,7 +142,11 @@ def cmd_records(args: argparse.Namespace) -> int:
                 raise Exit(NOT_FOUND, str(exc)) from None
             if deleted is None:
                 raise Exit(NOT_FOUND, f"no {args.type} record {args.id}")
-            print(json.dumps({"deleted": args.type, "id": args.id}) if args.json else f"deleted {args.type} {args.id}")
+            print(
+                json.dumps({"deleted": args.type, "id": args.id})
+                if args.json
+                else f"deleted {args.type} {args.id}"
+            )
             return 0
         known = sorted(set(storage.read(lambda tx: tx.record_types())) | _configured_types(cfg))
         if args.type not in known:
@@ -143,15 +165,24 @@ def cmd_records(args: argparse.Namespace) -> int:
             dump(rows)
         else:
             columns = list(dict.fromkeys(key for row in rows for key in row))
-            print(table([c.upper() for c in columns], [[row.get(c) for c in columns] for row in rows],
-                        f"no {args.type} records"))
+            print(
+                table(
+                    [c.upper() for c in columns],
+                    [[row.get(c) for c in columns] for row in rows],
+                    f"no {args.type} records",
+                )
+            )
         return 0
 
 
 def _configured_types(cfg: Any) -> set[str]:
     """Record types the config's steps name literally: known before their first record."""
-    return {step.options()["record_type"] for workflow in cfg.workflows for step in workflow.steps
-            if isinstance(step.options().get("record_type"), str) and "{" not in step.options()["record_type"]}
+    return {
+        step.options()["record_type"]
+        for workflow in cfg.workflows
+        for step in workflow.steps
+        if isinstance(step.options().get("record_type"), str) and "{" not in step.options()["record_type"]
+    }
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
@@ -164,10 +195,21 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             return 0
         rows = []
         for i in items:
-            spec = {"cron": lambda i: f'cron "{i["cron"]}"', "every": lambda i: f"every {i['every']:g}s",
-                    "at": lambda i: f"at {i['at']}"}[i["kind"]](i)
-            rows.append((i["name"], spec, i["timezone"], "active" if i["active"] else "inactive",
-                         ", ".join(i["next"]) or "-", i["last_slot"]))
+            spec = {
+                "cron": lambda i: f'cron "{i["cron"]}"',
+                "every": lambda i: f"every {i['every']:g}s",
+                "at": lambda i: f"at {i['at']}",
+            }[i["kind"]](i)
+            rows.append(
+                (
+                    i["name"],
+                    spec,
+                    i["timezone"],
+                    "active" if i["active"] else "inactive",
+                    ", ".join(i["next"]) or "-",
+                    i["last_slot"],
+                )
+            )
         print(table(("NAME", "WHEN", "TIMEZONE", "STATE", "NEXT", "LAST"), rows, "no schedules configured"))
         return 0
 
@@ -186,7 +228,9 @@ def cmd_jwt(args: argparse.Namespace) -> int:
     model = cfg.endpoints.get(name) if kind == "endpoints" else None
     if model is None or not model.add_authentication:
         raise Exit(NOT_FOUND, f"{kind}.{name} does not use JWT authentication")
-    templates = TemplateEngine()  # endpoint_key / endpoint_secret may be templates, as the daemon renders them
+    templates = (
+        TemplateEngine()
+    )  # endpoint_key / endpoint_secret may be templates, as the daemon renders them
     issuer = templates.render(model.endpoint_key or "", {})
     secret = templates.render(model.endpoint_secret or "", {})
     now = int(time.time())
@@ -198,5 +242,3 @@ def cmd_jwt(args: argparse.Namespace) -> int:
             raise Exit(USAGE, f"--data is not valid JSON: {exc}") from None
     print(pyjwt.encode(claims, secret, algorithm="HS256"))
     return 0
-
-

@@ -21,42 +21,68 @@ def _epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="router", description=DESCRIPTION, epilog=_epilog(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"router {version()}",
-                        help="print the version and exit")
+    parser = argparse.ArgumentParser(
+        prog="router",
+        description=DESCRIPTION,
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"router {version()}", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def verb(name: str, help: str, func: object) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", epilog=_epilog(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help[:1].upper() + help[1:] + ".",
+            epilog=_epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(func=func)
         return p
 
     p = verb("serve", "run the daemon in the foreground (systemd: Type=notify)", service.cmd_serve)
     config_arg(p)
-    p.add_argument("--log-format", choices=["logfmt", "json"], default=os.environ.get("ROUTER_LOG_FORMAT"),
-                   help="log line format (default: $ROUTER_LOG_FORMAT, [router] log_format, logfmt)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                   default=os.environ.get("ROUTER_LOG_LEVEL"),
-                   help="lowest level logged (default: $ROUTER_LOG_LEVEL, [router] log_level, info)")
+    p.add_argument(
+        "--log-format",
+        choices=["logfmt", "json"],
+        default=os.environ.get("ROUTER_LOG_FORMAT"),
+        help="log line format (default: $ROUTER_LOG_FORMAT, [router] log_format, logfmt)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=os.environ.get("ROUTER_LOG_LEVEL"),
+        help="lowest level logged (default: $ROUTER_LOG_LEVEL, [router] log_level, info)",
+    )
     p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--runner", type=int, default=0, help=argparse.SUPPRESS)
 
     p = verb("check", "validate a config file and print every problem at once", service.cmd_check)
     config_arg(p)
 
-    p = verb("endpoints", "list sources with their URLs, or activate/deactivate/rotate one", manage.cmd_endpoints)
+    p = verb(
+        "endpoints", "list sources with their URLs, or activate/deactivate/rotate one", manage.cmd_endpoints
+    )
     config_arg(p)
-    p.add_argument("action", nargs="?", choices=["list", "activate", "deactivate", "rotate"], default="list",
-                   help="what to do (default: list)")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "activate", "deactivate", "rotate"],
+        default="list",
+        help="what to do (default: list)",
+    )
     p.add_argument("name", nargs="?", help="source name, `invoices` or `endpoints.invoices`")
     json_arg(p)
 
     p = verb("signals", "list journaled signals, newest first", manage.cmd_signals)
     config_arg(p)
     p.add_argument("--failed", action="store_true", help="only failed signals (same as --status failed)")
-    p.add_argument("--status", choices=["pending", "running", "done", "failed"], help="only signals in this state")
+    p.add_argument(
+        "--status", choices=["pending", "running", "done", "failed"], help="only signals in this state"
+    )
     p.add_argument("--source", metavar="SOURCE", help="only this source (`hello` or `endpoints.hello`)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N signals (default: 50)")
     p.add_argument("--json", action="store_true", help="print JSON, with each signal's entity and run traces")
@@ -67,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("records", "list, show or delete stored records", manage.cmd_records)
     config_arg(p)
-    p.add_argument("action", choices=["list", "show", "delete"], help="list a type, show or delete one record")
+    p.add_argument(
+        "action", choices=["list", "show", "delete"], help="list a type, show or delete one record"
+    )
     p.add_argument("type", metavar="TYPE", help="record type, as a workflow's record step names it")
     p.add_argument("id", nargs="?", metavar="ID", help="record id (show, delete)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N records (default: 50)")
@@ -75,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("db", "copy a stopped SQLite data dir into an empty PostgreSQL database", db.cmd_db)
     config_arg(p)
-    p.add_argument("action", choices=["copy"], help="copy: journal, sources, schedules, records, step effects")
-    p.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST:PORT/DB (must be empty)")
+    p.add_argument(
+        "action", choices=["copy"], help="copy: journal, sources, schedules, records, step effects"
+    )
+    p.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://USER@HOST:PORT/DB (must be empty)"
+    )
     json_arg(p)
 
     p = verb("schedules", "list schedules with their next fire times", manage.cmd_schedules)
@@ -90,19 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="JSON", help="JSON for the token's data claim")
     p.add_argument("--ttl", type=int, default=300, metavar="SECONDS", help="lifetime (default: 300)")
 
-    p = verb("hash-password", "hash a password for [smtp] users (read from a prompt or stdin, never argv)",
-             service.cmd_hash_password)
-    p.add_argument("user", nargs="?", metavar="USER", help="print `USER = \"HASH\"`, ready to paste")
+    p = verb(
+        "hash-password",
+        "hash a password for [smtp] users (read from a prompt or stdin, never argv)",
+        service.cmd_hash_password,
+    )
+    p.add_argument("user", nargs="?", metavar="USER", help='print `USER = "HASH"`, ready to paste')
 
     p = verb("systemd-unit", "print a hardened systemd unit for this config", service.cmd_systemd_unit)
     config_arg(p)
 
-    p = verb("install-service", "write the systemd unit and /etc/router/router.toml, print the systemctl lines",
-             service.cmd_install_service)
-    p.add_argument("--root", default="/", metavar="DIR",
-                   help="install under DIR instead of / (paths in the unit stay as seen by the service)")
-    p.add_argument("--config-path", default="/etc/router/router.toml", metavar="FILE",
-                   help="where the service reads its config; written from the embedded default if absent")
+    p = verb(
+        "install-service",
+        "write the systemd unit and /etc/router/router.toml, print the systemctl lines",
+        service.cmd_install_service,
+    )
+    p.add_argument(
+        "--root",
+        default="/",
+        metavar="DIR",
+        help="install under DIR instead of / (paths in the unit stay as seen by the service)",
+    )
+    p.add_argument(
+        "--config-path",
+        default="/etc/router/router.toml",
+        metavar="FILE",
+        help="where the service reads its config; written from the embedded default if absent",
+    )
     p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR", help="where the unit goes")
     p.add_argument("--name", default="router", help="unit name (default: router → router.service)")
     p.add_argument("--force", action="store_true", help="replace a unit file that differs")

@@ -35,12 +35,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     main = args.worker == 0 and args.runner == 0
     share_metrics(data_dir, main=main)
     from router.daemon import serve  # after share_metrics: it imports prometheus_client
+
     args.log_format = args.log_format or "logfmt"
     args.log_level = args.log_level or "info"
     logs.setup(args.log_format, args.log_level)
     worker_args = ["--log-format", args.log_format, "--log-level", args.log_level]
     try:
-        return serve(Path(args.config), worker_index=args.worker, runner_index=args.runner, worker_args=worker_args)
+        return serve(
+            Path(args.config), worker_index=args.worker, runner_index=args.runner, worker_args=worker_args
+        )
     finally:
         if main:
             forget_metrics()
@@ -55,7 +58,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _exe() -> str:
     exe = os.path.abspath(sys.argv[0])
     if exe.endswith(".py") or os.path.basename(exe) == "__main__.py" or not os.access(exe, os.X_OK):
-        return f"{sys.executable} -m router.cli"  # run as `python -m router.cli`: no `router` script to point at
+        return (
+            f"{sys.executable} -m router.cli"  # run as `python -m router.cli`: no `router` script to point at
+        )
     return exe
 
 

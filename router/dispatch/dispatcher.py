@@ -175,8 +175,19 @@ class Dispatcher:
             if responder is not None:
                 responder.finish()
         elif claim and self._nursery is not None and self._accepting:
-            signal = Signal(entity.id, entity.channel, entity.source, entity.received_at, entity, RUNNING, 0, None,
-                            dedup_key, self.owner, epoch=1)
+            signal = Signal(
+                entity.id,
+                entity.channel,
+                entity.source,
+                entity.received_at,
+                entity,
+                RUNNING,
+                0,
+                None,
+                dedup_key,
+                self.owner,
+                epoch=1,
+            )
             self._start(signal, responder)
         elif self.hand_off is not None:
             self.pending_estimate += 1
@@ -273,7 +284,9 @@ class Dispatcher:
                 except StorageUnavailable as exc:
                     log.warning("lease renewal failed", error=str(exc))
 
-    async def _process(self, signal: Signal, responder: CallerResponder | None, scope: trio.CancelScope) -> None:
+    async def _process(
+        self, signal: Signal, responder: CallerResponder | None, scope: trio.CancelScope
+    ) -> None:
         caller: CallerResponder = responder or NullResponder()
         try:
             with scope:
@@ -311,8 +324,16 @@ class Dispatcher:
             # cost a tenth of a runner's CPU. Done runs log at debug, the others at info.
             level = logging.DEBUG if result.status == "done" else logging.INFO
             if log.isEnabledFor(level):
-                log.log(level, "run", workflow=workflow.name, signal_id=signal.id, request_id=request_id,
-                        status=result.status, duration_ms=round(duration, 1), error=result.error)
+                log.log(
+                    level,
+                    "run",
+                    workflow=workflow.name,
+                    signal_id=signal.id,
+                    request_id=request_id,
+                    status=result.status,
+                    duration_ms=round(duration, 1),
+                    error=result.error,
+                )
 
         if len(todo) == 1:
             await one(todo[0])  # the common case: no nursery, no extra task
@@ -323,7 +344,9 @@ class Dispatcher:
         caller.finish()
         await self._settle(signal, attempt, runs)
 
-    async def _settle(self, signal: Signal, attempt: int, runs: list[tuple[Workflow, str, float, RunResult]]) -> None:
+    async def _settle(
+        self, signal: Signal, attempt: int, runs: list[tuple[Workflow, str, float, RunResult]]
+    ) -> None:
         """Record every run and the signal's outcome in ONE transaction: a crash never leaves a
         run recorded as done on a signal that will be run again."""
         failures = [(w, r.error or "failed", r.retryable) for w, _, _, r in runs if r.status != "done"]
@@ -350,8 +373,10 @@ class Dispatcher:
                 # records its own runs; this attempt's are not recorded, so one attempt has one run.
                 return
             for workflow, started, duration, result in runs:
-                tx.record_run(signal.id, Run(workflow.name, attempt, result.status, started, duration, result.error,
-                                             result.trace))
+                tx.record_run(
+                    signal.id,
+                    Run(workflow.name, attempt, result.status, started, duration, result.error, result.trace),
+                )
             if status == "done":
                 tx.effects_forget(signal.id)
 

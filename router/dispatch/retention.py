@@ -46,8 +46,9 @@ async def prune(storage: Storage, retention: float, now: float | None = None) ->
     return signals, keys
 
 
-async def run_retention(storage: Storage, retention: Callable[[], float],
-                        active: Callable[[], bool] = lambda: True) -> None:
+async def run_retention(
+    storage: Storage, retention: Callable[[], float], active: Callable[[], bool] = lambda: True
+) -> None:
     """Prune now and then every min(retention / 2, 1 h); `retention()` is read each time (reloads).
     While `active()` is false (another node holds the scheduler lease) it waits, looking every
     `STANDBY` seconds, and prunes as soon as it becomes true."""

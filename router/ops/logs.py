@@ -82,7 +82,9 @@ def logfmt_value(value: Any) -> str:
 def _ordered(event: EventDict) -> list[tuple[str, Any]]:
     """time, level, logger, msg, then the fields in the order given; a field set to None is left out."""
     first = [(key, event[key]) for key in FIRST_KEYS if key in event]
-    return first + [(key, value) for key, value in event.items() if key not in FIRST_KEYS and value is not None]
+    return first + [
+        (key, value) for key, value in event.items() if key not in FIRST_KEYS and value is not None
+    ]
 
 
 def render_logfmt(_logger: Any, _method: str, event: EventDict) -> str:
@@ -92,7 +94,9 @@ def render_logfmt(_logger: Any, _method: str, event: EventDict) -> str:
 def render_json(_logger: Any, _method: str, event: EventDict) -> str:
     payload: dict[str, Any] = {}
     for key, value in _ordered(event):
-        payload[key] = value if isinstance(value, int | float | bool) and not isinstance(value, str) else _text(value)
+        payload[key] = (
+            value if isinstance(value, int | float | bool) and not isinstance(value, str) else _text(value)
+        )
     return json.dumps(payload, ensure_ascii=False)
 
 
@@ -117,7 +121,9 @@ def _logger_name(logger: Any, _method: str, event: EventDict) -> EventDict:
 def _timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
     record = event.get("_record")
     created = record.created if record is not None else time.time()
-    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    event["time"] = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    )
     return event
 
 
@@ -214,5 +220,12 @@ _refusals = structlog.get_logger("router.refused")
 
 def refused(channel: str, source: str, status: int | str, reason: str, **fields: Any) -> None:
     """A request turned away before the journal: logged at info, throttled per source and reason."""
-    _refusals.info("refused", channel=channel, source=source, status=status, reason=reason, **fields,
-                   _throttle=(channel, source, str(status)))
+    _refusals.info(
+        "refused",
+        channel=channel,
+        source=source,
+        status=status,
+        reason=reason,
+        **fields,
+        _throttle=(channel, source, str(status)),
+    )

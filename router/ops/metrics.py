@@ -69,7 +69,13 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 # Paths of the HTTP channels -> the channel name of what arrives there.
-_HTTP_CHANNELS = {"listener": "endpoints", "webhooks": "webhooks", "forms": "forms", "sms": "sms", "whatsapp": "whatsapp"}
+_HTTP_CHANNELS = {
+    "listener": "endpoints",
+    "webhooks": "webhooks",
+    "forms": "forms",
+    "sms": "sms",
+    "whatsapp": "whatsapp",
+}
 
 
 _PROBES = frozenset({"/healthz", "/readyz"})
@@ -99,10 +105,18 @@ class _ScrapeCollector(Collector):
             values = self.read()
         except Exception:  # noqa: BLE001 - a scrape never takes the daemon down
             return
-        yield GaugeMetricFamily("router_queue_depth", "Signals pending in the journal", value=values["pending"])
-        yield GaugeMetricFamily("router_runs_active", "Signals being processed (any process)", value=values["active"])
-        yield GaugeMetricFamily("router_http_in_flight", "HTTP requests being handled", value=values["in_flight"])
-        by_status = GaugeMetricFamily("router_journal_signals", "Signals in the journal by status", labels=["status"])
+        yield GaugeMetricFamily(
+            "router_queue_depth", "Signals pending in the journal", value=values["pending"]
+        )
+        yield GaugeMetricFamily(
+            "router_runs_active", "Signals being processed (any process)", value=values["active"]
+        )
+        yield GaugeMetricFamily(
+            "router_http_in_flight", "HTTP requests being handled", value=values["in_flight"]
+        )
+        by_status = GaugeMetricFamily(
+            "router_journal_signals", "Signals in the journal by status", labels=["status"]
+        )
         for status in ("pending", "running", "done", "failed"):
             by_status.add_metric([status], values["by_status"].get(status, 0))
         yield by_status
@@ -110,17 +124,29 @@ class _ScrapeCollector(Collector):
 
 class _BuildInfo(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        info = GaugeMetricFamily("router_build_info", "The running router's version (always 1)",
-                                 labels=["version", "python"])
+        info = GaugeMetricFamily(
+            "router_build_info", "The running router's version (always 1)", labels=["version", "python"]
+        )
         info.add_metric([version(), platform.python_version()], 1)
         yield info
 
 
 # HTTP statuses of refusals -> the reason counted (a 503's reason comes from the request).
 REFUSAL_REASONS = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    408: "timeout", 409: "conflict", 411: "length_required", 413: "too_large", 415: "unsupported_media_type",
-    422: "unprocessable", 429: "rate_limited", 431: "headers_too_large", 500: "internal_error",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    409: "conflict",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    431: "headers_too_large",
+    500: "internal_error",
     503: "unavailable",
 }
 
@@ -131,24 +157,36 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.signals = Counter(
-            "router_signals", "Signals arrived, by channel, source, outcome and the status answered",
-            ["channel", "source", "outcome", "status"], registry=r,
+            "router_signals",
+            "Signals arrived, by channel, source, outcome and the status answered",
+            ["channel", "source", "outcome", "status"],
+            registry=r,
         )
         self.ack_latency = Histogram(
-            "router_ack_latency_seconds", "Arrival to acknowledgement (after the journal commit)",
-            ["channel"], buckets=LATENCY_BUCKETS, registry=r,
+            "router_ack_latency_seconds",
+            "Arrival to acknowledgement (after the journal commit)",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.commit_latency = Histogram(
-            "router_journal_commit_seconds", "Journal group commit duration (BEGIN to fsynced COMMIT)",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "router_journal_commit_seconds",
+            "Journal group commit duration (BEGIN to fsynced COMMIT)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.commit_batch = Histogram(
-            "router_journal_commit_batch_size", "Jobs per journal group commit",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r,
+            "router_journal_commit_batch_size",
+            "Jobs per journal group commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
         )
         self.run_duration = Histogram(
-            "router_run_duration_seconds", "Workflow run duration", ["workflow", "status"],
-            buckets=RUN_BUCKETS, registry=r,
+            "router_run_duration_seconds",
+            "Workflow run duration",
+            ["workflow", "status"],
+            buckets=RUN_BUCKETS,
+            registry=r,
         )
         self.smtp_sessions = Gauge(
             "router_smtp_sessions", "Open SMTP sessions", registry=r, multiprocess_mode="livesum"
@@ -157,26 +195,38 @@ class Metrics:
             "router_rate_limited", "Requests refused by a source's rate limit (429)", ["source"], registry=r
         )
         self.overloaded = Counter(
-            "router_overloaded", "Arrivals refused because the router was overloaded (503)", ["channel"], registry=r
+            "router_overloaded",
+            "Arrivals refused because the router was overloaded (503)",
+            ["channel"],
+            registry=r,
         )
         self.admin_actions = Counter(
             "router_admin_actions", "Mutating admin API calls", ["action", "result"], registry=r
         )
         self.refused = Counter(
-            "router_refused", "Requests refused before the journal, by channel and reason", ["channel", "reason"],
+            "router_refused",
+            "Requests refused before the journal, by channel and reason",
+            ["channel", "reason"],
             registry=r,
         )
         self.outbound_calls = Counter(
-            "router_outbound_calls", "Outbound calls by workflow steps (each attempt), by outcome",
-            ["kind", "outcome"], registry=r,
+            "router_outbound_calls",
+            "Outbound calls by workflow steps (each attempt), by outcome",
+            ["kind", "outcome"],
+            registry=r,
         )
         self.outbound_seconds = Histogram(
-            "router_outbound_call_seconds", "Outbound call duration (request to the whole answer read)",
-            ["kind"], buckets=LATENCY_BUCKETS, registry=r,
+            "router_outbound_call_seconds",
+            "Outbound call duration (request to the whole answer read)",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.retries = Counter(
-            "router_retries", "Retries: a webhook step's attempt again, a signal scheduled for another run",
-            ["kind"], registry=r,
+            "router_retries",
+            "Retries: a webhook step's attempt again, a signal scheduled for another run",
+            ["kind"],
+            registry=r,
         )
         self._scrape: _ScrapeCollector | None = None
         # What /metrics shows: this process's registry, or every process's values (shared_metrics).
@@ -276,18 +326,28 @@ class HttpObserver:
         m = self.metrics
         source_obj = request.extra.get("source")
         parts = request.path.strip("/").split("/")
-        channel = note.channel or (source_obj.kind if source_obj is not None else _HTTP_CHANNELS.get(parts[0]))
+        channel = note.channel or (
+            source_obj.kind if source_obj is not None else _HTTP_CHANNELS.get(parts[0])
+        )
         source = note.source or (source_obj.source if source_obj is not None else "unknown")
         if status >= 400 and note.outcome not in ("accepted", "duplicate") and request.path not in _PROBES:
             logs.refused(
-                channel or "http", source, status, str(request.extra.get("reason") or f"HTTP {status}"),
-                method=request.method, path=loggable_path(request.path), remote=request.client,
+                channel or "http",
+                source,
+                status,
+                str(request.extra.get("reason") or f"HTTP {status}"),
+                method=request.method,
+                path=loggable_path(request.path),
+                remote=request.client,
                 request_id=request.request_id,
             )
             reason = REFUSAL_REASONS.get(status, f"http_{status}")
             if status == 503:
-                reason = "overloaded" if request.extra.get("overloaded") or note.outcome == "overloaded" else (
-                    "journal_unavailable" if note.outcome == "journal_unavailable" else reason)
+                reason = (
+                    "overloaded"
+                    if request.extra.get("overloaded") or note.outcome == "overloaded"
+                    else ("journal_unavailable" if note.outcome == "journal_unavailable" else reason)
+                )
             m.refused.labels(channel or "http", reason).inc()
         if channel is None:
             return  # /healthz, /readyz, unknown paths: not an arrival

@@ -41,8 +41,9 @@ class ListenError(Exception):
         super().__init__(f"{setting} {address}: {reason}")
 
 
-def listen_socket(address: str, *, reuse_port: bool = False, backlog: int = 1024,
-                  setting: str = "listen") -> socket.socket:
+def listen_socket(
+    address: str, *, reuse_port: bool = False, backlog: int = 1024, setting: str = "listen"
+) -> socket.socket:
     host, port = parse_listen(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -70,7 +71,11 @@ def probe_listen(setting: str, address: str, *, retry: float = 0.0) -> None:
             return
         except ListenError as exc:
             cause = exc.__cause__
-            if not isinstance(cause, OSError) or cause.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+            if (
+                not isinstance(cause, OSError)
+                or cause.errno != errno.EADDRINUSE
+                or time.monotonic() > deadline
+            ):
                 raise
             time.sleep(0.1)
 
@@ -79,7 +84,11 @@ def open_listeners(cfg: Any, *, http: bool, others: bool) -> socket.socket | Non
     """The HTTP listener, bound (`http`), after checking that SMTP's and admin's addresses are
     free (`others`): they bind inside their supervised channels, and a port taken at start-up is
     an operator's mistake to report in one line, not a crash to retry forever."""
-    sock = listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1, setting="http.listen") if http else None
+    sock = (
+        listen_socket(cfg.http.listen, reuse_port=cfg.http.workers > 1, setting="http.listen")
+        if http
+        else None
+    )
     try:
         if others and cfg.smtp.enabled:
             probe_listen("smtp.listen", cfg.smtp.listen, retry=5.0)

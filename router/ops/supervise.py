@@ -31,8 +31,13 @@ class _StartOnce:
             self.task_status.started(value)
 
 
-async def supervise(name: str, run: Callable[..., Awaitable[None]], *, up: dict[str, bool] | None = None,
-                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def supervise(
+    name: str,
+    run: Callable[..., Awaitable[None]],
+    *,
+    up: dict[str, bool] | None = None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Run a channel; if it crashes, log it and start it again with backoff.
 
     A channel that fails before it is listening is retried too, and the daemon reports ready

@@ -137,8 +137,11 @@ def plan(config_path: str, cfg: Any, exe: str = "") -> UnitPlan:
     config = os.path.abspath(config_path)
     data_dir = os.path.abspath(str(cfg.router.data_dir))
     result = UnitPlan(config=config, data_dir=data_dir)
-    listeners = [("http.listen", cfg.http.listen, True), ("smtp.listen", cfg.smtp.listen, cfg.smtp.enabled),
-                 ("admin.listen", cfg.admin.listen, cfg.admin.enabled)]
+    listeners = [
+        ("http.listen", cfg.http.listen, True),
+        ("smtp.listen", cfg.smtp.listen, cfg.smtp.enabled),
+        ("admin.listen", cfg.admin.listen, cfg.admin.enabled),
+    ]
     for name, address, enabled in listeners:
         port = int(str(address).rsplit(":", 1)[1])
         if enabled and 0 < port < 1024:
@@ -149,25 +152,37 @@ def plan(config_path: str, cfg: Any, exe: str = "") -> UnitPlan:
         checked += [("program", p, "/opt or /usr/local (e.g. PIPX_HOME=/opt/pipx)") for p in programs]
     for what, path, instead in checked:
         if _under(path, "/tmp") or _under(path, "/var/tmp"):
-            result.warnings.append(f"{what} {path} is under /tmp: PrivateTmp=yes gives the service its own "
-                                   f"empty /tmp, so it would not see it; move it to {instead}")
+            result.warnings.append(
+                f"{what} {path} is under /tmp: PrivateTmp=yes gives the service its own "
+                f"empty /tmp, so it would not see it; move it to {instead}"
+            )
         elif _under(path, "/home") or _under(path, "/root") or _under(path, "/run/user"):
-            result.warnings.append(f"{what} {path} is under a home directory: ProtectHome=yes hides it from "
-                                   f"the service; move it to {instead}")
+            result.warnings.append(
+                f"{what} {path} is under a home directory: ProtectHome=yes hides it from "
+                f"the service; move it to {instead}"
+            )
     hidden = any(w.startswith("data_dir") for w in result.warnings)
     if not _under(data_dir, STATE_DIR) and not hidden:
-        result.warnings.append(f"data_dir {data_dir} is outside StateDirectory ({STATE_DIR}): the unit adds "
-                               "ReadWritePaths for it; it must exist and be writable by the service's dynamic user "
-                               "(or set User= in a drop-in)")
+        result.warnings.append(
+            f"data_dir {data_dir} is outside StateDirectory ({STATE_DIR}): the unit adds "
+            "ReadWritePaths for it; it must exist and be writable by the service's dynamic user "
+            "(or set User= in a drop-in)"
+        )
     return result
 
 
-def unit_file(exe: str, config: str, documentation: str | None = None, unit_plan: UnitPlan | None = None) -> str:
+def unit_file(
+    exe: str, config: str, documentation: str | None = None, unit_plan: UnitPlan | None = None
+) -> str:
     p = unit_plan or UnitPlan(config=config)
     if p.low_ports:
-        capabilities = ("# Binds a port below 1024: " + ", ".join(p.low_ports) + "\n"
-                        "AmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n")
+        capabilities = (
+            "# Binds a port below 1024: " + ", ".join(p.low_ports) + "\n"
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"
+        )
     else:
         capabilities = "CapabilityBoundingSet=\n"
     read_write = "" if _under(p.data_dir, STATE_DIR) else f"ReadWritePaths={p.data_dir}\n"
-    return UNIT.format(exe=exe, config=config, docs=documentation or docs(), capabilities=capabilities, read_write=read_write)
+    return UNIT.format(
+        exe=exe, config=config, docs=documentation or docs(), capabilities=capabilities, read_write=read_write
+    )

@@ -48,7 +48,9 @@ async def die_with_parent() -> None:
 class WorkerPool:
     def __init__(self, config_path: Path, http_workers: int, runners: int, extra_args: list[str]) -> None:
         self.config_path = config_path
-        self.roles = [("--worker", i) for i in range(1, http_workers)] + [("--runner", i) for i in range(1, runners + 1)]
+        self.roles = [("--worker", i) for i in range(1, http_workers)] + [
+            ("--runner", i) for i in range(1, runners + 1)
+        ]
         self.extra_args = extra_args
         self.processes: dict[tuple[str, int], trio.Process] = {}
         self.stopping = False
@@ -66,10 +68,22 @@ class WorkerPool:
         child = {flag.lstrip("-"): index}
         delay = 0.5
         while not self.stopping:
-            cmd = [sys.executable, "-m", "router.cli", "serve", "-c", str(self.config_path), flag, str(index),
-                   *self.extra_args]
+            cmd = [
+                sys.executable,
+                "-m",
+                "router.cli",
+                "serve",
+                "-c",
+                str(self.config_path),
+                flag,
+                str(index),
+                *self.extra_args,
+            ]
             proc = await trio.lowlevel.open_process(
-                cmd, stdin=subprocess.DEVNULL, env=_child_env(self._lifeline_read), pass_fds=(self._lifeline_read,)
+                cmd,
+                stdin=subprocess.DEVNULL,
+                env=_child_env(self._lifeline_read),
+                pass_fds=(self._lifeline_read,),
             )
             self.processes[role] = proc
             log.info("child started", **child, pid=proc.pid)

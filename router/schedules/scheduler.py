@@ -63,7 +63,16 @@ from router.schedules.triggers import (
 from router.storage import Storage, StorageUnavailable, Tx
 
 __all__ = [
-    "Fired", "Firing", "LeaseLost", "Scheduler", "State", "acquire_lease", "definition", "describe", "fire", "register",
+    "Fired",
+    "Firing",
+    "LeaseLost",
+    "Scheduler",
+    "State",
+    "acquire_lease",
+    "definition",
+    "describe",
+    "fire",
+    "register",
 ]
 
 log = structlog.get_logger("router.schedules")
@@ -251,11 +260,14 @@ class Scheduler:
         plans = []
         for entry in due:
             m = entry.model
-            p = plan(entry.trigger, entry.cursor, now_dt, grace=m.misfire_grace + m.jitter, coalesce=m.coalesce)
+            p = plan(
+                entry.trigger, entry.cursor, now_dt, grace=m.misfire_grace + m.jitter, coalesce=m.coalesce
+            )
             plans.append(p)
             if p.missed:
                 log.warning(
-                    "schedule missed ticks (skipped)", name=entry.name,
+                    "schedule missed ticks (skipped)",
+                    name=entry.name,
                     missed=f"{p.missed}+" if p.missed_more else p.missed,
                     first=local_iso(p.first_missed, m.timezone) if p.first_missed else "-",
                     last=local_iso(p.last_missed, m.timezone) if p.last_missed else "-",
@@ -266,8 +278,11 @@ class Scheduler:
             if p.fire or p.cursor != entry.cursor:
                 firings.append(Firing(entry.name, entry.definition, m.timezone, p.fire, p.cursor))
         try:
-            fired = await self.storage.write(lambda tx: fire(tx, self.owner, firings, self.lease_ttl, now)) \
-                if firings else []
+            fired = (
+                await self.storage.write(lambda tx: fire(tx, self.owner, firings, self.lease_ttl, now))
+                if firings
+                else []
+            )
         except StorageUnavailable as exc:
             log.warning("schedule tick not journaled, retrying in 1s", error=str(exc))
             for entry in due:

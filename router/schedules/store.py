@@ -26,7 +26,17 @@ log = structlog.get_logger("router.schedules")
 SLOT_RETENTION = 3600.0  # claimed slots are kept at least this long (and 2 x the largest grace)
 State = ScheduleState
 
-__all__ = ["SLOT_RETENTION", "Fired", "Firing", "LeaseLost", "State", "acquire_lease", "fire", "make_owner", "register"]
+__all__ = [
+    "SLOT_RETENTION",
+    "Fired",
+    "Firing",
+    "LeaseLost",
+    "State",
+    "acquire_lease",
+    "fire",
+    "make_owner",
+    "register",
+]
 
 
 def make_owner() -> str:
@@ -69,7 +79,11 @@ def register(tx: Tx, items: Iterable[tuple[str, str, bool]], now: float) -> dict
 def acquire_lease(tx: Tx, owner: str, ttl: float, now: float) -> bool:
     """Take or keep the scheduler lease; a holder that is a dead process of this host loses it at once."""
     holder = tx.lease_holder()
-    dead = holder.owner if holder is not None and holder.owner != owner and _owner_is_dead(holder.owner) else None
+    dead = (
+        holder.owner
+        if holder is not None and holder.owner != owner and _owner_is_dead(holder.owner)
+        else None
+    )
     if not tx.lease_acquire(owner, ttl, now, take_from=dead):
         return False
     if holder is not None and holder.owner != owner:
@@ -114,13 +128,21 @@ def fire(tx: Tx, owner: str, firings: list[Firing], ttl: float, now: float) -> l
             entity = Entity(
                 "schedules",
                 f"schedules.{f.name}",
-                {"__schedule": {"name": f.name, "scheduled_for": local_iso(slot, f.timezone), "fired_at": fired_at,
-                                "timezone": f.timezone}},
+                {
+                    "__schedule": {
+                        "name": f.name,
+                        "scheduled_for": local_iso(slot, f.timezone),
+                        "fired_at": fired_at,
+                        "timezone": f.timezone,
+                    }
+                },
             )
             if not tx.slot_claim(f.name, key, entity.id, fired_at, now):
                 continue
             # The slot row is the lasting guard; the dedup entry names the tick in the journal.
-            appended = tx.append_signal(entity, dedup_key=f"{f.name}@{key}", dedup_window=SLOT_RETENTION, now=now)
+            appended = tx.append_signal(
+                entity, dedup_key=f"{f.name}@{key}", dedup_window=SLOT_RETENTION, now=now
+            )
             if appended.duplicate:
                 continue
             fired.append(Fired(f.name, slot, entity.id))

@@ -39,7 +39,9 @@ def build_trigger(model: ScheduleConfig) -> BaseTrigger:
     if model.crontab is not None:
         return CronTrigger.from_crontab(model.crontab, timezone=tz)
     if model.every is not None:
-        return IntervalTrigger(seconds=model.every, start_date=INTERVAL_ANCHOR.replace(tzinfo=tz), timezone=tz)
+        return IntervalTrigger(
+            seconds=model.every, start_date=INTERVAL_ANCHOR.replace(tzinfo=tz), timezone=tz
+        )
     assert model.at is not None
     return DateTrigger(run_date=model.at, timezone=tz)
 
@@ -47,8 +49,12 @@ def build_trigger(model: ScheduleConfig) -> BaseTrigger:
 def definition(model: ScheduleConfig) -> str:
     """What decides the slots; when it changes the schedule starts afresh (no back-fill)."""
     return json.dumps(
-        {"cron": model.crontab, "every": model.every, "at": model.at.isoformat() if model.at else None,
-         "timezone": model.timezone},
+        {
+            "cron": model.crontab,
+            "every": model.every,
+            "at": model.at.isoformat() if model.at else None,
+            "timezone": model.timezone,
+        },
         sort_keys=True,
     )
 

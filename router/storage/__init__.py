@@ -20,14 +20,25 @@ def open_storage(path: Path, *, synchronous: str = "FULL") -> Storage:
     return storage
 
 
-def open_postgres(url: str, *, pool_size: int = 4, statement_timeout: float = 30.0, connect_timeout: float = 5.0,
-                  max_deliveries: int = 20) -> Storage:
+def open_postgres(
+    url: str,
+    *,
+    pool_size: int = 4,
+    statement_timeout: float = 30.0,
+    connect_timeout: float = 5.0,
+    max_deliveries: int = 20,
+) -> Storage:
     """Connect to the PostgreSQL database at `url` and migrate it to this router's schema;
     `StorageUnavailable` if it cannot be reached."""
     from router.storage.postgres.writer import PgStorage
 
-    storage = PgStorage(url, pool_size=pool_size, statement_timeout=statement_timeout,
-                        connect_timeout=connect_timeout, max_deliveries=max_deliveries)
+    storage = PgStorage(
+        url,
+        pool_size=pool_size,
+        statement_timeout=statement_timeout,
+        connect_timeout=connect_timeout,
+        max_deliveries=max_deliveries,
+    )
     try:
         storage.open_sync()
     except BaseException:

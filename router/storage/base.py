@@ -71,9 +71,18 @@ class Tx(RecordTx):
     # -- journal: append, claim, settle -----------------------------------------------------------
 
     @abstractmethod
-    def append_signal(self, entity: Entity, *, dedup_key: str | None = None, dedup_window: float = 86400.0,
-                      owner: str | None = None, lease: float = 15.0, ack: dict[str, Any] | None = None,
-                      now: float | None = None, settled: bool = False) -> Appended:
+    def append_signal(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None = None,
+        dedup_window: float = 86400.0,
+        owner: str | None = None,
+        lease: float = 15.0,
+        ack: dict[str, Any] | None = None,
+        now: float | None = None,
+        settled: bool = False,
+    ) -> Appended:
         """Journal one signal. A `dedup_key` still unexpired for its source makes it a duplicate
         (nothing is written; the original id and ack come back). With `owner` the signal is claimed
         by that owner in the same transaction (epoch 1); `settled` journals it as done at once."""
@@ -92,8 +101,15 @@ class Tx(RecordTx):
         """Extend `owner`'s leases on these signals; returns how many it still held."""
 
     @abstractmethod
-    def settle(self, claim: ClaimRef, *, status: str, error: str | None = None, retry_in: float | None = None,
-               now: float | None = None) -> bool:
+    def settle(
+        self,
+        claim: ClaimRef,
+        *,
+        status: str,
+        error: str | None = None,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> bool:
         """Record the outcome of one attempt (done, failed, or pending again `retry_in` seconds from
         now); False, and nothing written, if the claim was taken over meanwhile (owner or epoch)."""
 
@@ -118,8 +134,16 @@ class Tx(RecordTx):
     def get_signal(self, signal_id: str) -> Signal | None: ...
 
     @abstractmethod
-    def list_signals(self, *, status: str | None = None, source: str | None = None, since: str | None = None,
-                     until: str | None = None, before: str | None = None, limit: int = 50) -> list[Signal]:
+    def list_signals(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[Signal]:
         """Newest first; `since`/`until` bound `received_at`, `before` an id (paging)."""
 
     @abstractmethod
@@ -166,8 +190,9 @@ class Tx(RecordTx):
     # -- sources: generated credentials and activation -------------------------------------------------
 
     @abstractmethod
-    def source_add(self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None,
-                   api_key: str | None) -> bool:
+    def source_add(
+        self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None, api_key: str | None
+    ) -> bool:
         """Create the row of a source seen for the first time; False (nothing changed) if it exists."""
 
     @abstractmethod
@@ -178,8 +203,15 @@ class Tx(RecordTx):
     def source_set_active(self, kind: str, name: str, active: bool) -> bool: ...
 
     @abstractmethod
-    def source_set_credentials(self, kind: str, name: str, *, first_hash: str | None = None,
-                               second_hash: str | None = None, api_key: str | None = None) -> bool:
+    def source_set_credentials(
+        self,
+        kind: str,
+        name: str,
+        *,
+        first_hash: str | None = None,
+        second_hash: str | None = None,
+        api_key: str | None = None,
+    ) -> bool:
         """Replace the given credentials (rotation); the others stay."""
 
     @abstractmethod
@@ -198,8 +230,9 @@ class Tx(RecordTx):
     def schedule_state(self, name: str) -> ScheduleState | None: ...
 
     @abstractmethod
-    def schedule_register(self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None,
-                          now: float) -> bool:
+    def schedule_register(
+        self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None, now: float
+    ) -> bool:
         """Create the state of a schedule, or start it afresh when its definition changed; False
         if it was there with this definition already."""
 
@@ -267,4 +300,3 @@ class Storage(Protocol):
     def stop_writer(self) -> None: ...
 
     def close(self) -> None: ...
-

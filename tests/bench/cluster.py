@@ -84,17 +84,29 @@ def postmaster_pids(data_dir: Path | None) -> list[int]:
 
 
 def commits(node: RouterProcess) -> float:
-    text = httpx.get(f"http://127.0.0.1:{node.admin_port}/metrics",
-                     headers={"Authorization": "Bearer test-admin-token"}, timeout=10).text
-    return sum(float(m) for m in re.findall(r"^router_journal_commit_seconds_count(?:\{[^}]*\})? (\S+)$", text, re.M))
+    text = httpx.get(
+        f"http://127.0.0.1:{node.admin_port}/metrics",
+        headers={"Authorization": "Bearer test-admin-token"},
+        timeout=10,
+    ).text
+    return sum(
+        float(m) for m in re.findall(r"^router_journal_commit_seconds_count(?:\{[^}]*\})? (\S+)$", text, re.M)
+    )
 
 
 def counts(node: RouterProcess) -> dict[str, int]:
     return node.read(lambda tx: tx.counts(), {})  # type: ignore[no-any-return]
 
 
-def run(tmp: Path, n_nodes: int, url: str | None, seconds: int, connections: int, script: Path,
-        pg_data: Path | None) -> dict[str, float]:
+def run(
+    tmp: Path,
+    n_nodes: int,
+    url: str | None,
+    seconds: int,
+    connections: int,
+    script: Path,
+    pg_data: Path | None,
+) -> dict[str, float]:
     nodes = []
     for i in range(n_nodes):
         sub = tmp / f"{'pg' if url else 'sqlite'}{n_nodes}-{i}"
@@ -114,23 +126,33 @@ def run(tmp: Path, n_nodes: int, url: str | None, seconds: int, connections: int
         r0, p0 = cpu_ms(router_pids(nodes)), cpu_ms(postmaster_pids(pg_data), True)
         results: list[dict[str, float]] = [{} for _ in targets]
         started = time.monotonic()
-        threads = [threading.Thread(target=lambda i=i, t=t: results.__setitem__(i, wrk(t, seconds, connections,
-                                                                                      script, "10s")))
-                   for i, t in enumerate(targets)]
+        threads = [
+            threading.Thread(
+                target=lambda i=i, t=t: results.__setitem__(i, wrk(t, seconds, connections, script, "10s"))
+            )
+            for i, t in enumerate(targets)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        nodes[0].wait_for(lambda: not (c := counts(nodes[0])).get("pending") and not c.get("running"),
-                          timeout=300, interval=0.05)
+        nodes[0].wait_for(
+            lambda: not (c := counts(nodes[0])).get("pending") and not c.get("running"),
+            timeout=300,
+            interval=0.05,
+        )
         drained = time.monotonic() - started
         r1, p1 = cpu_ms(router_pids(nodes)), cpu_ms(postmaster_pids(pg_data), True)
         done = counts(nodes[0]).get("done", 0) - done0
         journaled = sum(r["rps"] for r in results) * seconds
         return {
-            "rps": sum(r["rps"] for r in results), "p50": max(r["p50"] for r in results),
-            "p99": max(r["p99"] for r in results), "errors": sum(r["errors"] + r["non2xx"] for r in results),
-            "runs": done / drained, "router_ms": (r1 - r0) / max(done, 1), "pg_ms": (p1 - p0) / max(done, 1),
+            "rps": sum(r["rps"] for r in results),
+            "p50": max(r["p50"] for r in results),
+            "p99": max(r["p99"] for r in results),
+            "errors": sum(r["errors"] + r["non2xx"] for r in results),
+            "runs": done / drained,
+            "router_ms": (r1 - r0) / max(done, 1),
+            "pg_ms": (p1 - p0) / max(done, 1),
             "commits": (sum(commits(n) for n in nodes) - commits0) / max(journaled, 1),
         }
     finally:
@@ -179,31 +201,64 @@ def main() -> None:
         server, pg_data = cluster.dsn, cluster.data
     try:
         pg.prepare_template(server)
-        rows: list[tuple[str, dict[str, Any]]] = [("1 node, SQLite", run(tmp, 1, None, args.seconds,
-                                                                         args.connections, script, None))]
+        rows: list[tuple[str, dict[str, Any]]] = [
+            ("1 node, SQLite", run(tmp, 1, None, args.seconds, args.connections, script, None))
+        ]
         for n in (int(x) for x in args.nodes.split(",")):
             dsn = pg.create_database(server)
-            rows.append((f"{n} node{'s' if n > 1 else ''}, PostgreSQL",
-                         run(tmp, n, pg.url(dsn), args.seconds, args.connections, script, pg_data)))
+            rows.append(
+                (
+                    f"{n} node{'s' if n > 1 else ''}, PostgreSQL",
+                    run(tmp, n, pg.url(dsn), args.seconds, args.connections, script, pg_data),
+                )
+            )
         claims, dups = claims_per_second(pg.create_database(server), tmp)
     finally:
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows[0][1]
-    print(f"\n{args.seconds}s of wrk per row, {args.connections} connections per node, "
-          f"{os.cpu_count()} CPUs shared with everything else on this machine\n")
-    head = ("setup", "req/s", "x SQLite", "runs/s", "p50 ms", "p99 ms", "router CPU ms/sig", "PG CPU ms/sig",
-            "CPU x SQLite", "commits/sig", "errors")
+    print(
+        f"\n{args.seconds}s of wrk per row, {args.connections} connections per node, "
+        f"{os.cpu_count()} CPUs shared with everything else on this machine\n"
+    )
+    head = (
+        "setup",
+        "req/s",
+        "x SQLite",
+        "runs/s",
+        "p50 ms",
+        "p99 ms",
+        "router CPU ms/sig",
+        "PG CPU ms/sig",
+        "CPU x SQLite",
+        "commits/sig",
+        "errors",
+    )
     print(" | ".join(head))
     for name, r in rows:
         cpu = r["router_ms"] + r["pg_ms"]
-        print(" | ".join([name, f"{r['rps']:.0f}", f"{r['rps'] / base['rps']:.2f}", f"{r['runs']:.0f}",
-                          f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['router_ms']:.2f}", f"{r['pg_ms']:.2f}",
-                          f"{cpu / (base['router_ms'] + base['pg_ms']):.2f}", f"{r['commits']:.2f}",
-                          f"{r['errors']:.0f}"]))
-    print(f"\nSKIP LOCKED claims (4 claimer processes, claim 10 + settle per transaction): {claims:.0f} claims/s, "
-          f"{dups} claimed twice")
+        print(
+            " | ".join(
+                [
+                    name,
+                    f"{r['rps']:.0f}",
+                    f"{r['rps'] / base['rps']:.2f}",
+                    f"{r['runs']:.0f}",
+                    f"{r['p50']:.1f}",
+                    f"{r['p99']:.1f}",
+                    f"{r['router_ms']:.2f}",
+                    f"{r['pg_ms']:.2f}",
+                    f"{cpu / (base['router_ms'] + base['pg_ms']):.2f}",
+                    f"{r['commits']:.2f}",
+                    f"{r['errors']:.0f}",
+                ]
+            )
+        )
+    print(
+        f"\nSKIP LOCKED claims (4 claimer processes, claim 10 + settle per transaction): {claims:.0f} claims/s, "
+        f"{dups} claimed twice"
+    )
 
 
 if __name__ == "__main__":

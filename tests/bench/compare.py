@@ -68,8 +68,12 @@ class Peer:
         return statistics.median(r[key] for r in self.results) if self.results else float("nan")
 
 
-def start_peers(ctx: Context, table: dict[str, tuple[str, Callable[[Context], Service]]],
-                names: list[str], peers: list[Peer]) -> None:
+def start_peers(
+    ctx: Context,
+    table: dict[str, tuple[str, Callable[[Context], Service]]],
+    names: list[str],
+    peers: list[Peer],
+) -> None:
     """Start the peers one after another (so each start-up has the machine to itself), appending
     each to `peers` as soon as it runs, so that the caller's `finally` can stop it."""
     for name in names:
@@ -87,8 +91,11 @@ def start_peers(ctx: Context, table: dict[str, tuple[str, Callable[[Context], Se
         peer.idle_detail = [(describe(pid), rss_mb([pid])) for pid in peer.service.pids()]
         peer.idle_rss = sum(mb for _, mb in peer.idle_detail)
         extra = "; ".join(peer.service.notes)
-        print(f"  answering after {peer.service.startup_s:.2f} s, idle RSS {peer.idle_rss:.0f} MB"
-              f"{'; ' + extra if extra else ''}", flush=True)
+        print(
+            f"  answering after {peer.service.startup_s:.2f} s, idle RSS {peer.idle_rss:.0f} MB"
+            f"{'; ' + extra if extra else ''}",
+            flush=True,
+        )
 
 
 def describe(pid: int) -> str:
@@ -131,7 +138,9 @@ def run_http(ctx: Context, names: list[str], args: argparse.Namespace) -> Peer |
             if peer.service is None:
                 continue
             try:
-                wrk(peer.service.target, 2, args.connections, script, args.timeout)  # warm-up (JIT, caches, pools)
+                wrk(
+                    peer.service.target, 2, args.connections, script, args.timeout
+                )  # warm-up (JIT, caches, pools)
             except (subprocess.CalledProcessError, AssertionError) as error:
                 peer.skipped = f"warm-up failed: {error}"
         live = [p for p in peers if p.service is not None and not p.skipped]
@@ -146,7 +155,9 @@ def run_http(ctx: Context, names: list[str], args: argparse.Namespace) -> Peer |
                 cpu_before = peer.service.cpu_s()
                 try:
                     with PeakRss(peer.service) as peak:
-                        result = wrk(peer.service.target, args.seconds, args.connections, script, args.timeout)
+                        result = wrk(
+                            peer.service.target, args.seconds, args.connections, script, args.timeout
+                        )
                 except (subprocess.CalledProcessError, AssertionError) as error:
                     print(f"round {round_no + 1}: {peer.name}: wrk failed: {error}", flush=True)
                     continue
@@ -164,19 +175,27 @@ def run_http(ctx: Context, names: list[str], args: argparse.Namespace) -> Peer |
 
     router = next((p for p in peers if p.name == "router" and p.results), None)
     base = router.median("rps") if router else None
-    print(f"\nHTTP: wrk -t2 -c{args.connections} -d{args.seconds}s --timeout {args.timeout}, POST {len(BODY)}-byte JSON, "
-          f"medians of {args.rounds} alternating rounds; RSS = all processes of the peer\n")
-    print(f"{'peer':<50} {'start s':>7} {'idle MB':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'peak MB':>7} {'CPU ms/req':>10} {'vs router':>9} {'errors':>6}")
+    print(
+        f"\nHTTP: wrk -t2 -c{args.connections} -d{args.seconds}s --timeout {args.timeout}, POST {len(BODY)}-byte JSON, "
+        f"medians of {args.rounds} alternating rounds; RSS = all processes of the peer\n"
+    )
+    print(
+        f"{'peer':<50} {'start s':>7} {'idle MB':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'peak MB':>7} {'CPU ms/req':>10} {'vs router':>9} {'errors':>6}"
+    )
     for peer in peers:
         if peer.skipped or not peer.results:
-            print(f"{peer.label:<50} skipped: {(peer.skipped or 'no wrk run succeeded').splitlines()[0][:200]}")
+            print(
+                f"{peer.label:<50} skipped: {(peer.skipped or 'no wrk run succeeded').splitlines()[0][:200]}"
+            )
             continue
         assert peer.service is not None
         errors = sum(int(r["errors"] + r["non2xx"]) for r in peer.results)
-        print(f"{peer.label:<50} {peer.service.startup_s:>7.2f} {peer.idle_rss:>7.0f} {peer.median('rps'):>7.0f} "
-              f"{peer.median('p50'):>7.2f} {peer.median('p99'):>7.2f} {statistics.median(peer.peaks):>7.0f} "
-              f"{peer.median('cpu_ms'):>10.2f} {ratio(peer.median('rps'), base):>9} {errors:>6}")
+        print(
+            f"{peer.label:<50} {peer.service.startup_s:>7.2f} {peer.idle_rss:>7.0f} {peer.median('rps'):>7.0f} "
+            f"{peer.median('p50'):>7.2f} {peer.median('p99'):>7.2f} {statistics.median(peer.peaks):>7.0f} "
+            f"{peer.median('cpu_ms'):>10.2f} {ratio(peer.median('rps'), base):>9} {errors:>6}"
+        )
     versions = [n for p in peers if p.service for n in p.service.notes if p.name != "router"]
     if versions:
         print("  " + "; ".join(versions))
@@ -200,8 +219,12 @@ def run_smtp(ctx: Context, args: argparse.Namespace) -> None:
             if peer.service is None:
                 continue
             try:
-                smtp_source(int(peer.service.target.rsplit(":", 1)[1]), min(500, args.messages), args.sessions,
-                            args.size)  # warm-up
+                smtp_source(
+                    int(peer.service.target.rsplit(":", 1)[1]),
+                    min(500, args.messages),
+                    args.sessions,
+                    args.size,
+                )  # warm-up
             except RuntimeError as error:
                 peer.skipped = f"warm-up failed: {error}"
         live = [p for p in peers if p.service is not None and not p.skipped]
@@ -211,8 +234,12 @@ def run_smtp(ctx: Context, args: argparse.Namespace) -> None:
                 before = peer.service.count_stored() if peer.service.count_stored else 0
                 try:
                     with PeakRss(peer.service) as peak:
-                        rate, _ = smtp_source(int(peer.service.target.rsplit(":", 1)[1]),
-                                              args.messages, args.sessions, args.size)
+                        rate, _ = smtp_source(
+                            int(peer.service.target.rsplit(":", 1)[1]),
+                            args.messages,
+                            args.sessions,
+                            args.size,
+                        )
                 except RuntimeError as error:
                     print(f"round {round_no + 1}: {peer.name}: {error}", flush=True)
                     continue
@@ -226,15 +253,19 @@ def run_smtp(ctx: Context, args: argparse.Namespace) -> None:
 
     router = next((p for p in peers if p.name == "router" and p.results), None)
     base = router.median("rate") if router else None
-    print(f"\nSMTP: smtp-source -s {args.sessions} -m {args.messages} -l {args.size}, "
-          f"medians of {args.rounds} alternating rounds\n")
+    print(
+        f"\nSMTP: smtp-source -s {args.sessions} -m {args.messages} -l {args.size}, "
+        f"medians of {args.rounds} alternating rounds\n"
+    )
     print(f"{'peer':<50} {'msgs/s':>7} {'peak MB':>7} {'vs router':>9}")
     for peer in peers:
         if peer.skipped or not peer.results:
             print(f"{peer.label:<50} skipped: {(peer.skipped or 'no run succeeded').splitlines()[0][:200]}")
             continue
-        print(f"{peer.label:<50} {peer.median('rate'):>7.0f} {statistics.median(peer.peaks):>7.0f} "
-              f"{ratio(peer.median('rate'), base):>9}")
+        print(
+            f"{peer.label:<50} {peer.median('rate'):>7.0f} {statistics.median(peer.peaks):>7.0f} "
+            f"{ratio(peer.median('rate'), base):>9}"
+        )
     if router:
         sent = len(router.results) * args.messages
         print(f"  router journal: {stored}/{sent} messages of the measured rounds stored")
@@ -257,15 +288,24 @@ def main() -> None:
     signal.signal(signal.SIGTERM, exit_on_signal)
     signal.signal(signal.SIGHUP, exit_on_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per peer and round")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--timeout", default="10s", help="wrk's per-request limit; slower answers count as errors")
+    parser.add_argument(
+        "--timeout", default="10s", help="wrk's per-request limit; slower answers count as errors"
+    )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default=",".join([*HTTP_PEERS, "smtp"]),
-                        help="comma-separated: " + ", ".join([*HTTP_PEERS, "smtp"]))
+    parser.add_argument(
+        "--only",
+        default=",".join([*HTTP_PEERS, "smtp"]),
+        help="comma-separated: " + ", ".join([*HTTP_PEERS, "smtp"]),
+    )
     parser.add_argument("--tools", type=Path, default=DEFAULT_TOOLS, help="where npm peers are installed")
-    parser.add_argument("--no-install", action="store_true", help="print install commands instead of running them")
+    parser.add_argument(
+        "--no-install", action="store_true", help="print install commands instead of running them"
+    )
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048)
@@ -278,8 +318,10 @@ def main() -> None:
     node = "none"
     if shutil.which("node"):
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, python {sys.version.split()[0]}, "
-          f"node {node} (absolute numbers depend on the machine and its neighbours: read ratios)\n")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, python {sys.version.split()[0]}, "
+        f"node {node} (absolute numbers depend on the machine and its neighbours: read ratios)\n"
+    )
     with tempfile.TemporaryDirectory(prefix="router-compare-") as work:
         ctx = Context(Path(work), args.tools.expanduser(), not args.no_install)
         router = None

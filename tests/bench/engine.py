@@ -52,18 +52,46 @@ def workflows(target_url: str) -> dict[str, Any]:
     return {
         "endpoints": {"bench": {"return_type": "continue"}},
         "workflows": [
-            {"name": "one-step", "listen": "endpoints.bench", "run_mode": "sync",
-             "steps": [{"action": "store", "name": "x", "value": "{{ __data.n }}"}]},
-            {"name": "five-step", "listen": "endpoints.bench", "run_mode": "sync", "steps": [
-                {"id": "check", "condition": {"left": "{{ __data.n }}", "operator": "greater", "right": "0"}},
-                {"id": "keep", "parent": "check", "branch": "yes", "action": "store", "name": "amount",
-                 "value": "{{ __data.n * 2 }}"},
-                {"id": "note", "parent": "keep", "action": "create_record", "record_type": "bench",
-                 "fields": {"n": "{{ __data.amount }}"}},
-                {"id": "call", "parent": "note", "action": "webhook", "url": target_url,
-                 "json": {"id": "{{ __data.__entity_inserted_id }}"}},
-                {"parent": "call", "action": "respond", "return_data": '{"ok": true}'},
-            ]},
+            {
+                "name": "one-step",
+                "listen": "endpoints.bench",
+                "run_mode": "sync",
+                "steps": [{"action": "store", "name": "x", "value": "{{ __data.n }}"}],
+            },
+            {
+                "name": "five-step",
+                "listen": "endpoints.bench",
+                "run_mode": "sync",
+                "steps": [
+                    {
+                        "id": "check",
+                        "condition": {"left": "{{ __data.n }}", "operator": "greater", "right": "0"},
+                    },
+                    {
+                        "id": "keep",
+                        "parent": "check",
+                        "branch": "yes",
+                        "action": "store",
+                        "name": "amount",
+                        "value": "{{ __data.n * 2 }}",
+                    },
+                    {
+                        "id": "note",
+                        "parent": "keep",
+                        "action": "create_record",
+                        "record_type": "bench",
+                        "fields": {"n": "{{ __data.amount }}"},
+                    },
+                    {
+                        "id": "call",
+                        "parent": "note",
+                        "action": "webhook",
+                        "url": target_url,
+                        "json": {"id": "{{ __data.__entity_inserted_id }}"},
+                    },
+                    {"parent": "call", "action": "respond", "return_data": '{"ok": true}'},
+                ],
+            },
         ],
     }
 
@@ -104,16 +132,21 @@ async def bench(runs: int, concurrency: int) -> None:
                     await client.post(target.url("/hook"), json={"id": i})
 
                 async def run(name: str, i: int) -> None:
-                    result = await engine.run(by_name[name], Entity("endpoints", "endpoints.bench", {"n": i + 1}),
-                                              Sink())
+                    result = await engine.run(
+                        by_name[name], Entity("endpoints", "endpoints.bench", {"n": i + 1}), Sink()
+                    )
                     assert result.status == "done", result.error
 
                 http_rate = await measure("baseline: bare httpx POST to the local server", bare_http)
                 one_rate = await measure("1-step workflow (store)", lambda i: run("one-step", i))
-                five_rate = await measure("5-step workflow (condition, store, record, webhook, respond)",
-                                          lambda i: run("five-step", i))
-                print(f"\n1-step / 5-step: {one_rate / five_rate:.1f}x;  5-step / bare webhook POST: "
-                      f"{five_rate / http_rate:.2f}")
+                five_rate = await measure(
+                    "5-step workflow (condition, store, record, webhook, respond)",
+                    lambda i: run("five-step", i),
+                )
+                print(
+                    f"\n1-step / 5-step: {one_rate / five_rate:.1f}x;  5-step / bare webhook POST: "
+                    f"{five_rate / http_rate:.2f}"
+                )
                 storage.stop_writer()
             storage.close()
     finally:

@@ -95,11 +95,14 @@ end
 """
 
 
-PACED_LUA = LUA + """
+PACED_LUA = (
+    LUA
+    + """
 function delay()
   return DELAY_MS
 end
 """
+)
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -122,9 +125,24 @@ def children(pid: int) -> list[int]:
 def wrk(url: str, seconds: int, connections: int, script: Path, timeout: str = "2s") -> dict[str, float]:
     """`timeout`: wrk's own per-request limit (its default 2s); slower answers count as errors."""
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", timeout, "-s", str(script),
-         "--latency", url],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            timeout,
+            "-s",
+            str(script),
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     match = re.search(r"JSON (\{.*\})", out)
     assert match, out
@@ -141,7 +159,9 @@ def role(pid: int) -> str:
 def unfinished(proc: RouterProcess) -> int:
     conn = sqlite3.connect(f"file:{proc.data_dir / 'router.db'}?mode=ro", uri=True, timeout=10)
     try:
-        return int(conn.execute("SELECT count(*) FROM signals WHERE status IN ('pending', 'running')").fetchone()[0])
+        return int(
+            conn.execute("SELECT count(*) FROM signals WHERE status IN ('pending', 'running')").fetchone()[0]
+        )
     finally:
         conn.close()
 
@@ -149,8 +169,9 @@ def unfinished(proc: RouterProcess) -> int:
 Measured = tuple[dict[str, float], dict[str, float]]  # wrk result, RSS MB by role (http, runner, all)
 
 
-def measure(sub: Path, workers: int, runners: int, source: str, seconds: int, connections: int,
-            script: Path) -> Measured:
+def measure(
+    sub: Path, workers: int, runners: int, source: str, seconds: int, connections: int, script: Path
+) -> Measured:
     """One wrk run against the bare app (workers = 0) or a fresh router."""
     if workers == 0:
         bare = BareServer()
@@ -162,7 +183,9 @@ def measure(sub: Path, workers: int, runners: int, source: str, seconds: int, co
         finally:
             bare.stop()
     sub.mkdir(parents=True)
-    proc = RouterProcess(sub, textwrap.dedent(ENDPOINTS), workers=workers, router_extra=f"runners = {runners}")
+    proc = RouterProcess(
+        sub, textwrap.dedent(ENDPOINTS), workers=workers, router_extra=f"runners = {runners}"
+    )
     proc.start()
     try:
         assert proc.proc is not None
@@ -198,7 +221,9 @@ def main() -> None:
     script = tmp / "post.lua"
     script.write_text(LUA)
     paced = tmp / "paced.lua"
-    paced.write_text(PACED_LUA.replace("DELAY_MS", str(max(1, round(args.connections * 1000 / args.paced_rate)))))
+    paced.write_text(
+        PACED_LUA.replace("DELAY_MS", str(max(1, round(args.connections * 1000 / args.paced_rate))))
+    )
     # label, HTTP workers (0: the bare app), runners, source, wrk script
     targets = [
         ("bare hypercorn-trio ASGI 200", 0, 0, "", script),
@@ -213,8 +238,17 @@ def main() -> None:
     # Rounds alternate the targets so that a noisy moment on this shared box hits them all alike.
     for round_no in range(args.rounds):
         for n, (label, workers, runners, source, wrk_script) in enumerate(targets):
-            results[label].append(measure(tmp / f"{round_no}-{n}", workers, runners, source,
-                                          args.seconds, args.connections, wrk_script))
+            results[label].append(
+                measure(
+                    tmp / f"{round_no}-{n}",
+                    workers,
+                    runners,
+                    source,
+                    args.seconds,
+                    args.connections,
+                    wrk_script,
+                )
+            )
             print(f"round {round_no + 1}: {label}: {results[label][-1][0]['rps']:.0f} req/s", flush=True)
 
     def median_of(label: str) -> Measured:
@@ -226,16 +260,24 @@ def main() -> None:
 
     rows = [(label, *median_of(label)) for label, *_ in targets]
     base = rows[0][1]["rps"]
-    print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, POST 40-byte JSON, {os.cpu_count()} cores, "
-          f"medians of {args.rounds} alternating rounds\n")
-    print("RSS MB by role: http = the processes serving HTTP, runner = the runner process(es), "
-          "all = with the SMTP worker")
+    print(
+        f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, POST 40-byte JSON, {os.cpu_count()} cores, "
+        f"medians of {args.rounds} alternating rounds\n"
+    )
+    print(
+        "RSS MB by role: http = the processes serving HTTP, runner = the runner process(es), "
+        "all = with the SMTP worker"
+    )
     print("backlog: signals accepted but not yet processed when wrk stopped; drain s: until they were\n")
-    print(f"{'target':<46} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'http':>6} {'runner':>6} {'all':>6} "
-          f"{'vs bare':>7} {'errors':>6} {'backlog':>7} {'drain s':>7}")
+    print(
+        f"{'target':<46} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'http':>6} {'runner':>6} {'all':>6} "
+        f"{'vs bare':>7} {'errors':>6} {'backlog':>7} {'drain s':>7}"
+    )
     for label, res, rss in rows:
-        print(f"{label:<46} {res['rps']:>7.0f} {res['p50']:>7.2f} {res['p99']:>7.2f} {rss['http']:>6.1f} "
-              f"{rss['runner']:>6.1f} {rss['all']:>6.1f} {res['rps'] / base:>7.2f} {int(res['errors'] + res['non2xx']):>6} {res['backlog']:>7.0f} {res['drain_s']:>7.2f}")
+        print(
+            f"{label:<46} {res['rps']:>7.0f} {res['p50']:>7.2f} {res['p99']:>7.2f} {rss['http']:>6.1f} "
+            f"{rss['runner']:>6.1f} {rss['all']:>6.1f} {res['rps'] / base:>7.2f} {int(res['errors'] + res['non2xx']):>6} {res['backlog']:>7.0f} {res['drain_s']:>7.2f}"
+        )
 
 
 if __name__ == "__main__":

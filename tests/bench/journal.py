@@ -67,8 +67,11 @@ def main() -> None:
                     path = Path(tmp) / f"{sync}-{batch}-{writers}-{r}.db"
                     rates.append(trio.run(measure, path, sync, batch, writers, args.seconds))
                 results[(name, writers)] = statistics.median(rates)
-                print(f"{name:<32} writers={writers:<3} {results[(name, writers)]:>9.0f} appends/s "
-                      f"(median of {args.repeats}: {', '.join(f'{x:.0f}' for x in rates)})", flush=True)
+                print(
+                    f"{name:<32} writers={writers:<3} {results[(name, writers)]:>9.0f} appends/s "
+                    f"(median of {args.repeats}: {', '.join(f'{x:.0f}' for x in rates)})",
+                    flush=True,
+                )
     base = results[("one commit per signal (FULL)", 64)]
     group = results[("group commit (FULL)", 64)]
     print(f"\ngroup commit / one-commit-per-signal at 64 writers: {group / base:.1f}x")

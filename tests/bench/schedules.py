@@ -58,8 +58,10 @@ def config(data_dir: Path, port: int, fast: int, workflow: bool) -> str:
     for i in range(fast):
         lines.append(f'[schedules.fast{i}]\nevery = "1s"\n')
     if workflow and fast:
-        lines.append('[[workflows]]\nname = "on-fast"\nlisten = "schedules.*"\n\n[[workflows.steps]]\n'
-                     'action = "store"\nname = "seen"\nvalue = "{{ __data.__schedule.scheduled_for }}"\n')
+        lines.append(
+            '[[workflows]]\nname = "on-fast"\nlisten = "schedules.*"\n\n[[workflows.steps]]\n'
+            'action = "store"\nname = "seen"\nvalue = "{{ __data.__schedule.scheduled_for }}"\n'
+        )
     return "\n".join(lines)
 
 
@@ -81,8 +83,12 @@ def start(tmp: Path, fast: int, workflow: bool) -> tuple[subprocess.Popen[bytes]
     path = tmp / f"router{fast}.toml"
     path.write_text(config(data_dir, port, fast, workflow))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "-c", str(path), "--log-level", "info"],
-                            cwd=ROOT, stdout=open(tmp / f"log{fast}", "wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router.cli", "serve", "-c", str(path), "--log-level", "info"],
+        cwd=ROOT,
+        stdout=open(tmp / f"log{fast}", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     while True:
         if proc.poll() is not None:
             raise SystemExit(f"router exited: {(tmp / f'log{fast}').read_text()[-2000:]}")
@@ -184,8 +190,10 @@ def scheduler_alone(tmp: Path, seconds: float, fast: int) -> tuple[float, float]
     storage.close()
     if fast:
         late, dup = lateness(tmp / f"alone{fast}" / "router.db", result["start"], result["end"])
-        print(f"scheduler task alone: tick lateness ms p50 {pct(late, 50):.1f} p99 {pct(late, 99):.1f} "
-              f"max {max(late):.1f} over {len(late)} ticks, duplicates {dup}")
+        print(
+            f"scheduler task alone: tick lateness ms p50 {pct(late, 50):.1f} p99 {pct(late, 99):.1f} "
+            f"max {max(late):.1f} over {len(late)} ticks, duplicates {dup}"
+        )
     return result["load"], result["cpu"]
 
 
@@ -199,7 +207,9 @@ def main() -> None:
         tmp = Path(tmp_name)
 
         load, cpu = scheduler_alone(tmp, args.idle_seconds, 0)
-        print(f"scheduler task alone: {TOTAL} schedules loaded in {load:.1f}s, idle CPU {cpu:.2f}% of one core")
+        print(
+            f"scheduler task alone: {TOTAL} schedules loaded in {load:.1f}s, idle CPU {cpu:.2f}% of one core"
+        )
         load, cpu = scheduler_alone(tmp, args.idle_seconds, FAST)
         print(f"scheduler task alone, {FAST} of them every=1s: CPU {cpu:.2f}% of one core")
 
@@ -226,10 +236,14 @@ def main() -> None:
         log = (tmp / f"log{FAST}").read_text()
         coalesced = log.count("schedule coalesced ticks")
         missed = log.count("schedule missed ticks")
-        print(f"{FAST} x every=1s (+{TOTAL - FAST} idle) over {args.seconds:.0f}s"
-              f"{' with a workflow' if args.workflow else ''}: CPU {busy:.1f}% of one core")
-        print(f"ticks {len(late)} (expected ~{expected}), duplicates {dup}; "
-              f"coalesce events {coalesced} (a stall over 1 s folds due ticks into one), missed {missed}")
+        print(
+            f"{FAST} x every=1s (+{TOTAL - FAST} idle) over {args.seconds:.0f}s"
+            f"{' with a workflow' if args.workflow else ''}: CPU {busy:.1f}% of one core"
+        )
+        print(
+            f"ticks {len(late)} (expected ~{expected}), duplicates {dup}; "
+            f"coalesce events {coalesced} (a stall over 1 s folds due ticks into one), missed {missed}"
+        )
         print(f"tick lateness ms: p50 {pct(late, 50):.1f}  p99 {pct(late, 99):.1f}  max {max(late):.1f}")
 
 

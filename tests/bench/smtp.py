@@ -81,9 +81,23 @@ def smtp_source(port: int, messages: int, sessions: int, size: int) -> tuple[flo
     """msgs/s and how many messages got a 2xx, from smtp-source's own run."""
     t0 = time.perf_counter()
     result = subprocess.run(
-        ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
-         "-f", "bench@sender.example", "-t", "bench@example.com", f"127.0.0.1:{port}"],
-        capture_output=True, text=True, timeout=600,
+        [
+            "smtp-source",
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-l",
+            str(size),
+            "-f",
+            "bench@sender.example",
+            "-t",
+            "bench@example.com",
+            f"127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     elapsed = time.perf_counter() - t0
     if result.returncode != 0:
@@ -93,7 +107,9 @@ def smtp_source(port: int, messages: int, sessions: int, size: int) -> tuple[flo
 
 def start_sink() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     wait_port(port)
     return proc, port
 
@@ -112,19 +128,25 @@ def big_message(megabytes: float, index: int) -> bytes:
     raw = os.urandom(int(megabytes * 1024 * 1024 * 3 / 4))
     body = base64.encodebytes(raw)
     return (
-        f"From: Flood <flood@sender.example>\r\nTo: bench@example.com\r\nSubject: flood {index}\r\n"
-        f"Message-ID: <flood-{index}-{time.time_ns()}@sender.example>\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n--b0\r\nContent-Type: text/plain\r\n\r\n'
-        "see attachment\r\n--b0\r\nContent-Type: application/octet-stream\r\n"
-        'Content-Disposition: attachment; filename="big.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
-    ).encode() + body.replace(b"\n", b"\r\n") + b"\r\n--b0--\r\n"
+        (
+            f"From: Flood <flood@sender.example>\r\nTo: bench@example.com\r\nSubject: flood {index}\r\n"
+            f"Message-ID: <flood-{index}-{time.time_ns()}@sender.example>\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n--b0\r\nContent-Type: text/plain\r\n\r\n'
+            "see attachment\r\n--b0\r\nContent-Type: application/octet-stream\r\n"
+            'Content-Disposition: attachment; filename="big.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        ).encode()
+        + body.replace(b"\n", b"\r\n")
+        + b"\r\n--b0--\r\n"
+    )
 
 
 def flood(port: int, payloads: list[bytes], stop: threading.Event, sent: list[int]) -> None:
     """One sender: raw SMTP over a socket (sendall is C; the client stays cheap)."""
     i = 0
     while not stop.is_set():
-        payload = payloads[i % len(payloads)].replace(b"Message-ID: <flood-", f"Message-ID: <f{i}-".encode(), 1)
+        payload = payloads[i % len(payloads)].replace(
+            b"Message-ID: <flood-", f"Message-ID: <f{i}-".encode(), 1
+        )
         i += 1
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
@@ -163,7 +185,9 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048)
@@ -196,16 +220,22 @@ def main() -> None:
             sink.terminate()
             s_med, r_med = statistics.median(sink_rates), statistics.median(router_rates)
             rounds = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(sink_rates, router_rates, strict=True))
-            print(f"smtp-source -s {args.sessions} -m {args.messages} -l {args.size}, {args.rounds} rounds (sink/router: {rounds})")
+            print(
+                f"smtp-source -s {args.sessions} -m {args.messages} -l {args.size}, {args.rounds} rounds (sink/router: {rounds})"
+            )
             print(f"  aiosmtpd sink (no-op handler): {s_med:8.0f} msgs/s (median)")
-            print(f"  router (parsed + journaled):   {r_med:8.0f} msgs/s (median; {stored}/{sent} in the journal)")
+            print(
+                f"  router (parsed + journaled):   {r_med:8.0f} msgs/s (median; {stored}/{sent} in the journal)"
+            )
             print(f"  ratio router / sink:           {r_med / s_med:8.2f}   (aim >= 0.6)")
 
             idle = http_latencies(url, args.requests // 2)
             payloads = [big_message(args.flood_mb, i) for i in range(2)]
             stop, sent_big = threading.Event(), [0]
-            senders = [threading.Thread(target=flood, args=(router.smtp_port, payloads, stop, sent_big), daemon=True)
-                       for _ in range(args.flood_senders)]
+            senders = [
+                threading.Thread(target=flood, args=(router.smtp_port, payloads, stop, sent_big), daemon=True)
+                for _ in range(args.flood_senders)
+            ]
             for t in senders:
                 t.start()
             time.sleep(1.0)
@@ -220,9 +250,11 @@ def main() -> None:
             mb = len(payloads[0]) / 1e6
             print(f"HTTP GET JSON endpoint, {args.requests} sequential keep-alive requests:")
             print(f"  idle:   p50 {statistics.median(idle):6.2f} ms   p99 {pct(idle, 99):6.2f} ms")
-            print(f"  flood:  p50 {statistics.median(loaded):6.2f} ms   p99 {pct(loaded, 99):6.2f} ms"
-                  f"   ({args.flood_senders} senders, {mb:.1f} MB emails, {accepted} accepted in"
-                  f" {flood_secs:.1f}s = {accepted * mb / max(flood_secs, 1e-9):.0f} MB/s)")
+            print(
+                f"  flood:  p50 {statistics.median(loaded):6.2f} ms   p99 {pct(loaded, 99):6.2f} ms"
+                f"   ({args.flood_senders} senders, {mb:.1f} MB emails, {accepted} accepted in"
+                f" {flood_secs:.1f}s = {accepted * mb / max(flood_secs, 1e-9):.0f} MB/s)"
+            )
             print(f"  p99 flood / idle:  {pct(loaded, 99) / pct(idle, 99):5.2f}   (aim <= 2)")
             errors = re.findall(r"level=error.*", router.log())
             if errors:

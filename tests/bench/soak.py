@@ -131,7 +131,9 @@ class Load:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.urls = {name: router.url(name) for name in ("endpoints.data", "endpoints.ask", "webhooks.events")}
+        self.urls = {
+            name: router.url(name) for name in ("endpoints.data", "endpoints.ask", "webhooks.events")
+        }
 
     def count(self, key: str) -> None:
         with self.lock:
@@ -139,7 +141,11 @@ class Load:
 
     def start(self) -> None:
         # HTTP carries most of the load, as in practice; each sender gets its share of the rate.
-        for name, share, fn in (("http", 0.6, self._http), ("smtp", 0.2, self._smtp), ("sms", 0.2, self._sms)):
+        for name, share, fn in (
+            ("http", 0.6, self._http),
+            ("smtp", 0.2, self._smtp),
+            ("sms", 0.2, self._sms),
+        ):
             t = threading.Thread(target=self._paced, args=(name, self.rate * share, fn), daemon=True)
             t.start()
             self.threads.append(t)
@@ -189,8 +195,14 @@ class Load:
         if not hasattr(self, "_sms_client"):
             self._sms_client = httpx.Client(timeout=30)
         url = f"{self.router.base}/sms/text"
-        params = {"MessageSid": "SM" + hashlib.md5(f"{n}-{time.time_ns()}".encode()).hexdigest(), "AccountSid": SID,
-                  "From": "+15551230001", "To": "+15559870002", "Body": f"soak {n}", "NumMedia": "0"}
+        params = {
+            "MessageSid": "SM" + hashlib.md5(f"{n}-{time.time_ns()}".encode()).hexdigest(),
+            "AccountSid": SID,
+            "From": "+15551230001",
+            "To": "+15559870002",
+            "Body": f"soak {n}",
+            "NumMedia": "0",
+        }
         signature = RequestValidator(TOKEN).compute_signature(url, params)
         r = self._sms_client.post(url, data=params, headers={"X-Twilio-Signature": signature})
         self.count(f"sms {r.status_code}")
@@ -229,8 +241,11 @@ def processes(root: int) -> dict[str, int]:
 def sample(pid: int) -> tuple[float, int] | None:
     """(RSS in MB, open descriptors) of one process, None if it is gone."""
     try:
-        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS:"))
+        rss = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
         return rss / 1024, len(list(Path(f"/proc/{pid}/fd").iterdir()))
     except (FileNotFoundError, ProcessLookupError, StopIteration):
         return None
@@ -246,7 +261,9 @@ def report(minute: int, procs: dict[str, int], counts: Counter[str]) -> dict[str
             parts.append(f"{role}(pid {pid}) rss={got[0]:.1f}MB fds={got[1]}")
     answered = sum(v for k, v in counts.items() if k.endswith((" 200", " 250")))
     other = {k: v for k, v in counts.items() if not k.endswith((" 200", " 250"))}
-    print(f"[{minute:>3} min] " + "  ".join(parts) + f"  | answered={answered} other={other or 0}", flush=True)
+    print(
+        f"[{minute:>3} min] " + "  ".join(parts) + f"  | answered={answered} other={other or 0}", flush=True
+    )
     return row
 
 
@@ -261,8 +278,12 @@ def main() -> int:
     target = HttpTarget().start()
     twilio = TwilioStandin(credentials=(SID, TOKEN)).start()
     tmp = Path(tempfile.mkdtemp(prefix="router-soak-"))
-    router = RouterProcess(tmp, config(target.url("/hook"), twilio.base_url), workers=args.workers,
-                           router_extra=f"runners = {args.runners}")
+    router = RouterProcess(
+        tmp,
+        config(target.url("/hook"), twilio.base_url),
+        workers=args.workers,
+        router_extra=f"runners = {args.runners}",
+    )
     router.start()
     print(f"soak: {args.minutes:g} min at {args.rate:g}/s; data dir {router.data_dir}; log {router.log_path}")
     load = Load(router, args.rate)
@@ -299,8 +320,10 @@ def main() -> int:
         flag = " (pid changed: restarted)" if pid0 != pid1 else ""
         bad = rss_growth >= GROWTH_LIMIT or fd_growth >= GROWTH_LIMIT or pid0 != pid1
         failed |= bad
-        print(f"  {role}: rss {rss0:.1f} -> {rss1:.1f} MB ({rss_growth:+.1%}), fds {fds0} -> {fds1} "
-              f"({fd_growth:+.1%}){flag}{'  <-- grew' if bad else ''}")
+        print(
+            f"  {role}: rss {rss0:.1f} -> {rss1:.1f} MB ({rss_growth:+.1%}), fds {fds0} -> {fds1} "
+            f"({fd_growth:+.1%}){flag}{'  <-- grew' if bad else ''}"
+        )
     unanswered = {k: v for k, v in load.counts.items() if not k.endswith((" 200", " 250"))}
     if unanswered:
         print(f"not answered with 200/250: {unanswered}")

@@ -21,8 +21,9 @@ import atheris
 
 # Our packages plus the parsers they lean on (PyJWT, the email package, tomllib, urllib.parse),
 # so that libFuzzer's coverage feedback reaches into them.
-with atheris.instrument_imports(include=["channels", "config", "engine", "jwt", "email", "tomllib", "urllib",
-                                         "twilio.request_validator"]):
+with atheris.instrument_imports(
+    include=["channels", "config", "engine", "jwt", "email", "tomllib", "urllib", "twilio.request_validator"]
+):
     from channels.http.asgi import Request
     from channels.http.jwt_auth import JwtFailure, verify
     from channels.http.parsing import BadBody, build_data, parse_json
@@ -33,8 +34,14 @@ with atheris.instrument_imports(include=["channels", "config", "engine", "jwt", 
     from config import ConfigError, load_config
     from engine.entity import Entity
 
-CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b",
-                 "text/plain", "", "application/x+json; charset=utf-16"]
+CONTENT_TYPES = [
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=b",
+    "text/plain",
+    "",
+    "application/x+json; charset=utf-16",
+]
 FILES = Path(tempfile.mkdtemp(prefix="atheris-files-"))
 CONFIG = Path(tempfile.mkdtemp(prefix="atheris-config-")) / "router.toml"
 
@@ -44,9 +51,18 @@ async def _no_receive() -> dict[str, object]:
 
 
 def _request(body: bytes, ctype: str, query: str = "", headers: dict[str, str] | None = None) -> Request:
-    return Request(scope={}, receive=_no_receive, method="POST", path="/sms/main", query_string=query,
-                   headers={"content-type": ctype, **(headers or {})}, client="127.0.0.1", request_id="atheris",
-                   body=body, body_read=True)
+    return Request(
+        scope={},
+        receive=_no_receive,
+        method="POST",
+        path="/sms/main",
+        query_string=query,
+        headers={"content-type": ctype, **(headers or {})},
+        client="127.0.0.1",
+        request_id="atheris",
+        body=body,
+        body_read=True,
+    )
 
 
 def _latin1(fdp: atheris.FuzzedDataProvider, size: int) -> str:
@@ -97,10 +113,15 @@ def fuzz_jwt(data: bytes) -> None:
 
 def fuzz_twilio(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    headers = {"x-twilio-signature": _latin1(fdp, 30), "x-twilio-webhooks-signature-settings": _latin1(fdp, 30),
-               "x-forwarded-proto": _latin1(fdp, 8), "x-forwarded-host": _latin1(fdp, 30)}
-    request = _request(fdp.ConsumeBytes(fdp.remaining_bytes()), "application/x-www-form-urlencoded", "",
-                       headers)
+    headers = {
+        "x-twilio-signature": _latin1(fdp, 30),
+        "x-twilio-webhooks-signature-settings": _latin1(fdp, 30),
+        "x-forwarded-proto": _latin1(fdp, 8),
+        "x-forwarded-host": _latin1(fdp, 30),
+    }
+    request = _request(
+        fdp.ConsumeBytes(fdp.remaining_bytes()), "application/x-www-form-urlencoded", "", headers
+    )
     settings = HttpSettings(trust_proxy=True, twilio_auth_token="t" * 32)
     assert signature_valid(request, _form(request), settings) is False
 
@@ -114,8 +135,13 @@ def fuzz_config(data: bytes) -> None:
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
-    "http": fuzz_http, "multipart": fuzz_multipart, "webhook": fuzz_webhook, "mime": fuzz_mime,
-    "jwt": fuzz_jwt, "twilio": fuzz_twilio, "config": fuzz_config,
+    "http": fuzz_http,
+    "multipart": fuzz_multipart,
+    "webhook": fuzz_webhook,
+    "mime": fuzz_mime,
+    "jwt": fuzz_jwt,
+    "twilio": fuzz_twilio,
+    "config": fuzz_config,
 }
 
 

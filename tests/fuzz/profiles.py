@@ -15,13 +15,26 @@ from hypothesis import HealthCheck, settings
 
 CI_EXAMPLES = 100
 
-_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture,
-            HealthCheck.filter_too_much, HealthCheck.large_base_example]
+_SLOW_OK = [
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.filter_too_much,
+    HealthCheck.large_base_example,
+]
 
-settings.register_profile("ci", max_examples=CI_EXAMPLES, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=_SLOW_OK, print_blob=True)
-settings.register_profile("explore", max_examples=CI_EXAMPLES * 10, deadline=None,
-                          suppress_health_check=_SLOW_OK, print_blob=True)
+settings.register_profile(
+    "ci",
+    max_examples=CI_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=_SLOW_OK,
+    print_blob=True,
+)
+settings.register_profile(
+    "explore", max_examples=CI_EXAMPLES * 10, deadline=None, suppress_health_check=_SLOW_OK, print_blob=True
+)
 
 
 def load() -> None:

@@ -22,8 +22,11 @@ from config.workflows import StepConfig, WorkflowConfig
 from tests.fuzz.profiles import examples
 
 ENVIRON = {"TOKEN": "t" * 40, "EMPTY": "", "PORT": "8080"}
-SECTIONS = {name: field.annotation for name, field in Config.model_fields.items()
-            if name not in SOURCE_MODELS and name != "workflows"}
+SECTIONS = {
+    name: field.annotation
+    for name, field in Config.model_fields.items()
+    if name not in SOURCE_MODELS and name != "workflows"
+}
 
 
 def keys_of(model: Any) -> list[str]:
@@ -32,16 +35,61 @@ def keys_of(model: Any) -> list[str]:
 
 # Values of every type TOML can produce, with the edge cases that break naive converters.
 toml_scalars = st.one_of(
-    st.text(max_size=20), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(), st.booleans(),
-    st.datetimes(timezones=st.none() | st.timezones()), st.dates(), st.times(),
-    st.sampled_from(["9" * 400, "1e999", "-1", "0", "1.5", "1KiB", "99999999999999999999PiB", "1h30m", "-5s",
-                     "10/s", "0/s", "1e308/s", "127.0.0.1:8080", "[::1]:99999", "a:b:c", ":", "* * * * *",
-                     "*/0 * * * *", "61 25 32 13 8", "@reboot", "${TOKEN}", "${NOPE}", "${", "$${TOKEN}", "${EMPTY:-x}",
-                     "Europe/Paris", "../../etc/passwd", "\x00", "UTC\x00", "endpoints.*", "nope.x", "{{ __data.x",
-                     "https://", "http://[::1", "pbkdf2_sha256$1$x$y", "hex", "hmac-sha256", "\u00e9"]),
+    st.text(max_size=20),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(),
+    st.booleans(),
+    st.datetimes(timezones=st.none() | st.timezones()),
+    st.dates(),
+    st.times(),
+    st.sampled_from(
+        [
+            "9" * 400,
+            "1e999",
+            "-1",
+            "0",
+            "1.5",
+            "1KiB",
+            "99999999999999999999PiB",
+            "1h30m",
+            "-5s",
+            "10/s",
+            "0/s",
+            "1e308/s",
+            "127.0.0.1:8080",
+            "[::1]:99999",
+            "a:b:c",
+            ":",
+            "* * * * *",
+            "*/0 * * * *",
+            "61 25 32 13 8",
+            "@reboot",
+            "${TOKEN}",
+            "${NOPE}",
+            "${",
+            "$${TOKEN}",
+            "${EMPTY:-x}",
+            "Europe/Paris",
+            "../../etc/passwd",
+            "\x00",
+            "UTC\x00",
+            "endpoints.*",
+            "nope.x",
+            "{{ __data.x",
+            "https://",
+            "http://[::1",
+            "pbkdf2_sha256$1$x$y",
+            "hex",
+            "hmac-sha256",
+            "\u00e9",
+        ]
+    ),
 )
-toml_values = st.recursive(toml_scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -77,7 +125,9 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 6)) == 0:
         doc[draw(st.text(max_size=8))] = draw(toml_values)
     if draw(st.integers(0, 8)) == 0:  # never absolute or upward: a glob must stay in the test's directory
-        doc["include"] = draw(st.sampled_from(["conf.d/*.toml", "nope.toml", "*.toml", "", "**", 5, ["x"], [1], {}]))
+        doc["include"] = draw(
+            st.sampled_from(["conf.d/*.toml", "nope.toml", "*.toml", "", "**", 5, ["x"], [1], {}])
+        )
     return doc
 
 
@@ -102,7 +152,11 @@ def assert_clean(load: Any) -> Config | None:
 @given(doc=documents())
 @example(doc={"http": {"max_body": "9" * 400}})
 @example(doc={"http": {"max_body": "1e400 B"}})
-@example(doc={"smtp": {"max_message_size": "99999999999999999999999999999999999999999999999999" + "9" * 300 + "PiB"}})
+@example(
+    doc={
+        "smtp": {"max_message_size": "99999999999999999999999999999999999999999999999999" + "9" * 300 + "PiB"}
+    }
+)
 @example(doc={"endpoints": {"a": {"max_body": "9" * 400}}})
 @example(doc={"router": {"run_timeout": "9" * 400 + "w"}})
 @example(doc={"router": {"lease": "9" * 400}})
@@ -118,7 +172,13 @@ def toml_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
     if isinstance(value, int | str):
         return json.dumps(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -139,7 +199,7 @@ def toml_document(doc: dict[str, Any]) -> str:
 def test_load_config(doc: dict[str, Any], damage: list[tuple[int, bytes]], base_dir: Path) -> None:
     raw = bytearray(toml_document(doc).encode("utf-8", "surrogatepass"))
     for offset, junk in damage:
-        raw[offset % (len(raw) + 1):offset % (len(raw) + 1)] = junk
+        raw[offset % (len(raw) + 1) : offset % (len(raw) + 1)] = junk
     path = base_dir / "router.toml"
     path.write_bytes(bytes(raw))
     assert_clean(lambda: load_config(path, environ=ENVIRON))
@@ -156,10 +216,15 @@ def test_load_random_text(text: str, base_dir: Path) -> None:
     assert_clean(lambda: load_config(path, environ=ENVIRON))
 
 
-@pytest.mark.parametrize("doc", [
-    {"http": {"max_body": "9" * 400}}, {"router": {"run_timeout": "9" * 400 + "w"}}, {"router": {"lease": "9" * 400}},
-    {"endpoints": {"a": {"rate_limit": "9" * 400 + "/s"}}},
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"http": {"max_body": "9" * 400}},
+        {"router": {"run_timeout": "9" * 400 + "w"}},
+        {"router": {"lease": "9" * 400}},
+        {"endpoints": {"a": {"rate_limit": "9" * 400 + "/s"}}},
+    ],
+)
 def test_overflowing_numbers_are_config_errors(doc: dict[str, Any], base_dir: Path) -> None:
     """Hundreds of digits overflow to infinity: refused by name, not accepted as an endless timer."""
     with pytest.raises(ConfigError, match="too large"):

@@ -109,7 +109,11 @@ class Target:
         # Nothing here is slow work: seconds mean the event loop was held (a hang for everyone).
         assert time.monotonic() - started < SLOW_ANSWER, (method, url, time.monotonic() - started)
         self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
-        assert response.status_code < 500, (response.status_code, response.text[:500], self.router.log()[-3000:])
+        assert response.status_code < 500, (
+            response.status_code,
+            response.text[:500],
+            self.router.log()[-3000:],
+        )
         return response
 
 
@@ -153,7 +157,12 @@ ctypes = st.sampled_from(["application/json", "application/x-www-form-urlencoded
 
 
 @examples(300)
-@given(body=bodies, ctype=ctypes, query=fs.query_strings(), method=st.sampled_from(["POST", "PUT", "GET", "POST"]))
+@given(
+    body=bodies,
+    ctype=ctypes,
+    query=fs.query_strings(),
+    method=st.sampled_from(["POST", "PUT", "GET", "POST"]),
+)
 @example(body=fs.nested(100_000), ctype="application/json", query="", method="POST")
 @example(body=b'{"name": ' + fs.nested(900) + b"}", ctype="application/json", query="", method="POST")
 @example(body=b'{"name": ' + fs.nested(127) + b"}", ctype="application/json", query="", method="POST")
@@ -170,9 +179,14 @@ MANY_PARTS = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n' * 1
 
 @examples(180)
 @given(case=fs.multipart_bodies(), query=fs.query_strings())
-@example(case=("multipart/form-data; boundary=XX",
-               b'--XX\r\nContent-Disposition: form-data; name="name"\r\nContent-Type: text/plain; charset=nope\r\n\r\n'
-               b"hi\r\n--XX--\r\n"), query="")
+@example(
+    case=(
+        "multipart/form-data; boundary=XX",
+        b'--XX\r\nContent-Disposition: form-data; name="name"\r\nContent-Type: text/plain; charset=nope\r\n\r\n'
+        b"hi\r\n--XX--\r\n",
+    ),
+    query="",
+)
 @example(case=("multipart/form-data; boundary=b", MANY_PARTS), query="")
 def test_data_endpoint_multipart(target: Target, case: tuple[str, bytes], query: str) -> None:
     ctype, body = case
@@ -181,8 +195,12 @@ def test_data_endpoint_multipart(target: Target, case: tuple[str, bytes], query:
 
 
 @examples(240)
-@given(body=bodies, ctype=st.sampled_from(["application/json", "application/cloudevents+json", None]) | fs.content_types(),
-       key_in=st.sampled_from(["query", "header", "wrong", "none"]), query=fs.query_strings())
+@given(
+    body=bodies,
+    ctype=st.sampled_from(["application/json", "application/cloudevents+json", None]) | fs.content_types(),
+    key_in=st.sampled_from(["query", "header", "wrong", "none"]),
+    query=fs.query_strings(),
+)
 @example(body=fs.nested(100_000), ctype="application/json", key_in="query", query="")
 @example(body=b"-" + b"1" * 4301, ctype="application/json", key_in="header", query="")
 def test_webhook(target: Target, body: bytes, ctype: str | None, key_in: str, query: str) -> None:
@@ -210,8 +228,11 @@ def test_webhook(target: Target, body: bytes, ctype: str | None, key_in: str, qu
 
 
 @examples(240)
-@given(body=fs.urlencoded_bodies() | bodies, ctype=st.sampled_from(list(FORM_TYPES)) | ctypes,
-       origin=st.sampled_from([None, "null", "https://x.example", "\xe9", "http://[::1"]))
+@given(
+    body=fs.urlencoded_bodies() | bodies,
+    ctype=st.sampled_from(list(FORM_TYPES)) | ctypes,
+    origin=st.sampled_from([None, "null", "https://x.example", "\xe9", "http://[::1"]),
+)
 @example(body=b"name=a&website=", ctype="application/x-www-form-urlencoded", origin=None)
 @example(body=b"name=%ff&website=bot", ctype="application/x-www-form-urlencoded", origin=None)
 def test_form(target: Target, body: bytes, ctype: str | None, origin: str | None) -> None:
@@ -230,13 +251,18 @@ def test_form(target: Target, body: bytes, ctype: str | None, origin: str | None
 
 
 @examples(180)
-@given(header=headers, body=claims, right_secret=st.booleans(), where=st.sampled_from(["bearer", "token", "raw"]))
+@given(
+    header=headers, body=claims, right_secret=st.booleans(), where=st.sampled_from(["bearer", "token", "raw"])
+)
 @example(header={"alg": "HS256", "kid": 1}, body={"iss": ISSUER}, right_secret=True, where="bearer")
 @example(header={"alg": "none"}, body={"iss": ISSUER}, right_secret=True, where="token")
 def test_jwt_endpoint(target: Target, header: Any, body: Any, right_secret: bool, where: str) -> None:
     token = sign(header, body, SECRET if right_secret else "w" * 40)
-    sent = {"bearer": {"authorization": f"Bearer {token}"}, "token": {"token": token},
-            "raw": {"authorization": token}}[where]
+    sent = {
+        "bearer": {"authorization": f"Bearer {token}"},
+        "token": {"token": token},
+        "raw": {"authorization": token},
+    }[where]
     response = target.send("POST", target.secure, json={"a": 1}, headers=sent)
     assert response.status_code in (200, 401, 403)
     if where == "raw":
@@ -244,41 +270,75 @@ def test_jwt_endpoint(target: Target, header: Any, body: Any, right_secret: bool
 
 
 @examples(180)
-@given(params=params_strategy, signature=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
-       sign_right=st.booleans(), algorithm=st.sampled_from([None, "HMAC_SHA256", "md5"]))
-def test_twilio(target: Target, params: dict[str, str], signature: str, sign_right: bool, algorithm: str | None) -> None:
+@given(
+    params=params_strategy,
+    signature=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+    sign_right=st.booleans(),
+    algorithm=st.sampled_from([None, "HMAC_SHA256", "md5"]),
+)
+def test_twilio(
+    target: Target, params: dict[str, str], signature: str, sign_right: bool, algorithm: str | None
+) -> None:
     headers = {"x-twilio-signature": on_the_wire(signature)}
     if algorithm is not None:
         headers["x-twilio-webhooks-signature-settings"] = f"algorithm={algorithm}"
     valid = sign_right and algorithm != "md5"
     if valid:
-        headers["x-twilio-signature"] = RequestValidator(TOKEN).compute_signature(target.sms, params, algorithm)
-    response = target.send("POST", target.sms, content=urlencode(params).encode(),
-                           headers={**headers, "content-type": "application/x-www-form-urlencoded"})
+        headers["x-twilio-signature"] = RequestValidator(TOKEN).compute_signature(
+            target.sms, params, algorithm
+        )
+    response = target.send(
+        "POST",
+        target.sms,
+        content=urlencode(params).encode(),
+        headers={**headers, "content-type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == (200 if valid else 403), response.text[:300]
     if valid:
         assert response.headers["content-type"].startswith("text/xml")
 
 
 # What h11 lets through in a header value: no controls, no blanks at either end; obs-text is fine.
-header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
-                        max_size=40).map(lambda v: v.strip(" ")) | st.sampled_from(
-    ["null", "http://[::1", "https://www.example.com", "https://www.example.com/", "https://www.example.com:99999",
-     "https://WWW.EXAMPLE.COM", "//www.example.com", "https://www.example.com@evil.example", "http://[::1]:80/x",
-     "https://app.example.com", "*", "\xe9"])
+header_values = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40
+).map(lambda v: v.strip(" ")) | st.sampled_from(
+    [
+        "null",
+        "http://[::1",
+        "https://www.example.com",
+        "https://www.example.com/",
+        "https://www.example.com:99999",
+        "https://WWW.EXAMPLE.COM",
+        "//www.example.com",
+        "https://www.example.com@evil.example",
+        "http://[::1]:80/x",
+        "https://app.example.com",
+        "*",
+        "\xe9",
+    ]
+)
 
 
 @examples(240)
-@given(origin=st.none() | header_values, referer=st.none() | header_values, key=st.none() | header_values,
-       request_id=st.none() | header_values)
+@given(
+    origin=st.none() | header_values,
+    referer=st.none() | header_values,
+    key=st.none() | header_values,
+    request_id=st.none() | header_values,
+)
 @example(origin="http://[::1", referer=None, key=None, request_id=None)
 @example(origin=None, referer="http://[::1/form", key=None, request_id=None)
 @example(origin="https://www.example.com:99999", referer=None, key=None, request_id=None)
-def test_form_origins(target: Target, origin: str | None, referer: str | None, key: str | None,
-                      request_id: str | None) -> None:
+def test_form_origins(
+    target: Target, origin: str | None, referer: str | None, key: str | None, request_id: str | None
+) -> None:
     headers = {"content-type": "application/x-www-form-urlencoded"}
-    for name, value in (("origin", origin), ("referer", referer), ("idempotency-key", key),
-                        ("x-request-id", request_id)):
+    for name, value in (
+        ("origin", origin),
+        ("referer", referer),
+        ("idempotency-key", key),
+        ("x-request-id", request_id),
+    ):
         if value is not None:
             headers[name] = value
     sent = {k: v.encode("latin-1") for k, v in headers.items()}
@@ -289,9 +349,15 @@ def test_form_origins(target: Target, origin: str | None, referer: str | None, k
 
 
 @examples(180)
-@given(origin=st.none() | header_values, method=header_values, requested=st.none() | header_values,
-       preflight=st.booleans())
-def test_cors(target: Target, origin: str | None, method: str, requested: str | None, preflight: bool) -> None:
+@given(
+    origin=st.none() | header_values,
+    method=header_values,
+    requested=st.none() | header_values,
+    preflight=st.booleans(),
+)
+def test_cors(
+    target: Target, origin: str | None, method: str, requested: str | None, preflight: bool
+) -> None:
     headers: dict[str, bytes] = {}
     if origin is not None:
         headers["origin"] = origin.encode("latin-1")
@@ -309,8 +375,15 @@ def test_cors(target: Target, origin: str | None, method: str, requested: str | 
 
 
 @examples(120)
-@given(path=st.lists(st.text(max_size=12) | st.sampled_from(["listener", "webhooks", "incoming", "forms", "sms",
-                                                             "whatsapp", "..", "%ff", "%00", ""]), max_size=4))
+@given(
+    path=st.lists(
+        st.text(max_size=12)
+        | st.sampled_from(
+            ["listener", "webhooks", "incoming", "forms", "sms", "whatsapp", "..", "%ff", "%00", ""]
+        ),
+        max_size=4,
+    )
+)
 def test_random_paths(target: Target, path: list[str]) -> None:
     raw_path = "/" + "/".join(quote(p.encode("utf-8", "surrogatepass"), safe="%") for p in path)
     url = httpx.URL(target.router.base).copy_with(raw_path=raw_path.encode("ascii"))
@@ -326,7 +399,9 @@ def test_daemon_survived(target: Target) -> None:
     assert target.send("POST", target.data, json={"name": "after"}).json()["name"] == "after"
     rss_after = rss_kib(router.proc.pid)
     growth = rss_after - target.rss_before  # type: ignore[attr-defined]
-    print(f"fuzz daemon RSS before {target.rss_before} KiB, after {rss_after} KiB; statuses {target.statuses}")  # type: ignore[attr-defined]
+    print(
+        f"fuzz daemon RSS before {target.rss_before} KiB, after {rss_after} KiB; statuses {target.statuses}"
+    )  # type: ignore[attr-defined]
     assert growth < RSS_GROWTH_LIMIT_KIB, (target.rss_before, rss_after)  # type: ignore[attr-defined]
     time.sleep(0.5)  # let the workflow runs of the last requests finish and log
     log = router.log()

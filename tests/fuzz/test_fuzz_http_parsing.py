@@ -42,8 +42,18 @@ def make_request(body: bytes, content_type: str | None, query: str = "", method:
     headers = {"host": "127.0.0.1"}
     if content_type is not None:
         headers["content-type"] = content_type
-    return Request(scope={}, receive=_no_receive, method=method, path="/listener/a/b", query_string=query,
-                   headers=headers, client="127.0.0.1", request_id="fuzz", body=body, body_read=True)
+    return Request(
+        scope={},
+        receive=_no_receive,
+        method=method,
+        path="/listener/a/b",
+        query_string=query,
+        headers=headers,
+        client="127.0.0.1",
+        request_id="fuzz",
+        body=body,
+        body_read=True,
+    )
 
 
 def assert_journals(data: dict[str, Any], request: Request) -> None:
@@ -51,8 +61,16 @@ def assert_journals(data: dict[str, Any], request: Request) -> None:
     the names the daemon sets must be the daemon's, whatever the caller sent."""
     entity = Entity("endpoints", "endpoints.fuzz", data)
     again = json.loads(entity.to_json())
-    assert (again["__signal_id"], again["__source"], again["__channel"]) == (entity.id, "endpoints.fuzz", "endpoints")
-    assert (again["__remote_addr"], again["__method"], again["__path"]) == (request.client, request.method, request.path)
+    assert (again["__signal_id"], again["__source"], again["__channel"]) == (
+        entity.id,
+        "endpoints.fuzz",
+        "endpoints",
+    )
+    assert (again["__remote_addr"], again["__method"], again["__path"]) == (
+        request.client,
+        request.method,
+        request.path,
+    )
     assert again["__headers"].get("host") == request.headers.get("host")
 
 
@@ -67,8 +85,11 @@ def check_build(request: Request, files: Path | None) -> None:
 
 
 @examples(450)
-@given(body=fs.json_bodies(), ctype=st.sampled_from(["application/json", "application/ld+json", None, ""]),
-       query=fs.query_strings())
+@given(
+    body=fs.json_bodies(),
+    ctype=st.sampled_from(["application/json", "application/ld+json", None, ""]),
+    query=fs.query_strings(),
+)
 @example(body=fs.nested(100_000), ctype="application/json", query="")
 @example(body=fs.nested(100_000, kind="{"), ctype=None, query="")
 @example(body=fs.nested(990), ctype="application/json", query="")
@@ -97,25 +118,50 @@ def test_webhook_json(body: bytes, query: str) -> None:
 
 
 @examples(450)
-@given(body=fs.urlencoded_bodies(), query=fs.query_strings(),
-       ctype=st.sampled_from(["application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=latin-1"]))
+@given(
+    body=fs.urlencoded_bodies(),
+    query=fs.query_strings(),
+    ctype=st.sampled_from(
+        ["application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=latin-1"]
+    ),
+)
 @example(body=b"a=%ff&b=\xff", query="", ctype="application/x-www-form-urlencoded")
 @example(body=b"a[]=1&a=2&a[]=3", query="a=0", ctype="application/x-www-form-urlencoded")
-@example(body=b"__method=GET&__files=x", query="__remote_addr=1.2.3.4", ctype="application/x-www-form-urlencoded")
+@example(
+    body=b"__method=GET&__files=x", query="__remote_addr=1.2.3.4", ctype="application/x-www-form-urlencoded"
+)
 def test_urlencoded_bodies(body: bytes, query: str, ctype: str) -> None:
     check_build(make_request(body, ctype, query), None)
 
 
 @examples(600)
 @given(case=fs.multipart_bodies())
-@example(case=("multipart/form-data; boundary=XX",
-               b'--XX\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: text/plain; charset=nope\r\n\r\n'
-               b"hi\r\n--XX--\r\n"))
-@example(case=("multipart/form-data; boundary=XX",
-               b'--XX\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: text/plain; charset=utf-8\x00\r\n'
-               b"\r\nhi\r\n--XX--\r\n"))
-@example(case=("multipart/form-data; boundary=b; x*", b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--b--"))
-@example(case=("multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="a"; x*\r\n\r\nx\r\n--b--'))
+@example(
+    case=(
+        "multipart/form-data; boundary=XX",
+        b'--XX\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: text/plain; charset=nope\r\n\r\n'
+        b"hi\r\n--XX--\r\n",
+    )
+)
+@example(
+    case=(
+        "multipart/form-data; boundary=XX",
+        b'--XX\r\nContent-Disposition: form-data; name="a"\r\nContent-Type: text/plain; charset=utf-8\x00\r\n'
+        b"\r\nhi\r\n--XX--\r\n",
+    )
+)
+@example(
+    case=(
+        "multipart/form-data; boundary=b; x*",
+        b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--b--",
+    )
+)
+@example(
+    case=(
+        "multipart/form-data; boundary=b",
+        b'--b\r\nContent-Disposition: form-data; name="a"; x*\r\n\r\nx\r\n--b--',
+    )
+)
 def test_multipart_bodies(case: tuple[str, bytes], files_dir: Path) -> None:
     ctype, body = case
     check_build(make_request(body, ctype), files_dir)
@@ -129,16 +175,23 @@ def test_multipart_bodies(case: tuple[str, bytes], files_dir: Path) -> None:
 
 
 @examples(450)
-@given(body=st.binary(max_size=300) | fs.json_bodies() | fs.urlencoded_bodies(), ctype=fs.content_types(),
-       query=fs.query_strings(), method=st.sampled_from(["POST", "PUT", "GET", "OPTIONS"]))
+@given(
+    body=st.binary(max_size=300) | fs.json_bodies() | fs.urlencoded_bodies(),
+    ctype=fs.content_types(),
+    query=fs.query_strings(),
+    method=st.sampled_from(["POST", "PUT", "GET", "OPTIONS"]),
+)
 def test_any_content_type(body: bytes, ctype: str, query: str, method: str) -> None:
     """Whatever the content type claims, the request's own view of it must be a clean outcome."""
     check_build(make_request(body, ctype, query, method), None)
 
 
 @examples(300)
-@given(raw_headers=st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=60)), max_size=8),
-       query=st.binary(max_size=100), path=st.text(max_size=40))
+@given(
+    raw_headers=st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=60)), max_size=8),
+    query=st.binary(max_size=100),
+    path=st.text(max_size=40),
+)
 def test_request_from_scope(raw_headers: list[tuple[bytes, bytes]], query: bytes, path: str) -> None:
     """hypercorn hands over raw header bytes and query bytes: never a reason to fail."""
     scope = {"type": "http", "method": "post", "path": path, "query_string": query, "headers": raw_headers}
@@ -151,7 +204,9 @@ def test_request_from_scope(raw_headers: list[tuple[bytes, bytes]], query: bytes
 
 def test_multipart_part_limit() -> None:
     part = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n'
-    fields, _ = parse_multipart("multipart/form-data; boundary=b", part * MAX_MULTIPART_PARTS + b"--b--", None)
+    fields, _ = parse_multipart(
+        "multipart/form-data; boundary=b", part * MAX_MULTIPART_PARTS + b"--b--", None
+    )
     assert len(fields["a"]) == MAX_MULTIPART_PARTS
     for ctype in ("multipart/form-data; boundary=b", 'multipart/form-data; boundary="b"'):
         with pytest.raises(BadBody, match="more than"):

@@ -25,9 +25,15 @@ def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def sign(header: dict[str, Any] | Any, claims: Any, secret: str = SECRET, *, raw_claims: bytes | None = None) -> str:
+def sign(
+    header: dict[str, Any] | Any, claims: Any, secret: str = SECRET, *, raw_claims: bytes | None = None
+) -> str:
     """A token built by hand, so headers and claims can be anything JSON (or not JSON at all)."""
-    signing = b64(json.dumps(header).encode()) + "." + b64(raw_claims if raw_claims is not None else json.dumps(claims).encode())
+    signing = (
+        b64(json.dumps(header).encode())
+        + "."
+        + b64(raw_claims if raw_claims is not None else json.dumps(claims).encode())
+    )
     alg = header.get("alg") if isinstance(header, dict) else None
     digest = HASHES.get(alg, hashlib.sha256) if isinstance(alg, str) else hashlib.sha256
     return signing + "." + b64(hmac.new(secret.encode(), signing.encode(), digest).digest())
@@ -38,16 +44,47 @@ json_any = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=8,
 )
-times = st.one_of(st.integers(), st.floats(), st.text(max_size=10), st.none(), st.lists(st.integers(), max_size=2),
-                  st.sampled_from([time.time(), time.time() + 3600, time.time() - 3600, 1e308, -1e308, 2**64]))
-algs = st.sampled_from([*ALGORITHMS, "none", "None", "RS256", "ES256", "PS256", "EdDSA", "HS1", "", "hs256"]) | json_any
-headers = st.fixed_dictionaries({"alg": algs}, optional={
-    "typ": json_any, "kid": json_any, "crit": json_any, "b64": json_any, "jku": json_any, "x5u": json_any,
-}) | json_any
-claims = st.fixed_dictionaries({}, optional={
-    "iss": st.sampled_from([ISSUER, "other", ""]) | json_any, "exp": times, "nbf": times, "iat": times,
-    "data": json_any, "aud": json_any, "sub": json_any,
-}) | json_any
+times = st.one_of(
+    st.integers(),
+    st.floats(),
+    st.text(max_size=10),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from([time.time(), time.time() + 3600, time.time() - 3600, 1e308, -1e308, 2**64]),
+)
+algs = (
+    st.sampled_from([*ALGORITHMS, "none", "None", "RS256", "ES256", "PS256", "EdDSA", "HS1", "", "hs256"])
+    | json_any
+)
+headers = (
+    st.fixed_dictionaries(
+        {"alg": algs},
+        optional={
+            "typ": json_any,
+            "kid": json_any,
+            "crit": json_any,
+            "b64": json_any,
+            "jku": json_any,
+            "x5u": json_any,
+        },
+    )
+    | json_any
+)
+claims = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "iss": st.sampled_from([ISSUER, "other", ""]) | json_any,
+            "exp": times,
+            "nbf": times,
+            "iat": times,
+            "data": json_any,
+            "aud": json_any,
+            "sub": json_any,
+        },
+    )
+    | json_any
+)
 
 
 def assert_clean(outcome: dict[str, Any] | JwtFailure) -> None:
@@ -73,7 +110,10 @@ def test_signed_tokens(header: Any, body: Any, right_secret: bool) -> None:
 
 
 @examples(450)
-@given(token=st.text(max_size=200) | st.lists(st.text(st.characters(codec="ascii"), max_size=40), max_size=5).map(".".join))
+@given(
+    token=st.text(max_size=200)
+    | st.lists(st.text(st.characters(codec="ascii"), max_size=40), max_size=5).map(".".join)
+)
 @example(token="a.b.c")
 @example(token="eyJhbGciOiJIUzI1NiJ9.e30.")
 @example(token="....")

@@ -52,13 +52,17 @@ def assert_delivers(raw: bytes, files_dir: Path | None) -> dict[str, Any]:
 @example(raw=ms.nested_multipart(2000))
 @example(raw=ms.nested_rfc822(2000))
 @example(raw=b'From: a@b.c\r\nContent-Type: text/plain; name="\xff\xfe.txt"\r\n\r\nx')
-@example(raw=b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"\xe9\xff\"\r\n\r\nx")
+@example(
+    raw=b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="\xe9\xff"\r\n\r\nx'
+)
 @example(raw=b"Content-Type: text/\xff\xfe\r\n\r\nx")
 @example(raw=b"Subject: =?utf-8?B?!!!?=\r\nFrom: =?x-nope?Q?a?= <a@b.c>\r\n\r\nx")
 @example(raw="Subject: =?\u00fctf-8?Q?a?=\r\n\r\nx".encode())
 @example(raw=b"Content-Type: text/plain; charset=undefined\r\n\r\nx")
 @example(raw=b"Content-Type: multipart/mixed; boundary=b; x*\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n")
-@example(raw=b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: attachment; x*\r\n\r\nx\r\n--b--")
+@example(
+    raw=b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: attachment; x*\r\n\r\nx\r\n--b--"
+)
 def test_parse_email(raw: bytes, files_dir: Path) -> None:
     assert_delivers(raw, files_dir)
 

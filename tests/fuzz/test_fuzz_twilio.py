@@ -19,37 +19,109 @@ PUBLIC = "http://127.0.0.1:8080"
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
 latin1 = st.text(st.characters(max_codepoint=0xFF), max_size=30)
-TWILIO_FIELDS = ["From", "To", "Body", "MessageSid", "SmsSid", "NumMedia", "MediaUrl0", "MediaContentType0",
-                 "AccountSid", "ProfileName", "WaId", "MediaUrl19"]
-params_strategy = st.dictionaries(st.sampled_from(TWILIO_FIELDS) | text, text | st.sampled_from(
-    ["21", "-1", "1" * 5000, "\uff11\uff12", "NaN", "whatsapp:+15551234567", ""]), max_size=8)
-settings_header = st.sampled_from([None, "", "algorithm=HMAC_SHA256", "algorithm=HMAC_SHA1", "algorithm=md5",
-                                   "algorithm=", "key=x,algorithm=hmac_sha256", ",,,="]) | latin1
+TWILIO_FIELDS = [
+    "From",
+    "To",
+    "Body",
+    "MessageSid",
+    "SmsSid",
+    "NumMedia",
+    "MediaUrl0",
+    "MediaContentType0",
+    "AccountSid",
+    "ProfileName",
+    "WaId",
+    "MediaUrl19",
+]
+params_strategy = st.dictionaries(
+    st.sampled_from(TWILIO_FIELDS) | text,
+    text | st.sampled_from(["21", "-1", "1" * 5000, "\uff11\uff12", "NaN", "whatsapp:+15551234567", ""]),
+    max_size=8,
+)
+settings_header = (
+    st.sampled_from(
+        [
+            None,
+            "",
+            "algorithm=HMAC_SHA256",
+            "algorithm=HMAC_SHA1",
+            "algorithm=md5",
+            "algorithm=",
+            "key=x,algorithm=hmac_sha256",
+            ",,,=",
+        ]
+    )
+    | latin1
+)
 
 
 @examples(450)
-@given(params=params_strategy, signature=latin1, algorithm=settings_header, sign_right=st.booleans(),
-       trust_proxy=st.booleans(), proto=latin1, host=latin1, query=st.sampled_from(["", "a=1", "bodySHA256=x"]))
-@example(params={}, signature="x", algorithm=None, sign_right=False, trust_proxy=True, proto="http",
-         host="h:99999", query="")
-@example(params={}, signature="x", algorithm=None, sign_right=False, trust_proxy=True, proto="http",
-         host="h:port", query="")
-@example(params={}, signature="x", algorithm=None, sign_right=False, trust_proxy=True, proto="http",
-         host="[::1", query="")
-def test_signature_check(params: dict[str, str], signature: str, algorithm: str | None, sign_right: bool,
-                         trust_proxy: bool, proto: str, host: str, query: str) -> None:
+@given(
+    params=params_strategy,
+    signature=latin1,
+    algorithm=settings_header,
+    sign_right=st.booleans(),
+    trust_proxy=st.booleans(),
+    proto=latin1,
+    host=latin1,
+    query=st.sampled_from(["", "a=1", "bodySHA256=x"]),
+)
+@example(
+    params={},
+    signature="x",
+    algorithm=None,
+    sign_right=False,
+    trust_proxy=True,
+    proto="http",
+    host="h:99999",
+    query="",
+)
+@example(
+    params={},
+    signature="x",
+    algorithm=None,
+    sign_right=False,
+    trust_proxy=True,
+    proto="http",
+    host="h:port",
+    query="",
+)
+@example(
+    params={},
+    signature="x",
+    algorithm=None,
+    sign_right=False,
+    trust_proxy=True,
+    proto="http",
+    host="[::1",
+    query="",
+)
+def test_signature_check(
+    params: dict[str, str],
+    signature: str,
+    algorithm: str | None,
+    sign_right: bool,
+    trust_proxy: bool,
+    proto: str,
+    host: str,
+    query: str,
+) -> None:
     body = urlencode(params).encode()
     request = make_request(body, "application/x-www-form-urlencoded", query)
     request.path = "/sms/main"
-    request.headers.update({"x-twilio-signature": signature, "x-forwarded-proto": proto, "x-forwarded-host": host})
+    request.headers.update(
+        {"x-twilio-signature": signature, "x-forwarded-proto": proto, "x-forwarded-host": host}
+    )
     if algorithm is not None:
         request.headers["x-twilio-webhooks-signature-settings"] = algorithm
     settings = HttpSettings(public_url=PUBLIC, trust_proxy=trust_proxy, twilio_auth_token=TOKEN)
     valid_algorithm = algorithm in (None, "", "algorithm=HMAC_SHA1", "algorithm=HMAC_SHA256", "algorithm=")
     if sign_right and valid_algorithm and not trust_proxy:
         request.headers["x-twilio-signature"] = RequestValidator(TOKEN).compute_signature(
-            public_request_url(request, settings), params,
-            "HMAC_SHA256" if algorithm == "algorithm=HMAC_SHA256" else None)
+            public_request_url(request, settings),
+            params,
+            "HMAC_SHA256" if algorithm == "algorithm=HMAC_SHA256" else None,
+        )
     outcome = signature_valid(request, _form(request), settings)
     assert isinstance(outcome, bool)
     if sign_right and valid_algorithm and not trust_proxy and "bodySHA256" not in query:

@@ -40,8 +40,9 @@ trio.run(serve, app, cfg)
 class BareServer:
     def __init__(self) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-c", APP, f"127.0.0.1:{self.port}"],
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", APP, f"127.0.0.1:{self.port}"], stderr=subprocess.DEVNULL
+        )
         for _ in range(100):
             try:
                 httpx.get(self.url("/"), timeout=0.5)

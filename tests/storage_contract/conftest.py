@@ -35,13 +35,17 @@ def store(backend: Backend) -> Iterator[Storage]:
     storage.close()
 
 
-def run_processes(target: Callable[..., None], argsets: list[tuple[Any, ...]], tmp: Path,
-                  timeout: float = 120) -> list[Any]:
+def run_processes(
+    target: Callable[..., None], argsets: list[tuple[Any, ...]], tmp: Path, timeout: float = 120
+) -> list[Any]:
     """Run `target(*args, out, go)` in one spawned process per argset, released together; their JSON."""
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
     outs = [tmp / f"proc{i}.json" for i in range(len(argsets))]
-    procs = [ctx.Process(target=target, args=(*args, str(out), go)) for args, out in zip(argsets, outs, strict=True)]
+    procs = [
+        ctx.Process(target=target, args=(*args, str(out), go))
+        for args, out in zip(argsets, outs, strict=True)
+    ]
     for p in procs:
         p.start()
     go.set()

@@ -26,11 +26,16 @@ def preload(store: Storage, n: int, source: str = "webhooks.load") -> list[str]:
     return [e.id for e in entities]
 
 
-def test_claims_are_exclusive_across_threads_and_processes(backend: Backend, store: Storage, tmp_path: Path) -> None:
+def test_claims_are_exclusive_across_threads_and_processes(
+    backend: Backend, store: Storage, tmp_path: Path
+) -> None:
     ids = preload(store, SIGNALS)
     started = time.perf_counter()
-    results = run_processes(workers.claimers, [(backend.name, backend.where, f"p{p}", THREADS, BATCH)
-                                               for p in range(PROCESSES)], tmp_path)
+    results = run_processes(
+        workers.claimers,
+        [(backend.name, backend.where, f"p{p}", THREADS, BATCH) for p in range(PROCESSES)],
+        tmp_path,
+    )
     elapsed = time.perf_counter() - started
     threads = [t for proc in results for t in proc]
     claims = Counter(sid for t in threads for sid in t["claimed"])
@@ -38,23 +43,28 @@ def test_claims_are_exclusive_across_threads_and_processes(backend: Backend, sto
     duplicates = sum(claims.values()) - len(claims)
     lost = len(set(ids) - set(settled))
     per_thread = sorted(len(t["claimed"]) for t in threads)
-    print(f"\ncontract[{backend.name}] claim exclusivity: {SIGNALS} signals, {PROCESSES} processes x {THREADS} "
-          f"threads, batch {BATCH}: claimed {sum(claims.values())}, duplicates {duplicates}, lost {lost}, "
-          f"settled twice {sum(settled.values()) - len(settled)}, refused settles "
-          f"{sum(t['refused'] for t in threads)}, per thread {per_thread[0]}..{per_thread[-1]}, {elapsed:.1f}s")
+    print(
+        f"\ncontract[{backend.name}] claim exclusivity: {SIGNALS} signals, {PROCESSES} processes x {THREADS} "
+        f"threads, batch {BATCH}: claimed {sum(claims.values())}, duplicates {duplicates}, lost {lost}, "
+        f"settled twice {sum(settled.values()) - len(settled)}, refused settles "
+        f"{sum(t['refused'] for t in threads)}, per thread {per_thread[0]}..{per_thread[-1]}, {elapsed:.1f}s"
+    )
     assert duplicates == 0 and lost == 0
     assert set(claims) == set(ids)
     assert all(n > 0 for n in per_thread), "every claimer got work: the claims really raced"
     assert store.read(lambda tx: tx.counts()) == {"done": SIGNALS}
 
 
-def test_lease_takeover_after_a_kill_fences_out_the_old_owner(backend: Backend, store: Storage,
-                                                              tmp_path: Path) -> None:
+def test_lease_takeover_after_a_kill_fences_out_the_old_owner(
+    backend: Backend, store: Storage, tmp_path: Path
+) -> None:
     ids = preload(store, 10)
     t0 = store.read(lambda tx: tx.now())
     out = tmp_path / "held.json"
     ctx = multiprocessing.get_context("spawn")
-    holder = ctx.Process(target=workers.hold_claims, args=(backend.name, backend.where, "A", 10, t0, 5.0, str(out)))
+    holder = ctx.Process(
+        target=workers.hold_claims, args=(backend.name, backend.where, "A", 10, t0, 5.0, str(out))
+    )
     holder.start()
     try:
         deadline = time.monotonic() + 60
@@ -83,7 +93,9 @@ def test_lease_takeover_after_a_kill_fences_out_the_old_owner(backend: Backend, 
     assert store.write_sync(lambda tx: tx.settle(again[0].claim, status="failed", error="x"))
     assert store.write_sync(lambda tx: [tx.settle(s.claim, status="done") for s in taken[1:]]) == [True] * 9
     assert store.read(lambda tx: tx.counts()) == {"done": 9, "failed": 1}
-    print(f"\ncontract[{backend.name}] takeover: 10 claims of a killed owner taken over, 10/10 late settles refused")
+    print(
+        f"\ncontract[{backend.name}] takeover: 10 claims of a killed owner taken over, 10/10 late settles refused"
+    )
 
 
 def test_retry_waits_and_renewal_keeps_the_claim(store: Storage) -> None:
@@ -93,7 +105,9 @@ def test_retry_waits_and_renewal_keeps_the_claim(store: Storage) -> None:
     assert store.write_sync(lambda tx: tx.renew("A", [sid], 10, now=t0 + 8)) == 1
     assert store.write_sync(lambda tx: tx.renew("B", [sid], 10, now=t0 + 8)) == 0
     assert store.write_sync(lambda tx: tx.claim("B", 5, lease=10, now=t0 + 12)) == []  # renewed to t0 + 18
-    assert store.write_sync(lambda tx: tx.settle(s.claim, status="pending", error="later", retry_in=30, now=t0 + 13))
+    assert store.write_sync(
+        lambda tx: tx.settle(s.claim, status="pending", error="later", retry_in=30, now=t0 + 13)
+    )
     assert not store.read(lambda tx: tx.has_claimable(now=t0 + 40))
     assert store.read(lambda tx: tx.has_claimable(now=t0 + 44))
     [again] = store.write_sync(lambda tx: tx.claim("B", 5, lease=10, now=t0 + 44))

@@ -37,17 +37,22 @@ def test_the_live_feed_never_skips_a_row(backend: Backend, store: Storage, tmp_p
     follower.start()
     started = time.perf_counter()
     try:
-        results = run_processes(workers.appenders, [(backend.name, backend.where, f"p{p}", THREADS, BATCHES,
-                                                     PER_BATCH) for p in range(PROCESSES)], tmp_path)
+        results = run_processes(
+            workers.appenders,
+            [(backend.name, backend.where, f"p{p}", THREADS, BATCHES, PER_BATCH) for p in range(PROCESSES)],
+            tmp_path,
+        )
     finally:
         stop.set()
         follower.join(60)
     reader.close()
     written = [sid for proc in results for t in proc for sid in t["ids"]]
     missed = set(written) - set(seen)
-    print(f"\ncontract[{backend.name}] live feed: {len(written)} signals from {PROCESSES} processes x {THREADS} "
-          f"threads, {PER_BATCH} per transaction; the follower polled {polls} times, saw {len(seen)}, missed "
-          f"{len(missed)}, twice {len(seen) - len(set(seen))}, {time.perf_counter() - started:.1f}s")
+    print(
+        f"\ncontract[{backend.name}] live feed: {len(written)} signals from {PROCESSES} processes x {THREADS} "
+        f"threads, {PER_BATCH} per transaction; the follower polled {polls} times, saw {len(seen)}, missed "
+        f"{len(missed)}, twice {len(seen) - len(set(seen))}, {time.perf_counter() - started:.1f}s"
+    )
     assert not missed and len(seen) == len(set(seen)) == len(written)
     assert polls > 10, "the follower read while the writers committed"
     assert multiprocessing.active_children() == []

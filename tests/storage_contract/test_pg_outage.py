@@ -58,8 +58,10 @@ def test_a_restart_under_load_loses_no_acknowledged_append(pg_database: str) -> 
     assert len(acked) >= before + 200, "the store did not recover on its own after the restart"
     journaled = {s.id for s in store.read(lambda tx: tx.list_signals(source="webhooks.load", limit=10**6))}
     lost = set(acked) - journaled
-    print(f"\ncontract[postgres] restart -m immediate under load: acked {len(acked)}, refused (503) {len(refused)}, "
-          f"lost {len(lost)}, refused but journaled after all {len(set(refused) & journaled)}")
+    print(
+        f"\ncontract[postgres] restart -m immediate under load: acked {len(acked)}, refused (503) {len(refused)}, "
+        f"lost {len(lost)}, refused but journaled after all {len(set(refused) & journaled)}"
+    )
     assert not lost
     store.close()
 

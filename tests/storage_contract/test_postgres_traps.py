@@ -47,8 +47,10 @@ def test_the_live_feed_waits_for_a_transaction_that_commits_late(backend: Backen
     seen = [r["id"] for r in rows]
     assert sorted(seen) == sorted([a.id, b.id]) and len(seen) == 2
     assert store.read(lambda tx: tx.feed_after(cursor))[0] == []
-    print(f"\ncontract[{backend.name}] out-of-order commits: the newer row waited for the older open "
-          f"transaction, then the feed gave both ({', '.join(sorted(seen))})")
+    print(
+        f"\ncontract[{backend.name}] out-of-order commits: the newer row waited for the older open "
+        f"transaction, then the feed gave both ({', '.join(sorted(seen))})"
+    )
 
 
 def test_three_processes_migrating_at_once(backend: Backend, tmp_path: Path) -> None:
@@ -63,8 +65,10 @@ def test_three_processes_migrating_at_once(backend: Backend, tmp_path: Path) -> 
     assert sorted(r["found"] for r in results).count(0) == 1, results  # one migrated, two found it done
     assert {r["version"] for r in results} == {results[0]["version"]}
     assert sum(r["appended"] for r in results) == 3
-    print(f"\ncontract[{backend.name}] 3 processes migrating at once: versions found {[r['found'] for r in results]},"
-          f" all at {results[0]['version']}")
+    print(
+        f"\ncontract[{backend.name}] 3 processes migrating at once: versions found {[r['found'] for r in results]},"
+        f" all at {results[0]['version']}"
+    )
 
 
 def test_a_nul_byte_in_an_entity_survives(store: Storage) -> None:
@@ -72,7 +76,9 @@ def test_a_nul_byte_in_an_entity_survives(store: Storage) -> None:
     e = Entity("mailboxes", "mailboxes.in", {"text": body, "headers": {"x\x00": "y"}})
     store.write_sync(lambda tx: tx.append_signal(e, dedup_key="msg\x00id"))
     got = store.read(lambda tx: tx.get_signal(e.id))
-    assert got is not None and got.entity.data["text"] == body and got.entity.data["headers"] == {"x\x00": "y"}
+    assert (
+        got is not None and got.entity.data["text"] == body and got.entity.data["headers"] == {"x\x00": "y"}
+    )
     assert got.dedup_key is not None and got.dedup_key.startswith("msg")
     [s] = store.write_sync(lambda tx: tx.claim("A", 1))
     assert store.write_sync(lambda tx: tx.settle(s.claim, status="failed", error="bad\x00input"))
@@ -98,9 +104,14 @@ def test_records_compare_numbers_as_numbers(store: Storage) -> None:
     assert names(nosuch=1) == []
     by_n = [r["n"] for r in store.read(lambda tx: tx.record_find("item", None, limit=None, order_by="n"))]
     assert by_n == [2.5, 9, 10]  # numerically, not as text ("10" < "2.5" < "9")
-    assert [r["n"] for r in store.read(lambda tx: tx.record_find("item", None, limit=2, order_by="-n"))] == [10, 9]
+    assert [r["n"] for r in store.read(lambda tx: tx.record_find("item", None, limit=2, order_by="-n"))] == [
+        10,
+        9,
+    ]
     assert store.read(lambda tx: tx.record_count("item", {"n": "9"})) == 1
-    upserted = store.write_sync(lambda tx: tx.record_upsert("item", ["code"], {"code": "x", "name": "x again"}))
+    upserted = store.write_sync(
+        lambda tx: tx.record_upsert("item", ["code"], {"code": "x", "name": "x again"})
+    )
     assert upserted["n"] == 2.5 and store.read(lambda tx: tx.record_count("item")) == 3
 
 

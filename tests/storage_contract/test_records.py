@@ -16,8 +16,11 @@ from tests.storage_contract.conftest import Backend, run_processes
 
 
 def test_create_update_find_list_delete(store: Storage) -> None:
-    rec = store.write_sync(lambda tx: tx.record_create("note", {"body": "hi", "n": 3, "tags": ["a", "b"],
-                                                                "meta": {"x": 1}, "id": "ignored"}))
+    rec = store.write_sync(
+        lambda tx: tx.record_create(
+            "note", {"body": "hi", "n": 3, "tags": ["a", "b"], "meta": {"x": 1}, "id": "ignored"}
+        )
+    )
     assert len(rec["id"]) == 26 and rec["created_at"] == rec["updated_at"]
     assert (rec["body"], rec["n"], rec["tags"], rec["meta"]) == ("hi", 3, ["a", "b"], {"x": 1})
     assert store.read(lambda tx: tx.record_get("note", rec["id"])) == rec
@@ -81,11 +84,13 @@ def test_step_effects_remember_and_forget(store: Storage) -> None:
     assert store.read(lambda tx: tx.effect_recall(key)) is None
 
 
-def test_an_upsert_raced_from_two_processes_creates_one_record_per_key(backend: Backend, store: Storage,
-                                                                        tmp_path: Path) -> None:
+def test_an_upsert_raced_from_two_processes_creates_one_record_per_key(
+    backend: Backend, store: Storage, tmp_path: Path
+) -> None:
     keys = 100
-    results = run_processes(workers.upserters, [(backend.name, backend.where, f"p{p}", 4, keys)
-                                                for p in range(2)], tmp_path)
+    results = run_processes(
+        workers.upserters, [(backend.name, backend.where, f"p{p}", 4, keys) for p in range(2)], tmp_path
+    )
     ids_per_key: dict[str, set[str]] = {}
     for proc in results:
         for thread in proc:
@@ -93,19 +98,25 @@ def test_an_upsert_raced_from_two_processes_creates_one_record_per_key(backend: 
                 ids_per_key.setdefault(key, set()).add(rid)
     rows = store.read(lambda tx: tx.record_find("contact", None, limit=None))
     per_email = Counter(r["email"] for r in rows)
-    print(f"\ncontract[{backend.name}] upsert race: {keys} keys x 2 processes x 4 threads: records "
-          f"{len(rows)}, keys with more than one record {sum(1 for n in per_email.values() if n > 1)}")
+    print(
+        f"\ncontract[{backend.name}] upsert race: {keys} keys x 2 processes x 4 threads: records "
+        f"{len(rows)}, keys with more than one record {sum(1 for n in per_email.values() if n > 1)}"
+    )
     assert len(rows) == keys and set(per_email.values()) == {1}
     assert all(len(ids) == 1 for ids in ids_per_key.values())
 
 
-def test_a_record_step_raced_from_two_processes_writes_once(backend: Backend, store: Storage,
-                                                            tmp_path: Path) -> None:
+def test_a_record_step_raced_from_two_processes_writes_once(
+    backend: Backend, store: Storage, tmp_path: Path
+) -> None:
     steps = 100
-    results = run_processes(workers.oncers, [(backend.name, backend.where, f"p{p}", 4, steps)
-                                             for p in range(2)], tmp_path)
+    results = run_processes(
+        workers.oncers, [(backend.name, backend.where, f"p{p}", 4, steps) for p in range(2)], tmp_path
+    )
     answers = Counter(rid for proc in results for thread in proc for rid in thread.values())
     notes = store.read(lambda tx: tx.record_find("note", None, limit=None))
-    print(f"\ncontract[{backend.name}] record step race: {steps} steps x 2 processes x 4 threads: records "
-          f"{len(notes)}, distinct answers {len(answers)}")
+    print(
+        f"\ncontract[{backend.name}] record step race: {steps} steps x 2 processes x 4 threads: records "
+        f"{len(notes)}, distinct answers {len(answers)}"
+    )
     assert len(notes) == steps and set(answers) == {n["id"] for n in notes}

@@ -22,9 +22,13 @@ def test_prune_keeps_pending_and_running(store: Storage) -> None:
     claims = {s.id: s for s in store.write_sync(lambda tx: tx.claim("A", 10, lease=600))}
 
     def settle(e: Entity, **kw: object) -> None:
-        store.write_sync(lambda tx: (tx.record_run(e.id, Run("wf", 1, "x", "t", 1.0, None, [])),
-                                     tx.effect_remember((e.id, "wf", "step"), None),
-                                     tx.settle(claims[e.id].claim, **kw)))  # type: ignore[arg-type]
+        store.write_sync(
+            lambda tx: (
+                tx.record_run(e.id, Run("wf", 1, "x", "t", 1.0, None, [])),
+                tx.effect_remember((e.id, "wf", "step"), None),
+                tx.settle(claims[e.id].claim, **kw),
+            )
+        )  # type: ignore[arg-type]
 
     settle(done, status="done")
     settle(failed, status="failed", error="boom")
@@ -41,7 +45,10 @@ def test_prune_keeps_pending_and_running(store: Storage) -> None:
     left = {s.id: s.status for s in store.read(lambda tx: tx.list_signals(limit=100))}
     assert set(left) == {retrying.id, running.id, pending.id, replayed.id}
     assert sorted(left.values()) == ["pending", "pending", "pending", "running"]
-    assert store.read(lambda tx: tx.runs_for(done.id)) == [] and store.read(lambda tx: tx.runs_for(failed.id)) == []
+    assert (
+        store.read(lambda tx: tx.runs_for(done.id)) == []
+        and store.read(lambda tx: tx.runs_for(failed.id)) == []
+    )
     assert store.read(lambda tx: tx.effect_recall((done.id, "wf", "step"))) is None
     assert len(store.read(lambda tx: tx.runs_for(retrying.id))) == 1
     assert store.read(lambda tx: tx.effect_recall((retrying.id, "wf", "step"))) is not None

@@ -78,8 +78,11 @@ def deduppers(backend: str, where: str, tag: str, threads: int, keys: int, out: 
         try:
             for k in range(keys):
                 entity = Entity("webhooks", "webhooks.race", {"by": f"{tag}-{i}", "k": k})
-                got = storage.write_sync(lambda tx, e=entity, k=k: tx.append_signal(
-                    e, dedup_key=f"key-{k}", ack={"by": f"{tag}-{i}"}))
+                got = storage.write_sync(
+                    lambda tx, e=entity, k=k: tx.append_signal(
+                        e, dedup_key=f"key-{k}", ack={"by": f"{tag}-{i}"}
+                    )
+                )
                 seen[f"key-{k}"] = [got.signal_id, got.duplicate, entity.id]
         finally:
             storage.close()
@@ -88,8 +91,9 @@ def deduppers(backend: str, where: str, tag: str, threads: int, keys: int, out: 
     Path(out).write_text(json.dumps(in_threads(threads, go, body)))
 
 
-def scheduler(backend: str, where: str, owner: str, slots: int, ttl: float, stall_every: int, out: str,
-              go: Any) -> None:
+def scheduler(
+    backend: str, where: str, owner: str, slots: int, ttl: float, stall_every: int, out: str, go: Any
+) -> None:
     """A scheduler that takes the lease when it can, fires the next slots after the cursor, and hands
     the lease over (releases it) after each tick; every `stall_every` ticks it stalls past its lease
     while still believing it leads, so the other takes over and this one's next tick is refused."""
@@ -125,11 +129,14 @@ def scheduler(backend: str, where: str, owner: str, slots: int, ttl: float, stal
             storage.write_sync(lambda tx: tx.lease_release(owner))
     finally:
         storage.close()
-    Path(out).write_text(json.dumps({"owner": owner, "fired": fired, "lease_lost": lease_lost, "ticks": ticks}))
+    Path(out).write_text(
+        json.dumps({"owner": owner, "fired": fired, "lease_lost": lease_lost, "ticks": ticks})
+    )
 
 
-def appenders(backend: str, where: str, tag: str, threads: int, batches: int, per_batch: int, out: str,
-              go: Any) -> None:
+def appenders(
+    backend: str, where: str, tag: str, threads: int, batches: int, per_batch: int, out: str, go: Any
+) -> None:
     """Threads that journal signals a few per transaction, for the live-feed test."""
 
     def body(i: int) -> dict[str, Any]:
@@ -137,7 +144,9 @@ def appenders(backend: str, where: str, tag: str, threads: int, batches: int, pe
         ids: list[str] = []
         try:
             for b in range(batches):
-                entities = [Entity("webhooks", f"webhooks.{tag}", {"t": i, "b": b, "n": n}) for n in range(per_batch)]
+                entities = [
+                    Entity("webhooks", f"webhooks.{tag}", {"t": i, "b": b, "n": n}) for n in range(per_batch)
+                ]
                 storage.write_sync(lambda tx, es=entities: [tx.append_signal(e) for e in es])
                 ids += [e.id for e in entities]
         finally:
@@ -191,8 +200,11 @@ def upserters(backend: str, where: str, tag: str, threads: int, keys: int, out: 
         seen: dict[str, str] = {}
         try:
             for k in range(keys):
-                rec = storage.write_sync(lambda tx, k=k: tx.record_upsert(
-                    "contact", ["email"], {"email": f"c{k}@x.io", "by": f"{tag}-{i}"}))
+                rec = storage.write_sync(
+                    lambda tx, k=k: tx.record_upsert(
+                        "contact", ["email"], {"email": f"c{k}@x.io", "by": f"{tag}-{i}"}
+                    )
+                )
                 seen[f"c{k}"] = rec["id"]
         finally:
             storage.close()
@@ -211,8 +223,11 @@ def oncers(backend: str, where: str, tag: str, threads: int, keys: int, out: str
         seen: dict[str, str] = {}
         try:
             for k in range(keys):
-                step = once(("01SIGNAL", "wf", f"step{k}"), "note",
-                            lambda tx, k=k: tx.record_create("note", {"k": k, "by": f"{tag}-{i}"}))
+                step = once(
+                    ("01SIGNAL", "wf", f"step{k}"),
+                    "note",
+                    lambda tx, k=k: tx.record_create("note", {"k": k, "by": f"{tag}-{i}"}),
+                )
                 rec = storage.write_sync(step)
                 seen[f"step{k}"] = rec["id"] if rec else ""
         finally:

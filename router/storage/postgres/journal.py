@@ -35,9 +35,19 @@ def signal_from_row(row: dict[str, Any]) -> Signal:
     except ValueError:
         ack = None
     return Signal(
-        id=row["id"], channel=row["channel"], source=row["source"], received_at=row["received_at"], entity=entity,
-        status=row["status"], attempts=row["attempts"], last_error=row["last_error"], dedup_key=row["dedup_key"],
-        owner=row["owner"], epoch=row["epoch"], updated_at=row["updated_at"], ack=ack,
+        id=row["id"],
+        channel=row["channel"],
+        source=row["source"],
+        received_at=row["received_at"],
+        entity=entity,
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        dedup_key=row["dedup_key"],
+        owner=row["owner"],
+        epoch=row["epoch"],
+        updated_at=row["updated_at"],
+        ack=ack,
     )
 
 
@@ -55,24 +65,46 @@ class PgJournal:
 
     # -- append, claim, settle ------------------------------------------------------------------------
 
-    def append_signal(self, entity: Entity, *, dedup_key: str | None = None, dedup_window: float = 86400.0,
-                      owner: str | None = None, lease: float = 15.0, ack: dict[str, Any] | None = None,
-                      now: float | None = None, settled: bool = False) -> Appended:
+    def append_signal(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None = None,
+        dedup_window: float = 86400.0,
+        owner: str | None = None,
+        lease: float = 15.0,
+        ack: dict[str, Any] | None = None,
+        now: float | None = None,
+        settled: bool = False,
+    ) -> Appended:
         now = self.now() if now is None else now
         if settled:
             owner = None
         p = {
-            "id": entity.id, "channel": entity.channel, "source": entity.source, "received_at": entity.received_at,
-            "entity": entity.to_json(), "status": "done" if settled else "open", "key": clean_text(dedup_key),
-            "ack": json.dumps(ack) if ack is not None else None, "now": now, "owner": owner,
-            "epoch": 1 if owner else 0, "until": now + lease if owner else None, "expires": now + dedup_window,
+            "id": entity.id,
+            "channel": entity.channel,
+            "source": entity.source,
+            "received_at": entity.received_at,
+            "entity": entity.to_json(),
+            "status": "done" if settled else "open",
+            "key": clean_text(dedup_key),
+            "ack": json.dumps(ack) if ack is not None else None,
+            "now": now,
+            "owner": owner,
+            "epoch": 1 if owner else 0,
+            "until": now + lease if owner else None,
+            "expires": now + dedup_window,
             "settled": settled,
         }
-        insert = ("INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, ack, epoch,"
-                  " updated_at) SELECT %(id)s, %(channel)s, %(source)s, %(received_at)s, %(entity)s, %(status)s,"
-                  " %(key)s, %(ack)s, %(epoch)s, %(now)s")
-        claim = ("c AS (INSERT INTO claims (signal_id, owner, epoch, lease_until) SELECT id, %(owner)s, %(epoch)s,"
-                 " %(until)s FROM s WHERE NOT %(settled)s)")
+        insert = (
+            "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, ack, epoch,"
+            " updated_at) SELECT %(id)s, %(channel)s, %(source)s, %(received_at)s, %(entity)s, %(status)s,"
+            " %(key)s, %(ack)s, %(epoch)s, %(now)s"
+        )
+        claim = (
+            "c AS (INSERT INTO claims (signal_id, owner, epoch, lease_until) SELECT id, %(owner)s, %(epoch)s,"
+            " %(until)s FROM s WHERE NOT %(settled)s)"
+        )
         self.appended.append(entity.id)
         if not dedup_key:
             self._x(f"WITH s AS ({insert} RETURNING id), {claim} SELECT 1", p)
@@ -84,20 +116,32 @@ class PgJournal:
             " SET signal_id = excluded.signal_id, expires_at = excluded.expires_at"
             " WHERE dedup.expires_at <= %(now)s RETURNING 1),"
             f" s AS ({insert} WHERE EXISTS (SELECT 1 FROM d) RETURNING id), {claim}"
-            " SELECT count(*) AS n FROM s", p,
+            " SELECT count(*) AS n FROM s",
+            p,
         ).fetchone()
         if row["n"] == 0:
             self.appended.pop()
-            dup = self._x("SELECT d.signal_id, s.ack FROM dedup d LEFT JOIN signals s ON s.id = d.signal_id"
-                          " WHERE d.source = %s AND d.key = %s", (entity.source, p["key"])).fetchone()
-            return Appended(dup["signal_id"], duplicate=True, ack=json.loads(dup["ack"]) if dup["ack"] else None)
+            dup = self._x(
+                "SELECT d.signal_id, s.ack FROM dedup d LEFT JOIN signals s ON s.id = d.signal_id"
+                " WHERE d.source = %s AND d.key = %s",
+                (entity.source, p["key"]),
+            ).fetchone()
+            return Appended(
+                dup["signal_id"], duplicate=True, ack=json.loads(dup["ack"]) if dup["ack"] else None
+            )
         self.wants_notify = self.wants_notify or not (owner or settled)
         return Appended(entity.id)
 
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
         now = self.now() if now is None else now
-        p = {"owner": owner, "n": limit, "now": now, "until": now + lease, "max": self.max_deliveries,
-             "error": POISON.format(n=self.max_deliveries)}
+        p = {
+            "owner": owner,
+            "n": limit,
+            "now": now,
+            "until": now + lease,
+            "max": self.max_deliveries,
+            "error": POISON.format(n=self.max_deliveries),
+        }
         rows = self._x(
             # Poison: leased, expired, and already delivered max times. Failed here, not re-claimed.
             "WITH poison AS (SELECT signal_id FROM claims WHERE owner IS NOT NULL AND lease_until < %(now)s"
@@ -115,7 +159,8 @@ class PgJournal:
             "   FROM pick WHERE c.signal_id = pick.signal_id RETURNING c.signal_id, c.epoch)"
             " SELECT s.id, s.channel, s.source, s.received_at, s.entity, s.attempts, s.last_error, s.dedup_key,"
             "   s.ack, s.updated_at, 'running' AS status, %(owner)s AS owner, t.epoch"
-            " FROM took t JOIN signals s ON s.id = t.signal_id ORDER BY s.id", p,
+            " FROM took t JOIN signals s ON s.id = t.signal_id ORDER BY s.id",
+            p,
         ).fetchall()
         return [signal_from_row(r) for r in rows]
 
@@ -130,14 +175,32 @@ class PgJournal:
 
     def renew(self, owner: str, signal_ids: list[str], lease: float, now: float | None = None) -> int:
         until = (self.now() if now is None else now) + lease
-        return int(self._x("UPDATE claims SET lease_until = %s WHERE owner = %s AND signal_id = ANY(%s)",
-                           (until, owner, list(signal_ids))).rowcount)
+        return int(
+            self._x(
+                "UPDATE claims SET lease_until = %s WHERE owner = %s AND signal_id = ANY(%s)",
+                (until, owner, list(signal_ids)),
+            ).rowcount
+        )
 
-    def settle(self, claim: ClaimRef, *, status: str, error: str | None = None, retry_in: float | None = None,
-               now: float | None = None) -> bool:
+    def settle(
+        self,
+        claim: ClaimRef,
+        *,
+        status: str,
+        error: str | None = None,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> bool:
         now = self.now() if now is None else now
-        p = {"id": claim.signal_id, "owner": claim.owner, "epoch": claim.epoch, "status": status, "now": now,
-             "error": clean_text(error), "at": now + (retry_in or 0.0)}
+        p = {
+            "id": claim.signal_id,
+            "owner": claim.owner,
+            "epoch": claim.epoch,
+            "status": status,
+            "now": now,
+            "error": clean_text(error),
+            "at": now + (retry_in or 0.0),
+        }
         fence = "signal_id = %(id)s AND owner = %(owner)s AND epoch = %(epoch)s"
         if retry_in is not None:
             self.wants_notify = True
@@ -145,24 +208,38 @@ class PgJournal:
                 "WITH c AS (UPDATE claims SET owner = NULL, lease_until = NULL, not_before = %(at)s"
                 f" WHERE {fence} RETURNING epoch)"
                 " UPDATE signals s SET attempts = attempts + 1, last_error = %(error)s, epoch = c.epoch,"
-                " updated_at = %(now)s FROM c WHERE s.id = %(id)s", p)
+                " updated_at = %(now)s FROM c WHERE s.id = %(id)s",
+                p,
+            )
         else:
             cur = self._x(
                 f"WITH c AS (DELETE FROM claims WHERE {fence} RETURNING epoch)"
                 " UPDATE signals s SET status = %(status)s, attempts = attempts + 1, last_error = %(error)s,"
-                " epoch = c.epoch, updated_at = %(now)s FROM c WHERE s.id = %(id)s", p)
+                " epoch = c.epoch, updated_at = %(now)s FROM c WHERE s.id = %(id)s",
+                p,
+            )
         return bool(cur.rowcount == 1)
 
     def record_run(self, signal_id: str, run: Run) -> None:
         self._x(
             "INSERT INTO runs (signal_id, workflow, attempt, status, started_at, duration_ms, error, trace)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (signal_id, run.workflow, run.attempt, run.status, run.started_at, run.duration_ms,
-             clean_text(run.error), json.dumps(run.trace, default=str)),
+            (
+                signal_id,
+                run.workflow,
+                run.attempt,
+                run.status,
+                run.started_at,
+                run.duration_ms,
+                clean_text(run.error),
+                json.dumps(run.trace, default=str),
+            ),
         )
 
     def release(self, owner: str) -> int:
-        n = int(self._x("UPDATE claims SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,)).rowcount)
+        n = int(
+            self._x("UPDATE claims SET owner = NULL, lease_until = NULL WHERE owner = %s", (owner,)).rowcount
+        )
         self.wants_notify = self.wants_notify or n > 0
         return n
 
@@ -185,12 +262,25 @@ class PgJournal:
         row = self._x("SELECT * FROM signals_v WHERE id = %s", (signal_id,)).fetchone()
         return signal_from_row(row) if row else None
 
-    def list_signals(self, *, status: str | None = None, source: str | None = None, since: str | None = None,
-                     until: str | None = None, before: str | None = None, limit: int = 50) -> list[Signal]:
+    def list_signals(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[Signal]:
         clauses: list[str] = []
         params: list[Any] = []
-        for column, op, value in (("source", "=", source), ("status", "=", status), ("received_at", ">=", since),
-                                  ("received_at", "<", until), ("id", "<", before)):
+        for column, op, value in (
+            ("source", "=", source),
+            ("status", "=", status),
+            ("received_at", ">=", since),
+            ("received_at", "<", until),
+            ("id", "<", before),
+        ):
             if value:
                 clauses.append(f"{column} {op} %s")
                 params.append(value)
@@ -225,7 +315,11 @@ class PgJournal:
             "SELECT DISTINCT ON (source) source, id, received_at, status FROM signals_v ORDER BY source, id DESC"
         ):
             item = out.setdefault(row["source"], {"counts": {}, "last_signal": None})
-            item["last_signal"] = {"id": row["id"], "received_at": row["received_at"], "status": row["status"]}
+            item["last_signal"] = {
+                "id": row["id"],
+                "received_at": row["received_at"],
+                "status": row["status"],
+            }
         return out
 
     # -- the live feed --------------------------------------------------------------------------------------
@@ -252,19 +346,23 @@ class PgJournal:
     def signals_now(self, ids: list[str]) -> list[dict[str, Any]]:
         if not ids:
             return []
-        return list(self._x(f"SELECT {_LIVE_COLUMNS} FROM signals_v WHERE id = ANY(%s)", (list(ids),)).fetchall())
+        return list(
+            self._x(f"SELECT {_LIVE_COLUMNS} FROM signals_v WHERE id = ANY(%s)", (list(ids),)).fetchall()
+        )
 
     # -- retention ------------------------------------------------------------------------------------------
 
     def prune_settled(self, cutoff: str, limit: int) -> int:
-        return int(self._x(
-            "WITH doomed AS (SELECT id FROM signals WHERE id < %s AND status IN ('done', 'failed')"
-            "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED),"
-            " r AS (DELETE FROM runs WHERE signal_id IN (SELECT id FROM doomed)),"
-            " e AS (DELETE FROM step_effects WHERE signal_id IN (SELECT id FROM doomed))"
-            " DELETE FROM signals WHERE id IN (SELECT id FROM doomed)",
-            (cutoff, limit),
-        ).rowcount)
+        return int(
+            self._x(
+                "WITH doomed AS (SELECT id FROM signals WHERE id < %s AND status IN ('done', 'failed')"
+                "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED),"
+                " r AS (DELETE FROM runs WHERE signal_id IN (SELECT id FROM doomed)),"
+                " e AS (DELETE FROM step_effects WHERE signal_id IN (SELECT id FROM doomed))"
+                " DELETE FROM signals WHERE id IN (SELECT id FROM doomed)",
+                (cutoff, limit),
+            ).rowcount
+        )
 
     def prune_dedup(self, now: float | None = None) -> int:
         now = self.now() if now is None else now

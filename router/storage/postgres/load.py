@@ -18,28 +18,32 @@ from router.storage.postgres.writer import PgStorage
 CHUNK = 1000
 
 _INSERT = {
-    "signals": ("INSERT INTO signals (id, channel, source, received_at, entity, status, attempts, last_error,"
-                " dedup_key, ack, epoch, updated_at) VALUES (%(id)s, %(channel)s, %(source)s, %(received_at)s,"
-                " %(entity)s, %(status)s, %(attempts)s, %(last_error)s, %(dedup_key)s, %(ack)s, %(epoch)s,"
-                " %(updated_at)s)"),
+    "signals": (
+        "INSERT INTO signals (id, channel, source, received_at, entity, status, attempts, last_error,"
+        " dedup_key, ack, epoch, updated_at) VALUES (%(id)s, %(channel)s, %(source)s, %(received_at)s,"
+        " %(entity)s, %(status)s, %(attempts)s, %(last_error)s, %(dedup_key)s, %(ack)s, %(epoch)s,"
+        " %(updated_at)s)"
+    ),
     "claims": "INSERT INTO claims (signal_id, epoch, not_before) VALUES (%(id)s, %(epoch)s, %(not_before)s)",
     "dedup": "INSERT INTO dedup (source, key, signal_id, expires_at) VALUES (%(source)s, %(key)s, %(signal_id)s,"
-             " %(expires_at)s)",
-    "runs": ("INSERT INTO runs (signal_id, workflow, attempt, status, started_at, duration_ms, error, trace)"
-             " VALUES (%(signal_id)s, %(workflow)s, %(attempt)s, %(status)s, %(started_at)s, %(duration_ms)s,"
-             " %(error)s, %(trace)s)"),
+    " %(expires_at)s)",
+    "runs": (
+        "INSERT INTO runs (signal_id, workflow, attempt, status, started_at, duration_ms, error, trace)"
+        " VALUES (%(signal_id)s, %(workflow)s, %(attempt)s, %(status)s, %(started_at)s, %(duration_ms)s,"
+        " %(error)s, %(trace)s)"
+    ),
     "step_effects": "INSERT INTO step_effects (signal_id, workflow, step_id, record_id) VALUES (%(signal_id)s,"
-                    " %(workflow)s, %(step_id)s, %(record_id)s)",
+    " %(workflow)s, %(step_id)s, %(record_id)s)",
     "sources": "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at) VALUES"
-               " (%(kind)s, %(name)s, %(first_hash)s, %(second_hash)s, %(api_key)s, %(active)s, %(updated_at)s)",
+    " (%(kind)s, %(name)s, %(first_hash)s, %(second_hash)s, %(api_key)s, %(active)s, %(updated_at)s)",
     "schedule_state": "INSERT INTO schedule_state (name, definition, since, cursor, cursor_ts, last_slot,"
-                      " last_fired_at, last_signal_id, updated_at) VALUES (%(name)s, %(definition)s, %(since)s,"
-                      " %(cursor)s, %(cursor_ts)s, %(last_slot)s, %(last_fired_at)s, %(last_signal_id)s,"
-                      " %(updated_at)s)",
+    " last_fired_at, last_signal_id, updated_at) VALUES (%(name)s, %(definition)s, %(since)s,"
+    " %(cursor)s, %(cursor_ts)s, %(last_slot)s, %(last_fired_at)s, %(last_signal_id)s,"
+    " %(updated_at)s)",
     "schedule_slots": "INSERT INTO schedule_slots (schedule, slot_time, signal_id, fired_at, fired_ts) VALUES"
-                      " (%(schedule)s, %(slot_time)s, %(signal_id)s, %(fired_at)s, %(fired_ts)s)",
+    " (%(schedule)s, %(slot_time)s, %(signal_id)s, %(fired_at)s, %(fired_ts)s)",
     "records": "INSERT INTO records (type, id, created_at, updated_at, fields) VALUES (%(type)s, %(id)s,"
-               " %(created_at)s, %(updated_at)s, %(fields)s::jsonb)",
+    " %(created_at)s, %(updated_at)s, %(fields)s::jsonb)",
 }
 _EMPTY = ("signals", "sources", "schedule_state", "records", "dedup")
 
@@ -66,8 +70,10 @@ def load(url: str, tables: Callable[[str], Iterable[dict[str, Any]]], names: Ite
             for table in _EMPTY:
                 row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table}) AS any").fetchone()
                 if row is not None and row["any"]:
-                    raise StorageError(f"the target database is not empty (table {table} has rows): "
-                                       "copy into a new, empty database")
+                    raise StorageError(
+                        f"the target database is not empty (table {table} has rows): "
+                        "copy into a new, empty database"
+                    )
             with conn.cursor() as cur:
                 for table in names:
                     n = 0

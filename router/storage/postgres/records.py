@@ -53,7 +53,12 @@ def _encode(fields: Mapping[str, Any] | None) -> str:
 
 
 def _record(row: dict[str, Any]) -> Record:
-    return {"id": row["id"], "created_at": row["created_at"], "updated_at": row["updated_at"], **row["fields"]}
+    return {
+        "id": row["id"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        **row["fields"],
+    }
 
 
 def _equal(name: str, value: Any, params: list[Any]) -> str:
@@ -84,8 +89,10 @@ def _where(record_type: str, filters: Mapping[str, Any] | None) -> tuple[str, li
         if value is None:
             # Like SQLite: NULL or absent matches, but only if some record of the type has the field.
             params += [name, record_type, name]
-            clauses.append("coalesce(jsonb_typeof(fields -> %s), 'null') = 'null'"
-                           " AND EXISTS (SELECT 1 FROM records r2 WHERE r2.type = %s AND r2.fields ? %s)")
+            clauses.append(
+                "coalesce(jsonb_typeof(fields -> %s), 'null') = 'null'"
+                " AND EXISTS (SELECT 1 FROM records r2 WHERE r2.type = %s AND r2.fields ? %s)"
+            )
         elif isinstance(value, (list, tuple, set)):
             values = list(value)
             if not values:
@@ -103,27 +110,38 @@ class PgRecords:
         return [_record(r) for r in self.conn.execute(sql, params).fetchall()]
 
     def record_get(self, record_type: str, record_id: str) -> Record | None:
-        rows = self._rows("SELECT * FROM records WHERE type = %s AND id = %s", (check_type(record_type), str(record_id)))
+        rows = self._rows(
+            "SELECT * FROM records WHERE type = %s AND id = %s", (check_type(record_type), str(record_id))
+        )
         return rows[0] if rows else None
 
     def record_create(self, record_type: str, fields: Mapping[str, Any] | None) -> Record:
         now = utcnow_iso()
         [row] = self._rows(
             "INSERT INTO records (type, id, created_at, updated_at, fields) VALUES (%s, %s, %s, %s, %s::jsonb)"
-            " RETURNING *", (check_type(record_type), str(ULID()), now, now, _encode(fields)))
+            " RETURNING *",
+            (check_type(record_type), str(ULID()), now, now, _encode(fields)),
+        )
         return row
 
-    def record_update(self, record_type: str, record_id: str, fields: Mapping[str, Any] | None) -> Record | None:
+    def record_update(
+        self, record_type: str, record_id: str, fields: Mapping[str, Any] | None
+    ) -> Record | None:
         rows = self._rows(
             "UPDATE records SET fields = fields || %s::jsonb, updated_at = %s WHERE type = %s AND id = %s RETURNING *",
-            (_encode(fields), utcnow_iso(), check_type(record_type), str(record_id)))
+            (_encode(fields), utcnow_iso(), check_type(record_type), str(record_id)),
+        )
         return rows[0] if rows else None
 
-    def record_upsert(self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None) -> Record:
+    def record_upsert(
+        self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None
+    ) -> Record:
         keys, given = check_upsert(key_fields, fields)
         key = {k: given[k] for k in keys}
-        self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                          (f"{check_type(record_type)}:{json.dumps(key, sort_keys=True, default=str)}",))
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (f"{check_type(record_type)}:{json.dumps(key, sort_keys=True, default=str)}",),
+        )
         matches = self.record_find(record_type, key, limit=1)
         if matches:
             updated = self.record_update(record_type, matches[0]["id"], given)
@@ -132,19 +150,30 @@ class PgRecords:
         return self.record_create(record_type, given)
 
     def record_delete(self, record_type: str, record_id: str) -> Record | None:
-        rows = self._rows("DELETE FROM records WHERE type = %s AND id = %s RETURNING *",
-                          (check_type(record_type), str(record_id)))
+        rows = self._rows(
+            "DELETE FROM records WHERE type = %s AND id = %s RETURNING *",
+            (check_type(record_type), str(record_id)),
+        )
         return rows[0] if rows else None
 
     def record_list(self, record_type: str, limit: int = 100, offset: int = 0) -> list[Record]:
-        return self._rows("SELECT * FROM records WHERE type = %s ORDER BY id DESC LIMIT %s OFFSET %s",
-                          (check_type(record_type), int(limit), int(offset)))
+        return self._rows(
+            "SELECT * FROM records WHERE type = %s ORDER BY id DESC LIMIT %s OFFSET %s",
+            (check_type(record_type), int(limit), int(offset)),
+        )
 
     def record_types(self) -> list[str]:
-        return [r["type"] for r in self.conn.execute("SELECT DISTINCT type FROM records ORDER BY type").fetchall()]
+        return [
+            r["type"] for r in self.conn.execute("SELECT DISTINCT type FROM records ORDER BY type").fetchall()
+        ]
 
-    def record_find(self, record_type: str, filters: Mapping[str, Any] | None = None, limit: int | None = 100,
-                    order_by: str | None = None) -> list[Record]:
+    def record_find(
+        self,
+        record_type: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = 100,
+        order_by: str | None = None,
+    ) -> list[Record]:
         where = _where(check_type(record_type), filters)
         if where is None:
             return []
@@ -154,10 +183,12 @@ class PgRecords:
             d = "DESC" if order_by.startswith("-") else "ASC"
             name = order_by.lstrip("-")
             kind = "jsonb_typeof(fields -> %s)"
-            order = (f"ORDER BY CASE coalesce({kind}, 'null') WHEN 'null' THEN 0 WHEN 'number' THEN 1"
-                     f" WHEN 'boolean' THEN 1 WHEN 'string' THEN 2 ELSE 3 END {d},"
-                     f" CASE WHEN {kind} = 'number' THEN (fields ->> %s)::numeric END {d},"
-                     f" (fields ->> %s) COLLATE \"C\" {d}, id")
+            order = (
+                f"ORDER BY CASE coalesce({kind}, 'null') WHEN 'null' THEN 0 WHEN 'number' THEN 1"
+                f" WHEN 'boolean' THEN 1 WHEN 'string' THEN 2 ELSE 3 END {d},"
+                f" CASE WHEN {kind} = 'number' THEN (fields ->> %s)::numeric END {d},"
+                f' (fields ->> %s) COLLATE "C" {d}, id'
+            )
             params = [*params, name, name, name, name]
         if limit is not None:
             order += " LIMIT %s"
@@ -186,7 +217,9 @@ class PgRecords:
     def effect_remember(self, key: EffectKey, record_id: str | None) -> None:
         self.conn.execute(
             "INSERT INTO step_effects VALUES (%s, %s, %s, %s) ON CONFLICT (signal_id, workflow, step_id)"
-            " DO UPDATE SET record_id = excluded.record_id", (*key, record_id))
+            " DO UPDATE SET record_id = excluded.record_id",
+            (*key, record_id),
+        )
 
     def effects_forget(self, *signal_ids: str) -> None:
         self.conn.execute("DELETE FROM step_effects WHERE signal_id = ANY(%s)", (list(signal_ids),))

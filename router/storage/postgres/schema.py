@@ -149,13 +149,17 @@ def migrate(conn: Any) -> int:
     holds the migration lock for the duration, so concurrent starts queue instead of racing."""
     conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, MIGRATION_LOCK))
     try:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY,"
-                     " applied_at timestamptz NOT NULL DEFAULT now())")  # under the lock: no race
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )  # under the lock: no race
         row = conn.execute("SELECT coalesce(max(version), 0) AS v FROM schema_version").fetchone()
         found = int(row["v"] if isinstance(row, dict) else row[0])
         if found > VERSION:
-            raise StorageError(f"the database's schema is version {found}, newer than this router's ({VERSION}): "
-                               "run the newer router on it")
+            raise StorageError(
+                f"the database's schema is version {found}, newer than this router's ({VERSION}): "
+                "run the newer router on it"
+            )
         for current in range(found, VERSION):
             with conn.transaction():
                 conn.execute(MIGRATIONS[current])

@@ -13,8 +13,15 @@ from router.storage.rows import LeaseHolder, ScheduleState, SourceState
 
 
 def _schedule(r: dict[str, Any]) -> ScheduleState:
-    return ScheduleState(r["name"], r["definition"], r["since"], r["cursor_ts"], r["last_slot"], r["last_fired_at"],
-                         r["last_signal_id"])
+    return ScheduleState(
+        r["name"],
+        r["definition"],
+        r["since"],
+        r["cursor_ts"],
+        r["last_slot"],
+        r["last_fired_at"],
+        r["last_signal_id"],
+    )
 
 
 class PgState:
@@ -24,38 +31,60 @@ class PgState:
         raise NotImplementedError  # PgTx.now
 
     def health_touch(self, key: str) -> None:
-        self.conn.execute("INSERT INTO health (key, at) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET at = excluded.at",
-                          (key, self.now()))
+        self.conn.execute(
+            "INSERT INTO health (key, at) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET at = excluded.at",
+            (key, self.now()),
+        )
 
     # -- sources ----------------------------------------------------------------------------------------
 
-    def source_add(self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None,
-                   api_key: str | None) -> bool:
-        return self.conn.execute(
-            "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, NULL, %s) ON CONFLICT (kind, name) DO NOTHING",
-            (kind, name, first_hash, second_hash, api_key, self.now()),
-        ).rowcount == 1
+    def source_add(
+        self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None, api_key: str | None
+    ) -> bool:
+        return (
+            self.conn.execute(
+                "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, NULL, %s) ON CONFLICT (kind, name) DO NOTHING",
+                (kind, name, first_hash, second_hash, api_key, self.now()),
+            ).rowcount
+            == 1
+        )
 
     def source_pin_api_key(self, kind: str, name: str, api_key: str) -> bool:
-        return self.conn.execute(
-            "UPDATE sources SET api_key = %s, updated_at = %s WHERE kind = %s AND name = %s AND api_key IS DISTINCT FROM %s",
-            (api_key, self.now(), kind, name, api_key),
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "UPDATE sources SET api_key = %s, updated_at = %s WHERE kind = %s AND name = %s AND api_key IS DISTINCT FROM %s",
+                (api_key, self.now(), kind, name, api_key),
+            ).rowcount
+            == 1
+        )
 
     def source_set_active(self, kind: str, name: str, active: bool) -> bool:
-        return self.conn.execute(
-            "UPDATE sources SET active = %s, updated_at = %s WHERE kind = %s AND name = %s",
-            (bool(active), self.now(), kind, name),
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "UPDATE sources SET active = %s, updated_at = %s WHERE kind = %s AND name = %s",
+                (bool(active), self.now(), kind, name),
+            ).rowcount
+            == 1
+        )
 
-    def source_set_credentials(self, kind: str, name: str, *, first_hash: str | None = None,
-                               second_hash: str | None = None, api_key: str | None = None) -> bool:
-        return self.conn.execute(
-            "UPDATE sources SET first_hash = coalesce(%s, first_hash), second_hash = coalesce(%s, second_hash),"
-            " api_key = coalesce(%s, api_key), updated_at = %s WHERE kind = %s AND name = %s",
-            (first_hash, second_hash, api_key, self.now(), kind, name),
-        ).rowcount == 1
+    def source_set_credentials(
+        self,
+        kind: str,
+        name: str,
+        *,
+        first_hash: str | None = None,
+        second_hash: str | None = None,
+        api_key: str | None = None,
+    ) -> bool:
+        return (
+            self.conn.execute(
+                "UPDATE sources SET first_hash = coalesce(%s, first_hash), second_hash = coalesce(%s, second_hash),"
+                " api_key = coalesce(%s, api_key), updated_at = %s WHERE kind = %s AND name = %s",
+                (first_hash, second_hash, api_key, self.now(), kind, name),
+            ).rowcount
+            == 1
+        )
 
     def source_states(self) -> dict[tuple[str, str], SourceState]:
         out = {}
@@ -67,7 +96,9 @@ class PgState:
         return out
 
     def sources_version(self) -> float:
-        row = self.conn.execute("SELECT coalesce(max(updated_at), 0) AS v, count(*) AS n FROM sources").fetchone()
+        row = self.conn.execute(
+            "SELECT coalesce(max(updated_at), 0) AS v, count(*) AS n FROM sources"
+        ).fetchone()
         return float(row["v"]) + row["n"] * 1e-9
 
     # -- schedules ---------------------------------------------------------------------------------------
@@ -79,15 +110,19 @@ class PgState:
         row = self.conn.execute("SELECT * FROM schedule_state WHERE name = %s", (name,)).fetchone()
         return _schedule(row) if row else None
 
-    def schedule_register(self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None,
-                          now: float) -> bool:
-        return self.conn.execute(
-            "INSERT INTO schedule_state (name, definition, since, cursor, cursor_ts, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,"
-            " since = excluded.since, cursor = excluded.cursor, cursor_ts = excluded.cursor_ts,"
-            " updated_at = excluded.updated_at WHERE schedule_state.definition != excluded.definition",
-            (name, definition, now, cursor, cursor_ts, now),
-        ).rowcount == 1
+    def schedule_register(
+        self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None, now: float
+    ) -> bool:
+        return (
+            self.conn.execute(
+                "INSERT INTO schedule_state (name, definition, since, cursor, cursor_ts, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,"
+                " since = excluded.since, cursor = excluded.cursor, cursor_ts = excluded.cursor_ts,"
+                " updated_at = excluded.updated_at WHERE schedule_state.definition != excluded.definition",
+                (name, definition, now, cursor, cursor_ts, now),
+            ).rowcount
+            == 1
+        )
 
     def schedule_advance(self, name: str, cursor: str, cursor_ts: float, now: float) -> None:
         self.conn.execute(
@@ -103,12 +138,15 @@ class PgState:
         )
 
     def slot_claim(self, schedule: str, slot: str, signal_id: str, fired_at: str, now: float) -> bool:
-        return self.conn.execute(
-            "INSERT INTO schedule_slots (schedule, slot_time, signal_id, fired_at, fired_ts)"
-            " VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (schedule, slot_time) DO NOTHING",
-            (schedule, slot, signal_id, fired_at, now),
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "INSERT INTO schedule_slots (schedule, slot_time, signal_id, fired_at, fired_ts)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (schedule, slot_time) DO NOTHING",
+                (schedule, slot, signal_id, fired_at, now),
+            ).rowcount
+            == 1
+        )
 
     def prune_slots(self, before: float) -> int:
         return self.conn.execute("DELETE FROM schedule_slots WHERE fired_ts < %s", (before,)).rowcount
@@ -118,17 +156,21 @@ class PgState:
         return LeaseHolder(row["owner"], row["lease_until"]) if row else None
 
     def lease_acquire(self, owner: str, ttl: float, now: float, *, take_from: str | None = None) -> bool:
-        return self.conn.execute(
-            "INSERT INTO schedule_lease (id, owner, lease_until) VALUES (1, %(owner)s, %(until)s)"
-            " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
-            " WHERE schedule_lease.owner = excluded.owner OR schedule_lease.lease_until < %(now)s"
-            " OR schedule_lease.owner = %(take_from)s",
-            {"owner": owner, "until": now + ttl, "now": now, "take_from": take_from},
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "INSERT INTO schedule_lease (id, owner, lease_until) VALUES (1, %(owner)s, %(until)s)"
+                " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
+                " WHERE schedule_lease.owner = excluded.owner OR schedule_lease.lease_until < %(now)s"
+                " OR schedule_lease.owner = %(take_from)s",
+                {"owner": owner, "until": now + ttl, "now": now, "take_from": take_from},
+            ).rowcount
+            == 1
+        )
 
     def lease_renew(self, owner: str, ttl: float, now: float) -> None:
-        cur = self.conn.execute("UPDATE schedule_lease SET lease_until = %s WHERE id = 1 AND owner = %s",
-                                (now + ttl, owner))
+        cur = self.conn.execute(
+            "UPDATE schedule_lease SET lease_until = %s WHERE id = 1 AND owner = %s", (now + ttl, owner)
+        )
         if cur.rowcount != 1:
             raise LeaseLost()
 

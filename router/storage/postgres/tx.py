@@ -27,5 +27,7 @@ class PgTx(PgJournal, PgState, PgRecords, Tx):
 
     def now(self) -> float:
         if self._now is None:
-            self._now = float(self.conn.execute("SELECT extract(epoch FROM now())::float8 AS t").fetchone()["t"])
+            self._now = float(
+                self.conn.execute("SELECT extract(epoch FROM now())::float8 AS t").fetchone()["t"]
+            )
         return self._now

@@ -60,8 +60,15 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
 class PgStorage(WriteQueue):
     """`router.storage.base.Storage` on one PostgreSQL database, shared by every node."""
 
-    def __init__(self, url: str, *, pool_size: int = 4, statement_timeout: float = 30.0,
-                 connect_timeout: float = 5.0, max_deliveries: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 4,
+        statement_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        max_deliveries: int = 20,
+    ) -> None:
         self.url = url
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
@@ -72,8 +79,11 @@ class PgStorage(WriteQueue):
             "application_name": "router",
             # A blocking libpq call cannot be cancelled from trio: the server bounds it instead.
             "options": f"-c statement_timeout={ms} -c lock_timeout={min(ms, 5000)}"
-                       f" -c idle_in_transaction_session_timeout={max(ms * 2, 10000)}",
-            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+            f" -c idle_in_transaction_session_timeout={max(ms * 2, 10000)}",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
         }
         self._writer_conn: psycopg.Connection[Any] | None = None
         self._pool: ConnectionPool | None = None
@@ -102,9 +112,16 @@ class PgStorage(WriteQueue):
             except psycopg.Error as exc:
                 raise storage_error(exc) from exc
         self._writer_conn = self.connect(autocommit=False)
-        self._pool = ConnectionPool(self.url, min_size=1, max_size=max(1, self.pool_size), open=False,
-                                    kwargs={**self._kwargs, "autocommit": True, "row_factory": dict_row},
-                                    configure=_configure, timeout=self.connect_timeout, name="router-read")
+        self._pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=max(1, self.pool_size),
+            open=False,
+            kwargs={**self._kwargs, "autocommit": True, "row_factory": dict_row},
+            configure=_configure,
+            timeout=self.connect_timeout,
+            name="router-read",
+        )
         self._pool.open(wait=False)
 
     def close(self) -> None:
@@ -175,8 +192,9 @@ class PgStorage(WriteQueue):
                 return self._fail(jobs, exc)
             tx = PgTx(conn, max_deliveries=self.max_deliveries)
             try:
-                head = conn.execute("SELECT extract(epoch FROM now())::float8 AS t,"
-                                    " pg_current_xact_id()::text AS x").fetchone()
+                head = conn.execute(
+                    "SELECT extract(epoch FROM now())::float8 AS t, pg_current_xact_id()::text AS x"
+                ).fetchone()
                 assert head is not None
                 tx._now, xid = head["t"], head["x"]
                 for job in jobs:
@@ -202,7 +220,9 @@ class PgStorage(WriteQueue):
                         return False
                     return self._fail(jobs, storage_error(exc))
                 if not self._committed(tx.appended, xid):
-                    return self._fail(jobs, StorageUnavailable(f"the database went away during commit: {exc}"))
+                    return self._fail(
+                        jobs, StorageUnavailable(f"the database went away during commit: {exc}")
+                    )
             if tx.wants_notify:
                 self._notify(conn)
             return True
@@ -227,8 +247,9 @@ class PgStorage(WriteQueue):
             try:
                 with self.connect(autocommit=True) as conn:
                     if appended:
-                        row = conn.execute("SELECT count(*) AS n FROM signals WHERE id = ANY(%s)",
-                                           (appended,)).fetchone()
+                        row = conn.execute(
+                            "SELECT count(*) AS n FROM signals WHERE id = ANY(%s)", (appended,)
+                        ).fetchone()
                         return bool(row and row["n"] > 0)
                     row = conn.execute("SELECT pg_xact_status(%s::xid8) AS s", (xid,)).fetchone()
                     status = row["s"] if row else None

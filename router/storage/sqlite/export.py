@@ -14,7 +14,16 @@ from typing import Any
 
 from router.storage.sqlite.records import TABLE_PREFIX, _decode
 
-TABLES = ("signals", "dedup", "runs", "step_effects", "sources", "schedule_state", "schedule_slots", "records")
+TABLES = (
+    "signals",
+    "dedup",
+    "runs",
+    "step_effects",
+    "sources",
+    "schedule_state",
+    "schedule_slots",
+    "records",
+)
 
 
 def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[dict[str, Any]]:
@@ -35,20 +44,35 @@ def export(conn: sqlite3.Connection, table: str) -> Iterator[dict[str, Any]]:
         for r in _rows(conn, "SELECT * FROM signals ORDER BY id"):
             yield {**r, "owner": None, "lease_until": None}
     elif table == "runs":
-        yield from _rows(conn, "SELECT signal_id, workflow, attempt, status, started_at, duration_ms, error, trace"
-                               " FROM runs ORDER BY id")
+        yield from _rows(
+            conn,
+            "SELECT signal_id, workflow, attempt, status, started_at, duration_ms, error, trace"
+            " FROM runs ORDER BY id",
+        )
     elif table == "sources":
         for r in _rows(conn, "SELECT * FROM sources"):
             yield {**r, "active": None if r["active"] is None else bool(r["active"])}
     elif table == "records":
-        types = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'record\\_%' ESCAPE '\\' ORDER BY name")]
+        types = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'record\\_%' ESCAPE '\\' ORDER BY name"
+            )
+        ]
         for name in types:
             for r in _rows(conn, f'SELECT * FROM "{name}" ORDER BY id'):
-                fields = {k: _decode(v) for k, v in r.items()
-                          if k not in ("id", "created_at", "updated_at") and v is not None}
-                yield {"type": name[len(TABLE_PREFIX):], "id": r["id"], "created_at": r["created_at"],
-                       "updated_at": r["updated_at"], "fields": fields}
+                fields = {
+                    k: _decode(v)
+                    for k, v in r.items()
+                    if k not in ("id", "created_at", "updated_at") and v is not None
+                }
+                yield {
+                    "type": name[len(TABLE_PREFIX) :],
+                    "id": r["id"],
+                    "created_at": r["created_at"],
+                    "updated_at": r["updated_at"],
+                    "fields": fields,
+                }
     elif table in TABLES:
         yield from _rows(conn, f"SELECT * FROM {table}")
     else:

@@ -27,9 +27,19 @@ def signal_from_row(row: sqlite3.Row) -> Signal:
     except ValueError:
         ack = None
     return Signal(
-        id=row["id"], channel=row["channel"], source=row["source"], received_at=row["received_at"], entity=entity,
-        status=row["status"], attempts=row["attempts"], last_error=row["last_error"], dedup_key=row["dedup_key"],
-        owner=row["owner"], epoch=row["epoch"], updated_at=row["updated_at"], ack=ack,
+        id=row["id"],
+        channel=row["channel"],
+        source=row["source"],
+        received_at=row["received_at"],
+        entity=entity,
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        dedup_key=row["dedup_key"],
+        owner=row["owner"],
+        epoch=row["epoch"],
+        updated_at=row["updated_at"],
+        ack=ack,
     )
 
 
@@ -42,9 +52,18 @@ class SqliteJournal:
 
     # -- append, claim, settle ------------------------------------------------------------------------
 
-    def append_signal(self, entity: Entity, *, dedup_key: str | None = None, dedup_window: float = 86400.0,
-                      owner: str | None = None, lease: float = 15.0, ack: dict[str, Any] | None = None,
-                      now: float | None = None, settled: bool = False) -> Appended:
+    def append_signal(
+        self,
+        entity: Entity,
+        *,
+        dedup_key: str | None = None,
+        dedup_window: float = 86400.0,
+        owner: str | None = None,
+        lease: float = 15.0,
+        ack: dict[str, Any] | None = None,
+        now: float | None = None,
+        settled: bool = False,
+    ) -> Appended:
         now = self.now() if now is None else now
         conn = self.conn
         if dedup_key:
@@ -63,7 +82,9 @@ class SqliteJournal:
                     " WHERE d.source = ? AND d.key = ?",
                     (entity.source, dedup_key),
                 ).fetchone()
-                return Appended(row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None)
+                return Appended(
+                    row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None
+                )
         if settled:
             status, lease_until, owner = DONE, None, None
         else:
@@ -72,8 +93,18 @@ class SqliteJournal:
             "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
             " updated_at, ack, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                entity.id, entity.channel, entity.source, entity.received_at, entity.to_json(), status, dedup_key,
-                owner, lease_until, now, json.dumps(ack) if ack is not None else None, 1 if owner else 0,
+                entity.id,
+                entity.channel,
+                entity.source,
+                entity.received_at,
+                entity.to_json(),
+                status,
+                dedup_key,
+                owner,
+                lease_until,
+                now,
+                json.dumps(ack) if ack is not None else None,
+                1 if owner else 0,
             ),
         )
         return Appended(entity.id)
@@ -93,7 +124,10 @@ class SqliteJournal:
 
     def has_claimable(self, now: float | None = None) -> bool:
         now = self.now() if now is None else now
-        return self.conn.execute(f"SELECT 1 FROM signals WHERE {CLAIMABLE} LIMIT 1", {"now": now}).fetchone() is not None
+        return (
+            self.conn.execute(f"SELECT 1 FROM signals WHERE {CLAIMABLE} LIMIT 1", {"now": now}).fetchone()
+            is not None
+        )
 
     def renew(self, owner: str, signal_ids: list[str], lease: float, now: float | None = None) -> int:
         until = (self.now() if now is None else now) + lease
@@ -103,8 +137,15 @@ class SqliteJournal:
         )
         return cur.rowcount
 
-    def settle(self, claim: ClaimRef, *, status: str, error: str | None = None, retry_in: float | None = None,
-               now: float | None = None) -> bool:
+    def settle(
+        self,
+        claim: ClaimRef,
+        *,
+        status: str,
+        error: str | None = None,
+        retry_in: float | None = None,
+        now: float | None = None,
+    ) -> bool:
         now = self.now() if now is None else now
         fence = "WHERE id = ? AND owner = ? AND epoch = ? AND status = 'running'"
         if retry_in is not None:
@@ -125,8 +166,16 @@ class SqliteJournal:
         self.conn.execute(
             "INSERT INTO runs (signal_id, workflow, attempt, status, started_at, duration_ms, error, trace)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (signal_id, run.workflow, run.attempt, run.status, run.started_at, run.duration_ms, run.error,
-             json.dumps(run.trace, default=str)),
+            (
+                signal_id,
+                run.workflow,
+                run.attempt,
+                run.status,
+                run.started_at,
+                run.duration_ms,
+                run.error,
+                json.dumps(run.trace, default=str),
+            ),
         )
 
     def release(self, owner: str) -> int:
@@ -137,11 +186,14 @@ class SqliteJournal:
         ).rowcount
 
     def requeue(self, signal_id: str) -> bool:
-        return self.conn.execute(
-            "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = 0,"
-            " updated_at = ? WHERE id = ? AND status IN ('failed', 'done')",
-            (self.now(), signal_id),
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = 0,"
+                " updated_at = ? WHERE id = ? AND status IN ('failed', 'done')",
+                (self.now(), signal_id),
+            ).rowcount
+            == 1
+        )
 
     def set_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
         self.conn.execute("UPDATE signals SET ack = ? WHERE id = ?", (json.dumps(ack), signal_id))
@@ -152,12 +204,25 @@ class SqliteJournal:
         row = self.conn.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
         return signal_from_row(row) if row else None
 
-    def list_signals(self, *, status: str | None = None, source: str | None = None, since: str | None = None,
-                     until: str | None = None, before: str | None = None, limit: int = 50) -> list[Signal]:
+    def list_signals(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[Signal]:
         clauses: list[str] = []
         params: list[Any] = []
-        for column, op, value in (("source", "=", source), ("status", "=", status), ("received_at", ">=", since),
-                                  ("received_at", "<", until), ("id", "<", before)):
+        for column, op, value in (
+            ("source", "=", source),
+            ("status", "=", status),
+            ("received_at", ">=", since),
+            ("received_at", "<", until),
+            ("id", "<", before),
+        ):
             if value:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
@@ -166,11 +231,15 @@ class SqliteJournal:
         return [signal_from_row(r) for r in rows.fetchall()]
 
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM runs WHERE signal_id = ? ORDER BY id", (signal_id,)).fetchall()
+        rows = self.conn.execute(
+            "SELECT * FROM runs WHERE signal_id = ? ORDER BY id", (signal_id,)
+        ).fetchall()
         return [{**dict(r), "trace": json.loads(r["trace"])} for r in rows]
 
     def done_workflows(self, signal_id: str) -> set[str]:
-        rows = self.conn.execute("SELECT workflow FROM runs WHERE signal_id = ? AND status = 'done'", (signal_id,))
+        rows = self.conn.execute(
+            "SELECT workflow FROM runs WHERE signal_id = ? AND status = 'done'", (signal_id,)
+        )
         return {r[0] for r in rows}
 
     def counts(self) -> dict[str, int]:
@@ -215,14 +284,21 @@ class SqliteJournal:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        return [dict(r) for r in self.conn.execute(f"SELECT {_LIVE_COLUMNS} FROM signals WHERE id IN ({marks})", ids)]
+        return [
+            dict(r)
+            for r in self.conn.execute(f"SELECT {_LIVE_COLUMNS} FROM signals WHERE id IN ({marks})", ids)
+        ]
 
     # -- retention ------------------------------------------------------------------------------------------
 
     def prune_settled(self, cutoff: str, limit: int) -> int:
-        ids = [row[0] for row in self.conn.execute(
-            "SELECT id FROM signals WHERE id < ? AND status IN ('done', 'failed') ORDER BY id LIMIT ?", (cutoff, limit)
-        )]
+        ids = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT id FROM signals WHERE id < ? AND status IN ('done', 'failed') ORDER BY id LIMIT ?",
+                (cutoff, limit),
+            )
+        ]
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))

@@ -90,10 +90,14 @@ class SqliteRecords:
         rows = self.conn.execute(f"PRAGMA table_info({quote_identifier(table)})").fetchall()
         return {row[1].lower(): row[1] for row in rows}
 
-    def _select(self, table: str, where: str = "", params: Iterable[Any] = (), tail: str = "") -> list[Record]:
+    def _select(
+        self, table: str, where: str = "", params: Iterable[Any] = (), tail: str = ""
+    ) -> list[Record]:
         cur = self.conn.execute(f"SELECT * FROM {quote_identifier(table)} {where} {tail}", tuple(params))
         names = [d[0] for d in cur.description]
-        return [{name: _decode(value) for name, value in zip(names, row, strict=True)} for row in cur.fetchall()]
+        return [
+            {name: _decode(value) for name, value in zip(names, row, strict=True)} for row in cur.fetchall()
+        ]
 
     def record_get(self, record_type: str, record_id: str) -> Record | None:
         table = table_name(record_type)
@@ -111,7 +115,9 @@ class SqliteRecords:
         assert created is not None
         return created
 
-    def record_update(self, record_type: str, record_id: str, fields: Mapping[str, Any] | None) -> Record | None:
+    def record_update(
+        self, record_type: str, record_id: str, fields: Mapping[str, Any] | None
+    ) -> Record | None:
         table = table_name(record_type)
         clean = _encode(fields)
         if self.record_get(record_type, record_id) is None:
@@ -119,7 +125,9 @@ class SqliteRecords:
         self._db().table(table).update(str(record_id), {**clean, "updated_at": utcnow_iso()}, alter=True)
         return self.record_get(record_type, record_id)
 
-    def record_upsert(self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None) -> Record:
+    def record_upsert(
+        self, record_type: str, key_fields: list[str], fields: Mapping[str, Any] | None
+    ) -> Record:
         keys, given = check_upsert(key_fields, fields)
         matches = self.record_find(record_type, {k: given[k] for k in keys}, limit=1)
         if matches:
@@ -147,11 +155,16 @@ class SqliteRecords:
         rows = self.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'record\\_%' ESCAPE '\\' ORDER BY name"
         ).fetchall()
-        names = [row[0][len(TABLE_PREFIX):] for row in rows]
+        names = [row[0][len(TABLE_PREFIX) :] for row in rows]
         return [n for n in names if TYPE_RE.match(n)]
 
-    def record_find(self, record_type: str, filters: Mapping[str, Any] | None = None, limit: int | None = 100,
-                    order_by: str | None = None) -> list[Record]:
+    def record_find(
+        self,
+        record_type: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = 100,
+        order_by: str | None = None,
+    ) -> list[Record]:
         table = table_name(record_type)
         cols = self._columns(table)
         if not cols:
@@ -181,7 +194,9 @@ class SqliteRecords:
         if where is None:
             return 0
         sql_where, params = where
-        row = self.conn.execute(f"SELECT COUNT(*) FROM {quote_identifier(table)} {sql_where}", tuple(params)).fetchone()
+        row = self.conn.execute(
+            f"SELECT COUNT(*) FROM {quote_identifier(table)} {sql_where}", tuple(params)
+        ).fetchone()
         return int(row[0])
 
     # -- step effects (engine.records.once) --------------------------------------------------------------

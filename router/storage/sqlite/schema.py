@@ -125,8 +125,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     autocommit mode with a busy timeout (another process may be migrating right now)."""
     found = version(conn)
     if found > VERSION:
-        raise StorageError(f"the data dir's schema is version {found}, newer than this router's ({VERSION}): "
-                           "run the newer router, or restore a backup made for this one")
+        raise StorageError(
+            f"the data dir's schema is version {found}, newer than this router's ({VERSION}): "
+            "run the newer router, or restore a backup made for this one"
+        )
     while version(conn) < VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -14,8 +14,15 @@ from router.storage.rows import LeaseHolder, ScheduleState, SourceState
 
 
 def _schedule(r: sqlite3.Row) -> ScheduleState:
-    return ScheduleState(r["name"], r["definition"], r["since"], r["cursor_ts"], r["last_slot"], r["last_fired_at"],
-                         r["last_signal_id"])
+    return ScheduleState(
+        r["name"],
+        r["definition"],
+        r["since"],
+        r["cursor_ts"],
+        r["last_slot"],
+        r["last_fired_at"],
+        r["last_signal_id"],
+    )
 
 
 class SqliteState:
@@ -29,33 +36,53 @@ class SqliteState:
 
     # -- sources ----------------------------------------------------------------------------------------
 
-    def source_add(self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None,
-                   api_key: str | None) -> bool:
-        return self.conn.execute(
-            "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (kind, name) DO NOTHING",
-            (kind, name, first_hash, second_hash, api_key, self.now()),
-        ).rowcount == 1
+    def source_add(
+        self, kind: str, name: str, *, first_hash: str | None, second_hash: str | None, api_key: str | None
+    ) -> bool:
+        return (
+            self.conn.execute(
+                "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (kind, name) DO NOTHING",
+                (kind, name, first_hash, second_hash, api_key, self.now()),
+            ).rowcount
+            == 1
+        )
 
     def source_pin_api_key(self, kind: str, name: str, api_key: str) -> bool:
-        return self.conn.execute(
-            "UPDATE sources SET api_key = ?, updated_at = ? WHERE kind = ? AND name = ? AND api_key IS NOT ?",
-            (api_key, self.now(), kind, name, api_key),
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "UPDATE sources SET api_key = ?, updated_at = ? WHERE kind = ? AND name = ? AND api_key IS NOT ?",
+                (api_key, self.now(), kind, name, api_key),
+            ).rowcount
+            == 1
+        )
 
     def source_set_active(self, kind: str, name: str, active: bool) -> bool:
-        return self.conn.execute(
-            "UPDATE sources SET active = ?, updated_at = ? WHERE kind = ? AND name = ?",
-            (int(active), self.now(), kind, name),
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "UPDATE sources SET active = ?, updated_at = ? WHERE kind = ? AND name = ?",
+                (int(active), self.now(), kind, name),
+            ).rowcount
+            == 1
+        )
 
-    def source_set_credentials(self, kind: str, name: str, *, first_hash: str | None = None,
-                               second_hash: str | None = None, api_key: str | None = None) -> bool:
-        return self.conn.execute(
-            "UPDATE sources SET first_hash = coalesce(?, first_hash), second_hash = coalesce(?, second_hash),"
-            " api_key = coalesce(?, api_key), updated_at = ? WHERE kind = ? AND name = ?",
-            (first_hash, second_hash, api_key, self.now(), kind, name),
-        ).rowcount == 1
+    def source_set_credentials(
+        self,
+        kind: str,
+        name: str,
+        *,
+        first_hash: str | None = None,
+        second_hash: str | None = None,
+        api_key: str | None = None,
+    ) -> bool:
+        return (
+            self.conn.execute(
+                "UPDATE sources SET first_hash = coalesce(?, first_hash), second_hash = coalesce(?, second_hash),"
+                " api_key = coalesce(?, api_key), updated_at = ? WHERE kind = ? AND name = ?",
+                (first_hash, second_hash, api_key, self.now(), kind, name),
+            ).rowcount
+            == 1
+        )
 
     def source_states(self) -> dict[tuple[str, str], SourceState]:
         out = {}
@@ -79,15 +106,19 @@ class SqliteState:
         row = self.conn.execute("SELECT * FROM schedule_state WHERE name = ?", (name,)).fetchone()
         return _schedule(row) if row else None
 
-    def schedule_register(self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None,
-                          now: float) -> bool:
-        return self.conn.execute(
-            "INSERT INTO schedule_state (name, definition, since, cursor, cursor_ts, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,"
-            " since = excluded.since, cursor = excluded.cursor, cursor_ts = excluded.cursor_ts,"
-            " updated_at = excluded.updated_at WHERE schedule_state.definition != excluded.definition",
-            (name, definition, now, cursor, cursor_ts, now),
-        ).rowcount == 1
+    def schedule_register(
+        self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None, now: float
+    ) -> bool:
+        return (
+            self.conn.execute(
+                "INSERT INTO schedule_state (name, definition, since, cursor, cursor_ts, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,"
+                " since = excluded.since, cursor = excluded.cursor, cursor_ts = excluded.cursor_ts,"
+                " updated_at = excluded.updated_at WHERE schedule_state.definition != excluded.definition",
+                (name, definition, now, cursor, cursor_ts, now),
+            ).rowcount
+            == 1
+        )
 
     def schedule_advance(self, name: str, cursor: str, cursor_ts: float, now: float) -> None:
         self.conn.execute(
@@ -103,11 +134,14 @@ class SqliteState:
         )
 
     def slot_claim(self, schedule: str, slot: str, signal_id: str, fired_at: str, now: float) -> bool:
-        return self.conn.execute(
-            "INSERT INTO schedule_slots (schedule, slot_time, signal_id, fired_at, fired_ts) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (schedule, slot_time) DO NOTHING",
-            (schedule, slot, signal_id, fired_at, now),
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "INSERT INTO schedule_slots (schedule, slot_time, signal_id, fired_at, fired_ts) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (schedule, slot_time) DO NOTHING",
+                (schedule, slot, signal_id, fired_at, now),
+            ).rowcount
+            == 1
+        )
 
     def prune_slots(self, before: float) -> int:
         return self.conn.execute("DELETE FROM schedule_slots WHERE fired_ts < ?", (before,)).rowcount
@@ -117,17 +151,21 @@ class SqliteState:
         return LeaseHolder(row["owner"], row["lease_until"]) if row else None
 
     def lease_acquire(self, owner: str, ttl: float, now: float, *, take_from: str | None = None) -> bool:
-        return self.conn.execute(
-            "INSERT INTO schedule_lease (id, owner, lease_until) VALUES (1, :owner, :until)"
-            " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
-            " WHERE schedule_lease.owner = excluded.owner OR schedule_lease.lease_until < :now"
-            " OR schedule_lease.owner = :take_from",
-            {"owner": owner, "until": now + ttl, "now": now, "take_from": take_from},
-        ).rowcount == 1
+        return (
+            self.conn.execute(
+                "INSERT INTO schedule_lease (id, owner, lease_until) VALUES (1, :owner, :until)"
+                " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
+                " WHERE schedule_lease.owner = excluded.owner OR schedule_lease.lease_until < :now"
+                " OR schedule_lease.owner = :take_from",
+                {"owner": owner, "until": now + ttl, "now": now, "take_from": take_from},
+            ).rowcount
+            == 1
+        )
 
     def lease_renew(self, owner: str, ttl: float, now: float) -> None:
-        cur = self.conn.execute("UPDATE schedule_lease SET lease_until = ? WHERE id = 1 AND owner = ?",
-                                (now + ttl, owner))
+        cur = self.conn.execute(
+            "UPDATE schedule_lease SET lease_until = ? WHERE id = 1 AND owner = ?", (now + ttl, owner)
+        )
         if cur.rowcount != 1:
             raise LeaseLost()
 

@@ -69,8 +69,10 @@ def start_router(ctx: Context) -> Service:
         while "ready" not in times and time.monotonic() < deadline:
             time.sleep(0.01)
         service.startup_s = times.get("ready", times["readyz"])
-        service.notes.append(f"start-up: READY=1 after {times.get('ready', float('nan')):.2f} s, "
-                             f"first /readyz 200 after {times['readyz']:.2f} s")
+        service.notes.append(
+            f"start-up: READY=1 after {times.get('ready', float('nan')):.2f} s, "
+            f"first /readyz 200 after {times['readyz']:.2f} s"
+        )
         service.target = router.url("endpoints.fast")
         wait_answers(service.target, router.proc, time.perf_counter(), 10, expect=b'"received"')
     except BaseException:
@@ -113,17 +115,36 @@ module.exports = {{
 
 NODE_RED_FLOW = [
     {"id": "bench-tab", "type": "tab", "label": "bench"},
-    {"id": "bench-in", "type": "http in", "z": "bench-tab", "name": "", "url": "/bench", "method": "post",
-     "upload": False, "wires": [["bench-out"]]},
-    {"id": "bench-out", "type": "http response", "z": "bench-tab", "name": "", "statusCode": "200",
-     "headers": {}, "wires": []},
+    {
+        "id": "bench-in",
+        "type": "http in",
+        "z": "bench-tab",
+        "name": "",
+        "url": "/bench",
+        "method": "post",
+        "upload": False,
+        "wires": [["bench-out"]],
+    },
+    {
+        "id": "bench-out",
+        "type": "http response",
+        "z": "bench-tab",
+        "name": "",
+        "statusCode": "200",
+        "headers": {},
+        "wires": [],
+    },
 ]
 
 
 def start_node_red(ctx: Context) -> Service:
     """Node-RED 4 (5.x needs Node 22): a flow `http in` (POST /bench) -> `http response` 200."""
-    script = ensure_npm(ctx, "node-red", {"name": "router-bench-node-red", "private": True,
-                                           "dependencies": {"node-red": "^4"}}, "node_modules/node-red/red.js")
+    script = ensure_npm(
+        ctx,
+        "node-red",
+        {"name": "router-bench-node-red", "private": True, "dependencies": {"node-red": "^4"}},
+        "node_modules/node-red/red.js",
+    )
     user_dir = ctx.work / "node-red"
     user_dir.mkdir()
     port = free_port()
@@ -131,7 +152,9 @@ def start_node_red(ctx: Context) -> Service:
     (user_dir / "flows.json").write_text(json.dumps(NODE_RED_FLOW))
     log = user_dir / "node-red.log"
     started = time.perf_counter()
-    proc = spawn(["node", str(script), "--settings", str(user_dir / "settings.js"), "--userDir", str(user_dir)], log)
+    proc = spawn(
+        ["node", str(script), "--settings", str(user_dir / "settings.js"), "--userDir", str(user_dir)], log
+    )
     service = Service("node-red", proc.pid, f"http://127.0.0.1:{port}/bench", 0.0, lambda: terminate(proc))
     try:
         service.startup_s = wait_answers(service.target, proc, started, 120, log, expect=b'"n"')  # the echo
@@ -147,12 +170,28 @@ N8N_WORKFLOW = {
     "name": "router-bench",
     "active": True,
     "nodes": [
-        {"id": "6f1c0a52-0000-4000-8000-000000000001", "name": "Webhook", "type": "n8n-nodes-base.webhook",
-         "typeVersion": 2, "position": [0, 0], "webhookId": "6f1c0a52-0000-4000-8000-0000000000aa",
-         "parameters": {"httpMethod": "POST", "path": "bench", "responseMode": "responseNode", "options": {}}},
-        {"id": "6f1c0a52-0000-4000-8000-000000000002", "name": "Respond", "type": "n8n-nodes-base.respondToWebhook",
-         "typeVersion": 1.1, "position": [220, 0],
-         "parameters": {"respondWith": "json", "responseBody": '{"received": true}', "options": {}}},
+        {
+            "id": "6f1c0a52-0000-4000-8000-000000000001",
+            "name": "Webhook",
+            "type": "n8n-nodes-base.webhook",
+            "typeVersion": 2,
+            "position": [0, 0],
+            "webhookId": "6f1c0a52-0000-4000-8000-0000000000aa",
+            "parameters": {
+                "httpMethod": "POST",
+                "path": "bench",
+                "responseMode": "responseNode",
+                "options": {},
+            },
+        },
+        {
+            "id": "6f1c0a52-0000-4000-8000-000000000002",
+            "name": "Respond",
+            "type": "n8n-nodes-base.respondToWebhook",
+            "typeVersion": 1.1,
+            "position": [220, 0],
+            "parameters": {"respondWith": "json", "responseBody": '{"received": true}', "options": {}},
+        },
     ],
     "connections": {"Webhook": {"main": [[{"node": "Respond", "type": "main", "index": 0}]]}},
     "settings": {"executionOrder": "v1"},
@@ -162,15 +201,24 @@ N8N_WORKFLOW = {
 def n8n_env(user_folder: Path, port: int) -> dict[str, str]:
     return {
         "N8N_USER_FOLDER": str(user_folder),  # SQLite (the default DB) lives in <it>/.n8n/
-        "N8N_PORT": str(port), "N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_HOST": "127.0.0.1",
+        "N8N_PORT": str(port),
+        "N8N_LISTEN_ADDRESS": "127.0.0.1",
+        "N8N_HOST": "127.0.0.1",
         "WEBHOOK_URL": f"http://127.0.0.1:{port}/",
         "N8N_ENCRYPTION_KEY": "router-bench-only-not-a-secret",
-        "N8N_DIAGNOSTICS_ENABLED": "false", "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
-        "N8N_TEMPLATES_ENABLED": "false", "N8N_PERSONALIZATION_ENABLED": "false",
-        "N8N_HIRING_BANNER_ENABLED": "false", "N8N_DISABLE_UI": "true", "N8N_SECURE_COOKIE": "false",
-        "N8N_LICENSE_AUTO_RENEW_ENABLED": "false", "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
-        "EXTERNAL_FRONTEND_HOOKS_URLS": "", "N8N_DIAGNOSTICS_CONFIG_FRONTEND": "",
-        "N8N_DIAGNOSTICS_CONFIG_BACKEND": "", "N8N_LOG_LEVEL": "warn",
+        "N8N_DIAGNOSTICS_ENABLED": "false",
+        "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+        "N8N_TEMPLATES_ENABLED": "false",
+        "N8N_PERSONALIZATION_ENABLED": "false",
+        "N8N_HIRING_BANNER_ENABLED": "false",
+        "N8N_DISABLE_UI": "true",
+        "N8N_SECURE_COOKIE": "false",
+        "N8N_LICENSE_AUTO_RENEW_ENABLED": "false",
+        "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
+        "EXTERNAL_FRONTEND_HOOKS_URLS": "",
+        "N8N_DIAGNOSTICS_CONFIG_FRONTEND": "",
+        "N8N_DIAGNOSTICS_CONFIG_BACKEND": "",
+        "N8N_LOG_LEVEL": "warn",
         # Its task runners' broker listens on a fixed port (5679) unless told otherwise.
         "N8N_RUNNERS_BROKER_PORT": str(free_port()),
     }
@@ -178,19 +226,35 @@ def n8n_env(user_folder: Path, port: int) -> dict[str, str]:
 
 def _n8n_cli(script: Path, env: dict[str, str], log: Path, *args: str) -> None:
     with open(log, "ab") as out:
-        result = subprocess.run(["node", str(script), *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, timeout=300)
+        result = subprocess.run(
+            ["node", str(script), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
     if result.returncode != 0:
-        raise Skip(f"`n8n {' '.join(args)}` failed ({result.returncode}):\n{log.read_text(errors='replace')[-1500:]}")
+        raise Skip(
+            f"`n8n {' '.join(args)}` failed ({result.returncode}):\n{log.read_text(errors='replace')[-1500:]}"
+        )
 
 
 def start_n8n(ctx: Context) -> Service:
     """n8n 2.8 (runs on Node 20), the durable peer: Webhook -> Respond to Webhook, imported and
     published with its CLI before the server starts; executions saved to SQLite as by default."""
-    script = ensure_npm(ctx, "n8n", {"name": "router-bench-n8n", "private": True,
-                                      "dependencies": {"n8n": "~2.8.0"},
-                                      # xlsx's own dependency points at a host we cannot reach
-                                      "overrides": {"xlsx": "0.18.5"}}, "node_modules/n8n/bin/n8n")
+    script = ensure_npm(
+        ctx,
+        "n8n",
+        {
+            "name": "router-bench-n8n",
+            "private": True,
+            "dependencies": {"n8n": "~2.8.0"},
+            # xlsx's own dependency points at a host we cannot reach
+            "overrides": {"xlsx": "0.18.5"},
+        },
+        "node_modules/n8n/bin/n8n",
+    )
     folder = ctx.work / "n8n"
     folder.mkdir()
     port = free_port()
@@ -201,13 +265,17 @@ def start_n8n(ctx: Context) -> Service:
     _n8n_cli(script, env, log, "publish:workflow", f"--id={N8N_WORKFLOW['id']}")
     started = time.perf_counter()
     proc = spawn(["node", str(script), "start"], log, env=env)
-    service = Service("n8n", proc.pid, f"http://127.0.0.1:{port}/webhook/bench", 0.0, lambda: terminate(proc, 30))
+    service = Service(
+        "n8n", proc.pid, f"http://127.0.0.1:{port}/webhook/bench", 0.0, lambda: terminate(proc, 30)
+    )
     try:
         service.startup_s = wait_answers(service.target, proc, started, 180, log, expect=b'"received"')
     except BaseException:
         service.stop()
         raise
-    service.notes.append(f"n8n {package_version(script.parents[1] / 'package.json')}, executions saved to SQLite")
+    service.notes.append(
+        f"n8n {package_version(script.parents[1] / 'package.json')}, executions saved to SQLite"
+    )
     return service
 
 
@@ -217,12 +285,16 @@ def start_webhook(ctx: Context) -> Service:
     folder = ctx.work / "webhook"
     folder.mkdir()
     hooks = folder / "hooks.json"
-    hooks.write_text(json.dumps([{"id": "bench", "http-methods": ["POST"], "response-message": '{"received": true}'}]))
+    hooks.write_text(
+        json.dumps([{"id": "bench", "http-methods": ["POST"], "response-message": '{"received": true}'}])
+    )
     port = free_port()
     log = folder / "webhook.log"
     started = time.perf_counter()
     proc = spawn([binary, "-hooks", str(hooks), "-ip", "127.0.0.1", "-port", str(port)], log)
-    service = Service("webhook", proc.pid, f"http://127.0.0.1:{port}/hooks/bench", 0.0, lambda: terminate(proc))
+    service = Service(
+        "webhook", proc.pid, f"http://127.0.0.1:{port}/hooks/bench", 0.0, lambda: terminate(proc)
+    )
     try:
         service.startup_s = wait_answers(service.target, proc, started, 30, log, expect=b'"received"')
     except BaseException:

@@ -43,7 +43,7 @@ def parent_pids() -> dict[int, int]:
 def start_time(pid: int) -> str | None:
     """The kernel's start time of `pid` (with the PID, it names one process even after PID reuse)."""
     try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
 
@@ -70,15 +70,30 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def spawn(cmd: list[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    cmd: list[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """A server in a session of its own, its output in `log` (read when it fails to start)."""
     with open(log, "ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
 
 
-def wait_answers(url: str, proc: subprocess.Popen[bytes] | None, started: float, timeout: float,
-                 log: Path | None = None, expect: bytes = b"") -> float:
+def wait_answers(
+    url: str,
+    proc: subprocess.Popen[bytes] | None,
+    started: float,
+    timeout: float,
+    log: Path | None = None,
+    expect: bytes = b"",
+) -> float:
     """Seconds from `started` until a POST of BODY to `url` gets a 2xx whose body holds `expect`
     (n8n answers 200 with a "starting up" page before its webhooks are registered)."""
     deadline = started + timeout

@@ -80,8 +80,10 @@ def ensure_npm(ctx: Context, name: str, manifest: dict[str, Any], entry: str) ->
         return script
     command = ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"]
     if not ctx.install:
-        raise Skip(f"not installed; run: mkdir -p {folder} && cd {folder} && "
-                   f"echo '{json.dumps(manifest)}' > package.json && {' '.join(command)}")
+        raise Skip(
+            f"not installed; run: mkdir -p {folder} && cd {folder} && "
+            f"echo '{json.dumps(manifest)}' > package.json && {' '.join(command)}"
+        )
     deps = ", ".join(f"{k}@{v}" for k, v in manifest["dependencies"].items())
     print(f"  installing {deps} into {folder} (first run only; may take minutes)", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
