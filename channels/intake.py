@@ -58,3 +58,8 @@ class Intake(Protocol):
     def render(self, template: str, data: dict[str, Any], *, html: bool = False) -> str:
         """Render a source-level template (return_data, redirect, dedup_key…) against `__data`."""
         ...
+
+    def has_sync_listener(self, source: str) -> bool:
+        """A workflow listening to `source` runs in sync mode: its caller waits for the runs (before
+        submitting, a channel decides whether to hold the caller)."""
+        ...

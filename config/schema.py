@@ -131,8 +131,3 @@ class Config(StrictModel):
         kind, _, name = ref.partition(".")
         table = getattr(self, kind, None) if kind in SOURCE_KINDS else None
         return table.get(name) if isinstance(table, dict) else None
-
-    def workflows_for(self, kind: str, name: str) -> list[WorkflowConfig]:
-        """Active workflows listening to ``kind.name`` (directly or via ``kind.*``)."""
-        wanted = {f"{kind}.{name}", f"{kind}.*"}
-        return [wf for wf in self.workflows if wf.active and wanted.intersection(wf.listen)]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -36,6 +37,14 @@ __all__ = [
     "SmtpSettings",
     "TwilioSettings",
 ]
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (not all of the machine's, under a cpuset or taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 class ListenMixin(StrictModel):
@@ -97,6 +106,7 @@ class HttpSettings(ListenMixin):
 
     listen: ListenAddress = "127.0.0.1:8080"
     max_body: Size = 1024 * 1024
+    # "auto": one process per CPU this daemon may run on (its affinity mask, e.g. a cgroup's cpuset).
     workers: int = Field(default=1, ge=1)
     max_in_flight: int = Field(default=1024, ge=1)
     idempotency_window: Duration = 24 * 3600.0
@@ -113,6 +123,15 @@ class HttpSettings(ListenMixin):
     tls_cert: RelativePath = None
     tls_key: RelativePath = None
     tls_client_ca: RelativePath = None
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().lower() == "auto":
+                return cpu_count()
+            raise ValueError(f'a number of processes (1 or more) or "auto" (one per CPU), not {value!r}')
+        return value
 
     @property
     def tls_enabled(self) -> bool:
@@ -193,6 +212,9 @@ class AdminSettings(ListenMixin):
     listen: ListenAddress = "127.0.0.1:8081"
     enabled: StrictBool = True
     token: str = ""
+    # Refused requests kept for the dashboard (and `router refused`): the newest N per source, and
+    # N for requests to unknown URLs; 0 keeps none.
+    refused_keep: int = Field(default=200, ge=0, le=100_000)
 
     def rule_problems(self) -> list[tuple[str, str]]:
         if self.enabled and not self.token and not self.is_loopback:

@@ -48,7 +48,9 @@ class HttpSourceOptions(StrictModel):
     rate_limit: Rate = None
     rate_burst: int | None = Field(default=None, ge=1)
     signature: SignatureScheme | None = None
-    signing_secret: str | None = None
+    # A list during a provider's rotation: any one verifying is enough. Empty entries are dropped,
+    # so an optional `"${OLD_SECRET:-}"` can stay in the list when the old secret is gone.
+    signing_secret: str | list[str] | None = None
     signature_header: str | None = None
     signature_prefix: str = ""
     signature_encoding: Literal["hex", "base64"] = "hex"
@@ -58,6 +60,17 @@ class HttpSourceOptions(StrictModel):
     basic_auth: str | None = None  # "user:password" or "user:pbkdf2_sha256$…"
     auth_header: str | None = None  # e.g. "X-Token", compared with auth_token
     auth_token: str | None = None
+
+    @field_validator("signing_secret", mode="before")
+    @classmethod
+    def _secret_or_list(cls, value: object) -> object:
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError(
+                'expected a secret or a list of secrets, e.g. ["${NEW_SECRET}", "${OLD_SECRET:-}"]'
+            )
+        return [item for item in value if item]
 
     @field_validator("allow_ips")
     @classmethod
@@ -110,6 +123,7 @@ class EndpointConfig(HttpSourceOptions):
     return_html: str = ""
     return_redirect: str = ""
     add_authentication: StrictBool = False
+    # Unset: generated on first start and kept in the data dir (router/sources.py); set: pinned.
     endpoint_key: str | None = None
     endpoint_secret: str | None = None
     allow_cors: StrictBool = False
@@ -135,16 +149,6 @@ class EndpointConfig(HttpSourceOptions):
             problems.append(
                 ("return_redirect", 'return_type = "redirect" needs a non-empty return_redirect URL')
             )
-        if self.add_authentication:
-            for key in ("endpoint_key", "endpoint_secret"):
-                if not getattr(self, key):
-                    problems.append(
-                        (
-                            key,
-                            f"add_authentication = true needs {key} (endpoint_key is the JWT iss, "
-                            "endpoint_secret the HS256/384/512 secret)",
-                        )
-                    )
         if self.allow_cors and not self.cors_domains:
             problems.append(("cors_domains", 'allow_cors = true needs cors_domains: origins or "*"'))
         return problems

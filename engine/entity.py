@@ -32,6 +32,9 @@ class Entity:
     data: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=new_signal_id)
     received_at: str = field(default_factory=utcnow_iso)
+    # The request body as received (HTTP channels): journaled beside the entity for the inspector,
+    # never part of `data` (templates see the parsed values).
+    raw: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.data.setdefault("__signal_id", self.id)

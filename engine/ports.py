@@ -132,22 +132,3 @@ class Responder(Protocol):
     def twiml_reply(self, message: str) -> None:
         """Set the SMS/WhatsApp TwiML answer (the `reply` action)."""
         ...
-
-
-@dataclass
-class OutboundSettings:
-    """Where outbound actions go; built by the router from `[outbound.*]` and `[twilio]`."""
-
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_starttls: bool = False
-    smtp_ssl: bool = False
-    smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_from: str = "router@localhost"
-    smtp_timeout: float = 30.0
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = None
-    twilio_api_base: str | None = None  # e.g. http://127.0.0.1:9999 for a local stand-in
-    twilio_from: str | None = None
-    twilio_whatsapp_from: str | None = None

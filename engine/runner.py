@@ -69,9 +69,10 @@ def _retryable(exc: BaseException) -> bool:
 
 class _Run:
     def __init__(
-        self, engine: Engine, workflow: Workflow, entity: Entity, responder: Responder | None
+        self, engine: Engine, workflow: Workflow, entity: Entity, responder: Responder | None, replay: int = 0
     ) -> None:
         self.engine = engine
+        self.replay = replay
         self.workflow = workflow
         self.entity = entity
         self.responder = responder
@@ -144,7 +145,7 @@ class _Run:
         render = recorder.wrap(lambda source: self.engine.templates.render_value(source, data))
         try:
             result = bool(evaluate(step.condition, render))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error in a condition fails the step, with its trace
             entry["inputs"] = redact(recorder.rendered(step.condition))
             return self.fail(step, entry, exc)
         entry["inputs"] = redact(recorder.rendered(step.condition))
@@ -175,6 +176,7 @@ class _Run:
             render_html=recorder.wrap(lambda source: templates.render(source, data, html=True)),
             # Inside a for_each, each element's run of a step is its own effect (and webhook key).
             effect_key=(self.entity.id, self.workflow.name, step.id + "".join(f"[{i}]" for i in item)),
+            replay=self.replay,
         )
         try:
             if action is None:
@@ -247,10 +249,12 @@ class Engine:
         entity: Entity,
         responder: Responder | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - ends the run as "timeout" with its trace (a caller's scope would lose both)
+        replay: int = 0,
     ) -> RunResult:
+        """`replay`: how many times the signal was replayed (0: its first round of attempts)."""
         limit = timeout if timeout is not None else workflow.timeout or self.default_timeout
-        run = _Run(self, workflow, entity, responder)
+        run = _Run(self, workflow, entity, responder, replay)
         timed_out = False
         try:
             with trio.move_on_after(limit) as deadline:

@@ -98,7 +98,7 @@ def f_json_encode(eval_ctx: EvalContext, value: Any, pretty: bool = False) -> st
     return text
 
 
-def f_date(value: Any, format: Any = "F j, Y H:i", timezone: Any = None) -> str:  # noqa: A002
+def f_date(value: Any, format: Any = "F j, Y H:i", timezone: Any = None) -> str:
     """Twig's date: PHP format characters ("Y-m-d H:i:s") or strftime ("%Y-%m-%d"); value is ISO
     8601 text, epoch seconds or "now"; missing or unparsable -> ""."""
     moment = to_datetime(value)

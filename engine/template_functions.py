@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2.exceptions
-import jwt
 
 from engine.coercion import (
     format_iso,
@@ -314,7 +313,7 @@ def format_currency(value: Any, symbol: Any = "", decimals: Any = 2) -> str:
     return f"{'-' if negative else ''}{to_str(symbol)}{text}"
 
 
-def now(format: Any = None, timezone: Any = None) -> str:  # noqa: A002 - the template name
+def now(format: Any = None, timezone: Any = None) -> str:  # `format`: the template's own name
     """now() -> "2026-05-01T09:30:00Z"; now("Y-m-d") or now("%Y-%m-%d") formats; a timezone name
     as second argument converts first."""
     moment = datetime.now(UTC).replace(microsecond=0).astimezone(_timezone(timezone))
@@ -380,6 +379,8 @@ def hash_hmac(algo: Any, data: Any, key: Any) -> str:
 
 def jwt_encode(payload: Any, secret: Any, algo: Any = "HS256") -> str:
     """jwtEncode({"sub": "1"}, secret) -> a signed JWT (PyJWT); default HS256."""
+    import jwt  # PyJWT pulls in cryptography (~50 ms, ~5 MB): only for templates that sign
+
     claims = plain(payload)
     if not isinstance(claims, dict):
         raise TemplateError("jwtEncode: the payload must be a table")

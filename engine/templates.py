@@ -225,7 +225,7 @@ class TemplateEngine:
             return str(exc)
         try:
             tree = self._envs[False].parse(source)
-        except Exception as exc:  # pragma: no cover - compiled above
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - compiled above
             return _describe(exc)
         unsafe = _dunder_access(tree)
         if unsafe is not None:

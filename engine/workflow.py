@@ -281,7 +281,7 @@ class _Compiler:
                 )
             try:
                 extra = action.validate(options)
-            except Exception as exc:  # a validator must not break loading
+            except Exception as exc:  # noqa: BLE001 - a validator must not break loading
                 extra = [f"invalid options ({type(exc).__name__}: {exc})"]
             for message in extra:
                 self.problem(key, f"{who}: {message}")
@@ -305,7 +305,7 @@ class _Compiler:
     def check_template(self, key: str, who: str, source: str) -> None:
         try:
             error = self.templates.check(source)
-        except Exception as exc:  # pragma: no cover - check() should not raise
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - check() should not raise
             error = f"{type(exc).__name__}: {exc}"
         if error:
             self.problem(key, f"{who}: {error}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from channels.http.routes import HttpSource, RouteTable
+from channels.http.routes import HttpSource, Previous, RouteTable
 from config import Config, ConfigError, ConfigIssue, load_config
-from engine.ports import OutboundSettings
 from engine.templates import TemplateEngine
 from engine.workflow import SourceCaps, Workflow, compile_workflows
 from router.sources import SourceState, is_active
@@ -28,7 +29,7 @@ def source_caps(cfg: Config) -> dict[str, SourceCaps]:
     return caps
 
 
-def caps_lookup(cfg: Config):  # type: ignore[no-untyped-def]
+def caps_lookup(cfg: Config) -> Callable[[str], SourceCaps]:
     caps = source_caps(cfg)
     return lambda source: caps.get(source, SourceCaps())
 
@@ -90,6 +91,7 @@ def build_routes(cfg: Config, states: dict[tuple[str, str], SourceState]) -> Rou
         if kind not in ("endpoints", "webhooks", "forms", "sms", "whatsapp"):
             continue
         state = states.get((kind, name))
+        old = state.previous if state else None
         src = HttpSource(
             kind=kind,
             name=name,
@@ -98,30 +100,15 @@ def build_routes(cfg: Config, states: dict[tuple[str, str], SourceState]) -> Rou
             api_key=state.api_key if state else None,
             first_hash=state.first_hash if state else None,
             second_hash=state.second_hash if state else None,
+            jwt_key=state.jwt_key if state else None,
+            jwt_secret=state.jwt_secret if state else None,
+            previous=Previous(old.until, old.api_key, old.jwt_key, old.jwt_secret) if old else None,
         )
         if kind == "endpoints":
+            if old and old.first_hash and old.second_hash:
+                table.endpoints[(old.first_hash, old.second_hash)] = replace(src, expires=old.until)
             if src.first_hash and src.second_hash:
                 table.endpoints[(src.first_hash, src.second_hash)] = src
         else:
             getattr(table, kind)[name] = src
     return table
-
-
-def outbound_settings(cfg: Config) -> OutboundSettings:
-    smtp = cfg.outbound.smtp
-    tw = cfg.twilio
-    return OutboundSettings(
-        smtp_host=smtp.host,
-        smtp_port=smtp.port,
-        smtp_starttls=smtp.starttls,
-        smtp_ssl=smtp.ssl,
-        smtp_username=smtp.username,
-        smtp_password=smtp.password,
-        smtp_from=smtp.from_address,
-        smtp_timeout=smtp.timeout,
-        twilio_account_sid=tw.account_sid,
-        twilio_auth_token=tw.auth_token,
-        twilio_api_base=tw.api_base,
-        twilio_from=tw.from_number,
-        twilio_whatsapp_from=tw.whatsapp_from,
-    )

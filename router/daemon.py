@@ -32,24 +32,27 @@ from engine.runner import Engine
 from engine.templates import TemplateEngine
 from engine.workflow import Workflow
 from router import sources
-from router.build import build_routes, load_checked, outbound_settings
+from router.build import build_routes, load_checked
 from router.dispatch.deletions import JournalDeletionSink
-from router.dispatch.dispatcher import Dispatcher, DispatchSettings
+from router.dispatch.dispatcher import Dispatcher
 from router.dispatch.doorbell import Doorbell, wait_for_runners
 from router.dispatch.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
 from router.ops import metrics, systemd
+from router.ops.forkserver import ForkedProcess, ForkServer, ForkServerGone
 from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
+from router.ops.refusals import RefusalLog
 from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
 from router.ops.supervise import supervise, tune_gc
-from router.ops.workers import WorkerPool, die_with_parent
+from router.ops.workers import WorkerPool, die_with_parent, lifeline
 from router.storage import Storage, StorageError, StorageUnavailable, open_postgres
 from router.storage import open_storage as open_store
+from router.storage.rows import SourceState
 
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
-    from channels.http.pipeline import HttpSettings
     from channels.http.ratelimit import SharedRateLimits
+    from router.schedules.scheduler import Scheduler
 
 log = structlog.get_logger("router.daemon")
 
@@ -73,37 +76,9 @@ def open_storage(cfg: Config) -> Storage:
             max_deliveries=db.max_deliveries,
         )
     else:
-        storage = open_store(db_path(cfg))
+        storage = open_store(db_path(cfg))  # migrates the schema to this version
     storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
     return storage
-
-
-def dispatch_settings(cfg: Config) -> DispatchSettings:
-    r = cfg.router
-    return DispatchSettings(
-        concurrency=r.concurrency,
-        max_attempts=r.max_attempts,
-        retry_backoff=r.retry_backoff,
-        run_timeout=r.run_timeout,
-        lease=r.lease,
-        max_pending=r.max_pending,
-        dedup_window=cfg.http.idempotency_window,
-    )
-
-
-def http_settings(cfg: Config) -> HttpSettings:
-    from channels.http.pipeline import HttpSettings
-
-    return HttpSettings(
-        max_body=cfg.http.max_body,
-        files_dir=Path(cfg.router.data_dir) / "files",
-        public_url=cfg.router.public_url,
-        trust_proxy=cfg.router.trust_proxy,
-        trusted_proxies=tuple(cfg.router.trusted_proxies),
-        twilio_auth_token=cfg.twilio.auth_token,
-        sse_keepalive=cfg.http.sse_keepalive,
-        access_log=cfg.http.access_log,
-    )
 
 
 def node_rate_limits(*, create: bool) -> SharedRateLimits | None:
@@ -132,11 +107,14 @@ class Daemon:
         self.runner_index = runner_index  # >0: a runner process (no listener)
         self.worker_args = worker_args or []
         self.workers: WorkerPool | None = None
+        self.fork_server: ForkServer | None = None  # the main process's (started by serve())
+        self.lifeline: tuple[int, int] | None = None
         self.cfg: Config
         self.workflows: list[Workflow]
         self.storage: Storage
         self.dispatcher: Dispatcher
         self.http: HttpChannel | None = None
+        self.scheduler: Scheduler | None = None  # the main process's: the cluster's lease holder or not
         self.templates: TemplateEngine
         self.ready = False
         self.stopping = trio.Event()
@@ -147,6 +125,8 @@ class Daemon:
         self.tls_context: ssl.SSLContext | None = None  # [http] tls_cert: reloaded in place on SIGHUP
         self.extra_channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
         self.channels_up: dict[str, bool] = {}  # supervised channel -> serving now (/readyz)
+        self.metrics = metrics.Metrics()  # the storage writer, dispatcher and channels report here
+        self.refusals: RefusalLog | None = None  # refused requests kept for inspection (listening processes)
 
     @property
     def is_main(self) -> bool:
@@ -162,9 +142,8 @@ class Daemon:
     def load(self) -> None:
         self.cfg, _ = load_checked(self.config_path)
         self.storage = open_storage(self.cfg)
-        records = RecordStore(self.storage, JournalDeletionSink())
-        self.records = records
-        self.templates = TemplateEngine(records)
+        self.storage.on_commit = self.metrics.on_commit
+        self.templates = TemplateEngine(RecordStore(self.storage, JournalDeletionSink()))
         # Compile again with the real template engine (lookups available) for the runner.
         _, self.workflows = load_checked(self.config_path, self.templates)
 
@@ -194,50 +173,68 @@ class Daemon:
             log.error("cannot listen", error=str(exc))
             self.storage.close()
             return EX_UNAVAILABLE
-        async with httpx.AsyncClient(timeout=30.0) as http_client:
-            services = Services(
-                db=self.storage,
-                deletions=JournalDeletionSink(),
-                outbound=outbound_settings(cfg),
-                http=http_client,
-            )
-            services.records = self.records  # type: ignore[attr-defined]
+        services = Services(
+            db=self.storage,
+            deletions=JournalDeletionSink(),
+            smtp=cfg.outbound.smtp,
+            twilio=cfg.twilio,
+            http_factory=partial(httpx.AsyncClient, timeout=30.0),
+            on_call=self.metrics.on_call,
+            on_retry=self.metrics.on_retry,
+        )
+        try:
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
-            self.dispatcher = Dispatcher(
-                self.storage, engine, self.templates, self.workflows, dispatch_settings(cfg)
+            # A listening process wakes the runners, which take the unattended work.
+            doorbell = (
+                Doorbell(db_path(cfg), cfg.router.runners)
+                if http_sock is not None and cfg.router.runners
+                else None
             )
-            doorbell: Doorbell | None = None
+            self.dispatcher = Dispatcher(
+                self.storage,
+                engine,
+                self.templates,
+                self.workflows,
+                cfg.router,
+                dedup_window=cfg.http.idempotency_window,
+                observer=self.metrics,
+                hand_off=doorbell.ring if doorbell is not None else None,
+            )
             if http_sock is not None:  # runners import no listener code (a smaller process)
                 from hypercorn.trio import run as _hypercorn  # noqa: F401 - loaded before tune_gc() freezes the heap
 
-                from channels.http import forms as _forms  # noqa: F401 - registers /forms/{name}
-                from channels.http import twilio as _twilio  # noqa: F401 - registers /sms/{name} and /whatsapp/{name}
                 from channels.http.app import HttpChannel
 
-                states = await self.storage.aread(lambda tx: tx.source_states())
                 self.http = HttpChannel(
                     self.dispatcher,
-                    build_routes(cfg, states),
-                    http_settings(cfg),
+                    build_routes(cfg, await self.source_states()),
+                    cfg,
                     max_in_flight=cfg.http.max_in_flight,
                     ready=lambda: self.ready,
                     on_ack=self._remember_ack,
                     limits=node_rate_limits(create=self.is_main),
+                    observer=self.metrics.http_observer(),
                 )
-                if cfg.router.runners > 0:
-                    doorbell = Doorbell(db_path(cfg), cfg.router.runners)
-                    self.dispatcher.hand_off = doorbell.ring
-            self.metrics = metrics.attach(self)
-            services.on_call, services.on_retry = self.metrics.on_call, self.metrics.on_retry
+                # Refusals are noted by the metrics' observers (HTTP and SMTP) and kept by this log.
+                self.refusals = RefusalLog(self.storage, lambda: self.cfg.admin.refused_keep)
+                self.metrics.refusals = self.refusals
+            metrics.watch_gauges(self.metrics, self.storage, self.http)
             if self.is_main:
                 self.extra_channels = self._extra_channels()
                 if cfg.http.workers > 1 or cfg.router.runners > 0:
                     self.workers = WorkerPool(
-                        self.config_path, cfg.http.workers, cfg.router.runners, self.worker_args
+                        self.config_path,
+                        cfg.http.workers,
+                        cfg.router.runners,
+                        self.worker_args,
+                        fork_server=self.fork_server,
+                        pipe=self.lifeline,
                     )
             tune_gc()  # after every import this process needs
             try:
                 async with trio.open_nursery() as nursery:
+                    if self.fork_server is not None:
+                        await nursery.start(self.fork_server.run)
                     await nursery.start(self.storage.run_writer)
                     await nursery.start(self.dispatcher.run)
                     if http_sock is not None:
@@ -247,6 +244,8 @@ class Daemon:
                             )
                         )
                         nursery.start_soon(self._watch_state)
+                        if self.refusals is not None:
+                            nursery.start_soon(self.refusals.run)
                     else:
                         nursery.start_soon(
                             doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke
@@ -255,9 +254,9 @@ class Daemon:
                         await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
-                        if cfg.router.runners and not await wait_for_runners(
-                            db_path(cfg), cfg.router.runners, 60
-                        ):
+                        with trio.move_on_after(60) as waiting:
+                            await wait_for_runners(db_path(cfg), cfg.router.runners)
+                        if waiting.cancelled_caught:
                             log.warning(
                                 "runners not up after 60s; pending work waits for them in the journal"
                             )
@@ -285,24 +284,46 @@ class Daemon:
                 self.storage.close()
                 if doorbell is not None:
                     doorbell.close()
+        finally:
+            if services.http is not None:
+                with trio.CancelScope(shield=True):
+                    await services.http.aclose()
         log.info("stopped")
         return 0
+
+    async def spawn_child(self, kind: str, fds: tuple[int, ...]) -> ForkedProcess | None:
+        """A child forked from the fork server (channels.smtp.server asks for its worker), or None
+        when there is none: the caller starts a new interpreter then."""
+        if self.fork_server is None:
+            return None
+        try:
+            return await self.fork_server.spawn(
+                kind,
+                name=f"router-{kind}",
+                fds=fds,
+                unset_env=("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"),
+            )
+        except ForkServerGone:
+            return None
 
     def _extra_channels(self) -> list[tuple[str, Callable[..., Awaitable[None]]]]:
         """Channels besides HTTP, each a supervised `run(task_status=...)` (one line per channel)."""
         channels: list[tuple[str, Callable[..., Awaitable[None]]]] = []
-        from channels.smtp.server import run_smtp
+        from channels.smtp.server import SmtpHost, run_smtp
         from router.admin import run_admin
+        from router.admin.core import AdminHost
         from router.schedules.scheduler import (
             Scheduler,  # the clock: reads self.cfg on every wake, so reloads apply
         )
 
         self.scheduler = Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke)
         channels.append(("schedules", self.scheduler.run))
+        smtp_host: SmtpHost = self
+        admin_host: AdminHost = self
+        channels.append(("smtp", partial(run_smtp, smtp_host, self.dispatcher, self.metrics)))
         channels.append(
-            ("smtp", partial(run_smtp, self, lambda: self.storage.read(lambda tx: tx.source_states())))
-        )
-        channels.append(("admin", partial(run_admin, self)))  # API, dashboard, /metrics on [admin] listen
+            ("admin", partial(run_admin, admin_host))
+        )  # API, dashboard, /metrics on [admin] listen
         channels.append(("retention", self._run_retention))
         return channels
 
@@ -317,7 +338,9 @@ class Daemon:
             return max(r, self.cfg.http.idempotency_window) if r > 0 else 0.0
 
         # Only the holder of the scheduler lease prunes: one node of a cluster, not all of them at once.
-        await run_retention(self.storage, keep, active=lambda: self.scheduler.leader)
+        await run_retention(
+            self.storage, keep, active=lambda: self.scheduler is not None and self.scheduler.leader
+        )
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Config as HypercornConfig
@@ -363,6 +386,16 @@ class Daemon:
     async def _remember_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
         await self.storage.write(lambda tx: tx.set_ack(signal_id, ack))
 
+    async def source_states(self) -> dict[tuple[str, str], SourceState]:
+        """Each source's credentials and activation, as the CLI and the admin API left them."""
+        return await self.storage.aread(lambda tx: tx.source_states())  # PostgreSQL: off the loop
+
+    async def refresh_routes(self) -> None:
+        """Apply a source change to this process's HTTP routes now (`_watch_state` does it for
+        the other processes within half a second)."""
+        if self.http is not None:
+            self.http.set_routes(build_routes(self.cfg, await self.source_states()))
+
     async def _watch_state(self) -> None:
         """CLI and admin changes (activate, rotate) reach the routes within half a second."""
         assert self.http is not None
@@ -370,9 +403,8 @@ class Daemon:
             try:
                 version = await self.storage.aread(lambda tx: tx.sources_version())
                 if version != self._state_version:
-                    states = await self.storage.aread(lambda tx: tx.source_states())
+                    await self.refresh_routes()
                     self._state_version = version
-                    self.http.routes = build_routes(self.cfg, states)
             except StorageUnavailable:
                 pass  # the database is away: the routes as they were until it is back
             await trio.sleep(0.5)
@@ -446,12 +478,12 @@ class Daemon:
             self._reload_log(
                 logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it"
             )
-        routes = build_routes(cfg, await self.storage.aread(lambda tx: tx.source_states()))
+        routes = build_routes(cfg, await self.source_states())
         self.cfg = cfg
         self.dispatcher.workflows = workflows
         if self.http is not None:
-            self.http.routes = routes
-            self.http.settings = http_settings(cfg)
+            self.http.set_routes(routes)
+            self.http.set_config(cfg)
         self.workflows = workflows
         systemd.notify("READY=1")
         self._reload_log(logging.INFO, "reloaded", workflows=len(workflows), sources=len(cfg.sources()))
@@ -486,12 +518,13 @@ class Daemon:
             self.http.draining = True
         self.stopping.set()  # listeners stop accepting; in-flight requests finish
         if self.workers is not None:
-            await self.workers.stop(timeout)
+            await self.workers.stop(grace=timeout)
         if self.http is not None:
             with trio.move_on_at(deadline):
                 await self._http_quiet()
-        finished = await self.dispatcher.drain(max(0.0, deadline - trio.current_time()))
-        if not finished:
+        with trio.move_on_at(deadline) as draining:
+            await self.dispatcher.drain()
+        if draining.cancelled_caught:
             log.warning("shutdown timeout: unfinished runs stay in the journal for the next start")
         self.storage.stop_writer()
 
@@ -505,4 +538,56 @@ def serve(
     daemon = Daemon(
         config_path, worker_index=worker_index, runner_index=runner_index, worker_args=worker_args
     )
+    if daemon.is_main:
+        preload()
+        daemon.lifeline = lifeline()
+        daemon.fork_server = ForkServer.start(
+            {
+                "runner": partial(_forked_daemon, config_path),
+                "worker": partial(_forked_daemon, config_path),
+                "smtp": _forked_smtp_worker,
+            },
+            prepare={"smtp": _smtp_imports},
+            close_in_server=(daemon.lifeline[1],),
+        )
     return trio.run(daemon.main)
+
+
+def preload() -> None:
+    """What the main process imports before it forks the fork server: everything an HTTP worker or
+    a runner runs (the main process serves HTTP too), so that the children share it."""
+    from hypercorn.config import Config as _HypercornConfig  # noqa: F401
+    from hypercorn.trio.run import worker_serve as _worker_serve  # noqa: F401
+    from hypercorn.utils import wrap_app as _wrap_app  # noqa: F401
+
+    from channels.http import forms as _forms  # noqa: F401
+    from channels.http import twilio as _twilio  # noqa: F401
+    from channels.http.app import HttpChannel as _HttpChannel  # noqa: F401
+
+
+def _forked_daemon(config_path: Path, request: dict[str, Any], fds: list[int]) -> int:
+    """In a child of the fork server: an HTTP worker or a runner, as `serve --worker/--runner N`."""
+    _quiet_stdin()
+    kind, index = request["kind"], int(request["index"])
+    return serve(
+        config_path,
+        worker_index=index if kind == "worker" else 0,
+        runner_index=index if kind == "runner" else 0,
+    )
+
+
+def _smtp_imports() -> None:
+    import channels.smtp.worker  # noqa: F401 - asyncio and aiosmtpd: the SMTP worker's alone
+
+
+def _forked_smtp_worker(request: dict[str, Any], fds: list[int]) -> int:
+    from channels.smtp.worker import main as smtp_worker
+
+    _quiet_stdin()
+    return smtp_worker([str(fds[0]), str(fds[1])])
+
+
+def _quiet_stdin() -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)

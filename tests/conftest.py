@@ -1,13 +1,17 @@
+"""The one way tests start the real daemon: `router_factory` (per test) or
+`module_router_factory` (one daemon shared by a module's tests). Either stops every daemon it
+started when its scope ends, whatever the tests did."""
+
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -37,24 +41,24 @@ def module_backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 @pytest.fixture
-def router_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., RouterProcess]]:
-    started: list[RouterProcess] = []
-    database_url = request.getfixturevalue("any_backend") if "any_backend" in request.fixturenames else None
+def router_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RouterFactory]:
+    """Daemons for one test; with `any_backend` among the test's fixtures, on that backend."""
+    url = request.getfixturevalue("any_backend") if "any_backend" in request.fixturenames else None
+    factory = RouterFactory(lambda: tmp_path, database_url=url)
+    yield factory
+    factory.stop_all()
 
-    def make(body: str, *, start: bool = True, **kwargs) -> RouterProcess:  # type: ignore[no-untyped-def]
-        if database_url and "database_url" not in kwargs:
-            kwargs["database_url"] = database_url
-        sub = tmp_path / f"r{len(started)}"
-        sub.mkdir()
-        proc = RouterProcess(sub, body, **kwargs)
-        started.append(proc)
-        if start:
-            proc.start()
-        return proc
 
-    yield make
-    for proc in started:
-        proc.stop(timeout=10)
+@pytest.fixture(scope="module")
+def module_router_factory(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RouterFactory]:
+    """Daemons shared by a module's tests (a module on both backends passes `database_url=`
+    from `module_backend` itself: this factory outlives one backend's daemons)."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    factory = RouterFactory(lambda: root)
+    yield factory
+    factory.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,21 @@ listen = "127.0.0.1:{smtp_port}"
 [admin]
 listen = "127.0.0.1:{admin_port}"
 token = "test-admin-token"
+{admin_extra}
 """
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the fork server's children are the daemon's grandchildren)."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        out = subprocess.run(
+            ["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True, text=True
+        ).stdout
+        frontier = [int(x) for x in out.split()]
+        found += frontier
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -65,12 +80,14 @@ class RouterProcess:
         router_extra: str = "",
         http_extra: str = "",
         database_url: str | None = None,
+        admin_extra: str = "",
     ) -> None:
         self.tmp = tmp
         self.database_url = database_url  # [database] url: PostgreSQL instead of SQLite in data_dir
         self.workers = workers
         self.router_extra = textwrap.dedent(router_extra)  # more `key = value` lines for [router]
         self.http_extra = textwrap.dedent(http_extra)  # and for [http]
+        self.admin_extra = textwrap.dedent(admin_extra)  # and for [admin]
         self.http_port = free_port()
         self.smtp_port = free_port()
         self.admin_port = free_port()
@@ -93,6 +110,7 @@ class RouterProcess:
             workers=self.workers,
             router_extra=self.router_extra,
             http_extra=self.http_extra,
+            admin_extra=self.admin_extra,
         )
         if self.database_url:
             head += f"\n[database]\nurl = {json.dumps(self.database_url)}\n"
@@ -157,9 +175,7 @@ class RouterProcess:
     def kill(self) -> None:
         """SIGKILL the daemon; its children (runners, workers, SMTP) die with it: wait for that too."""
         if self.proc and self.proc.poll() is None:
-            kids = subprocess.run(
-                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
-            ).stdout.split()
+            kids = descendants(self.proc.pid)
             self.proc.kill()
             self.proc.wait(10)
             deadline = time.monotonic() + 10
@@ -199,6 +215,16 @@ class RouterProcess:
         finally:
             store.close()
 
+    def status(self) -> dict[str, Any]:
+        """The admin API's `/api/status` (signals by status, runs active, HTTP requests in flight)."""
+        r = httpx.get(
+            f"http://127.0.0.1:{self.admin_port}/api/status",
+            timeout=10,
+            headers={"Authorization": "Bearer test-admin-token"},
+        )
+        r.raise_for_status()
+        return dict(r.json())
+
     def signals(self, *extra: str) -> list[dict[str, Any]]:
         return json.loads(self.cli("signals", "--json", "--limit", "100000", *extra).stdout)
 
@@ -213,3 +239,27 @@ class RouterProcess:
         raise AssertionError(
             f"condition not met within {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-4000:]}"
         )
+
+
+class RouterFactory:
+    """`make(body, start=True, **RouterProcess options)`: a daemon in a fresh folder under `root`."""
+
+    def __init__(self, root: Callable[[], Path], database_url: str | None = None) -> None:
+        self._root = root
+        self.database_url = database_url  # every daemon on this PostgreSQL database (None: SQLite)
+        self.started: list[RouterProcess] = []
+
+    def __call__(self, body: str, *, start: bool = True, **kwargs: Any) -> RouterProcess:
+        if self.database_url and "database_url" not in kwargs:
+            kwargs["database_url"] = self.database_url
+        sub = self._root() / f"r{len(self.started)}"
+        sub.mkdir()
+        proc = RouterProcess(sub, body, **kwargs)
+        self.started.append(proc)
+        if start:
+            proc.start()
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop(timeout=10)

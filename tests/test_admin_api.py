@@ -352,7 +352,7 @@ def test_openapi_describes_every_route() -> None:
     from router.admin.server import create_app
 
     class _Cfg:
-        class admin:  # noqa: N801
+        class admin:
             token = "x"
 
     class _Daemon:

@@ -111,7 +111,7 @@ class _Headers(dict):  # type: ignore[type-arg]
 class _Daemon:
     def __init__(self, token: str) -> None:
         class Cfg:
-            class admin:  # noqa: N801
+            class admin:
                 pass
 
         Cfg.admin.token = token  # type: ignore[attr-defined]

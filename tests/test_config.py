@@ -93,6 +93,16 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.sources() == [] and cfg.workflows == []
 
 
+def test_http_workers_auto_is_one_per_usable_cpu() -> None:
+    import os
+
+    assert parse_config({"http": {"workers": "auto"}}).http.workers == len(os.sched_getaffinity(0))
+    assert parse_config({"http": {"workers": 3}}).http.workers == 3
+    with pytest.raises(ConfigError) as err:
+        parse_config({"http": {"workers": "many"}})
+    assert 'http.workers: a number of processes (1 or more) or "auto"' in str(err.value)
+
+
 def test_values_are_normalised() -> None:
     cfg = parse_config(
         {
@@ -316,7 +326,7 @@ def test_endpoint_rules() -> None:
         {
             "endpoints": {
                 "r": {"return_type": "redirect"},
-                "j": {"add_authentication": True},
+                "j": {"add_authentication": True},  # key and secret are generated in the data dir
                 "c": {"allow_cors": True, "cors_domains": "https://a.com/path"},
                 "s": {"signature": "github", "rate_burst": 3},
             }
@@ -324,13 +334,32 @@ def test_endpoint_rules() -> None:
     )
     assert set(keys) == {
         "endpoints.r.return_redirect",
-        "endpoints.j.endpoint_key",
-        "endpoints.j.endpoint_secret",
         "endpoints.c.cors_domains",
         "endpoints.s.signing_secret",
         "endpoints.s.rate_burst",
     }
     assert EndpointConfig(return_type="redirect", return_redirect="https://x").return_redirect == "https://x"
+
+
+def test_signing_secret_takes_a_list() -> None:
+    """Several secrets during a provider's rotation; empty entries (an unset `${OLD:-}`) are dropped."""
+    cfg = parse_config({"webhooks": {"p": {"signature": "github", "signing_secret": ["new", "", "old"]}}})
+    assert cfg.webhooks["p"].signing_secret == ["new", "old"]
+    keys = keys_of(
+        {
+            "webhooks": {
+                "e": {"signature": "github", "signing_secret": ["", ""]},
+                "n": {"signature": "github", "signing_secret": []},
+                "x": {"signature": "github", "signing_secret": ["ok", 5]},
+            }
+        }
+    )
+    assert set(keys) == {
+        "webhooks.e.signing_secret",
+        "webhooks.n.signing_secret",
+        "webhooks.x.signing_secret",
+    }, keys
+    assert "a list of secrets" in keys["webhooks.x.signing_secret"]
 
 
 def test_smtp_users_tls_and_listen_collisions(tmp_path: Path) -> None:

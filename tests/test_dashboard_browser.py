@@ -7,9 +7,7 @@ test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,69 +15,21 @@ import httpx
 import pytest
 
 from tests.admin_support import TOKEN, Admin, demo_config
+from tests.browser_support import all_css, chromium, css, needs_chromium, wait
+from tests.browser_support import shot as browser_shot
 from tests.standins.http_target import HttpTarget, Scripted
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not installed"
-)
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-extensions",
-        "--no-first-run",
-        "--no-default-browser-check",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1440,900",  # a laptop screen
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-
-
-def wait(what: str, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:  # noqa: BLE001 - stale elements while a page reloads
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    with chromium(tmp_path / "chromium-profile", 1440, 900, browser_log=True) as driver:  # a laptop screen
+        yield driver
 
 
 def shot(driver: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"dashboard-{name}.png"))
-
-
-def css(driver: Any, selector: str) -> Any:
-    return driver.find_element("css selector", selector)
-
-
-def all_css(driver: Any, selector: str) -> list[Any]:
-    return list(driver.find_elements("css selector", selector))
+    browser_shot(driver, name, prefix="dashboard")
 
 
 def test_dashboard_in_headless_chromium(router_factory, browser) -> None:  # type: ignore[no-untyped-def]
@@ -202,7 +152,7 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
         "both runs",
         lambda: len(all_css(driver, "#runs article.run")) == 2 and all_css(driver, "#runs article.run"),
     )
-    assert "failed" in runs[0].text and "done" in runs[1].text
+    assert "done" in runs[0].text and "failed" in runs[1].text  # newest first
     shot(driver, "07-replayed")
 
     # -- schedules with next fire times, records, audit ----------------------------------------------
@@ -239,3 +189,39 @@ def _walk_through(driver: Any, router: Any, admin: Admin, target: HttpTarget) ->
     log = router.log()
     assert "action=source.deactivate target=endpoints.orders result=ok who=session:" in log
     assert f"action=signal.replay target={failed_id} result=ok who=session:" in log
+
+
+def test_rotation_with_a_grace_in_the_dashboard(router_factory, browser) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16, must-show 4 in the dashboard: rotate with a grace chosen on the page; the dialog
+    shows the new key once and says when the old one stops; the row shows it afterwards."""
+    router = router_factory(demo_config())
+    admin = Admin(router)
+    driver = browser
+    try:
+        old = admin.source("webhooks.payments")
+        driver.get(admin.base + "/")
+        wait("the login page", lambda: "/login" in driver.current_url)
+        css(driver, "#token").send_keys(TOKEN)
+        css(driver, "#login-button").click()
+        wait("the sources page", lambda: all_css(driver, 'tr[data-source="webhooks.payments"]'))
+        css(driver, '#rotate-grace option[value="1h"]').click()
+        css(driver, 'tr[data-source="webhooks.payments"] button[data-action="rotate"]').click()
+        driver.switch_to.alert.accept()  # "Rotate webhooks.payments? … or after the grace chosen above."
+        wait("the new credentials", lambda: css(driver, "#rotated").get_attribute("open") is not None)
+        new = admin.source("webhooks.payments")
+        assert new["api_key"] != old["api_key"] and css(driver, "#rotated-key").text == new["api_key"]
+        assert "keeps working until" in css(driver, "#rotated-notice").text
+        shot(driver, "11-rotated-with-grace")
+        css(driver, "#rotated-close").click()
+        tag = wait(
+            "the expiry on the row", lambda: css(driver, 'tr[data-source="webhooks.payments"] .tag.grace')
+        )
+        assert "works until" in tag.text and "in 59m" in tag.text
+        assert new["previous"]["api_key"] == old["api_key"]
+        assert httpx.post(old["url"], json={"amount": 1}).status_code == 200  # the old key, within the grace
+        assert httpx.post(new["url"], json={"amount": 1}).status_code == 200
+    except BaseException:
+        shot(driver, "rotation-failure")
+        raise
+    finally:
+        admin.close()

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from router.version import version
-from tests.daemon import RouterProcess
+from tests.daemon import RouterProcess, descendants
 from tests.tools import need_tool
 
 BODY = """
@@ -37,17 +37,20 @@ def wait_readyz(router: RouterProcess, status: int, timeout: float = 30.0) -> di
 
 
 def children(router: RouterProcess) -> dict[str, int]:
-    """role (`runner=1`) -> pid of the main process's children besides the SMTP worker."""
+    """role (`runner=1`) -> pid of the daemon's runner processes: forked by its fork server
+    (named `router-run-N`) or, without one, started as `serve --runner N`."""
     assert router.proc is not None
-    out = subprocess.run(["pgrep", "-P", str(router.proc.pid)], capture_output=True, text=True).stdout.split()
     roles = {}
-    for pid in out:
+    for pid in descendants(router.proc.pid):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
         except FileNotFoundError:
             continue
-        if b"--runner" in argv:
-            roles[f"runner={argv[argv.index(b'--runner') + 1].decode()}"] = int(pid)
+        if comm.startswith("router-run-"):
+            roles[f"runner={comm.removeprefix('router-run-')}"] = pid
+        elif b"--runner" in argv:
+            roles[f"runner={argv[argv.index(b'--runner') + 1].decode()}"] = pid
     return roles
 
 

@@ -40,12 +40,8 @@ cron = "0 2 * * *"
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(tmp_path_factory.mktemp("cli"), CONFIG, env={"CLI_JWT_SECRET": SECRET}).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory):  # type: ignore[no-untyped-def]
+    return module_router_factory(CONFIG, env={"CLI_JWT_SECRET": SECRET})
 
 
 def _within(seconds: float, check: Callable[[], bool]) -> float:

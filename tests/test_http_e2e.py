@@ -116,17 +116,11 @@ fields = {{ pid = "{{{{ __data.id }}}}" }}
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory, module_backend):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(
-        tmp_path_factory.mktemp("http"),
-        CONFIG,
-        router_extra='log_level = "debug"',  # run lines
-        database_url=module_backend,
-    ).start()
+def router(module_router_factory, module_backend):  # type: ignore[no-untyped-def]
+    # debug: run lines
+    proc = module_router_factory(CONFIG, router_extra='log_level = "debug"', database_url=module_backend)
     yield proc
-    proc.stop()
+    proc.stop()  # before the other backend's daemon starts
 
 
 @pytest.fixture(scope="module")

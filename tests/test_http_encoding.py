@@ -9,13 +9,12 @@ import json
 import socket
 import threading
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 
 LIMIT = 1024 * 1024
 CONFIG = """
@@ -39,10 +38,8 @@ message = "got {{ __data.n }}"
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    proc = RouterProcess(tmp_path_factory.mktemp("encoding"), CONFIG).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    return module_router_factory(CONFIG)
 
 
 def status_kb(pid: int, field: str) -> int:

@@ -45,12 +45,8 @@ ORIGIN = {"Origin": "https://www.example.com"}
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(tmp_path_factory.mktemp("forms"), CONFIG).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory):  # type: ignore[no-untyped-def]
+    return module_router_factory(CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -37,16 +37,10 @@ url = "{sleeper}/work?s=3"
 
 
 @pytest.fixture(scope="module")
-def queue_router(tmp_path_factory, sleeper):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(
-        tmp_path_factory.mktemp("limits"),
-        QUEUE.format(sleeper=sleeper.base_url),
-        router_extra="concurrency = 1\nmax_pending = 1",
-    ).start()
-    yield proc
-    proc.stop()
+def queue_router(module_router_factory, sleeper):  # type: ignore[no-untyped-def]
+    return module_router_factory(
+        QUEUE.format(sleeper=sleeper.base_url), router_extra="concurrency = 1\nmax_pending = 1"
+    )
 
 
 def _running(router) -> int:  # type: ignore[no-untyped-def]
@@ -142,16 +136,11 @@ return_data = "released"
 
 
 @pytest.fixture(scope="module")
-def flight_router(tmp_path_factory, sleeper):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(
-        tmp_path_factory.mktemp("flight"),
+def flight_router(module_router_factory, sleeper):  # type: ignore[no-untyped-def]
+    return module_router_factory(
         FLIGHT.format(sleeper=sleeper.base_url, secret="j" * 40),
         http_extra='max_in_flight = 1\nmax_body = "1MiB"',
-    ).start()
-    yield proc
-    proc.stop()
+    )
 
 
 def test_rate_limit_429_with_retry_after(flight_router) -> None:  # type: ignore[no-untyped-def]
@@ -182,7 +171,8 @@ def test_overload_503_when_max_in_flight_is_reached(flight_router) -> None:  # t
     held: list[httpx.Response] = []
     t = threading.Thread(target=lambda: held.append(httpx.post(url, json={}, timeout=10)))
     t.start()
-    time.sleep(0.4)  # the first request is now held by its sync run (1.5 s)
+    # The first request is held by its sync run (1.5 s): the only one in flight.
+    flight_router.wait_for(lambda: flight_router.status()["http_in_flight"] == 1, timeout=5, interval=0.02)
     busy = httpx.post(other, json={}, timeout=5)
     t.join()
     assert held[0].status_code == 200 and held[0].text == "released"
@@ -301,7 +291,7 @@ def test_a_big_form_body_does_not_stall_other_requests(router_factory) -> None: 
     pinger.start()
     took: list[float] = []
     try:
-        time.sleep(0.3)
+        router.wait_for(lambda: len(pings) >= 10, timeout=10, interval=0.01)  # the pinger is under way
         with httpx.Client(timeout=60) as client:
             for _ in range(3):
                 started = time.perf_counter()

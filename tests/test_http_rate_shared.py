@@ -62,4 +62,6 @@ def test_four_workers_admit_the_configured_rate_not_four_times_it(router_factory
         f"\nrate limit, 4 workers: offered {offered_rate:.0f}/s, admitted {admitted_rate:.1f}/s (limit 50/s)"
     )
     assert offered_rate > 100, "the client could not offer enough load to test the limit"
-    assert 45 <= admitted_rate <= 55, f"admitted {admitted_rate:.1f}/s of 50/s ({admitted} in {elapsed:.1f}s)"
+    # Never more than the limit (+10 %); the low side also depends on this client keeping its pace on a
+    # loaded machine (tokens past the burst are not saved up), hence the wider bound below.
+    assert 40 <= admitted_rate <= 55, f"admitted {admitted_rate:.1f}/s of 50/s ({admitted} in {elapsed:.1f}s)"

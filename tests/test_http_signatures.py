@@ -53,11 +53,21 @@ PRESETS = {
 }
 
 
+def _another(preset: str, tag: bytes) -> str:
+    """A second secret in the preset's own format (Standard Webhooks secrets are base64)."""
+    if preset.startswith("standard") or preset == "svix":
+        return "whsec_" + base64.b64encode(tag * 24).decode()
+    return f"{tag.decode()}-" + PRESETS[preset][1]
+
+
 def _config() -> str:
     parts = []
     for name, (lines, secret) in PRESETS.items():
         parts.append(f'[webhooks.{name}]\n{lines}\nsigning_secret = "{secret}"\n')
         parts.append(f'[endpoints.{name}]\nreturn_data = "ok"\n{lines}\nsigning_secret = "{secret}"\n')
+        # During a provider's rotation: the new and the old secret (an unset optional one is dropped).
+        both = f'["{_another(name, b"n")}", "{secret}", "${{UNSET_OLD_SECRET:-}}"]'
+        parts.append(f"[webhooks.{name}_list]\n{lines}\nsigning_secret = {both}\n")
     return "\n".join(parts)
 
 
@@ -132,12 +142,8 @@ TIMESTAMPED = ("stripe", "slack", "standard", "svix")
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(tmp_path_factory.mktemp("sig"), _config()).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory):  # type: ignore[no-untyped-def]
+    return module_router_factory(_config())
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +237,19 @@ def test_svix_headers_are_one_family(urls) -> None:  # type: ignore[no-untyped-d
     both = {**svix, **sign_standard(body, WHSEC, now)}
     assert _post(urls["webhooks.svix"], body, both).status_code == 200
     assert _post(urls["webhooks.svix"], body, {**both, "webhook-signature": "v1,AAAA"}).status_code == 401
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_signing_secret_list_accepts_any_of_its_secrets(urls, preset: str) -> None:  # type: ignore[no-untyped-def]
+    url = urls[f"webhooks.{preset}_list"]
+    body = json.dumps({"id": f"evt_{preset}_rot"}).encode()
+    now = int(time.time())
+    for secret in (_another(preset, b"n"), PRESETS[preset][1]):  # the new secret, and the old one
+        r = _post(url, body, SIGNERS[preset](body, secret, now))
+        assert r.status_code == 200, (secret, r.text)
+    stranger = _post(url, body, SIGNERS[preset](body, _another(preset, b"z"), now))
+    assert stranger.status_code == 401 and stranger.json()["reason"] == "signature mismatch"
+    assert (
+        _post(url, body.replace(b"rot", b"tor"), SIGNERS[preset](body, PRESETS[preset][1], now)).status_code
+        == 401
+    )

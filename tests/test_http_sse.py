@@ -205,14 +205,8 @@ def sleeper():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory, sleeper):  # type: ignore[no-untyped-def]
-    from tests.daemon import RouterProcess
-
-    proc = RouterProcess(
-        tmp_path_factory.mktemp("sse"), _config(sleeper.base_url), http_extra='sse_keepalive = "0.3s"'
-    ).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory, sleeper):  # type: ignore[no-untyped-def]
+    return module_router_factory(_config(sleeper.base_url), http_extra='sse_keepalive = "0.3s"')
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,52 @@ def test_two_workers_process_each_acknowledged_signal_once(router_factory) -> No
     # did a real share of the work, far above what an idle process spends polling.
     share = [used / sum(cpu_used) for used in cpu_used]
     assert min(share) > 0.15, (cpu_used, share)
+
+
+def test_a_listener_runs_pending_work_when_the_runners_lag(router_factory) -> None:  # type: ignore[no-untyped-def]
+    """The runner is stopped (SIGSTOP: alive, taking nothing): past the help threshold the
+    listening process claims the backlog and runs it itself, each signal still run once."""
+    import signal
+
+    from router.dispatch.dispatcher import HELP_BACKLOG
+    from tests.daemon import descendants
+
+    threshold = HELP_BACKLOG
+    router = router_factory(CONFIG, router_extra="runners = 1")
+    url = router.url("webhooks.ingest")
+    router.wait_for(lambda: router.log().count("msg=ready") >= 2, timeout=20)  # main, runner
+    runner = next(
+        p
+        for p in descendants(router.proc.pid)
+        if Path(f"/proc/{p}/comm").read_text().strip() == "router-run-1"
+    )
+    db = router.data_dir / "router.db"
+
+    def count(status: str) -> int:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute("SELECT count(*) FROM signals WHERE status = ?", (status,)).fetchone()[0])
+        finally:
+            conn.close()
+
+    os.kill(runner, signal.SIGSTOP)
+    total = threshold + 200
+    try:
+        with httpx.Client(timeout=10) as client:
+            for n in range(total):
+                assert client.post(url, json={"n": n}).status_code == 200
+        # Below the threshold the runners' work is left to them; above it the listener takes it.
+        router.wait_for(
+            lambda: count("pending") <= threshold and count("done") >= total - threshold, timeout=30
+        )
+    finally:
+        os.kill(runner, signal.SIGCONT)
+    router.wait_for(lambda: count("done") == total, timeout=30)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        runs = Counter(r[0] for r in conn.execute("SELECT signal_id FROM runs"))
+        hits = sorted(int(r[0]) for r in conn.execute("SELECT n FROM record_hit"))
+    finally:
+        conn.close()
+    assert len(runs) == total and set(runs.values()) == {1}
+    assert hits == list(range(total))

@@ -1,4 +1,4 @@
-"""The project's pinned linters stay clean (ruff and mypy, configured in pyproject.toml)."""
+"""The project's pinned linters stay clean (ruff check, ruff format, mypy: configured in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("tool", [["ruff", "check", "."], ["mypy"]])
+@pytest.mark.parametrize("tool", [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]])
 def test_clean(tool: list[str]) -> None:
     exe = Path(sys.executable).parent / tool[0]
     if not exe.exists() and shutil.which(tool[0]) is None:
@@ -56,6 +56,7 @@ def test_import_contracts_hold() -> None:
         ),
         ("engine/runner.py", "import channels.intake", "router -> channels -> engine"),
         ("config/schema.py", "from router import journal", "router -> channels -> engine"),
+        ("channels/http/forms.py", "from channels.http import app", "none imports"),
     ],
 )
 def test_import_contracts_catch_a_forbidden_import(

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import trio
 
+from config import OutboundSmtpSettings, TwilioSettings
 from engine.actions.base import REGISTRY, ActionContext, ActionError, Services
 from engine.actions.outbound import SendEmail, SendSms, SendWhatsapp, Webhook, WebhookError
-from engine.ports import OutboundSettings
 from tests.standins import free_port
 from tests.standins.http_target import HttpTarget, Scripted
 from tests.standins.smtp_sink import SmtpSink
@@ -104,20 +104,20 @@ def twilio() -> Iterator[TwilioStandin]:
         yield server
 
 
-def smtp_settings(sink: SmtpSink, **kw: Any) -> OutboundSettings:
-    return OutboundSettings(smtp_host=sink.host, smtp_port=sink.port, smtp_timeout=5, **kw)
+def smtp_settings(sink: SmtpSink, **kw: Any) -> OutboundSmtpSettings:
+    return OutboundSmtpSettings(host=sink.host, port=sink.port, timeout=5, **kw)
 
 
-def twilio_settings(base: str, **kw: Any) -> OutboundSettings:
+def twilio_settings(base: str, **kw: Any) -> TwilioSettings:
     values: dict[str, Any] = {
-        "twilio_account_sid": SID,
-        "twilio_auth_token": TOKEN,
-        "twilio_api_base": base,
-        "twilio_from": "+15550001111",
-        "twilio_whatsapp_from": "+15550002222",
+        "account_sid": SID,
+        "auth_token": TOKEN,
+        "api_base": base,
+        "from_number": "+15550001111",
+        "whatsapp_from": "+15550002222",
     }
     values.update(kw)
-    return OutboundSettings(**values)
+    return TwilioSettings(**values)
 
 
 webhook = Webhook()
@@ -370,7 +370,7 @@ async def test_send_email_multipart_alternative_reaches_the_sink(sink: SmtpSink)
         "html": "<p>Hello <b>{{ customer.name }}</b></p>",
         "headers": {"X-Campaign": "inv-{{ n }}"},
     }
-    result = await send_email.execute(options, make_ctx(data, outbound=smtp_settings(sink)))
+    result = await send_email.execute(options, make_ctx(data, smtp=smtp_settings(sink)))
     [captured] = sink.messages
     assert captured.mail_from == "billing@example.com"
     assert captured.rcpt_tos == ["ana@example.com", "ops@example.com", "cc@example.com", "hidden@example.com"]
@@ -394,9 +394,9 @@ async def test_send_email_multipart_alternative_reaches_the_sink(sink: SmtpSink)
 
 async def test_send_email_text_only_default_from_and_safe_subject(sink: SmtpSink) -> None:
     data = {"who": "ops@example.com", "title": "Line one\r\nBcc: victim@example.com"}
-    settings = smtp_settings(sink, smtp_from="Router <router@example.org>")
+    settings = smtp_settings(sink, from_address="Router <router@example.org>")
     options = {"to": ["{{ who }}"], "subject": "{{ title }}", "text": "plain ünïcode"}
-    await send_email.execute(options, make_ctx(data, outbound=settings))
+    await send_email.execute(options, make_ctx(data, smtp=settings))
     [captured] = sink.messages
     msg = captured.message
     assert captured.mail_from == "router@example.org"
@@ -410,7 +410,7 @@ async def test_send_email_text_only_default_from_and_safe_subject(sink: SmtpSink
 
 async def test_send_email_recipients_from_a_list_in_the_data(sink: SmtpSink) -> None:
     data = {"team": ["a@example.com", '"Bo, Jr" <b@example.com>']}
-    await send_email.execute({"to": "{{ team }}", "text": "x"}, make_ctx(data, outbound=smtp_settings(sink)))
+    await send_email.execute({"to": "{{ team }}", "text": "x"}, make_ctx(data, smtp=smtp_settings(sink)))
     assert sink.messages[0].rcpt_tos == ["a@example.com", "b@example.com"]
     assert sink.messages[0].message["To"] == 'a@example.com, "Bo, Jr" <b@example.com>'
 
@@ -418,9 +418,9 @@ async def test_send_email_recipients_from_a_list_in_the_data(sink: SmtpSink) -> 
 async def test_send_email_html_only_autoescapes_caller_data(sink: SmtpSink) -> None:
     data = {"name": "<script>x</script> & co"}
     options = {"to": "a@example.com", "subject": "{{ name }}", "html": "<h1>Hi {{ name }}</h1>"}
-    await send_email.execute(options, make_ctx(data, outbound=smtp_settings(sink)))
+    await send_email.execute(options, make_ctx(data, smtp=smtp_settings(sink)))
     # without render_html (a runner that does not offer it) the body is rendered as text
-    await send_email.execute(options, make_ctx(data, with_html=False, outbound=smtp_settings(sink)))
+    await send_email.execute(options, make_ctx(data, with_html=False, smtp=smtp_settings(sink)))
     escaped, plain = (m.message for m in sink.messages)
     assert escaped.get_content_type() == "text/html"
     assert escaped.get_content().strip() == "<h1>Hi &lt;script&gt;x&lt;/script&gt; &amp; co</h1>"
@@ -432,7 +432,7 @@ async def test_send_email_permanent_refusal_is_not_retryable(sink: SmtpSink) -> 
     sink.rcpt_reply = "550 5.1.1 No such user"
     with pytest.raises(ActionError) as info:
         await send_email.execute(
-            {"to": "nobody@example.com", "text": "x"}, make_ctx(outbound=smtp_settings(sink))
+            {"to": "nobody@example.com", "text": "x"}, make_ctx(smtp=smtp_settings(sink))
         )
     assert info.value.retryable is False
     assert "550" in str(info.value)
@@ -442,18 +442,18 @@ async def test_send_email_permanent_refusal_is_not_retryable(sink: SmtpSink) -> 
 async def test_send_email_temporary_failure_is_retryable(sink: SmtpSink) -> None:
     sink.data_replies.append("451 4.3.0 Try again later")
     with pytest.raises(ActionError) as info:
-        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(outbound=smtp_settings(sink)))
+        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(smtp=smtp_settings(sink)))
     assert info.value.retryable is True
     assert "451" in str(info.value)
     sink.rcpt_reply = "450 4.2.1 Mailbox busy"
     with pytest.raises(ActionError) as info:
-        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(outbound=smtp_settings(sink)))
+        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(smtp=smtp_settings(sink)))
     assert info.value.retryable is True
 
 
 async def test_send_email_partial_refusal_succeeds(sink: SmtpSink) -> None:
     sink.rcpt_replies["bad@example.com"] = "550 5.1.1 No such user"
-    ctx = make_ctx(outbound=smtp_settings(sink))
+    ctx = make_ctx(smtp=smtp_settings(sink))
     result = await send_email.execute({"to": "good@example.com, bad@example.com", "text": "x"}, ctx)
     assert sink.messages[0].rcpt_tos == ["good@example.com"]
     assert result.output["recipients"] == ["good@example.com"]
@@ -462,20 +462,20 @@ async def test_send_email_partial_refusal_succeeds(sink: SmtpSink) -> None:
 
 async def test_send_email_auth() -> None:
     with SmtpSink(credentials=("mailer", "pw-123")) as sink:
-        settings = smtp_settings(sink, smtp_username="mailer", smtp_password="pw-123")
-        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(outbound=settings))
+        settings = smtp_settings(sink, username="mailer", password="pw-123")
+        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(smtp=settings))
         assert sink.messages[0].auth == "mailer"
-        bad = smtp_settings(sink, smtp_username="mailer", smtp_password="wrong")
+        bad = smtp_settings(sink, username="mailer", password="wrong")
         with pytest.raises(ActionError) as info:
-            await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(outbound=bad))
+            await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(smtp=bad))
         assert info.value.retryable is False
         assert "535" in str(info.value)
 
 
 async def test_send_email_connection_refused_is_retryable() -> None:
-    settings = OutboundSettings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_timeout=2)
+    settings = OutboundSmtpSettings(host="127.0.0.1", port=free_port(), timeout=2)
     with pytest.raises(ActionError) as info:
-        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(outbound=settings))
+        await send_email.execute({"to": "a@example.com", "text": "x"}, make_ctx(smtp=settings))
     assert info.value.retryable is True
 
 
@@ -486,7 +486,7 @@ async def test_send_email_bad_addresses_are_not_retryable(sink: SmtpSink) -> Non
         {"to": "a@example.com", "from": "x@y.test, z@y.test", "text": "x"},
     ]:
         with pytest.raises(ActionError) as info:
-            await send_email.execute(options, make_ctx(outbound=smtp_settings(sink)))
+            await send_email.execute(options, make_ctx(smtp=smtp_settings(sink)))
         assert info.value.retryable is False, options
     assert sink.messages == []
 
@@ -512,7 +512,7 @@ async def test_send_sms_through_the_real_twilio_client(twilio: TwilioStandin) ->
         "body": "Hi {{ name }}, got it ✓",
         "media_url": ["https://example.com/a.png", "https://example.com/b.png"],
     }
-    result = await send_sms.execute(options, make_ctx(data, outbound=twilio_settings(twilio.base_url)))
+    result = await send_sms.execute(options, make_ctx(data, twilio=twilio_settings(twilio.base_url)))
     [req] = twilio.requests
     assert req.method == "POST"
     assert req.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
@@ -531,7 +531,7 @@ async def test_send_sms_through_the_real_twilio_client(twilio: TwilioStandin) ->
 
 async def test_send_sms_explicit_from_and_single_media(twilio: TwilioStandin) -> None:
     options = {"to": "+15551234567", "from": "+15557654321", "media_url": "https://example.com/x.jpg"}
-    await send_sms.execute(options, make_ctx(outbound=twilio_settings(twilio.base_url)))
+    await send_sms.execute(options, make_ctx(twilio=twilio_settings(twilio.base_url)))
     assert twilio.requests[0].form == {
         "To": ["+15551234567"],
         "From": ["+15557654321"],
@@ -542,13 +542,13 @@ async def test_send_sms_explicit_from_and_single_media(twilio: TwilioStandin) ->
 async def test_send_sms_media_urls_from_the_data(twilio: TwilioStandin) -> None:
     data = {"pics": ["https://example.com/1.png", "https://example.com/2.png"]}
     options = {"to": "+15551234567", "body": "see", "media_url": "{{ pics }}"}
-    result = await send_sms.execute(options, make_ctx(data, outbound=twilio_settings(twilio.base_url)))
+    result = await send_sms.execute(options, make_ctx(data, twilio=twilio_settings(twilio.base_url)))
     assert twilio.requests[0].form["MediaUrl"] == data["pics"]
     assert result.output["num_media"] == 2
 
 
 async def test_send_whatsapp_adds_prefix(twilio: TwilioStandin) -> None:
-    ctx = make_ctx(outbound=twilio_settings(twilio.base_url))
+    ctx = make_ctx(twilio=twilio_settings(twilio.base_url))
     result = await send_whatsapp.execute({"to": "+15551234567", "body": "hello"}, ctx)
     await send_whatsapp.execute(
         {"to": "whatsapp:+15551234567", "from": "whatsapp:+15559990000", "body": "b"}, ctx
@@ -573,7 +573,7 @@ async def test_twilio_errors(twilio: TwilioStandin, status: int, code: int | Non
     twilio.fail_next(status, code=code, message="The 'To' number is not valid")
     with pytest.raises(ActionError) as info:
         await send_sms.execute(
-            {"to": "+1555", "body": "x"}, make_ctx(outbound=twilio_settings(twilio.base_url))
+            {"to": "+1555", "body": "x"}, make_ctx(twilio=twilio_settings(twilio.base_url))
         )
     assert info.value.retryable is retryable
     assert str(status) in str(info.value)
@@ -581,9 +581,9 @@ async def test_twilio_errors(twilio: TwilioStandin, status: int, code: int | Non
 
 
 async def test_twilio_wrong_credentials_are_not_retryable(twilio: TwilioStandin) -> None:
-    settings = twilio_settings(twilio.base_url, twilio_auth_token="wrong-token")
+    settings = twilio_settings(twilio.base_url, auth_token="wrong-token")
     with pytest.raises(ActionError) as info:
-        await send_sms.execute({"to": "+15551234567", "body": "x"}, make_ctx(outbound=settings))
+        await send_sms.execute({"to": "+15551234567", "body": "x"}, make_ctx(twilio=settings))
     assert info.value.retryable is False
     assert "401" in str(info.value)
 
@@ -591,21 +591,21 @@ async def test_twilio_wrong_credentials_are_not_retryable(twilio: TwilioStandin)
 async def test_twilio_unreachable_is_retryable() -> None:
     settings = twilio_settings(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ActionError) as info:
-        await send_sms.execute({"to": "+15551234567", "body": "x"}, make_ctx(outbound=settings))
+        await send_sms.execute({"to": "+15551234567", "body": "x"}, make_ctx(twilio=settings))
     assert info.value.retryable is True
 
 
 async def test_twilio_misconfiguration_is_not_retryable(twilio: TwilioStandin) -> None:
-    cases: list[tuple[dict[str, Any], OutboundSettings]] = [
-        ({"to": "+1555", "body": "x"}, OutboundSettings()),
-        ({"to": "+1555", "body": "x"}, twilio_settings(twilio.base_url, twilio_from=None)),
+    cases: list[tuple[dict[str, Any], TwilioSettings]] = [
+        ({"to": "+1555", "body": "x"}, TwilioSettings()),
+        ({"to": "+1555", "body": "x"}, twilio_settings(twilio.base_url, from_number=None)),
         ({"to": "{{ nothing }}", "body": "x"}, twilio_settings(twilio.base_url)),
         ({"to": "+1555", "body": "{{ nothing }}"}, twilio_settings(twilio.base_url)),
         ({"to": "+1555", "media_url": "file:///etc/passwd"}, twilio_settings(twilio.base_url)),
     ]
     for options, settings in cases:
         with pytest.raises(ActionError) as info:
-            await send_sms.execute(options, make_ctx(outbound=settings))
+            await send_sms.execute(options, make_ctx(twilio=settings))
         assert info.value.retryable is False, options
     assert twilio.requests == []
 

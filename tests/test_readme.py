@@ -86,7 +86,7 @@ def test_embedded_default_config_serves_the_demo(tmp_path: Path) -> None:
 def test_every_jwt_error_code_is_documented() -> None:
     """The README's JWT row names every `error` code the endpoint JWT check can answer."""
     source = (ROOT / "channels" / "http" / "jwt_auth.py").read_text()
-    codes = set(re.findall(r'JwtFailure\(\d{3}, "([a-z_]+)"', source))
+    codes = set(re.findall(r'JwtFailure\(\s*\d{3},\s*"([a-z_]+)"', source))
     assert {"token_expired", "token_not_yet_valid", "forbidden"} <= codes
     row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| JWT "))
     assert {code for code in codes if f'"{code}"' not in row} == set()

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 from tests.security_support import journal_count, journal_entities
 
 CONFIG = """
@@ -71,10 +71,8 @@ INJECTIONS = [
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = RouterProcess(tmp_path_factory.mktemp("sec-http"), CONFIG).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    return module_router_factory(CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 from tests.security_support import journal_count
 
 SECRET = "jwt-secret-Zq8v3LmN0pR7sT1uW4xY6zA9bC2dE5fG-Hj3kL8mN1pQ4rS7tU0vW2xY5z"  # 64 bytes, recognisable in any leak
@@ -37,10 +37,8 @@ endpoint_secret = "{SECRET}"
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = RouterProcess(tmp_path_factory.mktemp("jwt"), CONFIG).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    return module_router_factory(CONFIG)
 
 
 @pytest.fixture(scope="module")

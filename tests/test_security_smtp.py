@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 from tests.security_support import journal_count, journal_entities
 
 pytestmark = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks (Debian package) not installed")
@@ -40,10 +40,8 @@ fields = { subject = "{{ __data.incoming_email.subject }}", to = "{{ __data.inco
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = RouterProcess(tmp_path_factory.mktemp("sec-smtp"), CONFIG).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    return module_router_factory(CONFIG)
 
 
 def swaks(router: RouterProcess, to: str, *extra: str) -> subprocess.CompletedProcess[str]:

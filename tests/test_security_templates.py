@@ -19,7 +19,7 @@ import httpx
 import pytest
 from markupsafe import escape
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 from tests.security_support import journal_entities
 
 PAYLOADS = [
@@ -93,10 +93,8 @@ return_data = '{{ {"copy": __data.copy, "shout": __data.name | upper, "keys": __
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    proc = RouterProcess(tmp_path_factory.mktemp("tpl"), CONFIG).start()
-    yield proc
-    proc.stop()
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    return module_router_factory(CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -190,3 +190,46 @@ def test_the_daemon_journals_real_addresses(router_factory) -> None:  # type: ig
         ["support@example.com"],
         ["bb@bug.com"],
     )
+
+
+PLAIN_CASES = [
+    "<a@b.c>",
+    "<a@b.c> SIZE=2048",
+    " <john.doe+tag@mail.example.com>  BODY=8BITMIME",
+    "<a@b.c>(comment)",
+    "<a%b@c>",
+    "<a!b@c>",
+    '<"q"@c>',
+    "<@r:a@b>",
+    "<a@[1.2.3.4]>",
+    "<a..b@c>",
+    "<.a@c>",
+    "<a@b.c>\t SMTPUTF8",
+    "<A_B~{x}@EX-AMPLE.com>",
+    "<a@b.c>x",
+    "<ü@b.c>",
+    "<a@b.>",
+    "<a@b.c> (x) SIZE=1",
+    "<a@b.c>\r\n",
+]
+
+
+@pytest.mark.parametrize("arg", PLAIN_CASES)
+def test_the_plain_address_fast_path_agrees_with_the_parser(arg: str) -> None:
+    """MAIL FROM / RCPT TO `<local@host>` skip the header parser: same address, same rest, and
+    never an address whose routing the parser would have refused (percent hack, bang path, route)."""
+    from email._header_value_parser import get_angle_addr
+
+    from channels.smtp.protocol import plain_angle_addr, routing_in
+
+    fast = plain_angle_addr(arg)
+    if fast is None:
+        return  # the parser's business, as before
+    address, rest = get_angle_addr(arg)
+    assert (fast[0], fast[1], routing_in(address)) == (address.addr_spec, rest, None)
+
+
+@given(st.from_regex(r"\A[ \t]?<[a-zA-Z0-9.%!_+-]{1,12}@[a-zA-Z0-9.-]{1,12}>[ \t]?[A-Z=0-9 ]{0,10}\Z"))
+@settings(max_examples=300, deadline=None)
+def test_the_plain_address_fast_path_agrees_with_the_parser_generated(arg: str) -> None:
+    test_the_plain_address_fast_path_agrees_with_the_parser(arg)

@@ -57,6 +57,30 @@ class RecordingIntake:
         return template
 
 
+class Host:
+    """The daemon as the SMTP channel sees it (`channels.smtp.server.SmtpHost`)."""
+
+    def __init__(self, cfg: Any, port: int = 0) -> None:
+        self.cfg = cfg
+        self.port = port
+        self.dispatcher = RecordingIntake()
+        self.stopping = trio.Event()
+        self.state_version = 0.0
+        self._states: dict[tuple[str, str], Any] = {}
+
+    @property
+    def states(self) -> dict[tuple[str, str], Any]:
+        return self._states
+
+    @states.setter
+    def states(self, states: dict[tuple[str, str], Any]) -> None:
+        self._states = states
+        self.state_version += 1  # as the daemon's sources_version moves on (de)activation
+
+    async def source_states(self) -> dict[tuple[str, str], Any]:
+        return self._states
+
+
 SMTP_CONFIG = """
 [router]
 data_dir = "{data_dir}"
@@ -88,9 +112,9 @@ active = false
 @pytest.fixture
 async def smtp(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async with trio.open_nursery() as nursery:
-        hosts: list[SimpleNamespace] = []
+        hosts: list[Host] = []
 
-        async def start(extra: str = "", command_timeout: str = "30s") -> SimpleNamespace:
+        async def start(extra: str = "", command_timeout: str = "30s") -> Host:
             port = free_port()
             path = tmp_path / f"router{len(hosts)}.toml"
             path.write_text(
@@ -98,14 +122,8 @@ async def smtp(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
                     data_dir=tmp_path / "var", port=port, extra=extra, command_timeout=command_timeout
                 )
             )
-            host = SimpleNamespace(
-                cfg=load_config(path),
-                dispatcher=RecordingIntake(),
-                stopping=trio.Event(),
-                port=port,
-                states={},
-            )
-            await nursery.start(run_smtp, host, lambda: host.states)
+            host = Host(load_config(path), port)
+            await nursery.start(run_smtp, host, host.dispatcher)
             hosts.append(host)
             return host
 
@@ -132,6 +150,16 @@ def send(port: int, msg: EmailMessage, rcpts: list[str] | None = None) -> dict[s
         return client.send_message(msg, to_addrs=rcpts)
 
 
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(1000)
+        if not chunk:
+            raise AssertionError(f"closed before {marker!r}: {data!r}")
+        data += chunk
+    return data
+
+
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return await trio.to_thread.run_sync(fn, *args)
 
@@ -149,7 +177,7 @@ async def test_delivers_parsed_email_after_submit(smtp: Callable[..., Any]) -> N
     assert (email["from_email"], email["from_name"]) == ("alice@example.org", "Alice Example")
     [att] = email["attachments"]
     assert att["name"] == "invoice.pdf" and att["size"] == len(b"%PDF-1.4 fake")
-    assert Path(att["path"]).read_bytes() == b"%PDF-1.4 fake"
+    assert await trio.Path(att["path"]).read_bytes() == b"%PDF-1.4 fake"
     assert email["envelope"]["rcpt_to"] == ["support@example.com"]
 
 
@@ -253,7 +281,8 @@ async def test_connection_limit_and_timeout(smtp: Callable[..., Any]) -> None:
         extra = socket.create_connection(("127.0.0.1", host.port))
         refused = extra.recv(200)
         extra.close()
-        time.sleep(1.5)  # the command timeout closes the idle ones with 421
+        for s in socks:
+            s.settimeout(15)  # the command timeout (1 s) closes the idle ones with 421: wait for it
         closing = [s.recv(200) for s in socks]
         for s in socks:
             s.close()
@@ -269,13 +298,12 @@ async def test_pipelined_commands_after_data(smtp: Callable[..., Any]) -> None:
     host = await smtp()
 
     def scenario() -> bytes:
-        s = socket.create_connection(("127.0.0.1", host.port))
+        s = socket.create_connection(("127.0.0.1", host.port), timeout=15)
         s.recv(200)
         s.sendall(b"EHLO x\r\n")
-        time.sleep(0.1)
-        s.recv(1000)
+        read_until(s, b"\r\n250 ")  # the last line of the EHLO answer
         s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<sales@example.com>\r\nDATA\r\n")
-        time.sleep(0.1)
+        read_until(s, b"354")
         s.sendall(b"Subject: p\r\n\r\n..dotted\r\n.\r\nQUIT\r\n")
         out = b""
         while not out.endswith(b"221 Bye\r\n"):
@@ -295,9 +323,19 @@ async def test_pipelined_commands_after_data(smtp: Callable[..., Any]) -> None:
 async def test_deactivation_is_picked_up(smtp: Callable[..., Any]) -> None:
     host = await smtp()
     host.states = {("mailboxes", "sales"): SimpleNamespace(active_override=False)}
-    await trio.sleep(0.7)
+    probe = EmailMessage()
+    probe["From"], probe["Subject"] = "a@example.org", "probe"
+    probe.set_content("x")
+    with trio.fail_after(10):  # the channel looks for changes every 0.5 s
+        while True:
+            try:
+                await in_thread(send, host.port, probe, ["sales@example.com"])
+            except smtplib.SMTPRecipientsRefused:
+                break
+            await trio.sleep(0.05)
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         await in_thread(send, host.port, multipart("sales@example.com"))
+    assert all(entity.data["incoming_email"]["subject"] == "probe" for entity, _ in host.dispatcher.entities)
 
 
 def test_mailbox_table_precedence() -> None:
@@ -388,8 +426,8 @@ async def test_a_worker_that_cannot_start_is_an_error_not_a_hang(
     path.write_text(
         SMTP_CONFIG.format(data_dir=tmp_path / "var", port=free_port(), extra="", command_timeout="5s")
     )
-    host = SimpleNamespace(cfg=load_config(path), dispatcher=RecordingIntake(), stopping=trio.Event())
+    host = Host(load_config(path))
     monkeypatch.setattr(sys, "executable", "/bin/false")
     with trio.fail_after(10):
         with pytest.raises(RuntimeError, match="did not start listening"):
-            await run_smtp(host, dict)
+            await run_smtp(host, host.dispatcher)

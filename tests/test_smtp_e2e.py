@@ -11,13 +11,13 @@ import shutil
 import signal
 import smtplib
 import subprocess
-import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 
 CONFIG = """
 [mailboxes.support]
@@ -47,13 +47,12 @@ def with_smtp(proc: RouterProcess, settings: str) -> RouterProcess:
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory, module_backend: str | None):  # type: ignore[no-untyped-def]
+def router(module_router_factory: RouterFactory, module_backend: str | None) -> Iterator[RouterProcess]:
     proc = with_smtp(
-        RouterProcess(tmp_path_factory.mktemp("smtp"), CONFIG, database_url=module_backend),
-        'max_message_size = "256KiB"',
+        module_router_factory(CONFIG, start=False, database_url=module_backend), 'max_message_size = "256KiB"'
     ).start()
     yield proc
-    proc.stop()
+    proc.stop()  # before the other backend's daemon starts
 
 
 def records(router: RouterProcess, mailer: str) -> list[dict[str, str]]:
@@ -226,7 +225,13 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    time.sleep(1.5)
+
+    def journaled_load() -> int:
+        return len(
+            router.read(lambda tx: tx.list_signals(source="mailboxes.load", limit=100_000), default=[])
+        )
+
+    router.wait_for(lambda: journaled_load() > 100, timeout=30, interval=0.05)  # mid-load
     assert router.proc is not None
     router.proc.send_signal(signal.SIGKILL)
     router.proc.wait(10)

@@ -132,6 +132,14 @@ def test_a_data_dir_from_c6e79dd_upgrades_in_place(tmp_path: Path) -> None:
         assert {s["id"] for s in expected["signals"]} <= {s["id"] for s in everything}
         keys = [s["dedup_key"] for s in everything if s["source"] == "schedules.tick"]
         assert len(keys) == len(set(keys))
+        # Endpoints made before generated JWT pairs existed get one on the first start (schema 4),
+        # their hashes untouched.
+        rows = raw(
+            tmp_path / "var" / "router.db",
+            "SELECT name, first_hash, jwt_key, jwt_secret FROM sources WHERE kind = 'endpoints'",
+        )
+        assert rows and all(key and len(secret) >= 86 for _, _, key, secret in rows)
+        assert {name: first for name, first, _, _ in rows}["invoices"] == inv["first_hash"]
     finally:
         assert router.stop() == 0, router.log()[-3000:]
 

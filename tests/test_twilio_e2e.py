@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 
 TOKEN = "twilio-test-auth-token-0123456789"
 
@@ -65,10 +66,10 @@ message = "not a help request"
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory, module_backend: str | None):  # type: ignore[no-untyped-def]
-    proc = RouterProcess(tmp_path_factory.mktemp("twilio"), CONFIG, database_url=module_backend).start()
+def router(module_router_factory: RouterFactory, module_backend: str | None) -> Iterator[RouterProcess]:
+    proc = module_router_factory(CONFIG, database_url=module_backend)
     yield proc
-    proc.stop()
+    proc.stop()  # before the other backend's daemon starts
 
 
 def post(

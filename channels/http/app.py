@@ -1,8 +1,10 @@
 """The HTTP channel: one lean ASGI app served by hypercorn's trio worker.
 
 Hot paths (`/listener/…`, `/webhooks/…`, `/forms/…`, `/sms/…`, `/whatsapp/…`) are plain ASGI
-handlers: the framework costs more than the fsync does (STACK-NOTES). The route table is
-replaced atomically on reload or state changes; a request keeps the table it started with.
+handlers: the framework costs more than the fsync does (STACK-NOTES). Which handler serves which
+path is the static `ROUTES` below; which sources exist is the `RouteTable`, replaced atomically
+on reload or state changes (a request keeps the table it started with). A handler sees the
+channel only as `pipeline.HttpContext`, so no handler imports this module.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
 
-from channels.http import endpoints, webhooks
+from channels.http import endpoints, forms, twilio, webhooks
 from channels.http.access import client_address, networks
 from channels.http.asgi import (
     ClientGone,
@@ -28,11 +32,12 @@ from channels.http.asgi import (
     json_response,
     loggable_path,
 )
-from channels.http.pipeline import HttpSettings
+from channels.http.pipeline import HttpContext
 from channels.http.ratelimit import RateLimits, SharedRateLimits
-from channels.http.replies import from_ack, to_ack
+from channels.http.replies import to_ack
 from channels.http.routes import HttpSource, RouteTable
-from channels.intake import Intake, Submission
+from channels.intake import Intake
+from config import Config
 
 log = structlog.get_logger("router.http")
 access = structlog.get_logger("router.access")
@@ -56,9 +61,46 @@ def head_size(scope: Scope) -> int:
     return line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
-# Extra handlers (forms, sms, whatsapp) register here: kind -> handler(channel, request, source).
-Handler = Callable[["HttpChannel", Request, HttpSource], Awaitable[Response]]
-EXTRA_HANDLERS: dict[str, Handler] = {}
+# A source kind's handler: the answer, or None when it streamed one itself (SSE) through `send`.
+Handler = Callable[[HttpContext, Request, Send, HttpSource], Awaitable[Response | None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """`/{prefix…}/{key…}` → the source with that key in one of the `RouteTable`'s tables."""
+
+    prefix: tuple[str, ...]
+    keys: int  # path segments after the prefix that name the source
+    table: Callable[[RouteTable], dict[Any, HttpSource]]
+    handle: Handler
+    missing: str  # the 404's message
+
+    def source(self, routes: RouteTable, parts: list[str]) -> HttpSource | None:
+        key = parts[len(self.prefix)] if self.keys == 1 else tuple(parts[len(self.prefix) :])
+        return self.table(routes).get(key)
+
+
+ROUTES: dict[str, Route] = {
+    route.prefix[0]: route
+    for route in (
+        Route(("listener",), 2, lambda t: t.endpoints, endpoints.handle, "unknown or inactive endpoint"),
+        Route(
+            ("webhooks", "incoming"), 1, lambda t: t.webhooks, webhooks.handle, "unknown or inactive webhook"
+        ),
+        Route(("forms",), 1, lambda t: t.forms, forms.handle, "unknown or inactive forms source"),
+        Route(("sms",), 1, lambda t: t.sms, twilio.handle, "unknown or inactive sms source"),
+        Route(("whatsapp",), 1, lambda t: t.whatsapp, twilio.handle, "unknown or inactive whatsapp source"),
+    )
+}
+
+
+class HttpObserver(Protocol):
+    """Metrics (router/ops/metrics.py): `begin` when a request arrives, `end` once its answer
+    went out (same trio task, so what the dispatcher learned in between can ride a contextvar)."""
+
+    def begin(self, request: Request) -> object: ...
+
+    def end(self, token: object, request: Request, status: int) -> None: ...
 
 
 class HttpChannel:
@@ -66,23 +108,35 @@ class HttpChannel:
         self,
         intake: Intake,
         routes: RouteTable,
-        settings: HttpSettings,
+        cfg: Config,
         *,
         max_in_flight: int = 1024,
         ready: Callable[[], bool] = lambda: True,
         on_ack: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
         limits: RateLimits | SharedRateLimits | None = None,
+        observer: HttpObserver | None = None,
     ) -> None:
         self.intake = intake
         self.routes = routes
-        self.settings = settings
+        self.set_config(cfg)
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.limits = limits if limits is not None else RateLimits()
         self.ready = ready
         self.on_ack = on_ack
         self.draining = False  # set on SIGTERM: requests on kept-alive connections get 503 + close
-        self.observer: Any = None  # metrics: `begin(request) -> token`, `end(token, request, status)`
+        self.observer = observer
+
+    def set_routes(self, routes: RouteTable) -> None:
+        """A new table (reload, a source (de)activated or rotated); a request in flight keeps the
+        table it started with."""
+        self.routes = routes
+
+    def set_config(self, cfg: Config) -> None:
+        """The config (`[http]`, `[router]`, `[twilio]`) requests read from now on (start, reload)."""
+        self.cfg = cfg
+        self.files_dir = Path(cfg.router.data_dir) / "files"  # form uploads
+        self.trusted_proxies = networks(tuple(cfg.router.trusted_proxies))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -95,9 +149,9 @@ class HttpChannel:
         request = Request.from_scope(scope, receive, request_id)
         if request.method == "HEAD":
             send = _without_body(send)
-        if self.settings.trust_proxy and "x-forwarded-for" in request.headers:
+        if self.cfg.router.trust_proxy and "x-forwarded-for" in request.headers:
             request.client = client_address(
-                request.client, request.headers["x-forwarded-for"], networks(self.settings.trusted_proxies)
+                request.client, request.headers["x-forwarded-for"], self.trusted_proxies
             )
         started = time.perf_counter()
         observed = self.observer.begin(request) if self.observer is not None else None
@@ -106,6 +160,7 @@ class HttpChannel:
             request.extra["reason"] = "request head too large"
             response = error_response(431, f"request header fields too large (the limit is {MAX_HEAD} bytes)")
             response.close = True
+            request.extra["answer"] = response
             await response.send(send, request_id)
             if self.observer is not None:
                 self.observer.end(observed, request, 431)
@@ -114,11 +169,9 @@ class HttpChannel:
             request.extra["overloaded"] = True
             request.extra["reason"] = "too many requests in flight"
             await request.drain()
-            await (
-                error_response(503, "too many requests in flight")
-                .header("retry-after", "1")
-                .send(send, request_id)
-            )
+            response = error_response(503, "too many requests in flight").header("retry-after", "1")
+            request.extra["answer"] = response
+            await response.send(send, request_id)
             if self.observer is not None:
                 self.observer.end(observed, request, 503)
             return
@@ -127,6 +180,7 @@ class HttpChannel:
             request.extra["reason"] = "shutting down"
             response = error_response(503, "shutting down, retry later").header("retry-after", "2")
             response.close = True
+            request.extra["answer"] = response
             await response.send(send, request_id)
             if self.observer is not None:
                 self.observer.end(observed, request, 503)
@@ -140,6 +194,7 @@ class HttpChannel:
                     await request.drain()
                 if answer.status >= 400:
                     request.extra["reason"] = answer.reason
+                    request.extra["answer"] = answer
                 await answer.send(send, request_id)
         except ClientGone:
             status = 499  # nginx's "client closed request": there is no one to answer
@@ -152,7 +207,7 @@ class HttpChannel:
             self.in_flight -= 1
             if self.observer is not None:
                 self.observer.end(observed, request, status)
-            if self.settings.access_log:
+            if self.cfg.http.access_log:
                 access.info(
                     "access",
                     method=request.method,
@@ -165,44 +220,24 @@ class HttpChannel:
 
     async def _route(self, request: Request, send: Send) -> Response | None:
         parts = request.path.strip("/").split("/")
-        routes = self.routes
-        if parts[0] == "listener" and len(parts) == 3:
-            source = routes.endpoints.get((parts[1], parts[2]))
+        route = ROUTES.get(parts[0])
+        if (
+            route is not None
+            and len(parts) == len(route.prefix) + route.keys
+            and tuple(parts[: len(route.prefix)]) == route.prefix
+        ):
+            source = route.source(self.routes, parts)
             if source is not None:
                 request.extra["source"] = source
-            if source is None or not source.active:
-                return error_response(404, "unknown or inactive endpoint")
-            return await endpoints.handle(self, request, send, source)
-        if parts[:2] == ["webhooks", "incoming"] and len(parts) == 3:
-            source = routes.webhooks.get(parts[2])
-            if source is not None:
-                request.extra["source"] = source
-            if source is None or not source.active:
-                return error_response(404, "unknown or inactive webhook")
-            return await webhooks.handle(self, request, source)
-        if parts[0] in ("forms", "sms", "whatsapp") and len(parts) == 2:
-            table: dict[str, HttpSource] = getattr(routes, parts[0])
-            source = table.get(parts[1])
-            if source is not None:
-                request.extra["source"] = source
-            handler = EXTRA_HANDLERS.get(parts[0])
-            if source is None or not source.active or handler is None:
-                return error_response(404, f"unknown or inactive {parts[0]} source")
-            return await handler(self, request, source)
+            if source is None or not source.active or source.expired(time.time()):
+                return error_response(404, route.missing)
+            return await route.handle(self, request, send, source)
         if request.path == "/healthz":
             return json_response(200, {"status": "ok"})
         if request.path == "/readyz":
             ok = self.ready()
             return json_response(200 if ok else 503, {"ready": ok})
         return error_response(404, "not found")
-
-    def replayed(self, sub: Submission) -> Response:
-        """The answer to a repeat of an idempotency key: the original acknowledgement, no run."""
-        if sub.ack:
-            return from_ack(sub.ack)
-        return json_response(200, {"status": "duplicate", "signal_id": sub.signal_id}).header(
-            "idempotent-replayed", "true"
-        )
 
     async def remember_ack(self, signal_id: str, response: Response) -> None:
         if self.on_ack is not None:

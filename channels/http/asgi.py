@@ -14,6 +14,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+DRAIN_KEEP = 16 * 1024
+
+
 class BodyTooLarge(Exception):
     def __init__(self, limit: int, *, decoded: bool = False) -> None:
         super().__init__(f"request body is larger than {limit} bytes")
@@ -111,13 +114,20 @@ class Request:
             return
         self.body_read = True
         size = 0
-        while size <= limit:
-            message = await self.receive()
-            if message["type"] != "http.request":
-                return
-            size += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return
+        head: list[bytes] = []  # the first DRAIN_KEEP bytes: a refused request is kept with them
+        try:
+            while size <= limit:
+                message = await self.receive()
+                if message["type"] != "http.request":
+                    return
+                chunk = message.get("body", b"")
+                if size < DRAIN_KEEP:
+                    head.append(chunk[: DRAIN_KEEP - size])
+                size += len(chunk)
+                if not message.get("more_body", False):
+                    return
+        finally:
+            self.extra["drained"] = (b"".join(head), size)
 
 
 def pairs_to_dict(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -180,7 +190,3 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
     response = json_response(status, {"error": message, **extra})
     response.reason = message
     return response
-
-
-def text_response(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Response:
-    return Response(status, text.encode(), [("content-type", content_type)])

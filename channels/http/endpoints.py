@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import time
 
 import structlog
 import trio
 
 from channels.http import access, cors, jwt_auth, pipeline
 from channels.http.asgi import Request, Response, Send, error_response, json_response
-from channels.http.pipeline import Refused
-from channels.http.replies import body_response, reply_response, to_ack
+from channels.http.pipeline import HttpContext, Refused
+from channels.http.replies import body_response, reply_response
 from channels.http.responder import HttpResponder
 from channels.http.routes import HttpSource
-from channels.intake import JournalUnavailable, Overloaded
 from engine.entity import Entity
-
-if TYPE_CHECKING:
-    from channels.http.app import HttpChannel
 
 log = structlog.get_logger("router.http")
 
@@ -26,22 +22,42 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")  # HEAD: as GET, without the
 SYNC_HOLD_LIMIT = 600.0  # a sync run still queued after this long gets the 202 answer
 
 
-def _cors_domains(channel: HttpChannel, source: HttpSource) -> list[str]:
+def _cors_domains(channel: HttpContext, source: HttpSource) -> list[str]:
     raw = channel.intake.render(source.config.cors_domains or "", {})
     return [d.strip() for d in raw.split(",") if d.strip()]
 
 
-def _authenticate(channel: HttpChannel, request: Request, source: HttpSource) -> list[object]:
+def _jwt_pairs(channel: HttpContext, source: HttpSource) -> list[tuple[str, str]]:
+    """(iss, secret) pairs accepted now: the config's values win over the generated ones; during
+    a rotation's grace the previous pair too (pinned parts stay as they are)."""
     cfg = source.config
-    issuer = channel.intake.render(cfg.endpoint_key or "", {})
-    secret = channel.intake.render(cfg.endpoint_secret or "", {})
-    outcome = jwt_auth.verify(jwt_auth.token_from_headers(request.headers), issuer=issuer, secret=secret)
-    if isinstance(outcome, jwt_auth.JwtFailure):
-        raise Refused(error_response(outcome.status, outcome.error, reason=outcome.reason))
-    return jwt_auth.jwt_data(outcome)
+    issuer = channel.intake.render(cfg.endpoint_key, {}) if cfg.endpoint_key else source.jwt_key or ""
+    secret = (
+        channel.intake.render(cfg.endpoint_secret, {}) if cfg.endpoint_secret else source.jwt_secret or ""
+    )
+    pairs = [(issuer, secret)]
+    old = source.grace(time.time())
+    if old is not None and (old.jwt_key or old.jwt_secret):
+        pairs.append((old.jwt_key or issuer, old.jwt_secret or secret))
+    return [(i, s) for i, s in pairs if s]  # an empty HMAC key would accept tokens anyone can sign
 
 
-async def handle(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:
+def _authenticate(channel: HttpContext, request: Request, source: HttpSource) -> list[object]:
+    token = jwt_auth.token_from_headers(request.headers)
+    first: jwt_auth.JwtFailure | None = None
+    pairs = _jwt_pairs(channel, source)
+    if not pairs:
+        raise Refused(error_response(500, "endpoint_secret renders empty: no JWT can be checked"))
+    for issuer, secret in pairs:
+        outcome = jwt_auth.verify(token, issuer=issuer, secret=secret)
+        if not isinstance(outcome, jwt_auth.JwtFailure):
+            return jwt_auth.jwt_data(outcome)
+        first = first or outcome  # the current pair's reason: the previous one is on its way out
+    assert first is not None
+    raise Refused(error_response(first.status, first.error, reason=first.reason))
+
+
+async def handle(channel: HttpContext, request: Request, send: Send, source: HttpSource) -> Response | None:
     cfg = source.config
     if request.method not in METHODS:
         return error_response(405, f"method {request.method} not allowed").header("allow", ", ".join(METHODS))
@@ -61,45 +77,38 @@ async def handle(channel: HttpChannel, request: Request, send: Send, source: Htt
     return response
 
 
-async def _accept(channel: HttpChannel, request: Request, send: Send, source: HttpSource) -> Response | None:
+async def _accept(channel: HttpContext, request: Request, send: Send, source: HttpSource) -> Response | None:
     cfg = source.config
     await access.check_access(request, source)
-    await pipeline.read_body(request, source, channel.settings)
+    await pipeline.read_body(request, source, channel.cfg.http.max_body)
     pipeline.check_signature(request, source)
     jwt_data = _authenticate(channel, request, source) if cfg.add_authentication else None
     pipeline.check_rate(channel.limits, source)
-    data = await pipeline.parse(request, channel.settings)
+    data = await pipeline.parse(request, channel.files_dir)
     if jwt_data is not None:
         data["__headers"]["__jwt_data"] = jwt_data
-    entity = Entity("endpoints", source.source, data)
+    entity = Entity("endpoints", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
     rtype = cfg.return_type
 
     if rtype in ("data", "html", "redirect"):
         template = {"data": cfg.return_data, "html": cfg.return_html, "redirect": cfg.return_redirect}[rtype]
         response = body_response(rtype, channel.intake.render(template or "", data, html=rtype == "html"))
-        try:
-            sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))
-        except (Overloaded, JournalUnavailable) as exc:
-            return pipeline.unavailable(exc)
-        if sub.duplicate:
-            return channel.replayed(sub)
-        return response
+        return await pipeline.submit_and_answer(channel.intake, entity, key, response)
 
     responder = HttpResponder(entity.id, stream=rtype == "sse")
-    try:
-        sub = await channel.intake.submit(entity, dedup_key=key, responder=responder)
-    except (Overloaded, JournalUnavailable) as exc:
-        return pipeline.unavailable(exc)
-    if sub.duplicate:
-        return channel.replayed(sub)
+    sub = await pipeline.submit_held(channel.intake, entity, key, responder)
+    if isinstance(sub, Response):
+        return sub  # a repeat: its original answer
     if rtype == "sse":
         await stream_events(channel, request, send, responder, entity.id)
         return None
     # Sync runs hold the caller until the first respond (or the runs' end, bounded by their
     # run_timeout); async ones get a 202 with the signal id after response_timeout.
     hold = max(cfg.response_timeout, SYNC_HOLD_LIMIT) if sub.sync else cfg.response_timeout
-    reply = await responder.wait_reply(hold)
+    with trio.move_on_after(hold):
+        await responder.wait_reply()
+    reply = responder.reply
     if reply is not None:
         response = reply_response(reply)
     elif responder.finished.is_set():
@@ -116,7 +125,7 @@ def _frame(event: str, data: str) -> bytes:
 
 
 async def stream_events(
-    channel: HttpChannel, request: Request, send: Send, responder: HttpResponder, signal_id: str
+    channel: HttpContext, request: Request, send: Send, responder: HttpResponder, signal_id: str
 ) -> None:
     """True streaming: each `emit` is flushed as it happens; the run survives a disconnect."""
     assert responder.frames is not None
@@ -137,7 +146,7 @@ async def stream_events(
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
         while True:
-            with trio.move_on_after(channel.settings.sse_keepalive) as idle:
+            with trio.move_on_after(channel.cfg.http.sse_keepalive) as idle:
                 try:
                     event, data = await responder.frames.receive()
                 except trio.EndOfChannel:

@@ -19,23 +19,17 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
 from channels.http import access, pipeline
-from channels.http.app import EXTRA_HANDLERS
-from channels.http.asgi import Request, Response
-from channels.http.pipeline import Refused
-from channels.http.replies import safe_location, to_ack
+from channels.http.asgi import Request, Response, Send
+from channels.http.pipeline import HttpContext, Refused
+from channels.http.replies import safe_location
 from channels.http.routes import HttpSource
-from channels.intake import JournalUnavailable, Overloaded
 from engine.entity import Entity
-
-if TYPE_CHECKING:
-    from channels.http.app import HttpChannel
 
 log = structlog.get_logger("router.http")
 
@@ -127,21 +121,21 @@ def origin_problem(request: Request, allowed: list[str]) -> str | None:
     return None
 
 
-def _redirect_target(channel: HttpChannel, source: HttpSource, data: dict[str, Any]) -> str:
+def _redirect_target(channel: HttpContext, source: HttpSource, data: dict[str, Any]) -> str:
     template = source.config.redirect or ""
     if not template.strip():
         return ""
     return safe_location(channel.intake.render(template, data))
 
 
-def success(channel: HttpChannel, source: HttpSource, data: dict[str, Any]) -> Response:
+def success(channel: HttpContext, source: HttpSource, data: dict[str, Any]) -> Response:
     target = _redirect_target(channel, source, data)
     if not target:
         return thanks_page()
     return Response(303, b"", [("location", target)])
 
 
-async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+async def handle(channel: HttpContext, request: Request, send: Send, source: HttpSource) -> Response:
     if request.method != "POST":
         response = page(405, _TITLES[405], f"This address takes form posts (POST), not {request.method}.")
         return response.header("allow", "POST")
@@ -161,10 +155,9 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
         return as_page(refused.response, request.request_id)
 
 
-async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
-    settings = channel.settings
+async def _accept(channel: HttpContext, request: Request, source: HttpSource) -> Response:
     await access.check_access(request, source)
-    body = await pipeline.read_body(request, source, settings)
+    body = await pipeline.read_body(request, source, channel.cfg.http.max_body)
     ctype = request.content_type
     if ctype not in FORM_TYPES:
         got = f"a body of type {ctype}" if ctype else ("a body without a content type" if body else "no body")
@@ -179,7 +172,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
     # Parse without keeping uploads first: a bot's files are never written to disk.
-    data = await pipeline.parse(request, _without_files(settings))
+    data = await pipeline.parse(request, None)
     trap = source.config.honeypot
     if trap and str(data.get(trap) or "").strip():
         log.info(
@@ -190,23 +183,9 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
         )
         return success(channel, source, data)
     if data.get("__files"):
-        data = await pipeline.parse(request, settings)
+        data = await pipeline.parse(request, channel.files_dir)
     if trap:
         data.pop(trap, None)
-    entity = Entity("forms", source.source, data)
+    entity = Entity("forms", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
-    response = success(channel, source, data)
-    try:
-        sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))
-    except (Overloaded, JournalUnavailable) as exc:
-        raise Refused(pipeline.unavailable(exc)) from exc
-    if sub.duplicate:
-        return channel.replayed(sub)
-    return response
-
-
-def _without_files(settings: pipeline.HttpSettings) -> pipeline.HttpSettings:
-    return replace(settings, files_dir=None)
-
-
-EXTRA_HANDLERS["forms"] = handle
+    return await pipeline.submit_and_answer(channel.intake, entity, key, success(channel, source, data))

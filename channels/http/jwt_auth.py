@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 ALGORITHMS = ["HS256", "HS384", "HS512"]
 LEEWAY = 60
 
@@ -35,6 +33,8 @@ def verify(token: str | None, *, issuer: str, secret: str) -> dict[str, Any] | J
         return JwtFailure(
             403, "forbidden", "missing token: send Authorization: Bearer <jwt> or a token header"
         )
+    import jwt  # PyJWT pulls in cryptography (~50 ms, ~5 MB at start-up): only for endpoints with a secret
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:  # DecodeError, and PyJWT's checks of kid/crit/b64 in the header

@@ -1,12 +1,13 @@
-"""Steps every HTTP source shares: body limit, signature, rate limit, parsing, idempotency."""
+"""Steps every HTTP source shares: body limit, signature, rate limit, parsing, idempotency,
+and the journal (`submit_and_answer`, `submit_held`): what a handler in this package needs of the
+channel is `HttpContext`, so the handlers never import the app that routes to them."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -22,8 +23,33 @@ from channels.http.parsing import (
     request_meta,
 )
 from channels.http.ratelimit import RateLimits, SharedRateLimits
+from channels.http.replies import from_ack, to_ack
 from channels.http.routes import HttpSource
-from channels.intake import Intake, JournalUnavailable, Overloaded
+from channels.intake import CallerResponder, Intake, JournalUnavailable, Overloaded, Submission
+from config import Config
+from engine.entity import Entity
+
+
+class HttpContext(Protocol):
+    """What a source kind's handler uses of the HTTP channel (`channels.http.app.HttpChannel`)."""
+
+    @property
+    def intake(self) -> Intake: ...
+
+    @property
+    def cfg(self) -> Config: ...
+
+    @property
+    def files_dir(self) -> Path:
+        """Where uploaded files are kept."""
+        ...
+
+    @property
+    def limits(self) -> RateLimits | SharedRateLimits: ...
+
+    async def remember_ack(self, signal_id: str, response: Response) -> None:
+        """A held caller's answer, kept for a repeat of its idempotency key."""
+        ...
 
 
 class Refused(Exception):
@@ -34,20 +60,9 @@ class Refused(Exception):
         self.response = response
 
 
-@dataclass
-class HttpSettings:
-    max_body: int = 1024 * 1024
-    files_dir: Path | None = None
-    public_url: str = "http://127.0.0.1:8080"
-    trust_proxy: bool = False
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
-    twilio_auth_token: str | None = None
-    sse_keepalive: float = 15.0
-    access_log: bool = False
-
-
-async def read_body(request: Request, source: HttpSource, settings: HttpSettings) -> bytes:
-    limit = getattr(source.config, "max_body", None) or settings.max_body
+async def read_body(request: Request, source: HttpSource, max_body: int) -> bytes:
+    """The body, within the source's `max_body` or else `[http] max_body`."""
+    limit = getattr(source.config, "max_body", None) or max_body
     try:
         decoder = decoder_for(request.headers.get("content-encoding"), limit)
         return await request.read_body(limit, decoder)
@@ -88,18 +103,19 @@ async def _parsed(request: Request, fn: Callable[[], dict[str, Any]]) -> dict[st
     return await trio.to_thread.run_sync(fn, limiter=_parse_threads)
 
 
-async def parse(request: Request, settings: HttpSettings) -> dict[str, Any]:
-    return await _parsed(request, lambda: parse_now(request, settings))
+async def parse(request: Request, files_dir: Path | None) -> dict[str, Any]:
+    """The body as `__data`; uploads are written under `files_dir` (None: not kept)."""
+    return await _parsed(request, lambda: parse_now(request, files_dir))
 
 
-def parse_now(request: Request, settings: HttpSettings) -> dict[str, Any]:
+def parse_now(request: Request, files_dir: Path | None) -> dict[str, Any]:
     try:
-        return build_data(request, settings.files_dir)
+        return build_data(request, files_dir)
     except BadBody as exc:
         raise Refused(error_response(400, str(exc))) from exc
 
 
-async def parse_json_request(request: Request, settings: HttpSettings) -> dict[str, Any]:
+async def parse_json_request(request: Request) -> dict[str, Any]:
     return await _parsed(request, lambda: parse_json_now(request))
 
 
@@ -139,3 +155,58 @@ def unavailable(exc: Exception) -> Response:
 
 def accepted(signal_id: str, **extra: Any) -> Response:
     return json_response(200, {"status": "accepted", "signal_id": signal_id, **extra})
+
+
+def replayed(sub: Submission) -> Response:
+    """The answer to a repeat of an idempotency key: the original acknowledgement, no run."""
+    if sub.ack:
+        return from_ack(sub.ack)
+    return json_response(200, {"status": "duplicate", "signal_id": sub.signal_id}).header(
+        "idempotent-replayed", "true"
+    )
+
+
+async def _submit(
+    intake: Intake,
+    entity: Entity,
+    key: str | None,
+    *,
+    ack: Response | None = None,
+    responder: CallerResponder | None = None,
+) -> Submission:
+    try:
+        return await intake.submit(
+            entity, dedup_key=key, responder=responder, ack=to_ack(ack) if ack is not None else None
+        )
+    except (Overloaded, JournalUnavailable) as exc:
+        raise Refused(unavailable(exc)) from exc
+
+
+async def submit_and_answer(
+    intake: Intake,
+    entity: Entity,
+    key: str | None,
+    answer: Response,
+    *,
+    replay: Callable[[Submission], Response] = replayed,
+) -> Response:
+    """For an answer known before the journal: journal `entity` with `answer` as its
+    acknowledgement and return `answer`, or the original answer to a repeat of `key`. Raises
+    `Refused` (503) when nothing was accepted."""
+    sub = await _submit(intake, entity, key, ack=answer)
+    return replay(sub) if sub.duplicate else answer
+
+
+async def submit_held(
+    intake: Intake,
+    entity: Entity,
+    key: str | None,
+    responder: CallerResponder,
+    *,
+    replay: Callable[[Submission], Response] = replayed,
+) -> Submission | Response:
+    """For a caller held for what the runs answer through `responder`: the Submission (the
+    caller waits), or the original answer to a repeat of `key` (nothing runs). Raises `Refused`
+    (503) when nothing was accepted."""
+    sub = await _submit(intake, entity, key, responder=responder)
+    return replay(sub) if sub.duplicate else sub

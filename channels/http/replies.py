@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 from channels.http.asgi import Response
@@ -29,6 +30,20 @@ def safe_location(rendered: str) -> str:
 
 def detect_content_type(body: bytes) -> str:
     """Flexie's `data` return type: JSON, XML or HTML detected, else text."""
+    if len(body) <= _CACHED_BODY:
+        return _cached_content_type(body)
+    return _content_type(body)
+
+
+_CACHED_BODY = 512  # a `return_data` without per-signal values renders the same bytes every time
+
+
+@lru_cache(maxsize=256)
+def _cached_content_type(body: bytes) -> str:
+    return _content_type(body)
+
+
+def _content_type(body: bytes) -> str:
     stripped = body.lstrip()
     if stripped[:1] in (b"{", b"[", b'"') or stripped in (b"true", b"false", b"null"):
         try:

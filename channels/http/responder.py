@@ -51,15 +51,14 @@ class HttpResponder:
             if self._frames_send is not None:
                 self._frames_send.close()
 
-    async def wait_reply(self, timeout: float) -> Reply | None:
-        """The first reply, or None if the runs finished (or `timeout` passed) without one."""
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
+    async def wait_reply(self) -> Reply | None:
+        """The first reply, or None if the runs finished without one (bound it with a cancel scope)."""
+        async with trio.open_nursery() as nursery:
 
-                async def watch(event: trio.Event) -> None:
-                    await event.wait()
-                    nursery.cancel_scope.cancel()
+            async def watch(event: trio.Event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
 
-                nursery.start_soon(watch, self.replied)
-                nursery.start_soon(watch, self.finished)
+            nursery.start_soon(watch, self.replied)
+            nursery.start_soon(watch, self.finished)
         return self.reply

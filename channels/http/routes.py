@@ -1,9 +1,22 @@
-"""What the HTTP channel serves: a table of sources, swapped atomically on reload."""
+"""What the HTTP channel serves: a table of sources, swapped atomically on reload.
+
+During a rotation's grace period a source answers with its previous credentials too: the old
+endpoint URL is a second entry in `endpoints` (with `expires`), the old API key and JWT pair sit
+in `previous`. Each request compares the deadline with the clock, so expiry needs no rebuild.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass
+class Previous:
+    until: float  # epoch seconds
+    api_key: str | None = None
+    jwt_key: str | None = None
+    jwt_secret: str | None = None
 
 
 @dataclass
@@ -15,10 +28,20 @@ class HttpSource:
     api_key: str | None = None
     first_hash: str | None = None
     second_hash: str | None = None
+    jwt_key: str | None = None  # generated: used when the config sets no endpoint_key / endpoint_secret
+    jwt_secret: str | None = None
+    previous: Previous | None = None
+    expires: float | None = None  # this entry is a previous endpoint URL, answered until then
 
     @property
     def source(self) -> str:
         return f"{self.kind}.{self.name}"
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
+
+    def grace(self, now: float) -> Previous | None:
+        return self.previous if self.previous is not None and now < self.previous.until else None
 
 
 @dataclass

@@ -18,7 +18,7 @@ STRIPE_TOLERANCE = 300
 SLACK_TOLERANCE = 300
 STANDARD_TOLERANCE = 300
 
-Verifier = Callable[[Any, dict[str, str], bytes, float], "str | None"]
+Verifier = Callable[[Any, str, dict[str, str], bytes, float], "str | None"]
 
 
 def _mac(key: bytes, payload: bytes) -> bytes:
@@ -37,15 +37,15 @@ def _timestamp_problem(raw: str | None, now: float, tolerance: int) -> str | Non
     return None
 
 
-def verify_github(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
+def verify_github(cfg: Any, secret: str, headers: dict[str, str], body: bytes, now: float) -> str | None:
     given = headers.get("x-hub-signature-256", "")
     if not given.startswith("sha256="):
         return "missing X-Hub-Signature-256 header"
-    expected = "sha256=" + _mac(cfg.signing_secret.encode(), body).hex()
+    expected = "sha256=" + _mac(secret.encode(), body).hex()
     return None if hmac.compare_digest(given.encode(), expected.encode()) else "signature mismatch"
 
 
-def verify_stripe(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
+def verify_stripe(cfg: Any, secret: str, headers: dict[str, str], body: bytes, now: float) -> str | None:
     raw = headers.get("stripe-signature", "")
     parts: dict[str, list[str]] = {}
     for item in raw.split(","):
@@ -55,22 +55,22 @@ def verify_stripe(cfg: Any, headers: dict[str, str], body: bytes, now: float) ->
     problem = _timestamp_problem(ts, now, STRIPE_TOLERANCE)
     if problem:
         return problem if raw else "missing Stripe-Signature header"
-    expected = _mac(cfg.signing_secret.encode(), f"{ts}.".encode() + body).hex().encode()
+    expected = _mac(secret.encode(), f"{ts}.".encode() + body).hex().encode()
     ok = False
     for candidate in parts.get("v1", []):
         ok |= hmac.compare_digest(candidate.encode(), expected)
     return None if ok else "signature mismatch"
 
 
-def verify_shopify(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
+def verify_shopify(cfg: Any, secret: str, headers: dict[str, str], body: bytes, now: float) -> str | None:
     given = headers.get("x-shopify-hmac-sha256", "")
     if not given:
         return "missing X-Shopify-Hmac-Sha256 header"
-    expected = base64.b64encode(_mac(cfg.signing_secret.encode(), body))
+    expected = base64.b64encode(_mac(secret.encode(), body))
     return None if hmac.compare_digest(given.strip().encode(), expected) else "signature mismatch"
 
 
-def verify_slack(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
+def verify_slack(cfg: Any, secret: str, headers: dict[str, str], body: bytes, now: float) -> str | None:
     ts = headers.get("x-slack-request-timestamp")
     given = headers.get("x-slack-signature", "")
     if not given:
@@ -78,7 +78,7 @@ def verify_slack(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> 
     problem = _timestamp_problem(ts, now, SLACK_TOLERANCE)
     if problem:
         return problem
-    expected = "v0=" + _mac(cfg.signing_secret.encode(), f"v0:{ts}:".encode() + body).hex()
+    expected = "v0=" + _mac(secret.encode(), f"v0:{ts}:".encode() + body).hex()
     return None if hmac.compare_digest(given.encode(), expected.encode()) else "signature mismatch"
 
 
@@ -97,7 +97,7 @@ def _standard_key(secret: str) -> bytes:
 STANDARD_FAMILIES = ("webhook", "svix")
 
 
-def verify_standard(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
+def verify_standard(cfg: Any, secret: str, headers: dict[str, str], body: bytes, now: float) -> str | None:
     family = next(
         (f for f in STANDARD_FAMILIES if headers.get(f"{f}-id") and headers.get(f"{f}-signature")), None
     )
@@ -109,7 +109,7 @@ def verify_standard(cfg: Any, headers: dict[str, str], body: bytes, now: float) 
     problem = _timestamp_problem(ts, now, STANDARD_TOLERANCE)
     if problem:
         return problem
-    expected = base64.b64encode(_mac(_standard_key(cfg.signing_secret), f"{msg_id}.{ts}.".encode() + body))
+    expected = base64.b64encode(_mac(_standard_key(secret), f"{msg_id}.{ts}.".encode() + body))
     ok = False
     for item in given.split():
         version, _, sig = item.partition(",")
@@ -118,7 +118,7 @@ def verify_standard(cfg: Any, headers: dict[str, str], body: bytes, now: float) 
     return None if ok else "signature mismatch"
 
 
-def verify_generic(cfg: Any, headers: dict[str, str], body: bytes, now: float) -> str | None:
+def verify_generic(cfg: Any, secret: str, headers: dict[str, str], body: bytes, now: float) -> str | None:
     header = (cfg.signature_header or "x-signature").lower()
     given = headers.get(header, "")
     if not given:
@@ -127,7 +127,7 @@ def verify_generic(cfg: Any, headers: dict[str, str], body: bytes, now: float) -
     if prefix and not given.startswith(prefix):
         return f"signature must start with {prefix!r}"
     given = given[len(prefix) :].strip()
-    digest = _mac(cfg.signing_secret.encode(), body)
+    digest = _mac(secret.encode(), body)
     if (cfg.signature_encoding or "hex") == "base64":
         expected = base64.b64encode(digest)
     else:
@@ -146,9 +146,23 @@ VERIFIERS: dict[str, Verifier] = {
 }
 
 
+def secrets_of(cfg: Any) -> list[str]:
+    """`signing_secret` as a list: one secret, or several during a provider's rotation."""
+    value = getattr(cfg, "signing_secret", None)
+    return [value] if isinstance(value, str) and value else [v for v in value or [] if v]
+
+
 def check(cfg: Any, headers: dict[str, str], body: bytes, now: float | None = None) -> str | None:
-    """None if the source needs no signature or the signature holds; else the reason."""
+    """None if the source needs no signature or the signature holds with any of its secrets
+    (several during a provider's rotation); else the reason the first secret gave."""
     scheme = getattr(cfg, "signature", None)
     if not scheme:
         return None
-    return VERIFIERS[scheme](cfg, headers, body, time.time() if now is None else now)
+    verify, at = VERIFIERS[scheme], time.time() if now is None else now
+    first: str | None = "no signing_secret"
+    for index, secret in enumerate(secrets_of(cfg)):
+        problem = verify(cfg, secret, headers, body, at)
+        if problem is None:
+            return None
+        first = problem if index == 0 else first
+    return first

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
@@ -23,17 +23,14 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.http import access, pipeline
-from channels.http.app import EXTRA_HANDLERS
-from channels.http.asgi import Request, Response, error_response
-from channels.http.pipeline import HttpSettings, Refused
-from channels.http.replies import from_ack, to_ack
+from channels.http.asgi import Request, Response, Send, error_response
+from channels.http.pipeline import HttpContext, Refused
+from channels.http.replies import from_ack
 from channels.http.responder import HttpResponder
 from channels.http.routes import HttpSource
-from channels.intake import JournalUnavailable, Overloaded, Submission
+from channels.intake import Submission
+from config import RouterSettings
 from engine.entity import Entity
-
-if TYPE_CHECKING:
-    from channels.http.app import HttpChannel
 
 log = structlog.get_logger("router.http")
 
@@ -48,10 +45,10 @@ class _Params(dict[str, list[str]]):
         return self[name]
 
 
-def public_request_url(request: Request, settings: HttpSettings) -> str:
-    """The URL Twilio called, as it signed it."""
-    base = settings.public_url.rstrip("/")
-    if settings.trust_proxy:
+def public_request_url(request: Request, router: RouterSettings) -> str:
+    """The URL Twilio called, as it signed it (`[router] public_url`, or the proxy's headers)."""
+    base = router.public_url.rstrip("/")
+    if router.trust_proxy:
         proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
         host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
         if proto and host:
@@ -60,8 +57,8 @@ def public_request_url(request: Request, settings: HttpSettings) -> str:
     return f"{base}{request.path}{query}"
 
 
-def signature_valid(request: Request, params: _Params, settings: HttpSettings) -> bool:
-    token = settings.twilio_auth_token
+def signature_valid(request: Request, params: _Params, router: RouterSettings, token: str | None) -> bool:
+    """`token`: `[twilio] auth_token`."""
     signature = request.headers.get("x-twilio-signature", "")
     if not token:
         log.error("twilio webhook refused: no [twilio] auth_token configured", path=request.path)
@@ -69,7 +66,7 @@ def signature_valid(request: Request, params: _Params, settings: HttpSettings) -
     if not signature:
         return False
     algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
-    url = public_request_url(request, settings)
+    url = public_request_url(request, router)
     try:
         return bool(RequestValidator(token).validate(url, params, signature, algorithm))
     except ValueError:  # urlparse refuses the URL (bad port or IPv6 host from X-Forwarded-Host)
@@ -134,14 +131,7 @@ def _replayed(sub: Submission) -> Response:
     return from_ack(sub.ack) if sub.ack else twiml([])
 
 
-def _has_sync_listener(channel: HttpChannel, source: HttpSource) -> bool:
-    listeners = getattr(channel.intake, "listeners", None)
-    if listeners is None:
-        return False
-    return any(getattr(w, "run_mode", "async") == "sync" for w in listeners(source.source))
-
-
-async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+async def handle(channel: HttpContext, request: Request, send: Send, source: HttpSource) -> Response:
     if request.method not in ("POST", "GET", "HEAD"):
         return error_response(405, f"method {request.method} not allowed; use POST").header(
             "allow", "POST, GET, HEAD"
@@ -152,35 +142,27 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
         return refused.response
 
 
-async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
-    settings = channel.settings
+async def _accept(channel: HttpContext, request: Request, source: HttpSource) -> Response:
+    cfg = channel.cfg
     await access.check_access(request, source)
-    await pipeline.read_body(request, source, settings)
-    if not signature_valid(request, _form(request), settings):
+    await pipeline.read_body(request, source, cfg.http.max_body)
+    if not signature_valid(request, _form(request), cfg.router, cfg.twilio.auth_token):
         raise Refused(error_response(403, "invalid Twilio signature"))
     pipeline.check_rate(channel.limits, source)
-    data = await pipeline.parse(request, settings)
-    entity = Entity(source.kind, source.source, data)
+    data = await pipeline.parse(request, channel.files_dir)
+    entity = Entity(source.kind, source.source, data, raw=request.body)
     fields = {k: v for k, v in data.items() if not k.startswith("__")}
     message = message_fields(fields, source.kind, entity.received_at)
     data["incoming_whatsapp" if source.kind == "whatsapp" else "incoming_sms"] = message
     key = pipeline.dedup_key(request, source, data, channel.intake) or message["message_sid"] or None
 
-    if not _has_sync_listener(channel, source):
-        response = twiml([])
-        try:
-            sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))
-        except (Overloaded, JournalUnavailable) as exc:
-            return pipeline.unavailable(exc)
-        return _replayed(sub) if sub.duplicate else response
+    if not channel.intake.has_sync_listener(source.source):
+        return await pipeline.submit_and_answer(channel.intake, entity, key, twiml([]), replay=_replayed)
 
     responder = HttpResponder(entity.id)
-    try:
-        sub = await channel.intake.submit(entity, dedup_key=key, responder=responder)
-    except (Overloaded, JournalUnavailable) as exc:
-        return pipeline.unavailable(exc)
-    if sub.duplicate:
-        return _replayed(sub)
+    sub = await pipeline.submit_held(channel.intake, entity, key, responder, replay=_replayed)
+    if isinstance(sub, Response):
+        return sub  # Twilio's retry of a message already taken
     with trio.move_on_after(REPLY_TIMEOUT):
         await responder.finished.wait()
     if not responder.finished.is_set():
@@ -188,7 +170,3 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
     response = twiml(list(responder.twiml))
     await channel.remember_ack(entity.id, response)
     return response
-
-
-EXTRA_HANDLERS["sms"] = handle
-EXTRA_HANDLERS["whatsapp"] = handle

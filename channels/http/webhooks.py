@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
+import time
 
 from channels.http import access, pipeline
-from channels.http.asgi import Request, Response, error_response
+from channels.http.asgi import Request, Response, Send, error_response
 from channels.http.parsing import is_json_type
-from channels.http.pipeline import Refused
-from channels.http.replies import to_ack
+from channels.http.pipeline import HttpContext, Refused
 from channels.http.routes import HttpSource
-from channels.intake import JournalUnavailable, Overloaded
 from engine.entity import Entity
-
-if TYPE_CHECKING:
-    from channels.http.app import HttpChannel
 
 
 def _given_key(request: Request) -> str:
@@ -29,7 +24,7 @@ def key_matches(given: str, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode(), (expected or "\x00" * 43).encode()) and expected is not None
 
 
-async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+async def handle(channel: HttpContext, request: Request, send: Send, source: HttpSource) -> Response:
     if request.method != "POST":
         return error_response(405, f"method {request.method} not allowed; use POST").header("allow", "POST")
     try:
@@ -38,14 +33,17 @@ async def handle(channel: HttpChannel, request: Request, source: HttpSource) -> 
         return refused.response
 
 
-async def _accept(channel: HttpChannel, request: Request, source: HttpSource) -> Response:
+async def _accept(channel: HttpContext, request: Request, source: HttpSource) -> Response:
     await access.check_access(request, source)
     given = _given_key(request)
     if not given:
         raise Refused(error_response(401, "missing API key: add ?apiKey=KEY or an X-Api-Key header"))
-    if not key_matches(given, source.api_key):
+    old = source.grace(time.time())
+    current = key_matches(given, source.api_key)
+    previous = key_matches(given, old.api_key if old else None)  # compared either way: same timing
+    if not (current or previous):
         raise Refused(error_response(401, "invalid API key"))
-    body = await pipeline.read_body(request, source, channel.settings)
+    body = await pipeline.read_body(request, source, channel.cfg.http.max_body)
     ctype = request.content_type
     if ctype and not is_json_type(ctype):
         raise Refused(error_response(400, f"content type {ctype!r} is not JSON; send application/json"))
@@ -53,14 +51,7 @@ async def _accept(channel: HttpChannel, request: Request, source: HttpSource) ->
         raise Refused(error_response(400, "empty body: send a JSON document"))
     pipeline.check_signature(request, source)
     pipeline.check_rate(channel.limits, source)
-    data = await pipeline.parse_json_request(request, channel.settings)
-    entity = Entity("webhooks", source.source, data)
+    data = await pipeline.parse_json_request(request)
+    entity = Entity("webhooks", source.source, data, raw=request.body)
     key = pipeline.dedup_key(request, source, data, channel.intake)
-    response = pipeline.accepted(entity.id)
-    try:
-        sub = await channel.intake.submit(entity, dedup_key=key, ack=to_ack(response))
-    except (Overloaded, JournalUnavailable) as exc:
-        return pipeline.unavailable(exc)
-    if sub.duplicate:
-        return channel.replayed(sub)
-    return response
+    return await pipeline.submit_and_answer(channel.intake, entity, key, pipeline.accepted(entity.id))

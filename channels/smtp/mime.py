@@ -50,11 +50,11 @@ def _parse_email(
     parser: BytesParser[Any], raw: bytes, *, files_dir: Path | None, received_at: str
 ) -> dict[str, Any]:
     try:
-        msg: EmailMessage = parser.parsebytes(raw)  # type: ignore[assignment]
+        msg: EmailMessage = parser.parsebytes(raw)
     except RecursionError:
         # The stdlib parser recurses once per nested part: a message nested a few hundred levels
         # deep is kept with its top headers and its whole body as a single part.
-        msg = parser.parsebytes(raw, headersonly=True)  # type: ignore[assignment]
+        msg = parser.parsebytes(raw, headersonly=True)
     sender, to, cc = _addresses(msg, "from"), _addresses(msg, "to"), _addresses(msg, "cc")
     text_part = _body_part(msg, "plain")
     html_part = _body_part(msg, "html")
@@ -201,7 +201,7 @@ def _date(msg: Message) -> str:
 def _leaves(part: Message) -> Iterator[Message]:
     """Every non-multipart part, depth first; an attached message (message/rfc822) is one leaf."""
     if part.get_content_maintype() == "multipart" and part.is_multipart():
-        for sub in part.get_payload():  # type: ignore[union-attr]
+        for sub in part.get_payload():
             if isinstance(sub, Message):
                 yield from _leaves(sub)
     else:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +164,13 @@ class RouterSMTP(SMTP):
         self.last_routing = None
         if not arg:
             return "", ""
+        plain = plain_angle_addr(arg)
+        if plain is not None:
+            addr, rest = plain
+            localpart = addr.rpartition("@")[0]
+            if self.local_part_limit and len(localpart) > self.local_part_limit:
+                return None, None
+            return addr, rest
         address: Any
         try:
             if arg.lstrip().startswith("<"):
@@ -172,7 +180,7 @@ class RouterSMTP(SMTP):
         except HeaderParseError:
             return None, None
         self.last_routing = routing_in(address)
-        addr: str = address.addr_spec
+        addr = str(address.addr_spec)
         localpart, _, _ = addr.rpartition("@")
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None
@@ -183,7 +191,7 @@ class RouterSMTP(SMTP):
             self.transport.write(f"421 4.3.2 {self.hostname} Service shutting down\r\n".encode())  # type: ignore[attr-defined]
             self.transport.close()
 
-    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's naming
+    async def smtp_DATA(self, arg: str) -> None:  # aiosmtpd's naming
         if await self.check_helo_needed():
             return
         if await self.check_auth_needed("DATA"):
@@ -256,6 +264,24 @@ class RouterSMTP(SMTP):
             raise
         finally:
             reader._limit = saved_limit  # type: ignore[attr-defined]
+
+
+# `<local@host.name>` written plainly: a dot-atom local part without the marks of routing (see
+# routing_in) and a host name. Nearly every MAIL FROM and RCPT TO is one; the header parser this
+# skips cost ~7 % of the SMTP worker's CPU at 2 KB messages.
+_ATEXT = r"[A-Za-z0-9#$&'*+/=?^_`{|}~-]+"
+_PLAIN_ANGLE = re.compile(rf"[ \t]*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*")
+
+
+def plain_angle_addr(arg: str) -> tuple[str, str] | None:
+    """(address, rest) as `get_angle_addr` gives them, for a plain `<local@host>`; else None."""
+    match = _PLAIN_ANGLE.match(arg)
+    if match is None:
+        return None
+    rest = arg[match.end() :]
+    if rest[:1] in ("(", "\r", "\n"):
+        return None  # a comment (or a line break) after it: the parser's business
+    return match.group(1), rest
 
 
 def routing_in(address: Any) -> str | None:

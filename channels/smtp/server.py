@@ -22,9 +22,9 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import trio
@@ -32,6 +32,7 @@ import trio
 from channels.intake import Intake, JournalUnavailable, Overloaded, Submission
 from channels.smtp.ipc import FrameReader, pack
 from channels.smtp.protocol import limits_from
+from config import Config
 from engine.entity import Entity
 
 log = structlog.get_logger("router.smtp")
@@ -44,6 +45,12 @@ BIND_RETRY = 5.0  # a previous worker may still hold the port for a moment after
 async def deliver(intake: Intake, batch: list[Entity], key: str | None) -> list[Submission | BaseException]:
     """Journal one message's signals (one per mailbox) concurrently; each one's outcome."""
     results: list[Submission | BaseException] = [RuntimeError("not submitted")] * len(batch)
+    if len(batch) == 1:  # one mailbox, the common case: no nursery and task per message
+        try:
+            results[0] = await intake.submit(batch[0], dedup_key=key)
+        except Exception as exc:  # noqa: BLE001 - reported per mailbox
+            results[0] = exc
+        return results
 
     async def one(i: int, entity: Entity) -> None:
         try:
@@ -79,6 +86,8 @@ class SmtpBridge:
         self._wake = trio.Event()
         self.on_sessions: Callable[[int], None] | None = None  # open SMTP sessions, for metrics
         self.on_refused: Callable[[str], None] | None = None  # a refused command's reason, for metrics
+        # The same with what the worker told of it (command, peer, rcpt, answer): kept for inspection.
+        self.on_refusal: Callable[[str, dict[str, str]], None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.append(pack(message))
@@ -112,8 +121,13 @@ class SmtpBridge:
                             self.ready.set()
                         elif kind == "sessions" and self.on_sessions is not None:
                             self.on_sessions(int(message.get("n", 0)))
-                        elif kind == "refused" and self.on_refused is not None:
-                            self.on_refused(str(message.get("reason", "unknown"))[:40])
+                        elif kind == "refused":
+                            reason = str(message.get("reason", "unknown"))[:40]
+                            if self.on_refused is not None:
+                                self.on_refused(reason)
+                            detail = message.get("detail")
+                            if self.on_refusal is not None and isinstance(detail, dict):
+                                self.on_refusal(reason, {str(k): str(v) for k, v in detail.items()})
                 nursery.cancel_scope.cancel()
         finally:
             self.closed.set()
@@ -140,7 +154,9 @@ class SmtpBridge:
         info = message.get("info", {})
         for entity, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Submission):
-                log.info(
+                # At debug, like accepted HTTP requests and done runs: the journal keeps every
+                # signal, and at ~1,000 msgs/s this line was the largest cost of the SMTP path.
+                log.debug(
                     "smtp accepted",
                     source=entity.source,
                     signal_id=outcome.signal_id,
@@ -158,12 +174,51 @@ class SmtpBridge:
         self.send({"t": "result", "n": message["n"], "results": [_result(o) for o in outcomes]})
 
 
-def config_message(cfg: Any, states: dict[tuple[str, str], Any]) -> dict[str, Any]:
+class SourceActivation(Protocol):
+    """A source's activation as the CLI / admin API set it (None: as the config says)."""
+
+    @property
+    def active_override(self) -> bool | None: ...
+
+
+class SmtpHost(Protocol):
+    """What the SMTP channel uses of the process that runs it (router/daemon.py's `Daemon`)."""
+
+    @property
+    def cfg(self) -> Config:
+        """The config now: replaced on SIGHUP reloads."""
+        ...
+
+    @property
+    def stopping(self) -> trio.Event:
+        """Set on SIGTERM."""
+        ...
+
+    @property
+    def state_version(self) -> float:
+        """Changes whenever a source is activated, deactivated or rotated."""
+        ...
+
+    async def source_states(self) -> Mapping[tuple[str, str], SourceActivation]: ...
+
+
+class SmtpObserver(Protocol):
+    """Metrics (router/ops/metrics.py): what the worker reports over its link."""
+
+    def smtp_sessions_open(self, sessions: int) -> None: ...
+
+    def smtp_refused(self, reason: str) -> None: ...
+
+    def smtp_refusal(self, reason: str, detail: Mapping[str, str]) -> None:
+        """The same refusal with what the worker told of it (command, peer, rcpt, answer)."""
+
+
+def config_message(cfg: Config, states: Mapping[tuple[str, str], SourceActivation]) -> dict[str, Any]:
     """`[smtp]` and the mailbox table (activation overrides applied) for the worker."""
     mailboxes = []
     for name, model in cfg.mailboxes.items():
         state = states.get(("mailboxes", name))
-        override = getattr(state, "active_override", None)
+        override = state.active_override if state is not None else None
         active = bool(model.active) if override is None else bool(override)
         mailboxes.append({"name": name, "address": list(model.address), "active": active})
     return {
@@ -205,16 +260,13 @@ async def _bind(host: str, port: int) -> socket.socket:
 
 
 async def run_smtp(
-    host: Any,
-    load_states: Callable[[], dict[tuple[str, str], Any]],
+    host: SmtpHost,
+    intake: Intake,
+    observer: SmtpObserver | None = None,
     *,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The daemon's supervised SMTP channel.
-
-    `host` is the daemon: `cfg` (replaced on SIGHUP), `dispatcher` (the Intake) and `stopping`
-    (set on SIGTERM). `load_states()` gives the sources' activation state (CLI / admin API).
-    """
+    """The daemon's supervised SMTP channel: delivered mail goes to `intake`."""
     cfg = host.cfg
     if not cfg.smtp.enabled:
         task_status.started()
@@ -224,24 +276,28 @@ async def run_smtp(
     listener = await _bind(cfg.smtp.host, cfg.smtp.port)
     ours, theirs = socket.socketpair()
     try:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "channels.smtp.worker", str(listener.fileno()), str(theirs.fileno())],
-            pass_fds=(listener.fileno(), theirs.fileno()),
-            stdin=subprocess.DEVNULL,
-        )
+        # Forked from the daemon's fork server when it has one (the loaded code shared), else a new interpreter.
+        spawn = getattr(host, "spawn_child", None)
+        proc = await spawn("smtp", (listener.fileno(), theirs.fileno())) if spawn is not None else None
+        if proc is None:
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "channels.smtp.worker", str(listener.fileno()), str(theirs.fileno())],
+                pass_fds=(listener.fileno(), theirs.fileno()),
+                stdin=subprocess.DEVNULL,
+            )
     finally:
         listener.close()
         theirs.close()
-    bridge = SmtpBridge(trio.SocketStream(trio.socket.from_stdlib_socket(ours)), host.dispatcher)
-    metrics = getattr(host, "metrics", None)
-    if metrics is not None:
-        bridge.on_sessions = metrics.smtp_sessions.set
-        bridge.on_refused = metrics.smtp_refused
+    bridge = SmtpBridge(trio.SocketStream(trio.socket.from_stdlib_socket(ours)), intake)
+    if observer is not None:
+        bridge.on_sessions = observer.smtp_sessions_open
+        bridge.on_refused = observer.smtp_refused
+        bridge.on_refusal = observer.smtp_refusal
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bridge.serve)
-            last = config_message(cfg, load_states())
-            seen_cfg, seen_version = cfg, getattr(host, "state_version", None)
+            last = config_message(cfg, await host.source_states())
+            seen_cfg, seen_version = cfg, host.state_version
             bridge.send(last)
             with trio.move_on_after(READY_TIMEOUT):
                 await _first(bridge.ready, bridge.closed)
@@ -260,11 +316,11 @@ async def run_smtp(
                     log.warning("reload: [smtp] listen changed; restart the daemon to move the listener")
                 cfg = host.cfg
                 # Rebuilding the mailbox table costs ~20 ms with 10,000 sources: only on a change.
-                version = getattr(host, "state_version", None)
-                if version is not None and cfg is seen_cfg and version == seen_version:
+                version = host.state_version
+                if cfg is seen_cfg and version == seen_version:
                     continue
                 seen_cfg, seen_version = cfg, version
-                current = config_message(cfg, load_states())
+                current = config_message(cfg, await host.source_states())
                 if current != last:
                     bridge.send(current)
                     last = current

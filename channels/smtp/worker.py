@@ -142,9 +142,13 @@ class Worker:
         self.files_dir = Path(message["files_dir"])
         logging.getLogger().setLevel(message.get("log_level", logging.INFO))
 
-    def refused(self, reason: str) -> None:
-        """Tell the main process (it keeps the metrics): a command refused, and why."""
-        self.link.send({"t": "refused", "reason": reason})
+    def refused(self, reason: str, **detail: Any) -> None:
+        """Tell the main process (it keeps the metrics and the refused requests): a command
+        refused, and why; `detail` (command, peer, rcpt, mail_from, answer) when there is one."""
+        message: dict[str, Any] = {"t": "refused", "reason": reason}
+        if detail:
+            message["detail"] = {k: str(v)[:512] for k, v in detail.items() if v is not None}
+        self.link.send(message)
 
     def protocol(self) -> asyncio.Protocol:
         limits = self.limits
@@ -174,38 +178,55 @@ class MailHandler:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's naming
+    async def handle_RCPT(  # aiosmtpd's naming
         self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope, address: str, rcpt_options: list[str]
     ) -> str:
+        def refuse(reason: str, answer: str) -> str:
+            self.worker.refused(
+                reason,
+                command="RCPT",
+                peer=_peer(session),
+                rcpt=address,
+                mail_from=envelope.mail_from,
+                answer=answer,
+            )
+            return answer
+
         if len(envelope.rcpt_tos) >= smtp.limits.max_recipients:
-            self.worker.refused("too_many_recipients")
-            return f"452 4.5.3 Error: too many recipients (at most {smtp.limits.max_recipients})"
+            return refuse(
+                "too_many_recipients",
+                f"452 4.5.3 Error: too many recipients (at most {smtp.limits.max_recipients})",
+            )
         if smtp.last_routing is not None:
             # Even where a catch-all would take the local part: this is how relays get abused.
             _refused_rcpt(address, "routing", _peer(session))
-            self.worker.refused("relay")
-            return f"553 5.7.1 <{address}>: Recipient address rejected: {smtp.last_routing} is not accepted (no relaying)"
+            return refuse(
+                "relay",
+                f"553 5.7.1 <{address}>: Recipient address rejected: {smtp.last_routing} is not "
+                "accepted (no relaying)",
+            )
         found = self.worker.mailboxes.resolve(address)
         if not found.accepted:
             peer = _peer(session)
-            self.worker.refused(
-                "mailbox_disabled" if found.inactive else "no_such_mailbox" if found.local_domain else "relay"
-            )
             if found.inactive:
                 _refused_rcpt(address, "disabled", peer)
-                return f"550 5.2.1 <{address}>: Recipient address rejected: mailbox disabled"
+                return refuse(
+                    "mailbox_disabled", f"550 5.2.1 <{address}>: Recipient address rejected: mailbox disabled"
+                )
             if found.local_domain:
                 _refused_rcpt(address, "unknown", peer)
-                return f"550 5.1.1 <{address}>: Recipient address rejected: no such mailbox"
+                return refuse(
+                    "no_such_mailbox", f"550 5.1.1 <{address}>: Recipient address rejected: no such mailbox"
+                )
             _refused_rcpt(address, "relay", peer)
-            return f"550 5.7.1 <{address}>: Relay access denied"
+            return refuse("relay", f"550 5.7.1 <{address}>: Relay access denied")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         for name in found.mailboxes:
             envelope.mailboxes.setdefault(name, []).append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope) -> str:  # noqa: N802
+    async def handle_DATA(self, smtp: RouterSMTP, session: Any, envelope: RoutedEnvelope) -> str:
         raw = envelope.content if isinstance(envelope.content, bytes) else b""
         received_at = utcnow_iso()
         peer = _peer(session)

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from config import OutboundSmtpSettings, TwilioSettings
+
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.ports import Database, DeletionSink, OutboundSettings, Responder
+    from engine.ports import Database, DeletionSink, Responder
 
 
 class ActionError(Exception):
@@ -31,8 +33,14 @@ class Services:
 
     db: Database
     deletions: DeletionSink | None = None
-    outbound: OutboundSettings | None = None
+    smtp: OutboundSmtpSettings = field(
+        default_factory=OutboundSmtpSettings
+    )  # `[outbound.smtp]`: send_email's relay
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)  # `[twilio]`: send_sms / send_whatsapp
     http: Any = None  # an httpx.AsyncClient shared by webhook steps (created by the runner's owner)
+    # ... or made on first use by this (its TLS context costs ~4 MB and ~50 ms: not for processes
+    # whose workflows never call out).
+    http_factory: Callable[[], Any] | None = None
     # Observers for the owner's metrics: one outbound call (kind, outcome, seconds), one retry (kind).
     on_call: Callable[[str, str, float], None] | None = None
     on_retry: Callable[[str], None] | None = None
@@ -49,11 +57,13 @@ class ActionContext:
     services: Services
     responder: Responder | None = None
     log: Callable[[str, str], None] = lambda level, message: None
-    # Render a template string as HTML: values are autoescaped (`html_keys`, e.g. respond's return_html).
+    # Render a template string as HTML: values are autoescaped (respond's return_html, send_email's html).
     render_html: Callable[[str], str] | None = None
     # (signal id, workflow, step id) when the run belongs to a journaled signal: record steps write
     # once per run even if the run is started over after a crash (engine.records.once).
     effect_key: tuple[str, str, str] | None = None
+    # How many times the signal was replayed: a replay is a new execution, with its own webhook keys.
+    replay: int = 0
 
 
 @dataclass
@@ -81,8 +91,6 @@ class Action:
     name: ClassVar[str] = ""
     required: ClassVar[frozenset[str]] = frozenset()
     optional: ClassVar[frozenset[str]] = frozenset()
-    # Keys whose values are rendered as HTML (autoescaped) rather than text.
-    html_keys: ClassVar[frozenset[str]] = frozenset()
     # Needs a caller that can take a reply: "respond", "emit" or "reply"; None for most actions.
     needs_caller: ClassVar[str | None] = None
 

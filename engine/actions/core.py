@@ -49,7 +49,6 @@ class Respond(Action):
     optional: ClassVar[frozenset[str]] = frozenset(
         {"return_type", "return_data", "return_html", "return_redirect", "status", "headers"}
     )
-    html_keys: ClassVar[frozenset[str]] = frozenset({"return_html"})
     needs_caller: ClassVar[str | None] = "respond"
 
     def validate(self, options: dict[str, Any]) -> list[str]:

@@ -1,8 +1,9 @@
 """Outbound messages: `send_email` (SMTP) and `send_sms` / `send_whatsapp` (Twilio).
 
 Both libraries are blocking, so each send runs in a worker thread (`trio.to_thread.run_sync`).
-Where the mail goes and which Twilio account is used come from `Services.outbound`
-(`engine.ports.OutboundSettings`); the step only says what to send.
+Where the mail goes and which Twilio account is used come from `Services.smtp` and
+`Services.twilio` (the config's `[outbound.smtp]` and `[twilio]` models); the step only says
+what to send.
 
 Failures raise `ActionError`: temporary ones (SMTP 4xx, Twilio 5xx/429, connection errors,
 timeouts) with `retryable=True`; permanent ones (SMTP 5xx, Twilio 4xx, bad addresses) with
@@ -22,8 +23,8 @@ from typing import Any, ClassVar
 
 import trio
 
+from config import OutboundSmtpSettings
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
-from engine.ports import OutboundSettings
 
 TWILIO_TIMEOUT = 30.0
 # Headers the action builds itself; `headers` may not set them.
@@ -33,10 +34,6 @@ RESERVED_HEADERS = frozenset(
         "content-type", "content-transfer-encoding", "sender",
     }
 )  # fmt: skip
-
-
-def _settings(ctx: ActionContext) -> OutboundSettings:
-    return ctx.services.outbound or OutboundSettings()
 
 
 def _text(ctx: ActionContext, value: Any) -> str:
@@ -105,7 +102,7 @@ def _parse_addresses(key: str, texts: list[str]) -> list[Address]:
 
 
 def build_email(
-    options: dict[str, Any], ctx: ActionContext, settings: OutboundSettings
+    options: dict[str, Any], ctx: ActionContext, settings: OutboundSmtpSettings
 ) -> tuple[EmailMessage, str, list[str]]:
     """Returns (message, envelope sender, envelope recipients)."""
     to = _addresses(ctx, "to", options.get("to"))
@@ -116,7 +113,7 @@ def build_email(
         raise ActionError("send_email: to rendered to no address", retryable=False)
     sender = _addresses(ctx, "from", options.get("from")) if options.get("from") else []
     if not sender:
-        sender = _parse_addresses("from", [settings.smtp_from])  # configuration, not a template
+        sender = _parse_addresses("from", [settings.from_address])  # configuration, not a template
     if len(sender) != 1:
         raise ActionError("send_email: from must be exactly one address", retryable=False)
 
@@ -156,22 +153,20 @@ def build_email(
 
 
 def _smtp_send(
-    settings: OutboundSettings, msg: EmailMessage, sender: str, recipients: list[str]
+    settings: OutboundSmtpSettings, msg: EmailMessage, sender: str, recipients: list[str]
 ) -> dict[str, Any]:
     """Blocking: connect, optionally STARTTLS and AUTH, send. Returns refused recipients."""
     context = ssl.create_default_context()
     smtp: smtplib.SMTP
-    if settings.smtp_ssl:
-        smtp = smtplib.SMTP_SSL(
-            settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout, context=context
-        )
+    if settings.ssl:
+        smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
     else:
-        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout)
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
     with smtp:
-        if settings.smtp_starttls and not settings.smtp_ssl:
+        if settings.starttls and not settings.ssl:
             smtp.starttls(context=context)
-        if settings.smtp_username:
-            smtp.login(settings.smtp_username, settings.smtp_password or "")
+        if settings.username:
+            smtp.login(settings.username, settings.password or "")
         return dict(smtp.send_message(msg, from_addr=sender, to_addrs=recipients))
 
 
@@ -212,7 +207,6 @@ class SendEmail(Action):
     optional: ClassVar[frozenset[str]] = frozenset(
         {"subject", "text", "html", "from", "cc", "bcc", "reply_to", "headers"}
     )
-    html_keys: ClassVar[frozenset[str]] = frozenset({"html"})
 
     def validate(self, options: dict[str, Any]) -> list[str]:
         problems: list[str] = []
@@ -235,9 +229,9 @@ class SendEmail(Action):
         return problems
 
     async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
-        settings = _settings(ctx)
+        settings = ctx.services.smtp
         msg, sender, recipients = build_email(options, ctx, settings)
-        label = f"send_email via {settings.smtp_host}:{settings.smtp_port}"
+        label = f"send_email via {settings.host}:{settings.port}"
         try:
             refused = await trio.to_thread.run_sync(_smtp_send, settings, msg, sender, recipients)
         except (OSError, smtplib.SMTPException) as exc:

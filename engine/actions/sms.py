@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import trio
 
+from config import TwilioSettings
 from engine.actions.base import Action, ActionContext, ActionError, ActionResult, register
-from engine.actions.messaging import TWILIO_TIMEOUT, _is_string_or_strings, _render_list, _settings, _text
-from engine.ports import OutboundSettings
+from engine.actions.messaging import TWILIO_TIMEOUT, _is_string_or_strings, _render_list, _text
 
 
 class _TwilioMessage(Action):
@@ -40,12 +40,12 @@ class _TwilioMessage(Action):
             value = self.prefix + value
         return value
 
-    def _default_from(self, settings: OutboundSettings) -> str | None:
-        return settings.twilio_from
+    def _default_from(self, settings: TwilioSettings) -> str | None:
+        return settings.from_number
 
     async def execute(self, options: dict[str, Any], ctx: ActionContext) -> ActionResult:
-        settings = _settings(ctx)
-        if not settings.twilio_account_sid or not settings.twilio_auth_token:
+        settings = ctx.services.twilio
+        if not settings.account_sid or not settings.auth_token:
             raise ActionError(
                 f"{self.name}: Twilio is not configured (account_sid and auth_token)", retryable=False
             )
@@ -82,9 +82,9 @@ class _TwilioMessage(Action):
 
         send = partial(
             twilio_api.create_message,
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            settings.twilio_api_base,
+            settings.account_sid,
+            settings.auth_token,
+            settings.api_base,
             TWILIO_TIMEOUT,
             f"{self.name} to {to}",
             kwargs,
@@ -111,5 +111,5 @@ class SendWhatsapp(_TwilioMessage):
     name: ClassVar[str] = "send_whatsapp"
     prefix: ClassVar[str] = "whatsapp:"
 
-    def _default_from(self, settings: OutboundSettings) -> str | None:
-        return settings.twilio_whatsapp_from or settings.twilio_from
+    def _default_from(self, settings: TwilioSettings) -> str | None:
+        return settings.whatsapp_from or settings.from_number

@@ -24,7 +24,7 @@ from engine.actions.messaging import _one_line
 class BaseUrlHttpClient(TwilioHttpClient):
     """The stock Twilio HTTP client, sending every `*.twilio.com` request to another base URL.
 
-    Used when `OutboundSettings.twilio_api_base` is set (a local stand-in, a proxy): the real
+    Used when `[twilio] api_base` is set (a local stand-in, a proxy): the real
     client builds the request (paths, form fields, Basic auth), only the host changes.
     """
 

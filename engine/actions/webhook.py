@@ -102,10 +102,13 @@ def default_idempotency_key(ctx: ActionContext) -> str:
     if ctx.effect_key is None:  # a run of no journaled signal: one key for this step's tries
         return f"run:{uuid.uuid4().hex}:{quote(ctx.step_id, safe=_KEY_SAFE)}"
     signal_id, workflow, step_id = ctx.effect_key
-    key = f"{signal_id}:{quote(workflow, safe=_KEY_SAFE)}:{quote(step_id, safe=_KEY_SAFE)}"
+    # A replay asks for the work to be done again: a receiver that drops keys it has seen must
+    # not drop it, so each replay round has its own key (`…:replay-2`); its tries share it.
+    suffix = f":replay-{ctx.replay}" if ctx.replay else ""
+    key = f"{signal_id}:{quote(workflow, safe=_KEY_SAFE)}:{quote(step_id, safe=_KEY_SAFE)}{suffix}"
     if len(key) > MAX_KEY:
         names = (workflow + "\0" + step_id).encode()
-        key = f"{signal_id}:{hashlib.sha256(names).hexdigest()}"
+        key = f"{signal_id}:{hashlib.sha256(names).hexdigest()}{suffix}"
     return key
 
 
@@ -182,7 +185,10 @@ def _observe(services: Any, outcome: str, started: float) -> None:
 
 
 @asynccontextmanager
-async def _client(shared: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(services: Any) -> AsyncIterator[httpx.AsyncClient]:
+    shared = services.http
+    if shared is None and services.http_factory is not None:
+        shared = services.http = services.http_factory()
     if shared is not None:
         yield shared
     else:
@@ -360,7 +366,7 @@ class Webhook(Action):
 
         attempt = 0
         services = ctx.services
-        async with _client(services.http) as client:
+        async with _client(services) as client:
             while True:
                 attempt += 1
                 last = attempt > retries

@@ -61,7 +61,7 @@ async def send_once(
     url: str,
     headers: dict[str, str],
     content: bytes | None,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - httpx's per-phase timeout too, not only the attempt's deadline
 ) -> dict[str, Any]:
     with trio.fail_after(timeout):
         async with client.stream(

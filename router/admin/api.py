@@ -19,8 +19,11 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 
 from router import sources
-from router.admin import queries
+from router.admin import api_signals, queries
 from router.admin.core import Admin
+from router.admin.params import BadRequest
+from router.admin.params import json_body as _json_body
+from router.admin.params import limit as _limit
 from router.dispatch.deletions import JournalDeletionSink
 from router.ops.metrics import CONTENT_TYPE
 from router.schedules import scheduler as schedules
@@ -31,33 +34,6 @@ STATUSES = ("pending", "running", "done", "failed")
 SSE_POLL = 0.5
 SSE_KEEPALIVE = 15.0
 SSE_WATCH = 300
-MAX_LIMIT = 1000
-
-
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _limit(default: int = 50) -> int:
-    raw = request.args.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number between 1 and {MAX_LIMIT}")
-    return int(raw)
-
-
-async def _json_body() -> dict[str, Any]:
-    raw = await request.get_data(as_text=True)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
 
 
 def _sse(event: str, data: Any) -> bytes:
@@ -82,6 +58,8 @@ def register(app: QuartTrio, admin: Admin) -> None:
     async def _bad(exc: BadRequest) -> tuple[dict[str, Any], int]:
         return {"error": str(exc)}, exc.status
 
+    api_signals.register(app, admin)
+
     # -- overview ----------------------------------------------------------------------------
 
     @app.get("/openapi.json")
@@ -102,7 +80,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
             "sources": len(daemon.cfg.sources()),
             "workflows": len(daemon.workflows),
             "signals": {s: counts.get(s, 0) for s in STATUSES},
-            "runs_active": len(daemon.dispatcher._active),
+            "runs_active": daemon.dispatcher.active_runs,
             "http_in_flight": daemon.http.in_flight if daemon.http is not None else 0,
             "who": str(g.principal),
         }
@@ -139,7 +117,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
             admin.audit(g.principal, f"source.{action}", name, "not_found")
             raise BadRequest(str(exc), 404) from exc
         await daemon.storage.write(lambda tx: tx.source_set_active(kind, short, active))
-        admin.refresh_routes()
+        await admin.refresh_routes()
         admin.audit(g.principal, f"source.{action}", f"{kind}.{short}", "ok")
         return await _one_source(f"{kind}.{short}")
 
@@ -158,117 +136,34 @@ def register(app: QuartTrio, admin: Admin) -> None:
         except ValueError as exc:
             admin.audit(g.principal, "source.rotate", name, "not_found")
             raise BadRequest(str(exc), 404) from exc
+        body = await _json_body()
         try:
-            fresh = await daemon.storage.write(lambda tx: sources.rotate(tx, kind, short))
+            grace = sources.parse_grace(body.get("grace", request.args.get("grace")))
+        except ValueError as exc:
+            admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "bad_request")
+            raise BadRequest(f"grace: {exc}") from exc
+        cfg = daemon.cfg
+        try:
+            fresh = await daemon.storage.write(lambda tx: sources.rotate(tx, cfg, kind, short, grace))
         except ValueError as exc:
             admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "refused")
             raise BadRequest(str(exc), 409) from exc
-        admin.refresh_routes()
-        admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "ok")  # never the new secret
+        await admin.refresh_routes()
+        admin.audit(
+            g.principal, "source.rotate", f"{kind}.{short}", "ok", grace=grace
+        )  # never the new secret
         item = await _one_source(f"{kind}.{short}")
+        until = fresh.get("grace_until")
+        old = f"keeps working until {until}" if until else "no longer works"
         return {
             **item,
             **fresh,
             "rotated": True,
-            "notice": "the previous URL/key no longer works; this response is the only time the API "
+            "notice": f"the previous URL/key/secret {old}; this response is the only time the API "
             "returns the new credentials on their own",
         }
 
-    # -- signals -------------------------------------------------------------------------------
-
-    def _signal_filters() -> dict[str, Any]:
-        args = request.args
-        status_ = args.get("status") or None
-        if status_ and status_ not in STATUSES:
-            raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
-        try:
-            since = queries.parse_since(args["since"]) if args.get("since") else None
-            until = queries.parse_since(args["until"]) if args.get("until") else None
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
-        return {
-            "source": args.get("source") or None,
-            "status": status_,
-            "since": since,
-            "until": until,
-            "before": args.get("before") or None,
-            "limit": _limit(),
-        }
-
-    @app.get("/api/signals")
-    async def list_signals() -> dict[str, Any]:
-        filters = _signal_filters()
-        items = await read(lambda c: queries.list_signals(c, **filters))
-        more = len(items) == filters["limit"]
-        return {"items": items, "next_before": items[-1]["id"] if more and items else None}
-
-    @app.get("/api/signals/failed")
-    async def failed_signals() -> dict[str, Any]:
-        filters = _signal_filters() | {"status": "failed"}
-        items = await read(lambda c: queries.list_signals(c, **filters))
-        return {"items": items}
-
-    @app.get("/api/signals/<signal_id>")
-    async def show_signal(signal_id: str) -> dict[str, Any]:
-        item = await read(lambda c: queries.signal_detail(c, signal_id))
-        if item is None:
-            raise BadRequest(f"no signal {signal_id}", 404)
-        return dict(item)
-
-    async def _replay(ids: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-        def job(tx: Tx) -> tuple[list[str], list[dict[str, str]]]:
-            done, skipped = [], []
-            for sid in ids:
-                if tx.requeue(sid):
-                    done.append(sid)
-                else:
-                    sig = tx.get_signal(sid)
-                    reason = (
-                        "not found"
-                        if sig is None
-                        else f"signal is {sig.status}; only failed or done signals replay"
-                    )
-                    skipped.append({"id": sid, "reason": reason})
-            return done, skipped
-
-        result = await daemon.storage.write(job)
-        if result[0]:
-            daemon.dispatcher.poke()
-        return result
-
-    @app.post("/api/signals/<signal_id>/replay")
-    async def replay_one(signal_id: str) -> tuple[dict[str, Any], int]:
-        done, skipped = await _replay([signal_id])
-        if done:
-            admin.audit(g.principal, "signal.replay", signal_id, "ok")
-            return {"replayed": done}, 200
-        reason = skipped[0]["reason"]
-        admin.audit(g.principal, "signal.replay", signal_id, "refused")
-        return {"error": reason, "id": signal_id}, 404 if reason == "not found" else 409
-
-    @app.post("/api/signals/replay")
-    async def replay_bulk() -> tuple[dict[str, Any], int]:
-        body = await _json_body()
-        if "ids" in body:
-            ids = body["ids"]
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > MAX_LIMIT:
-                raise BadRequest(f"ids must be a list of at most {MAX_LIMIT} signal ids")
-            target = f"{len(ids)} ids"
-        else:
-            source = body.get("source")
-            limit = body.get("limit", MAX_LIMIT)
-            if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-                raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
-            ids = [
-                s["id"]
-                for s in await read(
-                    lambda c: queries.list_signals(c, status="failed", source=source, limit=limit)
-                )
-            ]
-            target = f"failed{f' source={source}' if source else ''}"
-        done, skipped = await _replay(ids)
-        admin.audit(g.principal, "signal.replay_bulk", target, "ok", replayed=len(done), skipped=len(skipped))
-        return {"replayed": done, "skipped": skipped}, 200
+    # -- signals: router/admin/api_signals.py; the live feed here ---------------------------------
 
     @app.get("/api/events")
     async def events() -> Response:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
+import trio
 
+from config import Config
+from engine.workflow import Workflow
 from router import sources
 from router.admin.auth import (
     SESSION_COOKIE,
@@ -17,7 +22,13 @@ from router.admin.auth import (
     session_valid,
     token_matches,
 )
-from router.build import build_routes
+
+if TYPE_CHECKING:
+    from channels.http.app import HttpChannel
+    from router.dispatch.dispatcher import Dispatcher
+    from router.ops.metrics import Metrics
+    from router.ops.workers import WorkerPool
+    from router.storage import Storage
 
 log = structlog.get_logger("router.admin")
 
@@ -29,10 +40,64 @@ _AUDIT_KEYS = frozenset(
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class Admin:
-    """Shared by the API and the dashboard; `daemon` is the running `router.daemon.Daemon`."""
+class AdminHost(Protocol):
+    """What the admin listener (API, dashboard, health, metrics) uses of the daemon that runs it
+    (router/daemon.py `Daemon`)."""
 
-    def __init__(self, daemon: Any) -> None:
+    @property
+    def cfg(self) -> Config:
+        """The config now: replaced on reloads."""
+        ...
+
+    @property
+    def config_path(self) -> Path: ...
+
+    @property
+    def workflows(self) -> list[Workflow]: ...
+
+    @property
+    def storage(self) -> Storage: ...
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+
+    @property
+    def http(self) -> HttpChannel | None: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def workers(self) -> WorkerPool | None:
+        """The child processes (HTTP workers, runners), if any."""
+        ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def stopping(self) -> trio.Event:
+        """Set on SIGTERM."""
+        ...
+
+    @property
+    def channels_up(self) -> Mapping[str, bool]:
+        """Each supervised channel: serving now."""
+        ...
+
+    async def reload(self) -> list[str]:
+        """Re-read the config; the problems if it was refused."""
+        ...
+
+    async def refresh_routes(self) -> None:
+        """A source was (de)activated or rotated: this process's HTTP routes now (others within 0.5 s)."""
+        ...
+
+
+class Admin:
+    """Shared by the API and the dashboard."""
+
+    def __init__(self, daemon: AdminHost) -> None:
         self.daemon = daemon
         self.audit_trail: deque[dict[str, Any]] = deque(maxlen=500)
         self.started = time.time()
@@ -93,17 +158,12 @@ class Admin:
                 **{k: v for k, v in details.items() if v is not None},
             }
         )
-        metrics = getattr(self.daemon, "metrics", None)
-        if metrics is not None:
-            metrics.admin_actions.labels(action, result).inc()
+        self.daemon.metrics.admin_actions.labels(action, result).inc()
 
     # -- sources --------------------------------------------------------------------------------
 
     def resolve(self, name: str) -> tuple[str, str]:
         return sources.resolve_name(self.daemon.cfg, name)
 
-    def refresh_routes(self) -> None:
-        """Apply a source change to this process's HTTP routes now (other processes within 0.5 s)."""
-        d = self.daemon
-        if d.http is not None:
-            d.http.routes = build_routes(d.cfg, d.storage.read(lambda tx: tx.source_states()))
+    async def refresh_routes(self) -> None:
+        await self.daemon.refresh_routes()

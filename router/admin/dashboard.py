@@ -11,12 +11,12 @@ import json
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from quart import Response, g, redirect, render_template, request
 from quart_trio import QuartTrio
 
-from router.admin import queries
+from router.admin import api_refused, params, queries
 from router.admin.auth import (
     SESSION_COOKIE,
     SESSION_TTL,
@@ -30,6 +30,7 @@ from router.admin.core import Admin
 from router.schedules import scheduler as schedules
 
 STATUSES = ("pending", "running", "done", "failed")
+PAGE = 100
 
 
 def _safe_next(target: str | None) -> str:
@@ -138,14 +139,28 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/signals")
     async def signals_page() -> Any:
-        source = request.args.get("source") or None
-        status = request.args.get("status") or None
-        if status not in STATUSES:
-            status = None
-        items = await read(lambda c: queries.list_signals(c, source=source, status=status, limit=100))
-        names = [f"{k}.{n}" for k, n, _ in daemon.cfg.sources()]
+        args = request.args
+        q = params.signal_query(args, page=PAGE, strict=False)
+        rows, older, newer = await params.paged(lambda query: read(lambda tx: tx.find_signals(query)), q)
+        items = [queries.signal_row(s) for s in rows]
+        kept = params.filter_args(args)
+        names = sorted({*(f"{k}.{n}" for k, n, _ in daemon.cfg.sources()), *([q.source] if q.source else [])})
         return await page(
-            "signals.html", nav="signals", items=items, source=source, status=status, source_names=names
+            "signals.html",
+            nav="signals",
+            items=items,
+            f=kept,
+            q=q,
+            source_names=names,
+            channels=sorted({k for k, _, _ in daemon.cfg.sources()} | {"deletions"}),
+            workflow_names=[w.name for w in daemon.workflows],
+            older=older and urlencode({**kept, "before": older}),
+            newer=newer and urlencode({**kept, "after": newer}),
+            newest=urlencode(kept),
+            export=urlencode(kept),
+            paged=bool(q.before or q.after),
+            # Live rows only where they belong: the first page of a plain source/status view.
+            live=not (q.before or q.after or q.search or q.since or q.until or q.workflow or q.channel),
         )
 
     @app.get("/signals/<signal_id>")
@@ -195,6 +210,8 @@ def register(app: QuartTrio, admin: Admin) -> None:
     @app.get("/audit")
     async def audit_page() -> Any:
         return await page("audit.html", nav="audit", items=list(admin.audit_trail))
+
+    api_refused.register(app, admin, page)
 
 
 def _ts(value: Any) -> str:

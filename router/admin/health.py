@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from router.admin.core import AdminHost
 from router.dispatch.doorbell import runner_listening
 
 PROBE_TIMEOUT = 2.0  # a journal that cannot commit a tiny row in 2 s is not taking signals either
@@ -28,7 +29,7 @@ PROBE_EVERY = 1.0  # /readyz is public: a flood of probes costs at most one comm
 
 
 class Readiness:
-    def __init__(self, daemon: Any) -> None:
+    def __init__(self, daemon: AdminHost) -> None:
         self.daemon = daemon
         self._probed_at = -PROBE_EVERY
         self._journal_problem: str | None = None
@@ -66,7 +67,7 @@ class Readiness:
         return not problems, body
 
 
-def _children(daemon: Any) -> dict[str, str | None]:
+def _children(daemon: AdminHost) -> dict[str, str | None]:
     pool = daemon.workers
     if pool is None:
         return {}

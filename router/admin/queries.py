@@ -88,7 +88,60 @@ def split_entity(data: dict[str, Any]) -> dict[str, Any]:
             payload[key] = value
     if isinstance(meta.get("__query"), dict):
         meta["__query"] = mask_fields(meta["__query"])
+    email = data.get("incoming_email")
+    if not headers and isinstance(email, dict) and isinstance(email.get("headers"), dict):
+        headers = mask_headers(
+            {k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in email["headers"].items()}
+        )
     return {"payload": mask_fields(payload), "headers": headers, "meta": meta}
+
+
+SHOWN = 16 * 1024  # what the inspector page shows of a body; the download has all of it
+_KEY = r"[\w.\-]*(?:secret|passw(?:or)?d|token|authori[sz]ation|api[-_]?key|cookie)[\w.\-]*"
+_JSON_SECRET = re.compile(r'("' + _KEY + r'"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
+_FORM_SECRET = re.compile(r"(^|&)(" + _KEY + r")=[^&]*", re.IGNORECASE)
+
+
+def mask_raw(text: str) -> str:
+    """A body as received, with the values of secret-named JSON string fields and form fields
+    masked as the parsed view masks them (the download is the exact bytes)."""
+    text = _JSON_SECRET.sub(lambda m: f'{m.group(1)}"{MASK}"', text)
+    return _FORM_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}={MASK}", text)
+
+
+def _capped(text: str) -> dict[str, Any]:
+    return {"text": text[:SHOWN], "size": len(text.encode()), "truncated": len(text) > SHOWN}
+
+
+def request_view(sig: Signal, raw: bytes | None) -> dict[str, Any]:
+    """The request as it arrived and our answer, for the top of the inspector."""
+    data = sig.entity.data
+    email = data.get("incoming_email") if isinstance(data.get("incoming_email"), dict) else None
+    path = str(data.get("__path") or "")
+    parts = path.split("/")
+    if len(parts) == 4 and parts[1] == "listener":  # the endpoint's URL hashes are its credential
+        path = f"/listener/{parts[2][:4]}…/{parts[3][:4]}…"
+    query = data.get("__query") if isinstance(data.get("__query"), dict) else {}
+    view: dict[str, Any] = {
+        "method": data.get("__method") or ("SMTP" if email else ""),
+        "path": path or (", ".join(email.get("envelope", {}).get("rcpt_to", [])) if email else ""),
+        "query": mask_fields(query),
+        "remote": data.get("__remote_addr") or "",
+        "body": None,
+        "answer": None,
+    }
+    if raw is not None:
+        view["body"] = _capped(mask_raw(raw.decode("utf-8", "replace"))) | {"size": len(raw)}
+    if sig.ack:
+        headers = [
+            [k, mask_value(v) if SECRET_HEADER.search(str(k)) else v] for k, v in sig.ack.get("headers", [])
+        ]
+        view["answer"] = {
+            "status": sig.ack.get("status"),
+            "headers": headers,
+            "body": _capped(str(sig.ack.get("body", ""))),
+        }
+    return view
 
 
 def list_sources(cfg: Config, tx: Tx, workflows: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -107,8 +160,8 @@ def list_sources(cfg: Config, tx: Tx, workflows: list[Any] | None = None) -> lis
     return items
 
 
-def signal_summary(s: Signal) -> dict[str, Any]:
-    return s.summary()
+def signal_row(s: Signal) -> dict[str, Any]:
+    return s.summary() | {"updated_at": s.updated_at}
 
 
 def list_signals(
@@ -122,7 +175,7 @@ def list_signals(
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     rows = tx.list_signals(source=source, status=status, since=since, until=until, before=before, limit=limit)
-    return [s.summary() | {"updated_at": s.updated_at} for s in rows]
+    return [signal_row(s) for s in rows]
 
 
 def signal_detail(tx: Tx, signal_id: str) -> dict[str, Any] | None:
@@ -137,6 +190,7 @@ def signal_detail(tx: Tx, signal_id: str) -> dict[str, Any] | None:
         else {}
     )
     item["view"] = split_entity(sig.entity.data)
+    item["request"] = request_view(sig, tx.signal_body(signal_id))
     item["runs"] = tx.runs_for(signal_id)
     item["replayable"] = sig.status in ("failed", "done")
     item["ack"] = sig.ack

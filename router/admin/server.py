@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from router.admin import api, dashboard
 from router.admin.auth import CSRF_HEADER
-from router.admin.core import MUTATING, Admin
+from router.admin.core import MUTATING, Admin, AdminHost
 from router.admin.health import Readiness
 from router.ops.netutil import listen_socket
 from router.version import version
@@ -38,7 +38,7 @@ def _machine(path: str) -> bool:
     return path.startswith("/api/") or path == "/api" or path == "/metrics"
 
 
-def create_app(daemon: Any) -> QuartTrio:
+def create_app(daemon: AdminHost) -> QuartTrio:
     app = QuartTrio(
         "router.admin",
         template_folder=str(HERE / "templates"),
@@ -125,7 +125,7 @@ def create_app(daemon: Any) -> QuartTrio:
     return app
 
 
-async def run_admin(daemon: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def run_admin(daemon: AdminHost, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """The supervised `admin` channel: serve `[admin] listen` until the daemon stops."""
     cfg = daemon.cfg.admin
     if not cfg.enabled:

@@ -5,64 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.cli.common import NOT_FOUND, USAGE, Exit, dump, load, opened, table
+from router.cli.common import NOT_FOUND, USAGE, Exit, dump, opened, table
 
 if TYPE_CHECKING:
     from router.storage import Tx
-
-
-def cmd_endpoints(args: argparse.Namespace) -> int:
-    from router import sources
-
-    with opened(args.config) as (cfg, storage):
-        if args.action in ("activate", "deactivate", "rotate"):
-            if not args.name:
-                raise Exit(USAGE, f"router endpoints {args.action} needs a source NAME")
-            try:
-                kind, name = sources.resolve_name(cfg, args.name)
-            except ValueError as exc:
-                raise Exit(NOT_FOUND, str(exc)) from None
-            if args.action == "rotate":
-                try:
-                    fresh = storage.write_sync(lambda tx: sources.rotate(tx, kind, name))
-                except ValueError as exc:
-                    raise Exit(NOT_FOUND, str(exc)) from None
-                item = next(
-                    i
-                    for i in sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
-                    if i["kind"] == kind and i["name"] == name
-                )
-                if args.json:
-                    dump({**item, **fresh})
-                else:
-                    print(f"{kind}.{name} rotated: {item.get('url')}")
-                return 0
-            active = args.action == "activate"
-            storage.write_sync(lambda tx: tx.source_set_active(kind, name, active))
-            if args.json:
-                dump({"source": f"{kind}.{name}", "active": active})
-            else:
-                print(f"{kind}.{name} {'activated' if active else 'deactivated'}")
-            return 0
-        items = sources.describe(cfg, storage.read(lambda tx: tx.source_states()))
-        if args.json:
-            dump(items)
-        else:
-            rows = [
-                (
-                    i["kind"],
-                    i["name"],
-                    "active" if i["active"] else "inactive",
-                    i.get("url") or i.get("address"),
-                )
-                for i in items
-            ]
-            print(table(("KIND", "NAME", "STATE", "URL / ADDRESS"), rows, "no sources configured"))
-        return 0
+    from router.storage.rows import SignalQuery
 
 
 def _source_filter(cfg: Any, given: str | None, seen: bool) -> str | None:
@@ -81,14 +32,57 @@ def _source_filter(cfg: Any, given: str | None, seen: bool) -> str | None:
         return given  # a source since removed from the config, still in the journal
 
 
-def cmd_signals(args: argparse.Namespace) -> int:
-    with opened(args.config) as (cfg, storage):
-        status = "failed" if args.failed else args.status
-        seen = bool(args.source) and bool(
-            storage.read(lambda tx: tx.list_signals(source=args.source, limit=1))
-        )
+def _query(args: argparse.Namespace, cfg: Any, storage: Any, *, limit: int) -> SignalQuery:
+    """`router signals` / `router replay` filter options as a `SignalQuery`."""
+    from router.admin.queries import parse_since
+    from router.storage.rows import SignalQuery
+
+    source = None
+    if args.source:
+        seen = bool(storage.read(lambda tx: tx.list_signals(source=args.source, limit=1)))
         source = _source_filter(cfg, args.source, seen)
-        rows = storage.read(lambda tx: tx.list_signals(status=status, source=source, limit=args.limit))
+    try:
+        since = parse_since(args.since) if args.since else None
+        until = parse_since(args.until) if args.until else None
+    except ValueError as exc:
+        raise Exit(USAGE, str(exc)) from None
+    status = "failed" if getattr(args, "failed", False) else args.status
+    return SignalQuery(
+        search=args.search,
+        channel=args.channel,
+        source=source,
+        status=status,
+        workflow=args.workflow,
+        since=since,
+        until=until,
+        before=getattr(args, "before", None),
+        limit=limit,
+    )
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    import dataclasses
+    import sys
+
+    with opened(args.config) as (cfg, storage):
+        if args.ndjson:
+            q = _query(args, cfg, storage, limit=min(args.limit or 500, 500))
+            left = args.limit
+            while left is None or left > 0:
+                page = storage.read(partial(_find, q=q))
+                for s in page[:left]:
+                    item = s.summary() | {
+                        "entity": s.entity.data,
+                        "runs": storage.read(partial(_runs, signal_id=s.id)),
+                    }
+                    sys.stdout.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+                if left is not None:
+                    left -= len(page)
+                if len(page) < q.limit:
+                    break
+                q = dataclasses.replace(q, before=page[-1].id)
+            return 0
+        rows = storage.read(partial(_find, q=_query(args, cfg, storage, limit=args.limit or 50)))
         if args.json:
             out: list[dict[str, Any]] = []
             for s in rows:
@@ -108,21 +102,86 @@ def cmd_signals(args: argparse.Namespace) -> int:
         return 0
 
 
+def _find(tx: Tx, q: SignalQuery) -> list[Any]:
+    return tx.find_signals(q)
+
+
+def cmd_refused(args: argparse.Namespace) -> int:
+    from router.ops.refusals import refusal_detail
+
+    with opened(args.config) as (cfg, storage):
+        source = args.source
+        if source and source != "unknown":
+            seen = bool(storage.read(lambda tx: tx.refused_list(source=source, limit=1)))
+            source = _source_filter(cfg, source, seen)
+        rows = storage.read(lambda tx: tx.refused_list(source=source, limit=args.limit))
+        if args.json:
+            dump([refusal_detail(r) for r in rows])
+        else:
+            print(
+                table(
+                    ("ID", "TIME", "SOURCE", "REQUEST", "STATUS", "REASON", "REMOTE"),
+                    [
+                        (r.id, r.at, r.source, f"{r.method} {r.path}", r.status, r.reason, r.remote)
+                        for r in rows
+                    ],
+                    "no refused requests",
+                )
+            )
+        return 0
+
+
 def _runs(tx: Tx, signal_id: str) -> list[dict[str, Any]]:
     return tx.runs_for(signal_id)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from router.build import load_checked
+    from router.dispatch import replay
+
     with opened(args.config) as (cfg, storage):
-        signal = storage.read(lambda tx: tx.get_signal(args.signal_id))
-        if signal is None:
-            raise Exit(NOT_FOUND, f"no signal {args.signal_id}")
-        if not storage.write_sync(lambda tx: tx.requeue(args.signal_id)):
+        _, workflows = load_checked(Path(args.config))
+
+        def listeners(source: str) -> list[Any]:
+            return [w for w in workflows if w.matches(source)]
+
+        filtered = any(
+            getattr(args, k) for k in ("status", "source", "channel", "workflow", "since", "until", "search")
+        )
+        if args.signal_id and filtered:
+            raise Exit(USAGE, "router replay takes a SIGNAL_ID or filters, not both")
+        if args.signal_id:
+            out = storage.write_sync(lambda tx: replay.replay(tx, [args.signal_id], cfg, listeners))
+            if out.skipped:
+                reason = out.skipped[0]["reason"]
+                raise Exit(
+                    NOT_FOUND,
+                    f"no signal {args.signal_id}"
+                    if reason == "not found"
+                    else f"signal {args.signal_id}: {reason}",
+                )
+            print(f"{args.signal_id} queued for replay: every workflow of its source runs again")
+            return 0
+        if not filtered:
             raise Exit(
-                NOT_FOUND,
-                f"signal {args.signal_id} is {signal.status}; only failed or done signals can be replayed",
+                USAGE,
+                "router replay needs a SIGNAL_ID or at least one filter (--status failed, --source S, …)",
             )
-        print(f"{args.signal_id} queued for replay")
+        if args.status and args.status not in replay.REPLAYABLE:
+            raise Exit(USAGE, f"only failed or done signals replay, not {args.status}")
+        q = _query(args, cfg, storage, limit=10_000)
+        q = dataclasses.replace(q, statuses=() if q.status else replay.REPLAYABLE)
+        ids = [s.id for s in storage.read(partial(_find, q=q))]
+        if args.dry_run:
+            print(f"{len(ids)} signals would be replayed")
+            return 0
+        spread = replay.default_spread(len(ids)) if args.spread is None else max(0.0, args.spread)
+        out = storage.write_sync(lambda tx: replay.replay(tx, ids, cfg, listeners, spread=spread))
+        for skipped in out.skipped:
+            print(f"{skipped['id']}: not replayed: {skipped['reason']}")
+        print(f"{len(out.replayed)} signals queued for replay over {spread:.1f}s")
         return 0
 
 
@@ -212,33 +271,3 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             )
         print(table(("NAME", "WHEN", "TIMEZONE", "STATE", "NEXT", "LAST"), rows, "no schedules configured"))
         return 0
-
-
-def cmd_jwt(args: argparse.Namespace) -> int:
-    import jwt as pyjwt
-
-    from engine.templates import TemplateEngine
-    from router import sources
-
-    cfg = load(args.config)
-    try:
-        kind, name = sources.resolve_name(cfg, args.name)
-    except ValueError as exc:
-        raise Exit(NOT_FOUND, str(exc)) from None
-    model = cfg.endpoints.get(name) if kind == "endpoints" else None
-    if model is None or not model.add_authentication:
-        raise Exit(NOT_FOUND, f"{kind}.{name} does not use JWT authentication")
-    templates = (
-        TemplateEngine()
-    )  # endpoint_key / endpoint_secret may be templates, as the daemon renders them
-    issuer = templates.render(model.endpoint_key or "", {})
-    secret = templates.render(model.endpoint_secret or "", {})
-    now = int(time.time())
-    claims: dict[str, Any] = {"iss": issuer, "iat": now, "exp": now + args.ttl}
-    if args.data:
-        try:
-            claims["data"] = json.loads(args.data)
-        except json.JSONDecodeError as exc:
-            raise Exit(USAGE, f"--data is not valid JSON: {exc}") from None
-    print(pyjwt.encode(claims, secret, algorithm="HS256"))
-    return 0

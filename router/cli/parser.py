@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from router.cli import db, manage, service
+from router.cli import db, endpoints, manage, service
 from router.cli.common import EXIT_CODES, config_arg, json_arg
 from router.version import version
 
@@ -18,6 +18,23 @@ daemon runs; a running daemon notices their changes within a second."""
 def _epilog() -> str:
     codes = "\n".join(f"  {code:<3} {what}" for code, what in EXIT_CODES.items())
     return f"exit codes:\n{codes}\n\nshell completion: router completion bash|zsh|tcsh (see README)"
+
+
+def filter_args(p: argparse.ArgumentParser) -> None:
+    """The dashboard's signal filters, as options (the same names as its URL)."""
+    p.add_argument(
+        "--status", choices=["pending", "running", "done", "failed"], help="only signals in this state"
+    )
+    p.add_argument("--source", metavar="SOURCE", help="only this source (`hello` or `endpoints.hello`)")
+    p.add_argument(
+        "--channel", metavar="CHANNEL", help="only this channel (endpoints, webhooks, mailboxes, …)"
+    )
+    p.add_argument("--workflow", metavar="NAME", help="only signals this workflow ran for")
+    p.add_argument("--since", metavar="WHEN", help="received at or after: ISO 8601, or 15m, 2h, 1d ago")
+    p.add_argument("--until", metavar="WHEN", help="received before: ISO 8601, or 15m, 2h, 1d ago")
+    p.add_argument(
+        "-q", "--search", metavar="TEXT", help="text search: id, source, dedup key, payload values"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(p)
 
     p = verb(
-        "endpoints", "list sources with their URLs, or activate/deactivate/rotate one", manage.cmd_endpoints
+        "endpoints",
+        "list sources with their URLs, or activate/deactivate/rotate one",
+        endpoints.cmd_endpoints,
     )
     config_arg(p)
     p.add_argument(
@@ -75,21 +94,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to do (default: list)",
     )
     p.add_argument("name", nargs="?", help="source name, `invoices` or `endpoints.invoices`")
+    p.add_argument(
+        "--grace",
+        metavar="DURATION",
+        help="rotate: the old URL/key/secret keeps working this long (e.g. 1h; default 0: stops at once)",
+    )
     json_arg(p)
 
     p = verb("signals", "list journaled signals, newest first", manage.cmd_signals)
     config_arg(p)
     p.add_argument("--failed", action="store_true", help="only failed signals (same as --status failed)")
+    filter_args(p)
+    p.add_argument("--before", metavar="ID", help="only signals older than this id (the next page)")
     p.add_argument(
-        "--status", choices=["pending", "running", "done", "failed"], help="only signals in this state"
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N signals (default: 50; --ndjson: every match)",
     )
-    p.add_argument("--source", metavar="SOURCE", help="only this source (`hello` or `endpoints.hello`)")
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N signals (default: 50)")
-    p.add_argument("--json", action="store_true", help="print JSON, with each signal's entity and run traces")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--json", action="store_true", help="print JSON, with each signal's entity and run traces"
+    )
+    out.add_argument(
+        "--ndjson",
+        action="store_true",
+        help="export: one JSON line per signal (entity and runs), paging through every match",
+    )
 
-    p = verb("replay", "run a failed (or done) signal again", manage.cmd_replay)
+    p = verb(
+        "refused",
+        "list refused requests kept for inspection (bad key, signature, size, unknown URL…)",
+        manage.cmd_refused,
+    )
     config_arg(p)
-    p.add_argument("signal_id", metavar="SIGNAL_ID", help="the signal's id (from `router signals`)")
+    p.add_argument(
+        "--source", metavar="SOURCE", help="only this source (`hello`, `endpoints.hello`, or `unknown`)"
+    )
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default: 50)")
+    p.add_argument("--json", action="store_true", help="print JSON, with masked headers, body and our answer")
+
+    p = verb(
+        "replay", "run a failed (or done) signal again, or every one matching a filter", manage.cmd_replay
+    )
+    config_arg(p)
+    p.add_argument(
+        "signal_id",
+        metavar="SIGNAL_ID",
+        nargs="?",
+        help="the signal's id (from `router signals`); or give filters instead",
+    )
+    filter_args(p)
+    p.add_argument(
+        "--spread",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="spread a bulk replay over this long (default: 50 signals a second, at most 300 s)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what a bulk replay would take")
 
     p = verb("records", "list, show or delete stored records", manage.cmd_records)
     config_arg(p)
@@ -116,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=3, metavar="N", help="how many next fire times (default: 3)")
     json_arg(p)
 
-    p = verb("jwt", "mint a test token for a JWT endpoint", manage.cmd_jwt)
+    p = verb("jwt", "mint a test token for a JWT endpoint", endpoints.cmd_jwt)
     config_arg(p)
     p.add_argument("name", metavar="NAME", help="the endpoint's name")
     p.add_argument("--data", metavar="JSON", help="JSON for the token's data claim")

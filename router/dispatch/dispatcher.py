@@ -6,9 +6,13 @@ it stays pending and the claim loop (which also sees other processes' work, retr
 leases) picks it up. Every task lives in the dispatcher's nursery: a caller that goes away does
 not cancel the run it started.
 
-With runner processes (`[router] runners`), a listening process sets `hand_off`: it claims only
+With runner processes (`[router] runners`), a listening process is given `hand_off`: it claims only
 the signals whose caller waits for an answer (sync runs, `continue`, SSE, TwiML) and leaves the
 rest pending for the runners, whose claim loops it wakes through `hand_off` (the doorbell).
+When the runners lag anyway (the listeners hold every core: more than `HELP_BACKLOG` signals
+pending), a listening process claims pending work too and runs it itself. That takes CPU from
+accepting, so the daemon accepts about as fast as it processes, and what it acknowledged is
+done within about a second rather than falling minutes behind.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import trio
 
 from channels.intake import CallerResponder, JournalUnavailable, Overloaded, Submission
+from config import RouterSettings
 from engine.entity import Entity, utcnow_iso
 from engine.ports import Reply
 from engine.runner import Engine, RunResult
@@ -37,16 +41,33 @@ from router.storage.rows import RUNNING, ClaimRef, Run, Signal
 log = structlog.get_logger("router.dispatch")
 
 
-@dataclass
-class DispatchSettings:
-    concurrency: int = 64
-    max_attempts: int = 5
-    retry_backoff: float = 2.0
-    run_timeout: float = 30.0
-    lease: float = 15.0
-    max_pending: int = 10000
-    dedup_window: float = 86400.0
-    poll_interval: float = 0.25
+POLL_INTERVAL = 0.25  # the claim loop looks this often even if nothing woke it (other processes' work)
+HELP_BACKLOG = 256  # with runner processes: a listening process helps run pending work above this backlog
+
+
+class DispatchObserver(Protocol):
+    """Metrics (router/ops/metrics.py `Metrics`)."""
+
+    def on_submit(self, channel: str, source: str, outcome: str, seconds: float) -> None:
+        """One submission: accepted, duplicate, overloaded or journal_unavailable."""
+        ...
+
+    def on_run(self, workflow: str, status: str, seconds: float) -> None: ...
+
+    def on_retry(self, kind: str) -> None:
+        """A failed signal scheduled for another attempt (`kind` "signal")."""
+        ...
+
+
+class _Unobserved:
+    def on_submit(self, channel: str, source: str, outcome: str, seconds: float) -> None:
+        return None
+
+    def on_run(self, workflow: str, status: str, seconds: float) -> None:
+        return None
+
+    def on_retry(self, kind: str) -> None:
+        return None
 
 
 class NullResponder:
@@ -72,14 +93,19 @@ class Dispatcher:
         engine: Engine,
         templates: TemplateEngine,
         workflows: list[Workflow],
-        settings: DispatchSettings,
+        settings: RouterSettings,
+        *,
+        dedup_window: float,
+        observer: DispatchObserver | None = None,
+        hand_off: Callable[[], None] | None = None,
     ) -> None:
         self.storage = storage
         self.journal = Journal(storage)
         self.engine = engine
         self.templates = templates
         self.workflows = workflows
-        self.settings = settings
+        self.settings = settings  # `[router]`: concurrency, lease, max_pending, retries, run_timeout
+        self.dedup_window = dedup_window  # `[http] idempotency_window`
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{int(time.time() * 1000) % 10**8}"
         self._nursery: trio.Nursery | None = None
         self._active: dict[str, trio.CancelScope] = {}
@@ -89,12 +115,15 @@ class Dispatcher:
         self._idle = trio.Event()
         self._accepting = True
         self.pending_estimate = 0
-        # Metrics hooks: (channel, source, outcome, seconds) per submission; (workflow, status, seconds) per run.
-        self.on_submit: Callable[[str, str, str, float], None] | None = None
-        self.on_run: Callable[[str, str, float], None] | None = None
-        self.on_retry: Callable[[str], None] | None = None  # a signal scheduled for another attempt
-        # Set in listening processes when runner processes exist: wakes them (see module doc).
-        self.hand_off: Callable[[], None] | None = None
+        self._helping = False  # a listening process running pending work because the runners lag
+        self.observer: DispatchObserver = observer or _Unobserved()
+        # Given to listening processes when runner processes exist: wakes them (see module doc).
+        self.hand_off = hand_off
+
+    @property
+    def active_runs(self) -> int:
+        """Signals this process is running now."""
+        return len(self._active)
 
     # -- Intake -------------------------------------------------------------------------------
 
@@ -103,6 +132,9 @@ class Dispatcher:
 
     def render(self, template: str, data: dict[str, Any], *, html: bool = False) -> str:
         return self.templates.render(template, data, html=html)
+
+    def has_sync_listener(self, source: str) -> bool:
+        return any(w.run_mode == "sync" for w in self.listeners(source))
 
     async def submit(
         self,
@@ -125,8 +157,7 @@ class Dispatcher:
         return sub
 
     def _observe(self, entity: Entity, outcome: str, started: float) -> None:
-        if self.on_submit is not None:
-            self.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
+        self.observer.on_submit(entity.channel, entity.source, outcome, time.perf_counter() - started)
 
     async def _submit(
         self,
@@ -161,7 +192,7 @@ class Dispatcher:
             appended = await self.journal.append(
                 entity,
                 dedup_key=dedup_key,
-                dedup_window=self.settings.dedup_window,
+                dedup_window=self.dedup_window,
                 owner=self.owner if claim else None,
                 lease=self.settings.lease,
                 ack=ack,
@@ -210,22 +241,17 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            if self.hand_off is None:
-                nursery.start_soon(self._claim_loop)
-            else:
-                nursery.start_soon(self._backlog_loop)
+            nursery.start_soon(self._claim_loop)
             nursery.start_soon(self._lease_loop)
             task_status.started()
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait for in-flight runs; True if all finished within `timeout`."""
+    async def drain(self) -> None:
+        """Take no more signals; return once the runs in flight finished (the caller's cancel
+        scope bounds the wait: what is left stays in the journal)."""
         self._accepting = False
-        with trio.move_on_after(timeout):
-            while self._active:
-                self._idle = trio.Event()
-                await self._idle.wait()
-            return True
-        return False
+        while self._active:
+            self._idle = trio.Event()
+            await self._idle.wait()
 
     def _start(self, signal: Signal, responder: CallerResponder | None) -> None:
         assert self._nursery is not None
@@ -235,23 +261,35 @@ class Dispatcher:
         self._nursery.start_soon(self._process, signal, responder, scope)
 
     async def _claim_loop(self) -> None:
+        """Claims pending work (this process's, others', retries, lapsed leases) as run slots
+        free up. In a listening process with runners: only while they lag (see module doc), and
+        otherwise keeps `pending_estimate` (the `max_pending` bound) honest."""
+        helper = self.hand_off is not None
         while True:
-            with trio.move_on_after(self.settings.poll_interval):
+            with trio.move_on_after(POLL_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()
+            if helper:
+                try:
+                    self.pending_estimate = await self.storage.aread(_count_pending)
+                except StorageUnavailable:
+                    continue  # the database is away; the next poll looks again
+                self._helping = self.pending_estimate > HELP_BACKLOG
+                if not self._helping:
+                    continue
             if not self._accepting:
                 continue
             free = self.settings.concurrency - len(self._active)
             if free <= 0:
                 continue
             try:
-                if not await self.storage.aread(_has_claimable):
+                if not helper and not await self.storage.aread(_has_claimable):
                     self.pending_estimate = 0
                     continue  # nothing to claim: no write transaction (and no fsync) for nothing
                 claimed = await self.journal.claim(self.owner, free, self.settings.lease)
             except StorageUnavailable as exc:
                 log.warning("claim failed", error=str(exc))
-                await trio.sleep(self.settings.poll_interval)  # the database is away: no hot loop
+                await trio.sleep(POLL_INTERVAL)  # the database is away: no hot loop
                 continue
             for signal in claimed:
                 self.pending_estimate = max(0, self.pending_estimate - 1)
@@ -264,16 +302,9 @@ class Dispatcher:
                 self._start(signal, self._waiting.pop(signal.id, None))
             if len(claimed) == free:
                 self._wake.set()  # there may be more
-            else:
+            elif not helper:
                 with contextlib.suppress(StorageUnavailable):
                     self.pending_estimate = await self.storage.aread(_count_pending)
-
-    async def _backlog_loop(self) -> None:
-        """Without a claim loop, keep `pending_estimate` (the `max_pending` bound) honest."""
-        while True:
-            await trio.sleep(self.settings.poll_interval)
-            with contextlib.suppress(StorageUnavailable):
-                self.pending_estimate = await self.storage.aread(_count_pending)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -291,7 +322,7 @@ class Dispatcher:
         try:
             with scope:
                 await self._run_workflows(signal, caller)
-        except Exception:  # noqa: BLE001 - a bug in one signal must not take the daemon down
+        except Exception:  # a bug in one signal must not take the daemon down
             log.exception("signal processing crashed", signal_id=signal.id)
         finally:
             caller.finish()
@@ -299,25 +330,35 @@ class Dispatcher:
             self._claims.pop(signal.id, None)
             if not self._active:
                 self._idle.set()
-            if self.pending_estimate > 0:
+            if self.pending_estimate > 0 and (self.hand_off is None or self._helping):
                 # A slot came free and work is waiting. Otherwise the periodic poll is enough:
                 # a claim query after every finished run would cost a transaction per signal.
                 self._wake.set()
 
     async def _run_workflows(self, signal: Signal, caller: CallerResponder) -> None:
-        done = await self.storage.aread(lambda tx: tx.done_workflows(signal.id)) if signal.attempts else set()
-        todo = [w for w in self.listeners(signal.source) if w.name not in done]
         attempt = signal.attempts + 1
+        # A retry, or a run started over after a crash, skips the workflows this round already
+        # did; a replay starts a new round (`replay_from` = its first attempt): all of them run.
+        since = signal.replay_from
+        done = (
+            await self.storage.aread(lambda tx: tx.done_workflows(signal.id, since))
+            if attempt > max(since, 1)
+            else set()
+        )
+        todo = [w for w in self.listeners(signal.source) if w.name not in done]
         runs: list[tuple[Workflow, str, float, RunResult]] = []
 
         async def one(workflow: Workflow) -> None:
             started, t0 = utcnow_iso(), time.perf_counter()
             result = await self.engine.run(
-                workflow, signal.entity, caller, timeout=workflow.timeout or self.settings.run_timeout
+                workflow,
+                signal.entity,
+                caller,
+                timeout=workflow.timeout or self.settings.run_timeout,
+                replay=signal.replays,
             )
             duration = (time.perf_counter() - t0) * 1000
-            if self.on_run is not None:
-                self.on_run(workflow.name, result.status, duration / 1000)
+            self.observer.on_run(workflow.name, result.status, duration / 1000)
             runs.append((workflow, started, duration, result))
             request_id = signal.entity.data.get("__request_id")
             # A line per run is the journal's job (`router signals`); at 1,000 runs/s logging them
@@ -355,12 +396,12 @@ class Dispatcher:
             error = "; ".join(f"{w.name}: {msg}" for w, msg, _ in failures)
             retryable = [w for w, _, again in failures if again and w.run_mode == "async"]
             max_attempts = min((w.max_attempts or self.settings.max_attempts) for w, _, _ in failures)
-            if retryable and attempt < max_attempts:
-                delay = min(self.settings.retry_backoff * (2 ** (attempt - 1)), 3600.0)
+            tries = attempt - max(signal.replay_from, 1) + 1  # a replay's round has attempts of its own
+            if retryable and tries < max_attempts:
+                delay = min(self.settings.retry_backoff * (2 ** (tries - 1)), 3600.0)
                 status, retry_in = "pending", delay
                 log.info("retry", signal_id=signal.id, attempt=attempt, delay_s=round(delay, 3))
-                if self.on_retry is not None:
-                    self.on_retry("signal")
+                self.observer.on_retry("signal")
             else:
                 status = "failed"
                 log.warning("failed", signal_id=signal.id, attempts=attempt, error=error)
@@ -391,4 +432,4 @@ def _has_claimable(tx: Tx) -> bool:
     return tx.has_claimable()
 
 
-__all__ = ["Dispatcher", "DispatchSettings", "NullResponder"]
+__all__ = ["DispatchObserver", "Dispatcher", "NullResponder"]

@@ -78,12 +78,9 @@ def runner_listening(db_path: Path, index: int) -> bool:
     return _bound(runner_address(db_path, index))
 
 
-async def wait_for_runners(db_path: Path, runners: int, timeout: float) -> bool:
-    """True once every runner listens for its doorbell (it binds only when it is ready to run),
-    so that the daemon reports ready with its runners up; False after `timeout`."""
+async def wait_for_runners(db_path: Path, runners: int) -> None:
+    """Return once every runner listens for its doorbell (it binds only when it is ready to run),
+    so that the daemon reports ready with its runners up (the caller's cancel scope bounds it)."""
     addresses = [runner_address(db_path, i) for i in range(1, runners + 1)]
-    with trio.move_on_after(timeout):
-        while not all(_bound(a) for a in addresses):
-            await trio.sleep(0.05)
-        return True
-    return False
+    while not all(_bound(a) for a in addresses):  # noqa: ASYNC110 - other processes bind them: no event to await
+        await trio.sleep(0.05)

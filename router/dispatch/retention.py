@@ -41,7 +41,7 @@ async def prune(storage: Storage, retention: float, now: float | None = None) ->
         signals += n
         if n < BATCH:
             break
-        await trio.sleep(0)  # let waiting appends into the next group commit
+        await trio.lowlevel.checkpoint()  # let waiting appends into the next group commit
     keys = await storage.write(lambda tx: tx.prune_dedup(now))
     return signals, keys
 

@@ -16,7 +16,7 @@ process of the daemon (main, HTTP workers, runners) writes its values to a share
 * `router_run_duration_seconds{workflow,status}`: each workflow run.
 * `router_queue_depth`, `router_runs_active`, `router_http_in_flight`,
   `router_journal_signals{status}`: read at scrape time.
-* `router_smtp_sessions`: open SMTP sessions (`Metrics.smtp_session_opened/closed`).
+* `router_smtp_sessions`: open SMTP sessions (the worker reports its count over its link).
 * `router_rate_limited_total{source}`, `router_overloaded_total{channel}`.
 * `router_refused_total{channel,reason}`: requests refused before the journal, by reason
   (HTTP: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `too_large`, `rate_limited`,
@@ -31,19 +31,20 @@ process of the daemon (main, HTTP workers, runners) writes its values to a share
 * `router_build_info{version,python}` (always 1) and prometheus-client's process collector
   (`process_resident_memory_bytes`, `process_open_fds`, CPU, start time) for the main process.
 
-Channels may not import `router` (dependencies point router → channels → engine), so the HTTP
-channel gets an observer object (`HttpObserver`) and the SMTP channel reaches these functions
-through the daemon it is handed (`host.metrics`).
+Channels may not import `router` (dependencies point router → channels → engine), so each is
+handed an observer it declares as a Protocol: the HTTP channel `channels.http.app.HttpObserver`
+(`Metrics.http_observer()`), the SMTP channel `channels.smtp.server.SmtpObserver` and the
+dispatcher `router.dispatch.dispatcher.DispatchObserver` (both `Metrics` itself).
 """
 
 from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -60,8 +61,15 @@ from prometheus_client.registry import Collector
 
 from channels.http.asgi import loggable_path
 from router.ops import logs
+from router.ops.refusals import RefusalLog
+from router.ops.refusals import from_http as refusal_from_http
+from router.ops.refusals import from_smtp as refusal_from_smtp
 from router.ops.shared_metrics import is_shared
 from router.version import version
+
+if TYPE_CHECKING:
+    from channels.http.app import HttpChannel
+    from router.storage import Storage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -154,6 +162,9 @@ REFUSAL_REASONS = {
 class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # no `*_created` series: they double the output and nobody graphs them
+        self.refusals: RefusalLog | None = (
+            None  # refused requests kept for the dashboard (router/ops/refusals.py)
+        )
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.signals = Counter(
@@ -289,16 +300,14 @@ class Metrics:
         """The SMTP bridge: its worker refused a command (the reason comes over the link)."""
         self.refused.labels("smtp", reason).inc()
 
-    def smtp_session_opened(self) -> None:
-        """For the SMTP channel (thread-safe): a client connected."""
-        self.smtp_sessions.inc()
+    def smtp_refusal(self, reason: str, detail: Mapping[str, str]) -> None:
+        """The SMTP bridge: what its worker told of a refused command, kept for inspection."""
+        if self.refusals is not None:
+            self.refusals.note(refusal_from_smtp(reason, dict(detail)))
 
-    def smtp_session_closed(self) -> None:
-        self.smtp_sessions.dec()
-
-    def signal_rejected(self, channel: str, source: str, status: str) -> None:
-        """For channels without HTTP (e.g. SMTP 550/552): an arrival refused before the journal."""
-        self.signals.labels(channel, source, "rejected", status).inc()
+    def smtp_sessions_open(self, sessions: int) -> None:
+        """The SMTP bridge: its worker's count of open sessions (0 when the worker is gone)."""
+        self.smtp_sessions.set(sessions)
 
     def http_observer(self) -> HttpObserver:
         return HttpObserver(self)
@@ -311,6 +320,8 @@ class HttpObserver:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # labels() takes a lock and builds a key on every call: the accepted path's children kept.
+        self._accepted: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     def begin(self, request: Any) -> Any:
         return _current.set(_RequestNote(time.perf_counter()))
@@ -349,6 +360,16 @@ class HttpObserver:
                     else ("journal_unavailable" if note.outcome == "journal_unavailable" else reason)
                 )
             m.refused.labels(channel or "http", reason).inc()
+            if m.refusals is not None:
+                m.refusals.note(
+                    refusal_from_http(
+                        request,
+                        status,
+                        channel or "http",
+                        source_obj.source if source_obj is not None else None,
+                        str(request.extra.get("reason") or f"HTTP {status}"),
+                    )
+                )
         if channel is None:
             return  # /healthz, /readyz, unknown paths: not an arrival
         if request.extra.get("overloaded"):
@@ -356,8 +377,17 @@ class HttpObserver:
         if status == 429:
             m.rate_limited.labels(source).inc()
         if note.outcome in ("accepted", "duplicate"):
-            m.signals.labels(channel, source, note.outcome, str(status)).inc()
-            m.ack_latency.labels(channel).observe(time.perf_counter() - note.started)
+            key = (channel, source, note.outcome, status)
+            children = self._accepted.get(key)
+            if children is None:
+                if len(self._accepted) > 10_000:  # sources come and go with reloads
+                    self._accepted.clear()
+                children = self._accepted[key] = (
+                    m.signals.labels(channel, source, note.outcome, str(status)),
+                    m.ack_latency.labels(channel),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - note.started)
         elif status < 400:
             # Answered as a success but not journaled on purpose (a form's honeypot, a preflight).
             m.signals.labels(channel, source, "dropped", str(status)).inc()
@@ -368,24 +398,16 @@ class HttpObserver:
 __all__ = ["CONTENT_TYPE", "HttpObserver", "Metrics"]
 
 
-def attach(daemon: Any) -> Metrics:
-    """Wire a daemon's storage, dispatcher and HTTP channel to a fresh `Metrics`."""
-    m = Metrics()
-    daemon.storage.on_commit = m.on_commit
-    daemon.dispatcher.on_submit = m.on_submit
-    daemon.dispatcher.on_run = m.on_run
-    daemon.dispatcher.on_retry = m.on_retry
-    if daemon.http is not None:  # runner processes have no listener
-        daemon.http.observer = m.http_observer()
+def watch_gauges(m: Metrics, storage: Storage, http: HttpChannel | None) -> None:
+    """The scrape-time gauges: the journal's counts, and the HTTP channel's requests in flight."""
 
     def read() -> dict[str, Any]:
-        by_status = daemon.storage.read(lambda tx: tx.counts())
+        by_status = storage.read(lambda tx: tx.counts())
         return {
             "pending": by_status.get("pending", 0),
             "active": by_status.get("running", 0),
-            "in_flight": daemon.http.in_flight if daemon.http is not None else 0,
+            "in_flight": http.in_flight if http is not None else 0,  # runner processes have no listener
             "by_status": by_status,
         }
 
     m.watch(read)
-    return m

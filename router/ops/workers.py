@@ -18,17 +18,30 @@ from typing import Any
 import structlog
 import trio
 
+from router.ops.forkserver import ForkedProcess, ForkServer, ForkServerGone
+
 log = structlog.get_logger("router.workers")
 
 
 LIFELINE_ENV = "ROUTER_LIFELINE_FD"
+MAIN_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # only the main process talks to systemd
 
 
 def _child_env(lifeline: int) -> dict[str, str]:
-    """Only the main process talks to systemd (READY, WATCHDOG): children must not."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    env = {k: v for k, v in os.environ.items() if k not in MAIN_ONLY_ENV}
     env[LIFELINE_ENV] = str(lifeline)
     return env
+
+
+def child_name(flag: str, index: int) -> str:
+    """The process name (/proc/PID/comm, 15 bytes at most) of a forked child."""
+    return f"router-{'run' if flag == '--runner' else 'http'}-{index}"
+
+
+def lifeline() -> tuple[int, int]:
+    """The pipe of die_with_parent, made before the fork server forks (it passes the read end
+    on to the children and closes the write end)."""
+    return os.pipe()
 
 
 async def die_with_parent() -> None:
@@ -46,16 +59,59 @@ async def die_with_parent() -> None:
 
 
 class WorkerPool:
-    def __init__(self, config_path: Path, http_workers: int, runners: int, extra_args: list[str]) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        http_workers: int,
+        runners: int,
+        extra_args: list[str],
+        *,
+        fork_server: ForkServer | None = None,
+        pipe: tuple[int, int] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.roles = [("--worker", i) for i in range(1, http_workers)] + [
             ("--runner", i) for i in range(1, runners + 1)
         ]
         self.extra_args = extra_args
-        self.processes: dict[tuple[str, int], trio.Process] = {}
+        self.processes: dict[tuple[str, int], trio.Process | ForkedProcess] = {}
         self.stopping = False
+        self.fork_server = fork_server
         # The lifeline (see die_with_parent): children inherit the read end only.
-        self._lifeline_read, self._lifeline_write = os.pipe()
+        self._lifeline_read, self._lifeline_write = pipe or lifeline()
+
+    async def _start(self, flag: str, index: int) -> trio.Process | ForkedProcess:
+        """Forked from the fork server when there is one (shares the loaded code: fast, small);
+        a fresh interpreter otherwise."""
+        if self.fork_server is not None:
+            try:
+                return await self.fork_server.spawn(
+                    flag.lstrip("-"),
+                    index=index,
+                    name=child_name(flag, index),
+                    env={LIFELINE_ENV: str(self._lifeline_read)},
+                    unset_env=MAIN_ONLY_ENV,
+                )
+            except ForkServerGone:
+                log.warning("fork server gone; starting children as new processes")
+                self.fork_server = None
+        cmd = [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "serve",
+            "-c",
+            str(self.config_path),
+            flag,
+            str(index),
+            *self.extra_args,
+        ]
+        return await trio.lowlevel.open_process(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            env=_child_env(self._lifeline_read),
+            pass_fds=(self._lifeline_read,),
+        )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -68,23 +124,7 @@ class WorkerPool:
         child = {flag.lstrip("-"): index}
         delay = 0.5
         while not self.stopping:
-            cmd = [
-                sys.executable,
-                "-m",
-                "router.cli",
-                "serve",
-                "-c",
-                str(self.config_path),
-                flag,
-                str(index),
-                *self.extra_args,
-            ]
-            proc = await trio.lowlevel.open_process(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                env=_child_env(self._lifeline_read),
-                pass_fds=(self._lifeline_read,),
-            )
+            proc = await self._start(flag, index)
             self.processes[role] = proc
             log.info("child started", **child, pid=proc.pid)
             try:
@@ -104,10 +144,11 @@ class WorkerPool:
             if proc.returncode is None:
                 proc.send_signal(signum)
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, *, grace: float) -> None:
+        """SIGTERM every child; SIGKILL those still running after `grace` seconds."""
         self.stopping = True
         self.send(signal.SIGTERM)
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(grace):
             for proc in list(self.processes.values()):
                 await proc.wait()
         for proc in list(self.processes.values()):

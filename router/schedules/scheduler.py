@@ -225,7 +225,7 @@ class Scheduler:
                 await trio.lowlevel.checkpoint()  # 10,000 new triggers: let the other channels run
             try:
                 trigger = build_trigger(model)
-            except Exception:  # noqa: BLE001 - one bad schedule must not stop the others
+            except Exception:  # one bad schedule must not stop the others
                 log.exception("schedule cannot be built", name=name)
                 continue
             fresh.append((name, model, trigger, definition(model)))

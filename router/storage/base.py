@@ -33,9 +33,11 @@ from router.storage.rows import (
     ClaimRef,
     FeedCursor,
     LeaseHolder,
+    Refusal,
     Run,
     ScheduleState,
     Signal,
+    SignalQuery,
     SourceState,
 )
 
@@ -85,7 +87,8 @@ class Tx(RecordTx):
     ) -> Appended:
         """Journal one signal. A `dedup_key` still unexpired for its source makes it a duplicate
         (nothing is written; the original id and ack come back). With `owner` the signal is claimed
-        by that owner in the same transaction (epoch 1); `settled` journals it as done at once."""
+        by that owner in the same transaction (epoch 1); `settled` journals it as done at once.
+        `entity.raw`, the body as received, is kept beside it (`signal_body`)."""
 
     @abstractmethod
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
@@ -121,8 +124,12 @@ class Tx(RecordTx):
         """Hand back every signal `owner` still holds (clean shutdown): pending again, attempt kept."""
 
     @abstractmethod
-    def requeue(self, signal_id: str) -> bool:
-        """Make a failed (or done) signal runnable again (`router replay`)."""
+    def requeue(self, signal_id: str, *, delay: float = 0.0, now: float | None = None) -> bool:
+        """Replay a failed or done signal (`router replay`): pending again, due `delay` seconds
+        from now, as a new round. `replays` grows by one and `replay_from` becomes the next attempt,
+        so every listening workflow runs again (`done_workflows` counts only this round's runs) and
+        the signal's step effects are forgotten (its record steps write again). False, nothing
+        changed, for a pending or running signal."""
 
     @abstractmethod
     def set_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
@@ -147,10 +154,25 @@ class Tx(RecordTx):
         """Newest first; `since`/`until` bound `received_at`, `before` an id (paging)."""
 
     @abstractmethod
+    def signal_body(self, signal_id: str) -> bytes | None:
+        """The request body as received (`Entity.raw`, journaled by `append_signal`), if any."""
+
+    @abstractmethod
+    def find_signals(self, query: SignalQuery) -> list[Signal]:
+        """Signals matching `query`, newest first, at most `query.limit`; with `after`, the
+        page just newer than that id (still newest first). Must stay fast at 100,000 signals."""
+
+    @abstractmethod
+    def count_signals(self, query: SignalQuery) -> int:
+        """How many signals match `query` (its cursor and limit ignored, `upto` kept)."""
+
+    @abstractmethod
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    def done_workflows(self, signal_id: str) -> set[str]: ...
+    def done_workflows(self, signal_id: str, since_attempt: int = 0) -> set[str]:
+        """Workflows with a done run of attempt `since_attempt` or later (a retry or a run started
+        over after a crash skips them; pass the signal's `replay_from`)."""
 
     @abstractmethod
     def counts(self) -> dict[str, int]:
@@ -181,11 +203,27 @@ class Tx(RecordTx):
 
     @abstractmethod
     def prune_settled(self, cutoff: str, limit: int) -> int:
-        """Delete up to `limit` done/failed signals with ids below `cutoff`, with their runs and step
-        effects; pending and running signals are never touched."""
+        """Delete up to `limit` done/failed signals with ids below `cutoff`, with their runs, step
+        effects and bodies; pending and running signals are never touched."""
 
     @abstractmethod
     def prune_dedup(self, now: float | None = None) -> int: ...
+
+    # -- refused requests ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def refused_add(self, rows: list[Refusal], keep: int) -> int:
+        """Keep these refusals, then only the newest `keep` of each source they touch (by id);
+        returns how many older ones were dropped."""
+
+    @abstractmethod
+    def refused_list(
+        self, *, source: str | None = None, before: str | None = None, limit: int = 50
+    ) -> list[Refusal]:
+        """Newest first; `before` an id (paging)."""
+
+    @abstractmethod
+    def refused_get(self, refusal_id: str) -> Refusal | None: ...
 
     # -- sources: generated credentials and activation -------------------------------------------------
 
@@ -203,6 +241,11 @@ class Tx(RecordTx):
     def source_set_active(self, kind: str, name: str, active: bool) -> bool: ...
 
     @abstractmethod
+    def source_fill_jwt(self, kind: str, name: str, jwt_key: str, jwt_secret: str) -> bool:
+        """Give an endpoint its generated JWT key and secret if it has none yet (a row made before
+        they existed, or just now by `source_add`); False, nothing changed, if it has a secret."""
+
+    @abstractmethod
     def source_set_credentials(
         self,
         kind: str,
@@ -211,8 +254,13 @@ class Tx(RecordTx):
         first_hash: str | None = None,
         second_hash: str | None = None,
         api_key: str | None = None,
+        jwt_key: str | None = None,
+        jwt_secret: str | None = None,
+        keep_old_until: float | None = None,
     ) -> bool:
-        """Replace the given credentials (rotation); the others stay."""
+        """Replace the given credentials (rotation); the others stay. With `keep_old_until` (epoch
+        seconds) the replaced ones become the previous set, still accepted until then; without it
+        they stop at once. Either way an earlier previous set is dropped. One statement."""
 
     @abstractmethod
     def source_states(self) -> dict[tuple[str, str], SourceState]: ...

@@ -84,4 +84,4 @@ class WriteQueue:
             await job.done.wait()
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        return job.result

@@ -46,6 +46,8 @@ class Signal:
     epoch: int = 0
     updated_at: float = 0.0
     ack: dict[str, Any] | None = None
+    replays: int = 0  # how many times it was replayed
+    replay_from: int = 0  # the first attempt of the current round (a replay starts a new one)
 
     @property
     def claim(self) -> ClaimRef:
@@ -62,7 +64,33 @@ class Signal:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "dedup_key": self.dedup_key,
+            "replays": self.replays,
         }
+
+
+@dataclass
+class SignalQuery:
+    """Which signals to list, count, export or replay (`Tx.find_signals`, `Tx.count_signals`).
+
+    Every field narrows: `search` is text search over the id, source, dedup key and the
+    payload (the entity without its `__` meta: body fields, `__body`, `__json`, an email);
+    words are matched whole, all of them, each word's parts in order (`ORD-4711`); a word ending in
+    `*` matches as a prefix (a search lists in commit order, which is id order but for signals
+    appended at the same moment). `since`/`until` bound `received_at` (journal format). `before`/`after`
+    are the id cursor (exclusive); `upto` an inclusive newest id (what a count saw)."""
+
+    search: str | None = None
+    channel: str | None = None
+    source: str | None = None
+    status: str | None = None
+    statuses: tuple[str, ...] = ()  # any of these (bulk replay: failed and done)
+    workflow: str | None = None  # signals with a run of this workflow
+    since: str | None = None
+    until: str | None = None
+    before: str | None = None
+    after: str | None = None
+    upto: str | None = None
+    limit: int = 50
 
 
 @dataclass
@@ -79,6 +107,19 @@ class Run:
 
 
 @dataclass
+class Previous:
+    """Credentials a rotation replaced, still accepted until `until` (epoch seconds): the grace
+    period. Only the ones that rotation replaced are set."""
+
+    until: float
+    first_hash: str | None = None
+    second_hash: str | None = None
+    api_key: str | None = None
+    jwt_key: str | None = None
+    jwt_secret: str | None = None
+
+
+@dataclass
 class SourceState:
     kind: str
     name: str
@@ -86,6 +127,13 @@ class SourceState:
     second_hash: str | None
     api_key: str | None
     active_override: bool | None  # None: as the config says
+    jwt_key: str | None = None  # generated; a configured endpoint_key / endpoint_secret wins
+    jwt_secret: str | None = None
+    previous: Previous | None = None  # set after a rotation with a grace period (maybe expired since)
+
+    def grace(self, now: float) -> Previous | None:
+        """The previous credentials if their grace period still runs at `now`."""
+        return self.previous if self.previous is not None and self.previous.until > now else None
 
 
 @dataclass
@@ -107,3 +155,38 @@ class ScheduleState:
 class LeaseHolder:
     owner: str
     lease_until: float
+
+
+@dataclass
+class Refusal:
+    """A request turned away before the journal, kept for inspection (masked, body capped)."""
+
+    id: str  # sortable (a ULID): the newest has the greatest
+    at: str  # the journal's timestamp format
+    channel: str
+    source: str  # `kind.name`, or "unknown" for a URL that names no source
+    method: str
+    path: str  # endpoint URL hashes shortened, as in the logs
+    query: str  # credentials masked
+    remote: str
+    headers: dict[str, Any]  # secrets masked
+    body: bytes  # the first REFUSED_BODY bytes
+    body_size: int  # as received (or declared, for a body never read)
+    status: int
+    reason: str
+    answer: str = ""  # the body we sent back (capped)
+    request_id: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "channel": self.channel,
+            "source": self.source,
+            "method": self.method,
+            "path": self.path,
+            "remote": self.remote,
+            "status": self.status,
+            "reason": self.reason,
+            "body_size": self.body_size,
+        }

@@ -34,9 +34,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests import pg  # noqa: E402
-from tests.bench.http import LUA, children, wrk  # noqa: E402
-from tests.daemon import RouterProcess  # noqa: E402
+from tests import pg
+from tests.bench.http import LUA, children, wrk
+from tests.daemon import RouterProcess
 
 CONFIG = """
 [endpoints.fast]

@@ -113,7 +113,7 @@ def stop_peers(peers: list[Peer]) -> None:
         if peer.service is not None:
             try:
                 peer.service.stop()
-            except Exception as error:  # keep stopping the others
+            except Exception as error:  # noqa: BLE001 - keep stopping the others
                 print(f"stopping {peer.name}: {error}", file=sys.stderr)
 
 

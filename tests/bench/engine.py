@@ -25,16 +25,16 @@ import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from config import parse_config  # noqa: E402
-from engine.actions import Services  # noqa: E402
-from engine.entity import Entity  # noqa: E402
-from engine.ports import Reply  # noqa: E402
-from engine.records import RecordStore  # noqa: E402
-from engine.runner import Engine  # noqa: E402
-from engine.templates import TemplateEngine  # noqa: E402
-from engine.workflow import SourceCaps, compile_workflows  # noqa: E402
-from router.storage import open_storage  # noqa: E402
-from tests.standins.bare_asgi import BareServer  # noqa: E402
+from config import parse_config
+from engine.actions import Services
+from engine.entity import Entity
+from engine.ports import Reply
+from engine.records import RecordStore
+from engine.runner import Engine
+from engine.templates import TemplateEngine
+from engine.workflow import SourceCaps, compile_workflows
+from router.storage import open_storage
+from tests.standins.bare_asgi import BareServer
 
 
 class Sink:

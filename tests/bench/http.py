@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.daemon import RouterProcess  # noqa: E402
-from tests.standins.bare_asgi import BareServer  # noqa: E402
+from tests.daemon import RouterProcess
+from tests.standins.bare_asgi import BareServer
 
 ENDPOINTS = """
 [endpoints.fast]

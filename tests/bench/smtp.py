@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.daemon import RouterProcess, free_port  # noqa: E402
+from tests.daemon import RouterProcess, free_port
 
 SINK = """
 import asyncio, sys

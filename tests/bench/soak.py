@@ -38,9 +38,9 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.daemon import RouterProcess  # noqa: E402
-from tests.standins.http_target import HttpTarget  # noqa: E402
-from tests.standins.twilio_api import TwilioStandin  # noqa: E402
+from tests.daemon import RouterProcess
+from tests.standins.http_target import HttpTarget
+from tests.standins.twilio_api import TwilioStandin
 
 SID, TOKEN = "AC" + "1" * 32, "soak-twilio-token-0123456789abcdef"
 GROWTH_LIMIT = 0.10

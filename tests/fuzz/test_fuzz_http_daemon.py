@@ -22,7 +22,7 @@ from twilio.request_validator import RequestValidator
 from channels.http.asgi import Request
 from channels.http.forms import FORM_TYPES
 from channels.http.parsing import BadBody, build_data, is_json_type, parse_json
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 from tests.fuzz import strategies as fs
 from tests.fuzz.profiles import examples
 from tests.fuzz.test_fuzz_http_parsing import make_request
@@ -118,17 +118,14 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    router = RouterProcess(tmp_path_factory.mktemp("fuzz-http"), CONFIG).start()
-    try:
-        target = Target(router)
-        assert router.proc is not None
-        target.send("POST", target.data, json={"warm": "up"})
-        target.rss_before = rss_kib(router.proc.pid)  # type: ignore[attr-defined]
-        yield target
-        target.client.close()
-    finally:
-        router.stop()
+def target(module_router_factory: RouterFactory) -> Iterator[Target]:
+    router = module_router_factory(CONFIG)
+    target = Target(router)
+    assert router.proc is not None
+    target.send("POST", target.data, json={"warm": "up"})
+    target.rss_before = rss_kib(router.proc.pid)  # type: ignore[attr-defined]
+    yield target
+    target.client.close()
 
 
 def on_the_wire(value: str) -> str:
@@ -403,6 +400,9 @@ def test_daemon_survived(target: Target) -> None:
         f"fuzz daemon RSS before {target.rss_before} KiB, after {rss_after} KiB; statuses {target.statuses}"
     )  # type: ignore[attr-defined]
     assert growth < RSS_GROWTH_LIMIT_KIB, (target.rss_before, rss_after)  # type: ignore[attr-defined]
-    time.sleep(0.5)  # let the workflow runs of the last requests finish and log
+    # The workflow runs of the last requests have finished (and logged).
+    router.wait_for(
+        lambda: (s := router.status()["signals"])["pending"] == 0 and s["running"] == 0, timeout=30
+    )
     log = router.log()
     assert "Traceback" not in log and "request failed" not in log, log[-4000:]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from channels.smtp.ipc import FrameReader, pack
 from channels.smtp.mime import parse_email
 from engine.entity import Entity
-from tests.daemon import RouterProcess
+from tests.daemon import RouterFactory, RouterProcess
 from tests.fuzz import mail_strategies as ms
 from tests.fuzz.profiles import examples
 
@@ -88,13 +88,11 @@ address = "support@example.com"
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    proc = RouterProcess(tmp_path_factory.mktemp("fuzz-smtp"), CONFIG)
+def router(module_router_factory: RouterFactory) -> RouterProcess:
+    proc = module_router_factory(CONFIG, start=False)
     text = proc.config_path.read_text()
     proc.config_path.write_text(text.replace("[smtp]\n", '[smtp]\nmax_message_size = "1MiB"\n', 1))
-    proc.start()
-    yield proc
-    proc.stop()
+    return proc.start()
 
 
 DELIVERED: list[bytes] = []  # replies of the 250s: one journaled signal each

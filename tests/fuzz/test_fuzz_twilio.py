@@ -9,8 +9,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from channels.http.pipeline import HttpSettings
 from channels.http.twilio import _form, message_fields, public_request_url, signature_valid
+from config import RouterSettings
 from tests.fuzz.profiles import examples
 from tests.fuzz.test_fuzz_http_parsing import make_request
 
@@ -114,15 +114,15 @@ def test_signature_check(
     )
     if algorithm is not None:
         request.headers["x-twilio-webhooks-signature-settings"] = algorithm
-    settings = HttpSettings(public_url=PUBLIC, trust_proxy=trust_proxy, twilio_auth_token=TOKEN)
+    router = RouterSettings(public_url=PUBLIC, trust_proxy=trust_proxy)
     valid_algorithm = algorithm in (None, "", "algorithm=HMAC_SHA1", "algorithm=HMAC_SHA256", "algorithm=")
     if sign_right and valid_algorithm and not trust_proxy:
         request.headers["x-twilio-signature"] = RequestValidator(TOKEN).compute_signature(
-            public_request_url(request, settings),
+            public_request_url(request, router),
             params,
             "HMAC_SHA256" if algorithm == "algorithm=HMAC_SHA256" else None,
         )
-    outcome = signature_valid(request, _form(request), settings)
+    outcome = signature_valid(request, _form(request), router, TOKEN)
     assert isinstance(outcome, bool)
     if sign_right and valid_algorithm and not trust_proxy and "bodySHA256" not in query:
         assert outcome

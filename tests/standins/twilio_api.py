@@ -1,7 +1,7 @@
 """A stand-in for Twilio's REST API: `POST /2010-04-01/Accounts/{sid}/Messages.json`.
 
 Answers like Twilio (201 with a Message resource as JSON), records every request (path, form
-fields, Authorization) and can be told to fail. Point `OutboundSettings.twilio_api_base` at
+fields, Authorization) and can be told to fail. Point `[twilio] api_base` at
 `base_url` and the real twilio client talks to it.
 """
 

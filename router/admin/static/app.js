@@ -73,7 +73,9 @@
     if (!confirmed(button)) return;
     button.disabled = true;
     try {
-      const item = await api("POST", "/api/sources/" + encodeURIComponent(source) + "/" + action);
+      const grace = document.getElementById("rotate-grace");
+      const body = action === "rotate" && grace ? { grace: grace.value } : undefined;
+      const item = await api("POST", "/api/sources/" + encodeURIComponent(source) + "/" + action, body);
       if (action === "rotate") {
         showRotated(item);
         return;
@@ -102,6 +104,18 @@
       keyRow.hidden = false;
     } else {
       keyRow.hidden = true;
+    }
+    const jwtRow = document.getElementById("rotated-jwt-row");
+    if (jwtRow) {
+      jwtRow.hidden = !item.endpoint_secret;
+      document.getElementById("rotated-jwt-key").textContent = item.endpoint_key || "";
+      document.getElementById("rotated-jwt-secret").textContent = item.endpoint_secret || "";
+    }
+    const notice = document.getElementById("rotated-notice");
+    if (notice) {
+      notice.textContent = item.grace_until
+        ? "Shown once. The old URL/key/secret keeps working until " + item.grace_until + "."
+        : "Shown once. The old URL/key/secret no longer works.";
     }
     document.getElementById("rotated-close").onclick = () => { dialog.close(); location.reload(); };
     dialog.showModal();
@@ -143,6 +157,42 @@
     }
   }
 
+  // -- replay every signal matching the list's filter, after showing how many ----------------------
+  async function replayMatching(button) {
+    const dialog = document.getElementById("replay-dialog");
+    const filter = JSON.parse(button.getAttribute("data-filter") || "{}");
+    const count = document.getElementById("replay-count");
+    const ok = document.getElementById("replay-confirm");
+    ok.disabled = true;
+    count.textContent = "Counting…";
+    dialog.showModal();
+    document.getElementById("replay-cancel").onclick = () => dialog.close();
+    let counted;
+    try {
+      counted = await api("GET", "/api/signals/count?" + new URLSearchParams(filter).toString());
+    } catch (e) {
+      count.textContent = "Could not count: " + e.message;
+      return;
+    }
+    count.innerHTML = "";
+    const strong = document.createElement("strong");
+    strong.id = "replay-n";
+    strong.textContent = String(counted.replayable);
+    count.append(strong, " of " + counted.count + " matching signals will be replayed.");
+    ok.disabled = counted.replayable === 0;
+    ok.onclick = async () => {
+      ok.disabled = true;
+      try {
+        const result = await api("POST", "/api/signals/replay", counted.filter);
+        flash(result.replayed.length + " signals queued for replay");
+        location.reload();
+      } catch (e) {
+        toast("Replay failed: " + e.message, true);
+        ok.disabled = false;
+      }
+    };
+  }
+
   async function deleteRecord(button) {
     if (!confirmed(button)) return;
     const target = button.getAttribute("data-delete-record");
@@ -165,13 +215,15 @@
     else if (el.hasAttribute("data-action")) { sourceAction(el); }
     else if (el.hasAttribute("data-replay")) { replay(el); }
     else if (el.id === "replay-all") { replayAll(el); }
+    else if (el.id === "replay-matching") { replayMatching(el); }
     else if (el.hasAttribute("data-delete-record")) { deleteRecord(el); }
   });
 
   // -- live signals (SSE) ----------------------------------------------------------------------
-  function cell(text, className) {
+  function cell(text, className, label) {
     const td = document.createElement("td");
     if (className) td.className = className;
+    if (label) td.setAttribute("data-label", label);
     td.textContent = text;
     return td;
   }
@@ -187,29 +239,29 @@
     row.replaceChildren();
     row.setAttribute("data-signal", s.id);
     row.setAttribute("data-status", s.status);
-    const when = cell((s.received_at || "").replace("T", " ").slice(0, 19), "nowrap");
+    const when = cell((s.received_at || "").replace("T", " ").slice(0, 19), "nowrap", "Received");
     when.title = s.received_at || "";
     row.appendChild(when);
-    const idCell = document.createElement("td");
+    const idCell = cell("", "", "Signal");
     const link = document.createElement("a");
     link.className = "mono";
     link.href = "/signals/" + encodeURIComponent(s.id);
     link.textContent = s.id;
     idCell.appendChild(link);
     row.appendChild(idCell);
-    row.appendChild(cell(s.source));
-    const st = document.createElement("td");
+    row.appendChild(cell(s.source, "wrap-any", "Source"));
+    const st = cell("", "", "Status");
     st.appendChild(statusBadge(s.status));
     row.appendChild(st);
-    row.appendChild(cell(String(s.attempts), "right"));
-    row.appendChild(cell(s.last_error || "", "error-cell"));
+    row.appendChild(cell(String(s.attempts), "right", "Attempts"));
+    row.appendChild(cell(s.last_error || "", "error-cell", "Last error"));
   }
 
   function liveSignals() {
     const table = document.getElementById("signals");
     const body = document.getElementById("signal-rows");
     const indicator = document.getElementById("live");
-    if (!table || !body || !window.EventSource) return;
+    if (!table || !body || !window.EventSource || table.getAttribute("data-live") === "0") return;
     const onlySource = table.getAttribute("data-source");
     const onlyStatus = table.getAttribute("data-status");
     const url = "/api/events" + (onlySource ? "?source=" + encodeURIComponent(onlySource) : "");

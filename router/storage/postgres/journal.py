@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from engine.entity import Entity
+from router.storage.postgres.search import index_words
 from router.storage.rows import Appended, ClaimRef, FeedCursor, Run, Signal
 
 _LIVE_COLUMNS = "id, channel, source, received_at, status, attempts, last_error, dedup_key"
@@ -48,6 +49,8 @@ def signal_from_row(row: dict[str, Any]) -> Signal:
         epoch=row["epoch"],
         updated_at=row["updated_at"],
         ack=ack,
+        replays=row.get("replays", 0),
+        replay_from=row.get("replay_from", 0),
     )
 
 
@@ -95,15 +98,21 @@ class PgJournal:
             "until": now + lease if owner else None,
             "expires": now + dedup_window,
             "settled": settled,
+            "body": entity.raw or None,
+            "words": index_words(entity, dedup_key),
         }
         insert = (
             "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, ack, epoch,"
             " updated_at) SELECT %(id)s, %(channel)s, %(source)s, %(received_at)s, %(entity)s, %(status)s,"
             " %(key)s, %(ack)s, %(epoch)s, %(now)s"
         )
+        # The claim row, the body as received and the search words go in the same statement.
         claim = (
             "c AS (INSERT INTO claims (signal_id, owner, epoch, lease_until) SELECT id, %(owner)s, %(epoch)s,"
-            " %(until)s FROM s WHERE NOT %(settled)s)"
+            " %(until)s FROM s WHERE NOT %(settled)s),"
+            " b AS (INSERT INTO signal_bodies (signal_id, body) SELECT id, %(body)s FROM s"
+            " WHERE %(body)s::bytea IS NOT NULL),"
+            " t AS (INSERT INTO signal_text (signal_id, doc) SELECT id, to_tsvector('simple', %(words)s) FROM s)"
         )
         self.appended.append(entity.id)
         if not dedup_key:
@@ -158,7 +167,7 @@ class PgJournal:
             " took AS (UPDATE claims c SET owner = %(owner)s, epoch = c.epoch + 1, lease_until = %(until)s"
             "   FROM pick WHERE c.signal_id = pick.signal_id RETURNING c.signal_id, c.epoch)"
             " SELECT s.id, s.channel, s.source, s.received_at, s.entity, s.attempts, s.last_error, s.dedup_key,"
-            "   s.ack, s.updated_at, 'running' AS status, %(owner)s AS owner, t.epoch"
+            "   s.ack, s.updated_at, s.replays, s.replay_from, 'running' AS status, %(owner)s AS owner, t.epoch"
             " FROM took t JOIN signals s ON s.id = t.signal_id ORDER BY s.id",
             p,
         ).fetchall()
@@ -243,12 +252,16 @@ class PgJournal:
         self.wants_notify = self.wants_notify or n > 0
         return n
 
-    def requeue(self, signal_id: str) -> bool:
+    def requeue(self, signal_id: str, *, delay: float = 0.0, now: float | None = None) -> bool:
+        now = self.now() if now is None else now
         cur = self._x(
-            "WITH s AS (UPDATE signals SET status = 'open', updated_at = %s WHERE id = %s"
-            " AND status IN ('failed', 'done') RETURNING id, epoch)"
-            " INSERT INTO claims (signal_id, epoch) SELECT id, epoch FROM s ON CONFLICT DO NOTHING",
-            (self.now(), signal_id),
+            # A new round: `replay_from` is its first attempt, and record steps write again.
+            "WITH s AS (UPDATE signals SET status = 'open', replays = replays + 1, replay_from = attempts + 1,"
+            "   updated_at = %(now)s WHERE id = %(id)s AND status IN ('failed', 'done') RETURNING id, epoch),"
+            " e AS (DELETE FROM step_effects WHERE signal_id IN (SELECT id FROM s))"
+            " INSERT INTO claims (signal_id, epoch, not_before) SELECT id, epoch, %(at)s FROM s"
+            " ON CONFLICT DO NOTHING",
+            {"now": now, "id": signal_id, "at": now + max(0.0, delay)},
         )
         self.wants_notify = self.wants_notify or cur.rowcount == 1
         return bool(cur.rowcount == 1)
@@ -262,38 +275,15 @@ class PgJournal:
         row = self._x("SELECT * FROM signals_v WHERE id = %s", (signal_id,)).fetchone()
         return signal_from_row(row) if row else None
 
-    def list_signals(
-        self,
-        *,
-        status: str | None = None,
-        source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> list[Signal]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (
-            ("source", "=", source),
-            ("status", "=", status),
-            ("received_at", ">=", since),
-            ("received_at", "<", until),
-            ("id", "<", before),
-        ):
-            if value:
-                clauses.append(f"{column} {op} %s")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._x(f"SELECT * FROM signals_v {where} ORDER BY id DESC LIMIT %s", (*params, limit))
-        return [signal_from_row(r) for r in rows.fetchall()]
-
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]:
         rows = self._x("SELECT * FROM runs WHERE signal_id = %s ORDER BY id", (signal_id,)).fetchall()
         return [{**r, "trace": json.loads(r["trace"])} for r in rows]
 
-    def done_workflows(self, signal_id: str) -> set[str]:
-        rows = self._x("SELECT workflow FROM runs WHERE signal_id = %s AND status = 'done'", (signal_id,))
+    def done_workflows(self, signal_id: str, since_attempt: int = 0) -> set[str]:
+        rows = self._x(
+            "SELECT workflow FROM runs WHERE signal_id = %s AND status = 'done' AND attempt >= %s",
+            (signal_id, since_attempt),
+        )
         return {r["workflow"] for r in rows}
 
     def counts(self) -> dict[str, int]:
@@ -358,7 +348,9 @@ class PgJournal:
                 "WITH doomed AS (SELECT id FROM signals WHERE id < %s AND status IN ('done', 'failed')"
                 "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED),"
                 " r AS (DELETE FROM runs WHERE signal_id IN (SELECT id FROM doomed)),"
-                " e AS (DELETE FROM step_effects WHERE signal_id IN (SELECT id FROM doomed))"
+                " e AS (DELETE FROM step_effects WHERE signal_id IN (SELECT id FROM doomed)),"
+                " b AS (DELETE FROM signal_bodies WHERE signal_id IN (SELECT id FROM doomed)),"
+                " t AS (DELETE FROM signal_text WHERE signal_id IN (SELECT id FROM doomed))"
                 " DELETE FROM signals WHERE id IN (SELECT id FROM doomed)",
                 (cutoff, limit),
             ).rowcount

@@ -139,8 +139,55 @@ CREATE INDEX records_fields ON records USING gin (fields jsonb_path_ops);
 CREATE TABLE health (key text PRIMARY KEY, at double precision NOT NULL);  -- /readyz proves writes work
 """
 
+# 2: what SQLite's migrations 4-8 brought: generated JWT pairs and a rotation's grace (the
+# replaced credentials, prev_*, accepted until prev_until); replay rounds (replays, replay_from);
+# refused requests kept for inspection; the body as received; text search (search.py: one
+# tsvector per signal, written by append_signal, deleted with the signal).
+V2 = """
+ALTER TABLE sources ADD COLUMN jwt_key text, ADD COLUMN jwt_secret text, ADD COLUMN prev_first_hash text,
+    ADD COLUMN prev_second_hash text, ADD COLUMN prev_api_key text, ADD COLUMN prev_jwt_key text,
+    ADD COLUMN prev_jwt_secret text, ADD COLUMN prev_until double precision;
+
+ALTER TABLE signals ADD COLUMN replays int NOT NULL DEFAULT 0, ADD COLUMN replay_from int NOT NULL DEFAULT 0;
+CREATE OR REPLACE VIEW signals_v AS
+    SELECT s.id, s.channel, s.source, s.received_at, s.entity, s.attempts, s.last_error, s.dedup_key, s.ack,
+           s.updated_at, s.xid, c.owner, coalesce(c.epoch, s.epoch) AS epoch,
+           CASE WHEN s.status <> 'open' THEN s.status WHEN c.owner IS NULL THEN 'pending' ELSE 'running' END AS status,
+           s.replays, s.replay_from
+    FROM signals s LEFT JOIN claims c ON c.signal_id = s.id;
+CREATE INDEX runs_workflow ON runs (workflow, signal_id);
+
+CREATE TABLE refused (
+    id text COLLATE "C" PRIMARY KEY,
+    at text NOT NULL,
+    channel text NOT NULL,
+    source text NOT NULL,
+    method text NOT NULL,
+    path text NOT NULL,
+    query text NOT NULL,
+    remote text NOT NULL,
+    headers json NOT NULL,
+    body bytea NOT NULL,
+    body_size int NOT NULL,
+    status int NOT NULL,
+    reason text NOT NULL,
+    answer text NOT NULL,
+    request_id text NOT NULL
+);
+CREATE INDEX refused_source ON refused (source, id);
+
+CREATE TABLE signal_bodies (signal_id text COLLATE "C" PRIMARY KEY, body bytea NOT NULL);
+
+CREATE TABLE signal_text (signal_id text COLLATE "C" PRIMARY KEY, doc tsvector NOT NULL);
+INSERT INTO signal_text (signal_id, doc)
+    SELECT id, to_tsvector('simple', regexp_replace(lower(left(id || ' ' || source || ' '
+        || coalesce(dedup_key, '') || ' ' || entity::text, 200000)), '[^[:alnum:]]+', ' ', 'g'))
+    FROM signals;
+CREATE INDEX signal_text_doc ON signal_text USING gin (doc);
+"""
+
 # Each entry takes the schema from version i to i + 1. Append only; never edit a released one.
-MIGRATIONS: list[str] = [V1]
+MIGRATIONS: list[str] = [V1, V2]
 VERSION = len(MIGRATIONS)
 
 

@@ -14,10 +14,12 @@ from typing import Any
 from router.storage.base import Tx
 from router.storage.postgres.journal import PgJournal
 from router.storage.postgres.records import PgRecords
+from router.storage.postgres.refused import PgRefused
+from router.storage.postgres.search import PgSearch
 from router.storage.postgres.state import PgState
 
 
-class PgTx(PgJournal, PgState, PgRecords, Tx):
+class PgTx(PgJournal, PgSearch, PgState, PgRefused, PgRecords, Tx):
     def __init__(self, conn: Any, *, max_deliveries: int = 20, now: float | None = None) -> None:
         self.conn = conn
         self.max_deliveries = max_deliveries

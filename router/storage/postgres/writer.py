@@ -159,7 +159,7 @@ class PgStorage(WriteQueue):
         self._execute_batch([job])
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        return job.result
 
     def _writer(self) -> psycopg.Connection[Any]:
         conn = self._writer_conn

@@ -40,11 +40,16 @@ def signal_from_row(row: sqlite3.Row) -> Signal:
         epoch=row["epoch"],
         updated_at=row["updated_at"],
         ack=ack,
+        replays=row["replays"],
+        replay_from=row["replay_from"],
     )
 
 
 class SqliteJournal:
     conn: sqlite3.Connection
+
+    def index_signal(self, rowid: int, entity: Entity, dedup_key: str | None) -> None:
+        raise NotImplementedError  # SqliteSearch.index_signal, via SqliteTx
 
     def now(self) -> float:
         # One machine, one clock: the host's wall clock, read here and nowhere else in the backend.
@@ -89,7 +94,7 @@ class SqliteJournal:
             status, lease_until, owner = DONE, None, None
         else:
             status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
-        conn.execute(
+        cur = conn.execute(
             "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
             " updated_at, ack, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -107,6 +112,12 @@ class SqliteJournal:
                 1 if owner else 0,
             ),
         )
+        self.index_signal(int(cur.lastrowid or 0), entity, dedup_key)
+        if entity.raw:
+            conn.execute(
+                "INSERT OR REPLACE INTO signal_bodies (signal_id, body) VALUES (?, ?)",
+                (entity.id, entity.raw),
+            )
         return Appended(entity.id)
 
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
@@ -185,15 +196,21 @@ class SqliteJournal:
             (self.now(), owner),
         ).rowcount
 
-    def requeue(self, signal_id: str) -> bool:
-        return (
+    def requeue(self, signal_id: str, *, delay: float = 0.0, now: float | None = None) -> bool:
+        now = self.now() if now is None else now
+        replayed = (
             self.conn.execute(
-                "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = 0,"
-                " updated_at = ? WHERE id = ? AND status IN ('failed', 'done')",
-                (self.now(), signal_id),
+                "UPDATE signals SET status = 'pending', owner = NULL, lease_until = NULL, not_before = ?,"
+                " replays = replays + 1, replay_from = attempts + 1, updated_at = ?"
+                " WHERE id = ? AND status IN ('failed', 'done')",
+                (now + max(0.0, delay), now, signal_id),
             ).rowcount
             == 1
         )
+        if replayed:
+            # A new round: record steps write again (their effects are kept per round, see base.py).
+            self.conn.execute("DELETE FROM step_effects WHERE signal_id = ?", (signal_id,))
+        return replayed
 
     def set_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
         self.conn.execute("UPDATE signals SET ack = ? WHERE id = ?", (json.dumps(ack), signal_id))
@@ -204,31 +221,9 @@ class SqliteJournal:
         row = self.conn.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
         return signal_from_row(row) if row else None
 
-    def list_signals(
-        self,
-        *,
-        status: str | None = None,
-        source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> list[Signal]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (
-            ("source", "=", source),
-            ("status", "=", status),
-            ("received_at", ">=", since),
-            ("received_at", "<", until),
-            ("id", "<", before),
-        ):
-            if value:
-                clauses.append(f"{column} {op} ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.conn.execute(f"SELECT * FROM signals {where} ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [signal_from_row(r) for r in rows.fetchall()]
+    def signal_body(self, signal_id: str) -> bytes | None:
+        row = self.conn.execute("SELECT body FROM signal_bodies WHERE signal_id = ?", (signal_id,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
@@ -236,9 +231,10 @@ class SqliteJournal:
         ).fetchall()
         return [{**dict(r), "trace": json.loads(r["trace"])} for r in rows]
 
-    def done_workflows(self, signal_id: str) -> set[str]:
+    def done_workflows(self, signal_id: str, since_attempt: int = 0) -> set[str]:
         rows = self.conn.execute(
-            "SELECT workflow FROM runs WHERE signal_id = ? AND status = 'done'", (signal_id,)
+            "SELECT workflow FROM runs WHERE signal_id = ? AND status = 'done' AND attempt >= ?",
+            (signal_id, since_attempt),
         )
         return {r[0] for r in rows}
 
@@ -302,8 +298,19 @@ class SqliteJournal:
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
+        self.conn.execute(
+            f"DELETE FROM signal_text WHERE rowid IN (SELECT rowid FROM signals WHERE id IN ({marks})"
+            " AND status IN ('done', 'failed'))",
+            ids,
+        )
         self.conn.execute(f"DELETE FROM runs WHERE signal_id IN ({marks})", ids)
         self.conn.execute(f"DELETE FROM step_effects WHERE signal_id IN ({marks})", ids)
+        self.conn.execute(
+            f"DELETE FROM signal_bodies WHERE signal_id IN ({marks})"
+            f" AND signal_id NOT IN (SELECT id FROM signals WHERE id IN ({marks})"
+            " AND status NOT IN ('done', 'failed'))",
+            ids + ids,
+        )
         # Re-checked here too: a signal replayed since the SELECT above stays.
         return self.conn.execute(
             f"DELETE FROM signals WHERE id IN ({marks}) AND status IN ('done', 'failed')", ids

@@ -112,6 +112,58 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE IF NOT EXISTS health (key TEXT PRIMARY KEY, at REAL NOT NULL)
     """,
+    # 4: endpoints get a generated JWT key and secret; a rotation with a grace period keeps the
+    # replaced credentials (prev_*) valid until prev_until.
+    """
+    ALTER TABLE sources ADD COLUMN jwt_key TEXT;
+    ALTER TABLE sources ADD COLUMN jwt_secret TEXT;
+    ALTER TABLE sources ADD COLUMN prev_first_hash TEXT;
+    ALTER TABLE sources ADD COLUMN prev_second_hash TEXT;
+    ALTER TABLE sources ADD COLUMN prev_api_key TEXT;
+    ALTER TABLE sources ADD COLUMN prev_jwt_key TEXT;
+    ALTER TABLE sources ADD COLUMN prev_jwt_secret TEXT;
+    ALTER TABLE sources ADD COLUMN prev_until REAL
+    """,
+    # 5: a replay starts a new round of attempts: `replays` counts them, `replay_from` is the first
+    # attempt of the current round (runs done before it do not make a workflow "done" any more).
+    """
+    ALTER TABLE signals ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE signals ADD COLUMN replay_from INTEGER NOT NULL DEFAULT 0
+    """,
+    # 6: refused requests, the newest [admin] refused_keep per source (refusals.py keeps the bound).
+    """
+    CREATE TABLE IF NOT EXISTS refused (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        source TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        body_size INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        request_id TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS refused_source ON refused(source, id)
+    """,
+    # 7: the request body as received, for the inspector (and its download); pruned with the signal.
+    """
+    CREATE TABLE IF NOT EXISTS signal_bodies (signal_id TEXT PRIMARY KEY, body BLOB NOT NULL)
+    """,
+    # 8: text search (search.py): one FTS5 row per signal (rowid = the signal's rowid), written
+    # by append_signal, deleted with the signal; signals journaled before get their whole entity
+    # indexed here. The list filtered by status reads (status, id) in order, newest first.
+    """
+    CREATE VIRTUAL TABLE IF NOT EXISTS signal_text USING fts5(text);
+    INSERT INTO signal_text (rowid, text)
+        SELECT rowid, id || ' ' || source || ' ' || coalesce(dedup_key, '') || ' ' || entity FROM signals;
+    CREATE INDEX IF NOT EXISTS signals_status_id ON signals(status, id)
+    """,
 ]
 VERSION = len(MIGRATIONS)
 

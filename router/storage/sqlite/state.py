@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 from router.storage.base import LeaseLost
-from router.storage.rows import LeaseHolder, ScheduleState, SourceState
+from router.storage.rows import LeaseHolder, Previous, ScheduleState, SourceState
 
 
 def _schedule(r: sqlite3.Row) -> ScheduleState:
@@ -66,6 +66,16 @@ class SqliteState:
             == 1
         )
 
+    def source_fill_jwt(self, kind: str, name: str, jwt_key: str, jwt_secret: str) -> bool:
+        return (
+            self.conn.execute(
+                "UPDATE sources SET jwt_key = ?, jwt_secret = ?, updated_at = ?"
+                " WHERE kind = ? AND name = ? AND jwt_secret IS NULL",
+                (jwt_key, jwt_secret, self.now(), kind, name),
+            ).rowcount
+            == 1
+        )
+
     def source_set_credentials(
         self,
         kind: str,
@@ -74,12 +84,30 @@ class SqliteState:
         first_hash: str | None = None,
         second_hash: str | None = None,
         api_key: str | None = None,
+        jwt_key: str | None = None,
+        jwt_secret: str | None = None,
+        keep_old_until: float | None = None,
     ) -> bool:
+        # SQL reads every right-hand column before the row changes, so prev_x = x keeps the old value.
+        keep = {
+            c: f"CASE WHEN :until IS NOT NULL AND :{c} IS NOT NULL THEN {c} END"
+            for c in ("first_hash", "second_hash", "api_key", "jwt_key", "jwt_secret")
+        }
+        sets = ", ".join(f"prev_{c} = {expr}, {c} = coalesce(:{c}, {c})" for c, expr in keep.items())
         return (
             self.conn.execute(
-                "UPDATE sources SET first_hash = coalesce(?, first_hash), second_hash = coalesce(?, second_hash),"
-                " api_key = coalesce(?, api_key), updated_at = ? WHERE kind = ? AND name = ?",
-                (first_hash, second_hash, api_key, self.now(), kind, name),
+                f"UPDATE sources SET {sets}, prev_until = :until, updated_at = :now WHERE kind = :kind AND name = :name",
+                {
+                    "first_hash": first_hash,
+                    "second_hash": second_hash,
+                    "api_key": api_key,
+                    "jwt_key": jwt_key,
+                    "jwt_secret": jwt_secret,
+                    "until": keep_old_until,
+                    "now": self.now(),
+                    "kind": kind,
+                    "name": name,
+                },
             ).rowcount
             == 1
         )
@@ -88,8 +116,28 @@ class SqliteState:
         out = {}
         for row in self.conn.execute("SELECT * FROM sources"):
             override = None if row["active"] is None else bool(row["active"])
+            previous = (
+                None
+                if row["prev_until"] is None
+                else Previous(
+                    row["prev_until"],
+                    row["prev_first_hash"],
+                    row["prev_second_hash"],
+                    row["prev_api_key"],
+                    row["prev_jwt_key"],
+                    row["prev_jwt_secret"],
+                )
+            )
             out[(row["kind"], row["name"])] = SourceState(
-                row["kind"], row["name"], row["first_hash"], row["second_hash"], row["api_key"], override
+                row["kind"],
+                row["name"],
+                row["first_hash"],
+                row["second_hash"],
+                row["api_key"],
+                override,
+                row["jwt_key"],
+                row["jwt_secret"],
+                previous,
             )
         return out
 

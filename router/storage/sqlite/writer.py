@@ -137,7 +137,7 @@ class SqliteStorage(WriteQueue):
             self._execute_batch([job])
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        return job.result
 
     # -- internals ---------------------------------------------------------------------------
 
