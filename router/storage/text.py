@@ -16,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from engine.entity import Entity
 
@@ -26,10 +27,27 @@ _PART = re.compile(r"[^\W_]+")
 
 
 def search_text(entity: Entity, dedup_key: str | None) -> str:
+    """The words a search finds this signal by: keys and values as they are (not JSON-escaped,
+    where a new line would glue `n` onto the next word)."""
     data = entity.data
     payload = {k: v for k, v in data.items() if not k.startswith("__") or k in TEXT_KEYS}
-    text = f"{entity.id} {entity.source} {json.dumps(payload, ensure_ascii=False, default=str)}"
-    return f"{text} {dedup_key}" if dedup_key else text
+    out = [entity.id, entity.source]
+    _walk(payload, out)
+    if dedup_key:
+        out.append(dedup_key)
+    return " ".join(out)
+
+
+def _walk(value: Any, out: list[str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.append(str(k))
+            _walk(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _walk(v, out)
+    elif value is not None:
+        out.append(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
 def parts(text: str) -> list[str]:
