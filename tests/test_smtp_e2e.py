@@ -206,6 +206,10 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
     [mailboxes.load]
     address = "load@example.com"
     """)
+    # -v writes ~500 bytes per message: into a file, not a pipe nobody reads until the end (a full
+    # pipe stalls smtp-source after ~130 messages, which looked like a stalled daemon).
+    transcript = router.tmp / "smtp-source.log"
+    out = transcript.open("wb")
     source = subprocess.Popen(
         [
             "smtp-source",
@@ -222,20 +226,26 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
             "load@example.com",
             f"127.0.0.1:{router.smtp_port}",
         ],
-        stdout=subprocess.PIPE,
+        stdout=out,
         stderr=subprocess.STDOUT,
     )
+    out.close()
 
     def journaled_load() -> int:
         return len(
             router.read(lambda tx: tx.list_signals(source="mailboxes.load", limit=100_000), default=[])
         )
 
-    router.wait_for(lambda: journaled_load() > 100, timeout=30, interval=0.05)  # mid-load
+    try:
+        router.wait_for(lambda: journaled_load() > 100, timeout=30, interval=0.05)  # mid-load
+    except AssertionError:
+        source.kill()
+        raise AssertionError(f"smtp-source said: {transcript.read_bytes()[-3000:]!r}") from None
     assert router.proc is not None
     router.proc.send_signal(signal.SIGKILL)
     router.proc.wait(10)
-    output, _ = source.communicate(timeout=30)
+    source.wait(timeout=30)
+    output = transcript.read_bytes()
     acked = re.findall(rb"<<< 250 2\.0\.0 OK: queued as ([0-9A-Z]{26})", output)
     assert len(acked) > 50, output[-2000:]
     journaled = {
