@@ -222,8 +222,10 @@ def test_a_flood_keeps_at_most_n_and_stays_off_the_journal(router_factory) -> No
     assert len(items) == 200
     grown = _dir_size(router.data_dir) - before
     assert grown < 10 * 1024 * 1024, f"the data dir grew by {grown} bytes"
-    # At most one write a second for the whole flood (+ a few for the test's own reads of /metrics).
+    # At most one write a second from the flood's start to this read (the waits above included:
+    # on a loaded machine they last seconds, and the daemon's own once-a-second writes go on).
     extra = commits() - commits_before
-    assert extra <= elapsed / 1.0 + 4, f"{extra} commits in {elapsed:.1f}s"
+    counted = time.monotonic() - started
+    assert extra <= counted / 1.0 + 4, f"{extra} commits in {counted:.1f}s (flood {elapsed:.1f}s)"
     print(f"\n10,000 refused in {elapsed:.1f}s: {extra:.0f} journal commits, data dir +{grown / 1e6:.2f} MB")
     admin.close()
