@@ -140,7 +140,6 @@ class Tx(RecordTx):
     @abstractmethod
     def get_signal(self, signal_id: str) -> Signal | None: ...
 
-    @abstractmethod
     def list_signals(
         self,
         *,
@@ -152,6 +151,9 @@ class Tx(RecordTx):
         limit: int = 50,
     ) -> list[Signal]:
         """Newest first; `since`/`until` bound `received_at`, `before` an id (paging)."""
+        return self.find_signals(
+            SignalQuery(status=status, source=source, since=since, until=until, before=before, limit=limit)
+        )
 
     @abstractmethod
     def signal_body(self, signal_id: str) -> bytes | None:

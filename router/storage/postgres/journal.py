@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from engine.entity import Entity
+from router.storage import from_row
 from router.storage.postgres.search import index_words
 from router.storage.rows import Appended, ClaimRef, FeedCursor, Run, Signal
 
@@ -27,31 +28,6 @@ POISON = "claimed {n} times without ever settling (the run kills its process?): 
 def clean_text(value: str | None) -> str | None:
     """`text` refuses NUL ("invalid byte sequence for encoding UTF8: 0x00"); errors may quote input."""
     return value.replace("\x00", "\ufffd") if value else value
-
-
-def signal_from_row(row: dict[str, Any]) -> Signal:
-    entity = Entity.from_row(row["id"], row["channel"], row["source"], row["received_at"], row["entity"])
-    try:
-        ack = json.loads(row["ack"]) if row["ack"] else None
-    except ValueError:
-        ack = None
-    return Signal(
-        id=row["id"],
-        channel=row["channel"],
-        source=row["source"],
-        received_at=row["received_at"],
-        entity=entity,
-        status=row["status"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        dedup_key=row["dedup_key"],
-        owner=row["owner"],
-        epoch=row["epoch"],
-        updated_at=row["updated_at"],
-        ack=ack,
-        replays=row.get("replays", 0),
-        replay_from=row.get("replay_from", 0),
-    )
 
 
 class PgJournal:
@@ -171,7 +147,7 @@ class PgJournal:
             " FROM took t JOIN signals s ON s.id = t.signal_id ORDER BY s.id",
             p,
         ).fetchall()
-        return [signal_from_row(r) for r in rows]
+        return [from_row.signal(r) for r in rows]
 
     def has_claimable(self, now: float | None = None) -> bool:
         now = self.now() if now is None else now
@@ -273,7 +249,7 @@ class PgJournal:
 
     def get_signal(self, signal_id: str) -> Signal | None:
         row = self._x("SELECT * FROM signals_v WHERE id = %s", (signal_id,)).fetchone()
-        return signal_from_row(row) if row else None
+        return from_row.signal(row) if row else None
 
     def runs_for(self, signal_id: str) -> list[dict[str, Any]]:
         rows = self._x("SELECT * FROM runs WHERE signal_id = %s ORDER BY id", (signal_id,)).fetchall()

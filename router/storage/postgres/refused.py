@@ -10,52 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from router.storage import from_row
+from router.storage.from_row import REFUSED_COLUMNS
 from router.storage.postgres.journal import clean_text
 from router.storage.rows import Refusal
-
-_COLUMNS = (
-    "id",
-    "at",
-    "channel",
-    "source",
-    "method",
-    "path",
-    "query",
-    "remote",
-    "headers",
-    "body",
-    "body_size",
-    "status",
-    "reason",
-    "answer",
-    "request_id",
-)
-
-
-def _refusal(r: dict[str, Any]) -> Refusal:
-    headers = r["headers"]
-    if isinstance(headers, str):
-        try:
-            headers = json.loads(headers)
-        except ValueError:
-            headers = {}
-    return Refusal(
-        r["id"],
-        r["at"],
-        r["channel"],
-        r["source"],
-        r["method"],
-        r["path"],
-        r["query"],
-        r["remote"],
-        headers if isinstance(headers, dict) else {},
-        bytes(r["body"]),
-        r["body_size"],
-        r["status"],
-        r["reason"],
-        r["answer"],
-        r["request_id"],
-    )
 
 
 class PgRefused:
@@ -64,10 +22,10 @@ class PgRefused:
     def refused_add(self, rows: list[Refusal], keep: int) -> int:
         if not rows:
             return 0
-        marks = ", ".join(["%s"] * len(_COLUMNS))
+        marks = ", ".join(["%s"] * len(REFUSED_COLUMNS))
         with self.conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO refused ({', '.join(_COLUMNS)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",
+                f"INSERT INTO refused ({', '.join(REFUSED_COLUMNS)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",
                 [
                     (
                         r.id,
@@ -114,8 +72,8 @@ class PgRefused:
             params.append(before)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.conn.execute(f"SELECT * FROM refused {where} ORDER BY id DESC LIMIT %s", (*params, limit))
-        return [_refusal(r) for r in rows.fetchall()]
+        return [from_row.refusal(r) for r in rows.fetchall()]
 
     def refused_get(self, refusal_id: str) -> Refusal | None:
         row = self.conn.execute("SELECT * FROM refused WHERE id = %s", (refusal_id,)).fetchone()
-        return _refusal(row) if row else None
+        return from_row.refusal(row) if row else None

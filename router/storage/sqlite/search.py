@@ -15,6 +15,7 @@ import sqlite3
 from typing import Any
 
 from engine.entity import Entity
+from router.storage import from_row
 from router.storage.rows import Signal, SignalQuery
 from router.storage.text import MARGIN_MS, search_text, ulid_floor
 
@@ -90,29 +91,13 @@ class SqliteSearch:
         self.conn.execute("INSERT INTO signal_text (rowid, text) VALUES (?, ?)", (rowid, text))
 
     def find_signals(self, query: SignalQuery) -> list[Signal]:
-        from router.storage.sqlite.journal import signal_from_row
-
         where, params, by = _where(query, cursor=True)
         order = "ASC" if query.after and not query.before else "DESC"
         rows = self.conn.execute(
             f"SELECT signals.* {_from(query)} {where} ORDER BY {by} {order} LIMIT ?", (*params, query.limit)
         ).fetchall()
-        found = [signal_from_row(r) for r in rows]
+        found = [from_row.signal(r) for r in rows]
         return found[::-1] if order == "ASC" else found
-
-    def list_signals(
-        self,
-        *,
-        status: str | None = None,
-        source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> list[Signal]:
-        return self.find_signals(
-            SignalQuery(status=status, source=source, since=since, until=until, before=before, limit=limit)
-        )
 
     def count_signals(self, query: SignalQuery) -> int:
         where, params, _ = _where(query, cursor=False)
