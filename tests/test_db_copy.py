@@ -9,6 +9,7 @@ import httpx
 
 from tests import pg
 from tests.daemon import RouterProcess
+from tests.rotation_support import call, pair, token
 
 CONFIG = """
 [endpoints.hello]
@@ -17,6 +18,11 @@ return_data = '{"ok": true}'
 add_authentication = false
 
 [webhooks.payments]
+
+[endpoints.signed]
+return_type = "data"
+return_data = '{"ok": true}'
+add_authentication = true
 
 [schedules.tick]
 every = "1s"
@@ -49,6 +55,17 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
                 before["webhooks.payments"]["url"], json={"n": 100 + n}, headers={"X-API-Key": key}
             ).status_code in (200, 202)
     router.wait_for(lambda: len(json.loads(router.cli("records", "list", "note", "--json").stdout)) == 10)
+    # A generated JWT pair, and a webhook key rotated with a grace that is still running: both move.
+    jwt_pair = pair(before["endpoints.signed"])
+    assert call(before["endpoints.signed"]["url"], token(*jwt_pair)) == 200
+    rotated = json.loads(router.cli("endpoints", "rotate", "payments", "--grace", "1h", "--json").stdout)
+    new_key = rotated["api_key"]
+    assert new_key != key
+    with httpx.Client(timeout=10) as client:  # a refusal and a body with a word to search for
+        bare = before["webhooks.payments"]["url"].split("?")[0]  # the printed URL carries the key
+        bad = client.post(bare, json={"n": -1}, headers={"X-API-Key": "wrong"})
+    assert bad.status_code == 401, bad.text
+    router.wait_for(lambda: router.cli("refused", "--json").stdout.count('"id"') >= 1)
     router.wait_for(lambda: len(router.signals("--source", "schedules.tick")) >= 2)
     # A copy while the daemon runs is refused: its last signals would be missed.
     busy = router.cli("db", "copy", "--to", url, check=False)
@@ -62,8 +79,9 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
     copied = router.cli("db", "copy", "--to", url, "--json")
     counts = json.loads(copied.stdout)
     print(f"\nrouter db copy: {counts}")
-    assert counts["signals"] == len(signals) and counts["records"] == 10 and counts["sources"] == 3
+    assert counts["signals"] == len(signals) and counts["records"] == 10 and counts["sources"] == 4
     assert counts["runs"] >= 10 and counts["dedup"] >= 5 and counts["schedule_state"] == 1
+    assert counts["signal_bodies"] >= 10 and counts["refused"] >= 1
     again = router.cli("db", "copy", "--to", url, check=False)
     assert again.returncode == 1 and "not empty" in again.stderr
     # The same config, now on PostgreSQL: same URLs, same keys, same journal, the cursor carried over.
@@ -72,10 +90,20 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
     router.start()
     after = router.sources()
     for name in before:
-        assert (after[name].get("url"), after[name].get("api_key")) == (
-            before[name].get("url"),
-            before[name].get("api_key"),
-        ), name
+        if name != "webhooks.payments":
+            assert (after[name].get("url"), after[name].get("api_key")) == (
+                before[name].get("url"),
+                before[name].get("api_key"),
+            ), name
+    assert pair(after["endpoints.signed"]) == jwt_pair
+    assert call(after["endpoints.signed"]["url"], token(*jwt_pair)) == 200
+    assert after["webhooks.payments"]["api_key"] == new_key and after["webhooks.payments"]["previous"]
+    # The inspector's data came along: search (indexed by the copy), raw bodies, refusals.
+    found = [s["id"] for s in router.signals("-q", "100") if s["source"] == "webhooks.payments"]
+    assert len(found) == 1, found
+    sid = found[0]
+    assert router.read(lambda tx: tx.signal_body(sid)) is not None
+    assert router.cli("refused", "--json").stdout.count('"id"') >= 1
     assert {s["id"]: s["status"] for s in router.signals() if s["id"] in signals} == {
         sid: s["status"] for sid, s in signals.items()
     }
@@ -84,9 +112,10 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
     with httpx.Client(timeout=10) as client:
         r = client.post(after["endpoints.hello"]["url"], json={"n": 1}, headers={"Idempotency-Key": "h1"})
         assert r.status_code == 200 and r.headers.get("Idempotent-Replayed") in (None, "true")
-        assert client.post(
-            after["webhooks.payments"]["url"], json={"n": 999}, headers={"X-API-Key": key}
-        ).status_code in (200, 202)
-    router.wait_for(lambda: len(json.loads(router.cli("records", "list", "note", "--json").stdout)) == 11)
+        for api_key in (key, new_key):  # the old key still in its grace, and the new one
+            assert client.post(
+                after["webhooks.payments"]["url"], json={"n": 999}, headers={"X-API-Key": api_key}
+            ).status_code in (200, 202)
+    router.wait_for(lambda: len(json.loads(router.cli("records", "list", "note", "--json").stdout)) == 12)
     notes = json.loads(router.cli("records", "list", "note", "--json").stdout)
     assert sorted(str(r["n"]) for r in notes)[:5] == ["0", "1", "100", "101", "102"]

@@ -12,7 +12,10 @@ from typing import Any
 
 import psycopg
 
+from engine.entity import Entity
 from engine.ports import StorageError
+from router.storage.postgres.journal import clean_text
+from router.storage.postgres.search import index_words
 from router.storage.postgres.writer import PgStorage
 
 CHUNK = 1000
@@ -20,9 +23,17 @@ CHUNK = 1000
 _INSERT = {
     "signals": (
         "INSERT INTO signals (id, channel, source, received_at, entity, status, attempts, last_error,"
-        " dedup_key, ack, epoch, updated_at) VALUES (%(id)s, %(channel)s, %(source)s, %(received_at)s,"
-        " %(entity)s, %(status)s, %(attempts)s, %(last_error)s, %(dedup_key)s, %(ack)s, %(epoch)s,"
-        " %(updated_at)s)"
+        " dedup_key, ack, epoch, updated_at, replays, replay_from) VALUES (%(id)s, %(channel)s, %(source)s,"
+        " %(received_at)s, %(entity)s, %(status)s, %(attempts)s, %(last_error)s, %(dedup_key)s, %(ack)s,"
+        " %(epoch)s, %(updated_at)s, %(replays)s, %(replay_from)s)"
+    ),
+    "signal_text": "INSERT INTO signal_text (signal_id, doc) VALUES (%(id)s, to_tsvector('simple', %(words)s))",
+    "signal_bodies": "INSERT INTO signal_bodies (signal_id, body) VALUES (%(signal_id)s, %(body)s)",
+    "refused": (
+        "INSERT INTO refused (id, at, channel, source, method, path, query, remote, headers, body, body_size,"
+        " status, reason, answer, request_id) VALUES (%(id)s, %(at)s, %(channel)s, %(source)s, %(method)s,"
+        " %(path)s, %(query)s, %(remote)s, %(headers)s, %(body)s, %(body_size)s, %(status)s, %(reason)s,"
+        " %(answer)s, %(request_id)s)"
     ),
     "claims": "INSERT INTO claims (signal_id, epoch, not_before) VALUES (%(id)s, %(epoch)s, %(not_before)s)",
     "dedup": "INSERT INTO dedup (source, key, signal_id, expires_at) VALUES (%(source)s, %(key)s, %(signal_id)s,"
@@ -34,8 +45,11 @@ _INSERT = {
     ),
     "step_effects": "INSERT INTO step_effects (signal_id, workflow, step_id, record_id) VALUES (%(signal_id)s,"
     " %(workflow)s, %(step_id)s, %(record_id)s)",
-    "sources": "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at) VALUES"
-    " (%(kind)s, %(name)s, %(first_hash)s, %(second_hash)s, %(api_key)s, %(active)s, %(updated_at)s)",
+    "sources": "INSERT INTO sources (kind, name, first_hash, second_hash, api_key, active, updated_at, jwt_key,"
+    " jwt_secret, prev_first_hash, prev_second_hash, prev_api_key, prev_jwt_key, prev_jwt_secret, prev_until)"
+    " VALUES (%(kind)s, %(name)s, %(first_hash)s, %(second_hash)s, %(api_key)s, %(active)s, %(updated_at)s,"
+    " %(jwt_key)s, %(jwt_secret)s, %(prev_first_hash)s, %(prev_second_hash)s, %(prev_api_key)s,"
+    " %(prev_jwt_key)s, %(prev_jwt_secret)s, %(prev_until)s)",
     "schedule_state": "INSERT INTO schedule_state (name, definition, since, cursor, cursor_ts, last_slot,"
     " last_fired_at, last_signal_id, updated_at) VALUES (%(name)s, %(definition)s, %(since)s,"
     " %(cursor)s, %(cursor_ts)s, %(last_slot)s, %(last_fired_at)s, %(last_signal_id)s,"
@@ -45,6 +59,7 @@ _INSERT = {
     "records": "INSERT INTO records (type, id, created_at, updated_at, fields) VALUES (%(type)s, %(id)s,"
     " %(created_at)s, %(updated_at)s, %(fields)s::jsonb)",
 }
+_CALLER_TEXT = ("method", "path", "query", "reason", "answer")
 _EMPTY = ("signals", "sources", "schedule_state", "records", "dedup")
 
 
@@ -56,7 +71,16 @@ def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 def _signal(r: dict[str, Any]) -> dict[str, Any]:
     open_ = r["status"] in ("pending", "running")
-    return {**r, "status": "open" if open_ else r["status"], "epoch": r.get("epoch") or 0, "open": open_}
+    entity = Entity.from_row(r["id"], r["channel"], r["source"], r["received_at"], r["entity"])
+    return {
+        **r,
+        "status": "open" if open_ else r["status"],
+        "epoch": r.get("epoch") or 0,
+        "replays": r.get("replays") or 0,
+        "replay_from": r.get("replay_from") or 0,
+        "open": open_,
+        "words": index_words(entity, r["dedup_key"]),  # what the search finds it by, as append writes it
+    }
 
 
 def load(url: str, tables: Callable[[str], Iterable[dict[str, Any]]], names: Iterable[str]) -> dict[str, int]:
@@ -81,6 +105,9 @@ def load(url: str, tables: Callable[[str], Iterable[dict[str, Any]]], names: Ite
                         if table == "signals":
                             chunk = [_signal(r) for r in chunk]
                             cur.executemany(_INSERT["claims"], [r for r in chunk if r["open"]])
+                            cur.executemany(_INSERT["signal_text"], chunk)
+                        elif table == "refused":  # caller text: `text` refuses a NUL
+                            chunk = [{**r, **{k: clean_text(r[k]) for k in _CALLER_TEXT}} for r in chunk]
                         elif table == "records":
                             chunk = [{**r, "fields": json.dumps(r["fields"], default=str)} for r in chunk]
                         cur.executemany(_INSERT[table], chunk)

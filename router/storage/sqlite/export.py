@@ -23,6 +23,8 @@ TABLES = (
     "schedule_state",
     "schedule_slots",
     "records",
+    "signal_bodies",
+    "refused",
 )
 
 
