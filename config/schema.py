@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from .settings import (
     AdminSettings,
+    DatabaseSettings,
     HttpSettings,
     OutboundSettings,
     RouterSettings,
@@ -56,6 +57,7 @@ class Config(StrictModel):
     :func:`config.parse_config`, which also run the cross-checks and report every issue."""
 
     router: RouterSettings = Field(default_factory=RouterSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)

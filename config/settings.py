@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, StrictBool, field_validator
 
@@ -27,6 +28,7 @@ from .units import is_loopback_host, parse_listen
 
 __all__ = [
     "AdminSettings",
+    "DatabaseSettings",
     "HttpSettings",
     "ListenMixin",
     "OutboundSettings",
@@ -263,3 +265,44 @@ class OutboundSettings(StrictModel):
     """``[outbound]``: outgoing delivery settings."""
 
     smtp: OutboundSmtpSettings = Field(default_factory=OutboundSmtpSettings)
+
+
+def check_database_url(url: str) -> str:
+    """The form of a PostgreSQL URL, checked without connecting (`router check`)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(
+            f"url must be a PostgreSQL URL, postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE "
+            f"(got scheme {parts.scheme!r}); leave [database] out to keep SQLite under data_dir"
+        )
+    if port == 0:
+        raise ValueError("url: port must be 1-65535")
+    return url
+
+
+class DatabaseSettings(StrictModel):
+    """``[database]``: a PostgreSQL database several nodes share. Without ``url`` the router keeps
+    SQLite in ``[router] data_dir``."""
+
+    # postgresql://user@host:5432/db; the password via ${ENV} in the URL, or libpq's passfile
+    # (~/.pgpass, PGPASSFILE) or a service (postgresql:///?service=router, ~/.pg_service.conf).
+    url: str | None = None
+    pool_size: int = Field(default=4, ge=1, le=64)  # read connections per process (plus one writer)
+    statement_timeout: PositiveDuration = 30.0
+    connect_timeout: PositiveDuration = 5.0
+    # A claim whose lease ran out this many times without a settle (the run kills its process)
+    # fails the signal instead of taking down node after node.
+    max_deliveries: int = Field(default=20, ge=2)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else check_database_url(value)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None

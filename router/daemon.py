@@ -45,13 +45,14 @@ from router.ops.refusals import RefusalLog
 from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
 from router.ops.supervise import supervise, tune_gc
 from router.ops.workers import WorkerPool, die_with_parent, lifeline
-from router.storage import Storage, StorageUnavailable
+from router.storage import Storage, StorageError, StorageUnavailable, open_postgres
 from router.storage import open_storage as open_store
 from router.storage.rows import SourceState
 
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
     from channels.http.ratelimit import SharedRateLimits
+    from router.schedules.scheduler import Scheduler
 
 log = structlog.get_logger("router.daemon")
 
@@ -63,7 +64,19 @@ def db_path(cfg: Config) -> Path:
 
 
 def open_storage(cfg: Config) -> Storage:
-    storage = open_store(db_path(cfg))  # migrates the schema to this version
+    """The config's store, migrated to this version: PostgreSQL with `[database] url`, else SQLite
+    in the data dir. `StorageError` (unavailable, or a newer schema) if it cannot be opened."""
+    db = cfg.database
+    if db.url:
+        storage = open_postgres(
+            db.url,
+            pool_size=db.pool_size,
+            statement_timeout=db.statement_timeout,
+            connect_timeout=db.connect_timeout,
+            max_deliveries=db.max_deliveries,
+        )
+    else:
+        storage = open_store(db_path(cfg))  # migrates the schema to this version
     storage.write_sync(lambda tx: sources.ensure_sources(tx, cfg))
     return storage
 
@@ -101,6 +114,7 @@ class Daemon:
         self.storage: Storage
         self.dispatcher: Dispatcher
         self.http: HttpChannel | None = None
+        self.scheduler: Scheduler | None = None  # the main process's: the cluster's lease holder or not
         self.templates: TemplateEngine
         self.ready = False
         self.stopping = trio.Event()
@@ -140,6 +154,10 @@ class Daemon:
             for issue in exc.issues:
                 log.error("config error", problem=str(issue))
             return EX_CONFIG
+        except StorageError as exc:
+            where = "database" if self.cfg.database.url else f"data dir {self.cfg.router.data_dir}"
+            log.error("storage unavailable", where=where, error=str(exc).strip().replace("\n", " "))
+            return EX_UNAVAILABLE
         cfg = self.cfg
         if cfg.http.tls_enabled and self.runner_index == 0:
             from router.ops import tls  # imports hypercorn: only where HTTP is served
@@ -189,7 +207,7 @@ class Daemon:
 
                 self.http = HttpChannel(
                     self.dispatcher,
-                    build_routes(cfg, self.source_states()),
+                    build_routes(cfg, await self.source_states()),
                     cfg,
                     max_in_flight=cfg.http.max_in_flight,
                     ready=lambda: self.ready,
@@ -243,7 +261,10 @@ class Daemon:
                                 "runners not up after 60s; pending work waits for them in the journal"
                             )
                     nursery.start_soon(self._watchdog)
-                    if not self.is_main:
+                    if self.is_main:
+                        # PostgreSQL: other nodes' NOTIFYs ring this node's runners (SQLite: returns).
+                        nursery.start_soon(self.storage.listen_for_work, self.dispatcher.poke)
+                    else:
                         nursery.start_soon(die_with_parent)
                     self.ready = True
                     systemd.notify("READY=1\nSTATUS=serving")
@@ -256,7 +277,10 @@ class Daemon:
                     nursery.cancel_scope.cancel()
             finally:
                 # Work this process still holds goes back to the journal for the next start.
-                self.storage.write_sync(lambda tx: tx.release(self.dispatcher.owner))
+                try:
+                    self.storage.write_sync(lambda tx: tx.release(self.dispatcher.owner))
+                except StorageError as exc:  # the database is away: the leases lapse instead
+                    log.warning("release failed", error=str(exc))
                 self.storage.close()
                 if doorbell is not None:
                     doorbell.close()
@@ -292,7 +316,8 @@ class Daemon:
             Scheduler,  # the clock: reads self.cfg on every wake, so reloads apply
         )
 
-        channels.append(("schedules", Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke).run))
+        self.scheduler = Scheduler(self.storage, lambda: self.cfg, self.dispatcher.poke)
+        channels.append(("schedules", self.scheduler.run))
         smtp_host: SmtpHost = self
         admin_host: AdminHost = self
         channels.append(("smtp", partial(run_smtp, smtp_host, self.dispatcher, self.metrics)))
@@ -312,7 +337,10 @@ class Daemon:
             r = self.cfg.router.retention
             return max(r, self.cfg.http.idempotency_window) if r > 0 else 0.0
 
-        await run_retention(self.storage, keep)
+        # Only the holder of the scheduler lease prunes: one node of a cluster, not all of them at once.
+        await run_retention(
+            self.storage, keep, active=lambda: self.scheduler is not None and self.scheduler.leader
+        )
 
     async def _serve_http(self, sock: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Config as HypercornConfig
@@ -358,24 +386,27 @@ class Daemon:
     async def _remember_ack(self, signal_id: str, ack: dict[str, Any]) -> None:
         await self.storage.write(lambda tx: tx.set_ack(signal_id, ack))
 
-    def source_states(self) -> dict[tuple[str, str], SourceState]:
+    async def source_states(self) -> dict[tuple[str, str], SourceState]:
         """Each source's credentials and activation, as the CLI and the admin API left them."""
-        return self.storage.read(lambda tx: tx.source_states())
+        return await self.storage.aread(lambda tx: tx.source_states())  # PostgreSQL: off the loop
 
-    def refresh_routes(self) -> None:
+    async def refresh_routes(self) -> None:
         """Apply a source change to this process's HTTP routes now (`_watch_state` does it for
         the other processes within half a second)."""
         if self.http is not None:
-            self.http.set_routes(build_routes(self.cfg, self.source_states()))
+            self.http.set_routes(build_routes(self.cfg, await self.source_states()))
 
     async def _watch_state(self) -> None:
         """CLI and admin changes (activate, rotate) reach the routes within half a second."""
         assert self.http is not None
         while True:
-            version = self.storage.read(lambda tx: tx.sources_version())
-            if version != self._state_version:
-                self._state_version = version
-                self.refresh_routes()
+            try:
+                version = await self.storage.aread(lambda tx: tx.sources_version())
+                if version != self._state_version:
+                    await self.refresh_routes()
+                    self._state_version = version
+            except StorageUnavailable:
+                pass  # the database is away: the routes as they were until it is back
             await trio.sleep(0.5)
 
     async def _watchdog(self) -> None:
@@ -447,7 +478,7 @@ class Daemon:
             self._reload_log(
                 logging.WARNING, "reload: [http] TLS switched on or off; restart the daemon to apply it"
             )
-        routes = build_routes(cfg, self.source_states())
+        routes = build_routes(cfg, await self.source_states())
         self.cfg = cfg
         self.dispatcher.workflows = workflows
         if self.http is not None:

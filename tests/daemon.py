@@ -79,9 +79,11 @@ class RouterProcess:
         workers: int = 1,
         router_extra: str = "",
         http_extra: str = "",
+        database_url: str | None = None,
         admin_extra: str = "",
     ) -> None:
         self.tmp = tmp
+        self.database_url = database_url  # [database] url: PostgreSQL instead of SQLite in data_dir
         self.workers = workers
         self.router_extra = textwrap.dedent(router_extra)  # more `key = value` lines for [router]
         self.http_extra = textwrap.dedent(http_extra)  # and for [http]
@@ -95,6 +97,7 @@ class RouterProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / "router.log"
+        self._store: Any = None  # the test's own connection to a PostgreSQL store (read())
 
     def write_config(self, body: str, *, shutdown_timeout: str = "10s", retry_backoff: str = "0.2s") -> None:
         head = BASE.format(
@@ -109,6 +112,8 @@ class RouterProcess:
             http_extra=self.http_extra,
             admin_extra=self.admin_extra,
         )
+        if self.database_url:
+            head += f"\n[database]\nurl = {json.dumps(self.database_url)}\n"
         self.config_path.write_text(head + textwrap.dedent(body))
 
     @property
@@ -178,6 +183,9 @@ class RouterProcess:
                 time.sleep(0.01)
 
     def stop(self, timeout: float = 20.0) -> int:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -188,6 +196,24 @@ class RouterProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         return int(self.proc.returncode)
+
+    def read(self, fn: Any, default: Any = None) -> Any:
+        """`fn(tx)` on the daemon's store, wherever the config puts it (SQLite in the data dir, or
+        `[database] url`), through the storage interface; `default` before the store exists."""
+        from router.storage import open_postgres, open_storage
+
+        if self.database_url:
+            if self._store is None:
+                self._store = open_postgres(self.database_url, pool_size=1)
+            return self._store.read(fn)
+        path = self.data_dir / "router.db"
+        if not path.exists():
+            return default
+        store = open_storage(path)
+        try:
+            return store.read(fn)
+        finally:
+            store.close()
 
     def status(self) -> dict[str, Any]:
         """The admin API's `/api/status` (signals by status, runs active, HTTP requests in flight)."""
@@ -218,11 +244,14 @@ class RouterProcess:
 class RouterFactory:
     """`make(body, start=True, **RouterProcess options)`: a daemon in a fresh folder under `root`."""
 
-    def __init__(self, root: Callable[[], Path]) -> None:
+    def __init__(self, root: Callable[[], Path], database_url: str | None = None) -> None:
         self._root = root
+        self.database_url = database_url  # every daemon on this PostgreSQL database (None: SQLite)
         self.started: list[RouterProcess] = []
 
     def __call__(self, body: str, *, start: bool = True, **kwargs: Any) -> RouterProcess:
+        if self.database_url and "database_url" not in kwargs:
+            kwargs["database_url"] = self.database_url
         sub = self._root() / f"r{len(self.started)}"
         sub.mkdir()
         proc = RouterProcess(sub, body, **kwargs)

@@ -131,7 +131,10 @@ def _key_body(key: str) -> str:
 class MixedLoad:
     """Threads hammering one daemon on every channel until `stop()`; acks go to `acked`."""
 
-    def __init__(self, base: str, smtp_port: int, urls: dict[str, str], cycle: int, acked: Acked) -> None:
+    def __init__(
+        self, base: str, smtp_port: int, urls: dict[str, str], cycle: int, acked: Acked, tag: str = ""
+    ) -> None:
+        self.tag = tag  # several loads at once (one per node): their names differ, their keys do not
         self.base = base
         self.smtp_port = smtp_port
         self.urls = urls
@@ -160,7 +163,7 @@ class MixedLoad:
             assert not thread.is_alive(), "a load thread hangs"
 
     def _name(self, kind: str, thread: int, i: int) -> str:
-        return f"c{self.cycle}-{kind}-t{thread}-{i}"
+        return f"c{self.cycle}{self.tag}-{kind}-t{thread}-{i}"
 
     def _http(self, source: str, thread: int) -> None:
         url, rng = self.urls[source], random.Random(thread * 1000 + self.cycle)
@@ -271,6 +274,12 @@ def audit(db_path: Path, acked: Acked, sources: tuple[str, ...] = SOURCES) -> di
         records = db.execute("SELECT sid, source, n, key FROM record_effect").fetchall()
     finally:
         db.close()
+    return check(signals, done_runs, records, acked)
+
+
+def check(signals: list[Any], done_runs: Counter[str], records: list[Any], acked: Acked) -> dict[str, Any]:
+    """The audit's verdict on rows read from any backend: signals (id, source, status, dedup_key,
+    entity JSON), done runs per signal id, effect records (sid, source, n, key)."""
     problems: list[str] = []
     journaled: dict[str, set[str]] = defaultdict(set)
     ids = set()

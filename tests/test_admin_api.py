@@ -145,6 +145,7 @@ def test_sources_list_every_kind_and_actions_take_effect_at_once(demo) -> None: 
     assert audit[0]["action"] == "source.deactivate" and audit[0]["result"] == "not_found"
 
 
+@pytest.mark.usefixtures("any_backend")  # SQLite and PostgreSQL
 def test_signals_filters_detail_trace_and_replay(demo, target) -> None:  # type: ignore[no-untyped-def]
     router, admin = demo
     hello = admin.source("endpoints.hello")["url"]
@@ -233,6 +234,7 @@ def test_signals_filters_detail_trace_and_replay(demo, target) -> None:  # type:
     assert "replayed=2 skipped=0" in log
 
 
+@pytest.mark.usefixtures("any_backend")  # SQLite and PostgreSQL
 def test_records_delete_emits_deletion_signal(demo) -> None:  # type: ignore[no-untyped-def]
     router, admin = demo
     url = admin.source("webhooks.payments")["url"]
@@ -313,6 +315,7 @@ def test_cookie_session_needs_csrf_for_changes(demo) -> None:  # type: ignore[no
     assert "action=session.logout" in log
 
 
+@pytest.mark.usefixtures("any_backend")  # SQLite and PostgreSQL
 def test_live_events_stream_new_signals_and_status_changes(demo) -> None:  # type: ignore[no-untyped-def]
     router, admin = demo
     url = admin.source("endpoints.orders")["url"]

@@ -318,7 +318,7 @@ def test_source_names_and_types() -> None:
     keys = keys_of({"endpoints": {"bad name": {}}, "webhooks": 3, "nonsense": {}})
     assert "letters, digits" in keys["endpoints.bad name"]
     assert "[webhooks.NAME]" in keys["webhooks"]
-    assert "allowed: include, admin, endpoints" in keys["nonsense"]
+    assert "allowed: include, admin, database, endpoints" in keys["nonsense"]
 
 
 def test_endpoint_rules() -> None:

@@ -116,8 +116,11 @@ fields = {{ pid = "{{{{ __data.id }}}}" }}
 
 
 @pytest.fixture(scope="module")
-def router(module_router_factory):  # type: ignore[no-untyped-def]
-    return module_router_factory(CONFIG, router_extra='log_level = "debug"')  # run lines
+def router(module_router_factory, module_backend):  # type: ignore[no-untyped-def]
+    # debug: run lines
+    proc = module_router_factory(CONFIG, router_extra='log_level = "debug"', database_url=module_backend)
+    yield proc
+    proc.stop()  # before the other backend's daemon starts
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ import json
 import math
 import random
 import signal
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 TICK = """
 [schedules.tick]
@@ -28,36 +29,20 @@ fields = {{ name = "{{{{ __data.__schedule.name }}}}", scheduled_for = "{{{{ __d
 """
 
 
-def _query(router, sql: str, *params: Any) -> list[Any]:  # type: ignore[no-untyped-def]
-    """Read the daemon's journal directly (a CLI call costs a second of imports per poll)."""
-    path = router.data_dir / "router.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
-
-
 def records(router, record_type: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    return [dict(r) for r in _query(router, f"SELECT * FROM record_{record_type} ORDER BY id")]
+    return router.read(lambda tx: tx.record_find(record_type, limit=None), [])  # type: ignore[no-any-return]
 
 
 def ticks(router, source: str = "schedules.tick") -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    rows = _query(router, "SELECT entity FROM signals WHERE source = ? ORDER BY id", source)
-    return [json.loads(r["entity"])["__schedule"] for r in rows]
+    rows = router.read(lambda tx: tx.list_signals(source=source, limit=100_000), [])
+    return [s.entity.data["__schedule"] for s in sorted(rows, key=lambda s: s.id)]
 
 
 def ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+@pytest.mark.usefixtures("any_backend")  # SQLite and PostgreSQL
 def test_every_second_runs_its_workflow_with_schedule_fields(router_factory) -> None:  # type: ignore[no-untyped-def]
     router = router_factory(TICK.format(extra=""))
     rows = router.wait_for(
@@ -81,6 +66,7 @@ def test_every_second_runs_its_workflow_with_schedule_fields(router_factory) -> 
     assert len(item["next"]) == 3 and item["last_slot"] == rows[-1]["scheduled_for"]
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_kill9_around_fire_times_never_fires_a_slot_twice(router_factory) -> None:  # type: ignore[no-untyped-def]
     # coalesce = false and a long grace: every slot missed while down is fired on restart, which is
     # where a double fire would show. The journal must hold each slot exactly once, with no gaps.
@@ -108,6 +94,7 @@ def _at(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
 
 
+@pytest.mark.usefixtures("any_backend")
 def test_missed_slot_fires_once_on_start_within_grace_older_is_skipped(router_factory) -> None:  # type: ignore[no-untyped-def]
     body = """
     [schedules.recent]

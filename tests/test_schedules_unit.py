@@ -53,6 +53,9 @@ class InlineStorage:
     def read(self, fn: Callable[[SqliteTx], T]) -> T:
         return fn(self.tx)
 
+    async def aread(self, fn: Callable[[SqliteTx], T]) -> T:
+        return fn(self.tx)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> InlineStorage:

@@ -77,7 +77,7 @@ class Host:
         self._states = states
         self.state_version += 1  # as the daemon's sources_version moves on (de)activation
 
-    def source_states(self) -> dict[tuple[str, str], Any]:
+    async def source_states(self) -> dict[tuple[str, str], Any]:
         return self._states
 
 

@@ -10,8 +10,8 @@ import re
 import shutil
 import signal
 import smtplib
-import sqlite3
 import subprocess
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -47,16 +47,12 @@ def with_smtp(proc: RouterProcess, settings: str) -> RouterProcess:
 
 
 @pytest.fixture(scope="module")
-def router(module_router_factory: RouterFactory) -> RouterProcess:
-    return with_smtp(module_router_factory(CONFIG, start=False), 'max_message_size = "256KiB"').start()
-
-
-def journaled_load(router: RouterProcess) -> int:
-    db = sqlite3.connect(f"file:{router.data_dir / 'router.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(db.execute("SELECT count(*) FROM signals WHERE source = 'mailboxes.load'").fetchone()[0])
-    finally:
-        db.close()
+def router(module_router_factory: RouterFactory, module_backend: str | None) -> Iterator[RouterProcess]:
+    proc = with_smtp(
+        module_router_factory(CONFIG, start=False, database_url=module_backend), 'max_message_size = "256KiB"'
+    ).start()
+    yield proc
+    proc.stop()  # before the other backend's daemon starts
 
 
 def records(router: RouterProcess, mailer: str) -> list[dict[str, str]]:
@@ -204,6 +200,7 @@ def test_451_while_the_data_dir_is_read_only(router_factory) -> None:  # type: i
 
 
 @pytest.mark.skipif(shutil.which("smtp-source") is None, reason="smtp-source (Debian postfix) not installed")
+@pytest.mark.usefixtures("any_backend")  # SQLite and PostgreSQL
 def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory) -> None:  # type: ignore[no-untyped-def]
     router = router_factory("""
     [mailboxes.load]
@@ -233,8 +230,14 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
         stderr=subprocess.STDOUT,
     )
     out.close()
+
+    def journaled_load() -> int:
+        return len(
+            router.read(lambda tx: tx.list_signals(source="mailboxes.load", limit=100_000), default=[])
+        )
+
     try:
-        router.wait_for(lambda: journaled_load(router) > 100, timeout=30, interval=0.05)  # mid-load
+        router.wait_for(lambda: journaled_load() > 100, timeout=30, interval=0.05)  # mid-load
     except AssertionError:
         source.kill()
         raise AssertionError(f"smtp-source said: {transcript.read_bytes()[-3000:]!r}") from None
@@ -245,9 +248,9 @@ def test_sigkill_during_smtp_source_loses_no_acknowledged_message(router_factory
     output = transcript.read_bytes()
     acked = re.findall(rb"<<< 250 2\.0\.0 OK: queued as ([0-9A-Z]{26})", output)
     assert len(acked) > 50, output[-2000:]
-    db = sqlite3.connect(router.data_dir / "router.db")
-    journaled = {row[0] for row in db.execute("SELECT id FROM signals WHERE source = 'mailboxes.load'")}
-    db.close()
+    journaled = {
+        s.id for s in router.read(lambda tx: tx.list_signals(source="mailboxes.load", limit=100_000))
+    }
     missing = {a.decode() for a in acked} - journaled
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages are not in the journal"
     # and the daemon starts again on that journal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -65,8 +66,10 @@ message = "not a help request"
 
 
 @pytest.fixture(scope="module")
-def router(module_router_factory: RouterFactory) -> RouterProcess:
-    return module_router_factory(CONFIG)
+def router(module_router_factory: RouterFactory, module_backend: str | None) -> Iterator[RouterProcess]:
+    proc = module_router_factory(CONFIG, database_url=module_backend)
+    yield proc
+    proc.stop()  # before the other backend's daemon starts
 
 
 def post(

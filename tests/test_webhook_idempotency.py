@@ -18,6 +18,8 @@ from tests.daemon import RouterProcess
 from tests.standins import ThreadedServer
 from tests.standins.http_target import HttpTarget, Scripted
 
+pytestmark = pytest.mark.usefixtures("any_backend")  # every test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def targets() -> Iterator[tuple[HttpTarget, HttpTarget, HttpTarget]]:

@@ -199,7 +199,7 @@ class SmtpHost(Protocol):
         """Changes whenever a source is activated, deactivated or rotated."""
         ...
 
-    def source_states(self) -> Mapping[tuple[str, str], SourceActivation]: ...
+    async def source_states(self) -> Mapping[tuple[str, str], SourceActivation]: ...
 
 
 class SmtpObserver(Protocol):
@@ -296,7 +296,7 @@ async def run_smtp(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bridge.serve)
-            last = config_message(cfg, host.source_states())
+            last = config_message(cfg, await host.source_states())
             seen_cfg, seen_version = cfg, host.state_version
             bridge.send(last)
             with trio.move_on_after(READY_TIMEOUT):
@@ -320,7 +320,7 @@ async def run_smtp(
                 if cfg is seen_cfg and version == seen_version:
                     continue
                 seen_cfg, seen_version = cfg, version
-                current = config_message(cfg, host.source_states())
+                current = config_message(cfg, await host.source_states())
                 if current != last:
                     bridge.send(current)
                     last = current

@@ -51,8 +51,8 @@ def _now(tx: Tx, ids: list[str]) -> list[dict[str, Any]]:
 def register(app: QuartTrio, admin: Admin) -> None:
     daemon = admin.daemon
 
-    def read(fn: Any) -> Any:
-        return daemon.storage.read(fn)
+    async def read(fn: Any) -> Any:
+        return await daemon.storage.aread(fn)  # PostgreSQL: a pooled thread, not the event loop
 
     @app.errorhandler(BadRequest)
     async def _bad(exc: BadRequest) -> tuple[dict[str, Any], int]:
@@ -72,7 +72,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/api/status")
     async def status() -> dict[str, Any]:
-        counts = read(lambda tx: tx.counts())
+        counts = await read(lambda tx: tx.counts())
         return {
             "ready": bool(daemon.ready),
             "uptime_s": round(time.time() - admin.started, 1),
@@ -91,23 +91,23 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     # -- sources -------------------------------------------------------------------------------
 
-    def _one_source(name: str) -> dict[str, Any]:
+    async def _one_source(name: str) -> dict[str, Any]:
         try:
             kind, short = admin.resolve(name)
         except ValueError as exc:
             raise BadRequest(str(exc), 404) from exc
-        items = read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
+        items = await read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
         return next(i for i in items if i["kind"] == kind and i["name"] == short)
 
     @app.get("/api/sources")
     async def list_sources() -> dict[str, Any]:
-        items = read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
+        items = await read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
         kind = request.args.get("kind")
         return {"items": [i for i in items if not kind or i["kind"] == kind]}
 
     @app.get("/api/sources/<name>")
     async def show_source(name: str) -> dict[str, Any]:
-        return _one_source(name)
+        return await _one_source(name)
 
     async def _set_active(name: str, active: bool) -> dict[str, Any]:
         action = "activate" if active else "deactivate"
@@ -117,9 +117,9 @@ def register(app: QuartTrio, admin: Admin) -> None:
             admin.audit(g.principal, f"source.{action}", name, "not_found")
             raise BadRequest(str(exc), 404) from exc
         await daemon.storage.write(lambda tx: tx.source_set_active(kind, short, active))
-        admin.refresh_routes()
+        await admin.refresh_routes()
         admin.audit(g.principal, f"source.{action}", f"{kind}.{short}", "ok")
-        return _one_source(f"{kind}.{short}")
+        return await _one_source(f"{kind}.{short}")
 
     @app.post("/api/sources/<name>/activate")
     async def activate(name: str) -> dict[str, Any]:
@@ -148,11 +148,11 @@ def register(app: QuartTrio, admin: Admin) -> None:
         except ValueError as exc:
             admin.audit(g.principal, "source.rotate", f"{kind}.{short}", "refused")
             raise BadRequest(str(exc), 409) from exc
-        admin.refresh_routes()
+        await admin.refresh_routes()
         admin.audit(
             g.principal, "source.rotate", f"{kind}.{short}", "ok", grace=grace
         )  # never the new secret
-        item = _one_source(f"{kind}.{short}")
+        item = await _one_source(f"{kind}.{short}")
         until = fresh.get("grace_until")
         old = f"keeps working until {until}" if until else "no longer works"
         return {
@@ -170,20 +170,20 @@ def register(app: QuartTrio, admin: Admin) -> None:
         source = request.args.get("source") or None
 
         async def stream() -> AsyncIterator[bytes]:
-            cursor = read(lambda tx: tx.feed_start())
+            cursor = await read(lambda tx: tx.feed_start())
             watched: dict[str, tuple[str, int]] = {}
             quiet_since = trio.current_time()
             yield b"retry: 2000\n: connected\n\n"
             while not daemon.stopping.is_set():
                 out: list[bytes] = []
-                rows, cursor = read(partial(_feed, cursor=cursor))
+                rows, cursor = await read(partial(_feed, cursor=cursor))
                 for item in rows:
                     if source and item["source"] != source:
                         continue
                     watched[item["id"]] = (item["status"], item["attempts"])
                     out.append(_sse("signal", item))
                 if watched:
-                    for row in read(partial(_now, ids=list(watched)[-SSE_WATCH:])):
+                    for row in await read(partial(_now, ids=list(watched)[-SSE_WATCH:])):
                         if watched.get(row["id"]) != (row["status"], row["attempts"]):
                             watched[row["id"]] = (row["status"], row["attempts"])
                             out.append(_sse("signal", row))
@@ -210,13 +210,13 @@ def register(app: QuartTrio, admin: Admin) -> None:
     async def list_schedules() -> dict[str, Any]:
         count = request.args.get("count", "3")
         n = int(count) if count.isdigit() and 0 < int(count) <= 50 else 3
-        return {"items": read(lambda c: schedules.describe(daemon.cfg, c, count=n))}
+        return {"items": await read(lambda c: schedules.describe(daemon.cfg, c, count=n))}
 
     # -- records -------------------------------------------------------------------------------
 
     @app.get("/api/records")
     async def record_types() -> dict[str, Any]:
-        return {"items": read(queries.record_types)}
+        return {"items": await read(queries.record_types)}
 
     @app.get("/api/records/<record_type>")
     async def list_records(record_type: str) -> dict[str, Any]:
@@ -224,7 +224,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
         if not offset.isdigit():
             raise BadRequest("offset must be a whole number")
         try:
-            items = read(lambda tx: tx.record_list(record_type, limit=_limit(), offset=int(offset)))
+            items = await read(lambda tx: tx.record_list(record_type, limit=_limit(), offset=int(offset)))
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         return {"type": record_type, "items": items}
@@ -232,7 +232,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
     @app.get("/api/records/<record_type>/<record_id>")
     async def show_record(record_type: str, record_id: str) -> dict[str, Any]:
         try:
-            item = read(lambda tx: tx.record_get(record_type, record_id))
+            item = await read(lambda tx: tx.record_get(record_type, record_id))
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         if item is None:

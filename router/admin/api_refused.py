@@ -20,28 +20,28 @@ def register(app: QuartTrio, admin: Admin, page: Any) -> None:
     """`page(template, **context)`: the dashboard's page renderer."""
     daemon = admin.daemon
 
-    def listing() -> tuple[list[Refusal], str | None, int]:
+    async def listing() -> tuple[list[Refusal], str | None, int]:
         source = request.args.get("source") or None
         before = request.args.get("before") or None
         n = _limit(50)
-        items = daemon.storage.read(lambda tx: tx.refused_list(source=source, before=before, limit=n))
+        items = await daemon.storage.aread(lambda tx: tx.refused_list(source=source, before=before, limit=n))
         return items, items[-1].id if len(items) == n else None, n
 
     @app.get("/api/refused")
     async def list_refused() -> dict[str, Any]:
-        items, more, _ = listing()
+        items, more, _ = await listing()
         return {"items": [r.summary() for r in items], "next_before": more}
 
     @app.get("/api/refused/<refusal_id>")
     async def show_refused(refusal_id: str) -> dict[str, Any]:
-        item = daemon.storage.read(lambda tx: tx.refused_get(refusal_id))
+        item = await daemon.storage.aread(lambda tx: tx.refused_get(refusal_id))
         if item is None:
             raise BadRequest(f"no refused request {refusal_id}", 404)
         return refusal_detail(item)
 
     @app.get("/refused")
     async def refused_page() -> Any:
-        items, more, _ = listing()
+        items, more, _ = await listing()
         names = ["unknown", "smtp", *(f"{k}.{n}" for k, n, _ in daemon.cfg.sources())]
         return await page(
             "refused.html",
@@ -55,7 +55,7 @@ def register(app: QuartTrio, admin: Admin, page: Any) -> None:
 
     @app.get("/refused/<refusal_id>")
     async def refused_one_page(refusal_id: str) -> Any:
-        item = daemon.storage.read(lambda tx: tx.refused_get(refusal_id))
+        item = await daemon.storage.aread(lambda tx: tx.refused_get(refusal_id))
         if item is None:
             html = await page("missing.html", nav="refused", what=f"refused request {refusal_id}")
             return Response(html, 404, content_type="text/html; charset=utf-8")

@@ -41,31 +41,31 @@ def _find(tx: Tx, q: SignalQuery) -> list[Signal]:
 def register(app: QuartTrio, admin: Admin) -> None:
     daemon = admin.daemon
 
-    def read(fn: Any) -> Any:
-        return daemon.storage.read(fn)
+    async def read(fn: Any) -> Any:
+        return await daemon.storage.aread(fn)  # PostgreSQL: a pooled thread, not the event loop
 
     @app.get("/api/signals")
     async def list_signals() -> dict[str, Any]:
         q = signal_query(request.args, page=limit())
-        rows, older, newer = paged(lambda query: read(partial(_find, q=query)), q)
+        rows, older, newer = await paged(lambda query: read(partial(_find, q=query)), q)
         return {"items": [queries.signal_row(s) for s in rows], "next_before": older, "prev_after": newer}
 
     @app.get("/api/signals/failed")
     async def failed_signals() -> dict[str, Any]:
         q = replace(signal_query(request.args, page=limit()), status="failed")
-        return {"items": [queries.signal_row(s) for s in read(lambda tx: tx.find_signals(q))]}
+        return {"items": [queries.signal_row(s) for s in await read(lambda tx: tx.find_signals(q))]}
 
     @app.get("/api/signals/count")
     async def count_signals() -> dict[str, Any]:
         """How many match, and how many of those a replay would take (failed or done)."""
         q = signal_query(request.args)
-        newest = read(lambda tx: tx.find_signals(replace(q, limit=1, before=None, after=None)))
+        newest = await read(lambda tx: tx.find_signals(replace(q, limit=1, before=None, after=None)))
         upto = newest[0].id if newest else None
         q = replace(q, upto=upto)
-        count = read(lambda tx: tx.count_signals(q))
+        count = await read(lambda tx: tx.count_signals(q))
         replayable = 0
         if not q.status or q.status in replays.REPLAYABLE:
-            replayable = read(lambda tx: tx.count_signals(_replayable(q)))
+            replayable = await read(lambda tx: tx.count_signals(_replayable(q)))
         # The filter as resolved now (`since=1h` becomes a time): a replay given these takes the same set.
         resolved = {
             "q": q.search,
@@ -92,9 +92,9 @@ def register(app: QuartTrio, admin: Admin) -> None:
         async def lines() -> AsyncIterator[bytes]:
             cursor = q
             while True:
-                page = read(partial(_find, q=cursor))
+                page = await read(partial(_find, q=cursor))
                 for sig in page:
-                    item = read(partial(queries.signal_detail, signal_id=sig.id))
+                    item = await read(partial(queries.signal_detail, signal_id=sig.id))
                     if item is not None:
                         item.pop("view", None)
                         yield json.dumps(item, ensure_ascii=False, default=str).encode() + b"\n"
@@ -109,7 +109,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/api/signals/<signal_id>")
     async def show_signal(signal_id: str) -> dict[str, Any]:
-        item = read(lambda c: queries.signal_detail(c, signal_id))
+        item = await read(lambda c: queries.signal_detail(c, signal_id))
         if item is None:
             raise BadRequest(f"no signal {signal_id}", 404)
         return dict(item)
@@ -117,7 +117,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
     @app.get("/api/signals/<signal_id>/body")
     async def signal_body(signal_id: str) -> Response:
         """The request body as received, whole (up to max_body), as a download."""
-        body = read(lambda tx: tx.signal_body(signal_id))
+        body = await read(lambda tx: tx.signal_body(signal_id))
         if body is None:
             raise BadRequest(f"no body kept for signal {signal_id}", 404)
         return Response(
@@ -170,7 +170,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
             ):
                 raise BadRequest(f"limit must be between 1 and {BULK_MAX}")
             q = _replayable(replace(signal_query(filters, page=raw_limit), upto=filters.get("upto") or None))
-            ids = [s.id for s in read(lambda tx: tx.find_signals(q))]
+            ids = [s.id for s in await read(lambda tx: tx.find_signals(q))]
             status = filters.get("status") or "failed+done"
             rest = " ".join(f"{k}={v}" for k, v in filters.items() if v and k not in ("status", "upto"))
             target = f"{status} {rest}".strip()

@@ -89,7 +89,7 @@ class AdminHost(Protocol):
         """Re-read the config; the problems if it was refused."""
         ...
 
-    def refresh_routes(self) -> None:
+    async def refresh_routes(self) -> None:
         """A source was (de)activated or rotated: this process's HTTP routes now (others within 0.5 s)."""
         ...
 
@@ -165,5 +165,5 @@ class Admin:
     def resolve(self, name: str) -> tuple[str, str]:
         return sources.resolve_name(self.daemon.cfg, name)
 
-    def refresh_routes(self) -> None:
-        self.daemon.refresh_routes()
+    async def refresh_routes(self) -> None:
+        await self.daemon.refresh_routes()

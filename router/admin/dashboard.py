@@ -66,13 +66,13 @@ def register(app: QuartTrio, admin: Admin) -> None:
     env.filters["urlq"] = lambda v: quote(str(v), safe="")
     env.globals["STATUSES"] = STATUSES
 
-    def read(fn: Any) -> Any:
-        return daemon.storage.read(fn)
+    async def read(fn: Any) -> Any:
+        return await daemon.storage.aread(fn)  # PostgreSQL: a pooled thread, not the event loop
 
     async def page(template: str, **context: Any) -> str:
         principal = g.principal
         csrf = csrf_token(admin.token, principal.session) if principal and principal.session else ""
-        counts = read(lambda tx: tx.counts())
+        counts = await read(lambda tx: tx.counts())
         return await render_template(
             template,
             principal=principal,
@@ -131,7 +131,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/")
     async def sources_page() -> Any:
-        items = read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
+        items = await read(lambda c: queries.list_sources(daemon.cfg, c, daemon.workflows))
         kinds: dict[str, list[dict[str, Any]]] = {}
         for item in items:
             kinds.setdefault(item["kind"], []).append(item)
@@ -141,7 +141,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
     async def signals_page() -> Any:
         args = request.args
         q = params.signal_query(args, page=PAGE, strict=False)
-        rows, older, newer = params.paged(lambda query: read(lambda tx: tx.find_signals(query)), q)
+        rows, older, newer = await params.paged(lambda query: read(lambda tx: tx.find_signals(query)), q)
         items = [queries.signal_row(s) for s in rows]
         kept = params.filter_args(args)
         names = sorted({*(f"{k}.{n}" for k, n, _ in daemon.cfg.sources()), *([q.source] if q.source else [])})
@@ -165,7 +165,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/signals/<signal_id>")
     async def signal_page(signal_id: str) -> Any:
-        item = read(lambda c: queries.signal_detail(c, signal_id))
+        item = await read(lambda c: queries.signal_detail(c, signal_id))
         if item is None:
             html = await page("missing.html", nav="signals", what=f"signal {signal_id}")
             return Response(html, 404, content_type="text/html; charset=utf-8")
@@ -173,24 +173,24 @@ def register(app: QuartTrio, admin: Admin) -> None:
 
     @app.get("/failed")
     async def failed_page() -> Any:
-        items = read(lambda c: queries.list_signals(c, status="failed", limit=200))
+        items = await read(lambda c: queries.list_signals(c, status="failed", limit=200))
         return await page("failed.html", nav="failed", items=items)
 
     @app.get("/schedules")
     async def schedules_page() -> Any:
-        items = read(lambda c: schedules.describe(daemon.cfg, c, count=5))
+        items = await read(lambda c: schedules.describe(daemon.cfg, c, count=5))
         return await page("schedules.html", nav="schedules", items=items)
 
     @app.get("/records")
     async def records_page() -> Any:
         return await page(
-            "records.html", nav="records", types=read(queries.record_types), record_type=None, items=[]
+            "records.html", nav="records", types=await read(queries.record_types), record_type=None, items=[]
         )
 
     @app.get("/records/<record_type>")
     async def records_type_page(record_type: str) -> Any:
         try:
-            items = read(lambda tx: tx.record_list(record_type, limit=200))
+            items = await read(lambda tx: tx.record_list(record_type, limit=200))
         except ValueError:
             items = []
         columns: list[str] = []
@@ -201,7 +201,7 @@ def register(app: QuartTrio, admin: Admin) -> None:
         return await page(
             "records.html",
             nav="records",
-            types=read(queries.record_types),
+            types=await read(queries.record_types),
             record_type=record_type,
             items=items,
             columns=columns,

@@ -8,7 +8,7 @@ and, spelled as options, in `router signals`: `q` (text search), `channel`, `sou
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -90,13 +90,13 @@ def signal_query(args: Mapping[str, Any], *, page: int = 50, strict: bool = True
     )
 
 
-def paged(
-    find: Callable[[SignalQuery], list[Signal]], q: SignalQuery
+async def paged(
+    find: Callable[[SignalQuery], Awaitable[list[Signal]]], q: SignalQuery
 ) -> tuple[list[Signal], str | None, str | None]:
     """One page of `q`, newest first, with the cursors of the pages around it: `before` for the
     older one, `after` for the newer one (None where there is none). One extra row is read to
     know whether there is more."""
-    rows = find(replace(q, limit=q.limit + 1))
+    rows = await find(replace(q, limit=q.limit + 1))
     if q.after and not q.before:
         more_newer = len(rows) > q.limit
         rows = rows[1:] if more_newer else rows

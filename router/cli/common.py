@@ -74,7 +74,8 @@ def opened(path: str) -> Iterator[tuple[Config, Storage]]:
     try:
         storage = open_storage(cfg)
     except (OSError, StorageError) as exc:
-        raise Exit(EX_UNAVAILABLE, f"data dir {cfg.router.data_dir}: {exc}") from None
+        where = "[database] url" if cfg.database.url else f"data dir {cfg.router.data_dir}"
+        raise Exit(EX_UNAVAILABLE, f"{where}: {str(exc).strip()}") from None
     try:
         yield cfg, storage
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from router.cli import endpoints, manage, service
+from router.cli import db, endpoints, manage, service
 from router.cli.common import EXIT_CODES, config_arg, json_arg
 from router.version import version
 
@@ -163,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("type", metavar="TYPE", help="record type, as a workflow's record step names it")
     p.add_argument("id", nargs="?", metavar="ID", help="record id (show, delete)")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N records (default: 50)")
+    json_arg(p)
+
+    p = verb("db", "copy a stopped SQLite data dir into an empty PostgreSQL database", db.cmd_db)
+    config_arg(p)
+    p.add_argument(
+        "action", choices=["copy"], help="copy: journal, sources, schedules, records, step effects"
+    )
+    p.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://USER@HOST:PORT/DB (must be empty)"
+    )
     json_arg(p)
 
     p = verb("schedules", "list schedules with their next fire times", manage.cmd_schedules)

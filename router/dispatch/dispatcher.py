@@ -17,6 +17,7 @@ done within about a second rather than falling minutes behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -186,7 +187,10 @@ class Dispatcher:
             raise Overloaded(retry_after=5)
         if self.pending_estimate >= self.settings.max_pending:
             # The estimate only grows between claim-loop (or backlog) reads: look before refusing.
-            self.pending_estimate = self.storage.read(_count_pending)
+            try:
+                self.pending_estimate = await self.storage.aread(_count_pending)
+            except StorageUnavailable as exc:
+                raise JournalUnavailable(str(exc)) from exc
             if self.pending_estimate >= self.settings.max_pending:
                 raise Overloaded(retry_after=2)
         listening = self.listeners(entity.source)
@@ -282,7 +286,10 @@ class Dispatcher:
                 await self._wake.wait()
             self._wake = trio.Event()
             if helper:
-                self.pending_estimate = self.storage.read(_count_pending)
+                try:
+                    self.pending_estimate = await self.storage.aread(_count_pending)
+                except StorageUnavailable:
+                    continue  # the database is away; the next poll looks again
                 self._helping = self.pending_estimate > HELP_BACKLOG
                 if not self._helping:
                     continue
@@ -291,13 +298,14 @@ class Dispatcher:
             free = self.settings.concurrency - len(self._active)
             if free <= 0:
                 continue
-            if not helper and not self.storage.read(_has_claimable):
-                self.pending_estimate = 0
-                continue  # nothing to claim: no write transaction (and no fsync) for nothing
             try:
+                if not helper and not await self.storage.aread(_has_claimable):
+                    self.pending_estimate = 0
+                    continue  # nothing to claim: no write transaction (and no fsync) for nothing
                 claimed = await self.journal.claim(self.owner, free, self.settings.lease)
             except StorageUnavailable as exc:
                 log.warning("claim failed", error=str(exc))
+                await trio.sleep(POLL_INTERVAL)  # the database is away: no hot loop
                 continue
             for signal in claimed:
                 self.pending_estimate = max(0, self.pending_estimate - 1)
@@ -311,7 +319,8 @@ class Dispatcher:
             if len(claimed) == free:
                 self._wake.set()  # there may be more
             elif not helper:
-                self.pending_estimate = self.storage.read(_count_pending)
+                with contextlib.suppress(StorageUnavailable):
+                    self.pending_estimate = await self.storage.aread(_count_pending)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -348,7 +357,7 @@ class Dispatcher:
         # did; a replay starts a new round (`replay_from` = its first attempt): all of them run.
         since = signal.replay_from
         done = (
-            self.storage.read(lambda tx: tx.done_workflows(signal.id, since))
+            await self.storage.aread(lambda tx: tx.done_workflows(signal.id, since))
             if attempt > max(since, 1)
             else set()
         )
@@ -416,12 +425,16 @@ class Dispatcher:
         claim = self._claims.get(signal.id, signal.claim)
 
         def write(tx: Tx) -> None:
+            if not tx.settle(claim, status=status, error=error, retry_in=retry_in):
+                # Fenced out: the lease lapsed and another process (or node) runs the signal now and
+                # records its own runs; this attempt's are not recorded, so one attempt has one run.
+                return
             for workflow, started, duration, result in runs:
                 tx.record_run(
                     signal.id,
                     Run(workflow.name, attempt, result.status, started, duration, result.error, result.trace),
                 )
-            if tx.settle(claim, status=status, error=error, retry_in=retry_in) and status == "done":
+            if status == "done":
                 tx.effects_forget(signal.id)
 
         await self.storage.write(write)

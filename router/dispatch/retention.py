@@ -23,6 +23,7 @@ log = structlog.get_logger("router.retention")
 
 BATCH = 2000
 MAX_INTERVAL = 3600.0
+STANDBY = 1.0
 
 
 def id_cutoff(before: float) -> str:
@@ -45,9 +46,16 @@ async def prune(storage: Storage, retention: float, now: float | None = None) ->
     return signals, keys
 
 
-async def run_retention(storage: Storage, retention: Callable[[], float]) -> None:
-    """Prune now and then every min(retention / 2, 1 h); `retention()` is read each time (reloads)."""
+async def run_retention(
+    storage: Storage, retention: Callable[[], float], active: Callable[[], bool] = lambda: True
+) -> None:
+    """Prune now and then every min(retention / 2, 1 h); `retention()` is read each time (reloads).
+    While `active()` is false (another node holds the scheduler lease) it waits, looking every
+    `STANDBY` seconds, and prunes as soon as it becomes true."""
     while True:
+        if not active():
+            await trio.sleep(STANDBY)
+            continue
         keep = retention()
         if keep > 0:
             try:

@@ -203,10 +203,10 @@ class Scheduler:
         if cfg is self._seen_cfg and self.clock() < self._next_state_check:
             return  # activation states are looked at once per POLL, however many ticks there are
         self._next_state_check = self.clock() + POLL
-        version = self.storage.read(lambda tx: tx.sources_version())
+        version = await self.storage.aread(lambda tx: tx.sources_version())
         if cfg is self._seen_cfg and version == self._seen_states:
             return
-        states = self.storage.read(lambda tx: tx.source_states())
+        states = await self.storage.aread(lambda tx: tx.source_states())
         wanted = {
             name: model
             for name, model in cfg.schedules.items()

@@ -3,7 +3,7 @@
 Every byte the router keeps goes through here. A job is a plain synchronous function of a `Tx`;
 `Storage.write(job)` runs it inside a group-committed transaction and returns once it is durable,
 `Storage.read(job)` runs it on a read transaction. Jobs call `Tx` methods, never SQL: the SQL of
-each backend lives in that backend's modules only (router/storage/sqlite/ today).
+each backend lives in that backend's modules only (router/storage/sqlite/, router/storage/postgres/).
 
 Rules every backend keeps (checked by tests/storage_contract/):
   * a conditional write is one statement that re-checks its own predicate: a dedup key is taken
@@ -59,7 +59,8 @@ class LeaseLost(Conflict):
 
 
 class Tx(RecordTx):
-    """One transaction. Implemented by `router.storage.sqlite.tx.SqliteTx`."""
+    """One transaction. Implemented by `router.storage.sqlite.tx.SqliteTx` and
+    `router.storage.postgres.tx.PgTx`."""
 
     @abstractmethod
     def now(self) -> float:
@@ -139,7 +140,6 @@ class Tx(RecordTx):
     @abstractmethod
     def get_signal(self, signal_id: str) -> Signal | None: ...
 
-    @abstractmethod
     def list_signals(
         self,
         *,
@@ -151,6 +151,9 @@ class Tx(RecordTx):
         limit: int = 50,
     ) -> list[Signal]:
         """Newest first; `since`/`until` bound `received_at`, `before` an id (paging)."""
+        return self.find_signals(
+            SignalQuery(status=status, source=source, since=since, until=until, before=before, limit=limit)
+        )
 
     @abstractmethod
     def signal_body(self, signal_id: str) -> bytes | None:
@@ -329,6 +332,16 @@ class Storage(Protocol):
     async def write(self, fn: Callable[[Tx], T]) -> T: ...
 
     def read(self, fn: Callable[[Tx], T]) -> T: ...
+
+    async def aread(self, fn: Callable[[Tx], T]) -> T:
+        """`read` for trio code: inline on SQLite, a pooled worker thread on PostgreSQL (a round
+        trip on the event loop would stall every connection of the process)."""
+        ...
+
+    async def listen_for_work(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another process or node made work runnable (PostgreSQL: LISTEN;
+        SQLite: returns at once, the doorbell does it). A hint only: claim loops still poll."""
+        ...
 
     def write_sync(self, fn: Callable[[Tx], T]) -> T: ...
 

@@ -1,21 +1,25 @@
 """The backends the contract suite runs against, by name, so child processes can open them too.
 
-A backend is opened from a `location` string (a file path for SQLite; a DSN for PostgreSQL
-later). Add a backend here and to `NAMES`; every test in this folder then runs against it.
+A backend is opened from a `location` string (a file path for SQLite; a DSN for PostgreSQL, one
+fresh database per test from tests/pg.py). Add a backend here and to `NAMES`; every test in this
+folder then runs against it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from router.storage import Storage, open_storage
+from router.storage import Storage, open_postgres, open_storage
 
-NAMES = ["sqlite"]
+NAMES = ["sqlite", "postgres"]
 
 
-def location(name: str, tmp: Path) -> str:
+def location(name: str, tmp: Path, pg_database: str | None = None) -> str:
     if name == "sqlite":
         return str(tmp / "contract.db")
+    if name == "postgres":
+        assert pg_database is not None
+        return pg_database
     raise ValueError(f"unknown backend {name!r}")
 
 
@@ -24,4 +28,6 @@ def open_backend(name: str, where: str) -> Storage:
     races, not fsync; tests/test_faults.py checks durability)."""
     if name == "sqlite":
         return open_storage(Path(where), synchronous="OFF")
+    if name == "postgres":
+        return open_postgres(where, pool_size=2)
     raise ValueError(f"unknown backend {name!r}")

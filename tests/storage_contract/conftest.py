@@ -24,7 +24,8 @@ class Backend:
 
 @pytest.fixture(params=NAMES)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, location(request.param, tmp_path))
+    pg = request.getfixturevalue("pg_database") if request.param == "postgres" else None
+    return Backend(request.param, location(request.param, tmp_path, pg))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.storage_contract import workers
 from tests.storage_contract.conftest import Backend, run_processes
 
 SIGNALS = 20_000
-PROCESSES, THREADS, BATCH = 2, 4, 25
+PROCESSES, THREADS, BATCH = 2, 8, 25  # issue 13: 8 threads x 2 processes
 
 
 def preload(store: Storage, n: int, source: str = "webhooks.load") -> list[str]:

@@ -121,3 +121,19 @@ def test_refused_keeps_the_newest_n_per_source(store: Storage) -> None:
     one = store.read(lambda tx: tx.refused_get(kept[0].id))
     assert one is not None and one.body == b"body 7" and one.headers == {"a": "b"} and one.status == 401
     assert store.read(lambda tx: tx.refused_get("nope")) is None
+
+
+def test_a_nul_byte_is_searched_kept_and_refused_safely(store: Storage) -> None:
+    """Email bodies and forms carry NUL bytes: the signal is journaled, searchable by the words
+    around it, its raw body comes back byte for byte, and a refusal with one is kept too."""
+    raw = b"before\x00after \xff\xfe"
+    sid = _append(store, raw=raw, text="alpha\x00omega", big="word " * 60_000)
+    assert store.read(lambda tx: tx.signal_body(sid)) == raw
+    assert [s.id for s in store.read(lambda tx: tx.find_signals(SignalQuery(search="omega")))] == [sid]
+    assert store.read(lambda tx: tx.get_signal(sid)).entity.data["text"] == "alpha\x00omega"
+    nul = _refusal("webhooks.nul", 1)
+    nul.headers = {"x-evil": "a\x00b"}
+    nul.reason = "bad\x00reason"
+    store.write_sync(lambda tx: tx.refused_add([nul], 5))
+    kept = store.read(lambda tx: tx.refused_get(nul.id))
+    assert kept is not None and kept.body == nul.body and kept.status == 401

@@ -162,3 +162,76 @@ def hold_claims(backend: str, where: str, owner: str, count: int, now: float, le
     got = storage.write_sync(lambda tx: tx.claim(owner, count, lease=lease, now=now))
     Path(out).write_text(json.dumps([list(s.claim) for s in got]))
     time.sleep(600)
+
+
+def migrator(backend: str, where: str, tag: str, out: str, go: Any) -> None:
+    """Open (and so migrate) a fresh store together with two other processes, then append once."""
+    go.wait(60)
+    if backend == "postgres":
+        import psycopg
+
+        from router.storage.postgres import schema
+
+        with psycopg.connect(where, autocommit=True) as conn:
+            found = schema.migrate(conn)
+        version = schema.VERSION
+    else:
+        import sqlite3
+
+        from router.storage.sqlite import schema as sqlite_schema
+
+        conn = sqlite3.connect(where, isolation_level=None, timeout=30)
+        found = sqlite_schema.migrate(conn)
+        conn.close()
+        version = sqlite_schema.VERSION
+    storage = open_backend(backend, where)
+    try:
+        storage.write_sync(lambda tx: tx.append_signal(Entity("webhooks", f"webhooks.{tag}", {})))
+    finally:
+        storage.close()
+    Path(out).write_text(json.dumps({"found": found, "version": version, "appended": 1}))
+
+
+def upserters(backend: str, where: str, tag: str, threads: int, keys: int, out: str, go: Any) -> None:
+    """Threads that upsert one contact per key, all processes racing through the same keys."""
+
+    def body(i: int) -> dict[str, Any]:
+        storage = open_backend(backend, where)
+        seen: dict[str, str] = {}
+        try:
+            for k in range(keys):
+                rec = storage.write_sync(
+                    lambda tx, k=k: tx.record_upsert(
+                        "contact", ["email"], {"email": f"c{k}@x.io", "by": f"{tag}-{i}"}
+                    )
+                )
+                seen[f"c{k}"] = rec["id"]
+        finally:
+            storage.close()
+        return seen
+
+    Path(out).write_text(json.dumps(in_threads(threads, go, body)))
+
+
+def oncers(backend: str, where: str, tag: str, threads: int, keys: int, out: str, go: Any) -> None:
+    """Threads that run the same record steps (`engine.records.once`), as two nodes running one
+    signal after a lease takeover would."""
+    from engine.records import once
+
+    def body(i: int) -> dict[str, Any]:
+        storage = open_backend(backend, where)
+        seen: dict[str, str] = {}
+        try:
+            for k in range(keys):
+                step = once(
+                    ("01SIGNAL", "wf", f"step{k}"),
+                    "note",
+                    lambda tx, k=k: tx.record_create("note", {"k": k, "by": f"{tag}-{i}"}),
+                )
+                rec = storage.write_sync(step)
+                seen[f"step{k}"] = rec["id"] if rec else ""
+        finally:
+            storage.close()
+        return seen
+
+    Path(out).write_text(json.dumps(in_threads(threads, go, body)))

@@ -14,35 +14,11 @@ import time
 from typing import Any
 
 from engine.entity import Entity
+from router.storage import from_row
 from router.storage.rows import DONE, PENDING, RUNNING, Appended, ClaimRef, FeedCursor, Run, Signal
 
 CLAIMABLE = "((status = 'pending' AND not_before <= :now) OR (status = 'running' AND lease_until < :now))"
 _LIVE_COLUMNS = "id, channel, source, received_at, status, attempts, last_error, dedup_key"
-
-
-def signal_from_row(row: sqlite3.Row) -> Signal:
-    entity = Entity.from_row(row["id"], row["channel"], row["source"], row["received_at"], row["entity"])
-    try:
-        ack = json.loads(row["ack"]) if row["ack"] else None
-    except ValueError:
-        ack = None
-    return Signal(
-        id=row["id"],
-        channel=row["channel"],
-        source=row["source"],
-        received_at=row["received_at"],
-        entity=entity,
-        status=row["status"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        dedup_key=row["dedup_key"],
-        owner=row["owner"],
-        epoch=row["epoch"],
-        updated_at=row["updated_at"],
-        ack=ack,
-        replays=row["replays"],
-        replay_from=row["replay_from"],
-    )
 
 
 class SqliteJournal:
@@ -131,7 +107,7 @@ class SqliteJournal:
             " RETURNING *",
             {"owner": owner, "until": now + lease, "now": now, "limit": limit},
         ).fetchall()
-        return sorted((signal_from_row(r) for r in rows), key=lambda s: s.id)
+        return sorted((from_row.signal(r) for r in rows), key=lambda s: s.id)
 
     def has_claimable(self, now: float | None = None) -> bool:
         now = self.now() if now is None else now
@@ -219,7 +195,7 @@ class SqliteJournal:
 
     def get_signal(self, signal_id: str) -> Signal | None:
         row = self.conn.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
-        return signal_from_row(row) if row else None
+        return from_row.signal(row) if row else None
 
     def signal_body(self, signal_id: str) -> bytes | None:
         row = self.conn.execute("SELECT body FROM signal_bodies WHERE signal_id = ?", (signal_id,)).fetchone()

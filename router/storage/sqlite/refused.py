@@ -10,58 +10,18 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from router.storage import from_row
+from router.storage.from_row import REFUSED_COLUMNS
 from router.storage.rows import Refusal
-
-_COLUMNS = (
-    "id",
-    "at",
-    "channel",
-    "source",
-    "method",
-    "path",
-    "query",
-    "remote",
-    "headers",
-    "body",
-    "body_size",
-    "status",
-    "reason",
-    "answer",
-    "request_id",
-)
-
-
-def _refusal(r: sqlite3.Row) -> Refusal:
-    try:
-        headers = json.loads(r["headers"])
-    except ValueError:
-        headers = {}
-    return Refusal(
-        r["id"],
-        r["at"],
-        r["channel"],
-        r["source"],
-        r["method"],
-        r["path"],
-        r["query"],
-        r["remote"],
-        headers,
-        bytes(r["body"]),
-        r["body_size"],
-        r["status"],
-        r["reason"],
-        r["answer"],
-        r["request_id"],
-    )
 
 
 class SqliteRefused:
     conn: sqlite3.Connection
 
     def refused_add(self, rows: list[Refusal], keep: int) -> int:
-        marks = ", ".join("?" * len(_COLUMNS))
+        marks = ", ".join("?" * len(REFUSED_COLUMNS))
         self.conn.executemany(
-            f"INSERT OR IGNORE INTO refused ({', '.join(_COLUMNS)}) VALUES ({marks})",
+            f"INSERT OR IGNORE INTO refused ({', '.join(REFUSED_COLUMNS)}) VALUES ({marks})",
             [
                 (
                     r.id,
@@ -107,8 +67,8 @@ class SqliteRefused:
             params.append(before)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.conn.execute(f"SELECT * FROM refused {where} ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [_refusal(r) for r in rows.fetchall()]
+        return [from_row.refusal(r) for r in rows.fetchall()]
 
     def refused_get(self, refusal_id: str) -> Refusal | None:
         row = self.conn.execute("SELECT * FROM refused WHERE id = ?", (refusal_id,)).fetchone()
-        return _refusal(row) if row else None
+        return from_row.refusal(row) if row else None

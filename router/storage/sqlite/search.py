@@ -1,36 +1,23 @@
 """Finding signals on SQLite: filters, the id cursor, and text search with FTS5.
 
-Part of `SqliteTx` (tx.py). What is searched is written by `append_signal` (`search_text`): the
-id, source, dedup key and the payload (the entity without its `__` meta, so header names and the
-like do not match every signal), in a `signal_text` row whose rowid is the signal's. A search is
+Part of `SqliteTx` (tx.py). What is searched (`text.search_text`) is written by `append_signal`
+in a `signal_text` row whose rowid is the signal's. A search is
 an FTS5 query of the user's words, each quoted (no FTS syntax gets through); FTS5's default
 tokenizer splits `ORD-4711` into `ord` + `4711`, and a quoted word matches its parts in order.
 
-Time ranges bound `received_at`, and also the id: ids are ULIDs, whose first 10 characters are
-the time they were made (just after `received_at`), so `id >= ULID(since - margin)` lets the
-primary key index narrow the scan before `received_at` is checked exactly.
+Time ranges bound `received_at`, and also the id (`text.ulid_floor`), so the primary key index
+narrows the scan before `received_at` is checked exactly.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from datetime import datetime
 from typing import Any
 
 from engine.entity import Entity
+from router.storage import from_row
 from router.storage.rows import Signal, SignalQuery
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_MARGIN_MS = 10 * 60 * 1000  # an id may be made this long after its received_at (SMTP: after parsing)
-TEXT_KEYS = ("__body", "__json")
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one, not one per json.dumps call
-
-
-def search_text(entity: Entity) -> str:
-    data = entity.data
-    payload = {k: v for k, v in data.items() if not k.startswith("__") or k in TEXT_KEYS}
-    return f"{entity.id} {entity.source} {_ENCODER.encode(payload)}"
+from router.storage.text import MARGIN_MS, search_text, ulid_floor
 
 
 def fts_query(text: str) -> str | None:
@@ -45,16 +32,6 @@ def fts_query(text: str) -> str | None:
     return " ".join(terms) or None
 
 
-def _ulid_floor(iso: str, shift_ms: int) -> str:
-    ms = int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000) + shift_ms
-    ms = max(0, ms)
-    out = ""
-    for _ in range(10):
-        out = _CROCKFORD[ms & 31] + out
-        ms >>= 5
-    return out + "0" * 16
-
-
 def _where(q: SignalQuery, *, cursor: bool) -> tuple[str, list[Any], str]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -67,10 +44,10 @@ def _where(q: SignalQuery, *, cursor: bool) -> tuple[str, list[Any], str]:
         params.extend(q.statuses)
     if q.since:
         clauses += ["received_at >= ?", "id >= ?"]
-        params += [q.since, _ulid_floor(q.since, -_MARGIN_MS)]
+        params += [q.since, ulid_floor(q.since, -MARGIN_MS)]
     if q.until:
         clauses += ["received_at < ?", "id < ?"]
-        params += [q.until, _ulid_floor(q.until, _MARGIN_MS)]
+        params += [q.until, ulid_floor(q.until, MARGIN_MS)]
     if q.upto:
         clauses.append("id <= ?")
         params.append(q.upto)
@@ -110,35 +87,17 @@ class SqliteSearch:
     conn: sqlite3.Connection
 
     def index_signal(self, rowid: int, entity: Entity, dedup_key: str | None) -> None:
-        text = search_text(entity)
-        if dedup_key:
-            text += " " + dedup_key
+        text = search_text(entity, dedup_key)
         self.conn.execute("INSERT INTO signal_text (rowid, text) VALUES (?, ?)", (rowid, text))
 
     def find_signals(self, query: SignalQuery) -> list[Signal]:
-        from router.storage.sqlite.journal import signal_from_row
-
         where, params, by = _where(query, cursor=True)
         order = "ASC" if query.after and not query.before else "DESC"
         rows = self.conn.execute(
             f"SELECT signals.* {_from(query)} {where} ORDER BY {by} {order} LIMIT ?", (*params, query.limit)
         ).fetchall()
-        found = [signal_from_row(r) for r in rows]
+        found = [from_row.signal(r) for r in rows]
         return found[::-1] if order == "ASC" else found
-
-    def list_signals(
-        self,
-        *,
-        status: str | None = None,
-        source: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> list[Signal]:
-        return self.find_signals(
-            SignalQuery(status=status, source=source, since=since, until=until, before=before, limit=limit)
-        )
 
     def count_signals(self, query: SignalQuery) -> int:
         where, params, _ = _where(query, cursor=False)

@@ -9,20 +9,9 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from router.storage import from_row
 from router.storage.base import LeaseLost
-from router.storage.rows import LeaseHolder, Previous, ScheduleState, SourceState
-
-
-def _schedule(r: sqlite3.Row) -> ScheduleState:
-    return ScheduleState(
-        r["name"],
-        r["definition"],
-        r["since"],
-        r["cursor_ts"],
-        r["last_slot"],
-        r["last_fired_at"],
-        r["last_signal_id"],
-    )
+from router.storage.rows import LeaseHolder, ScheduleState, SourceState
 
 
 class SqliteState:
@@ -113,33 +102,8 @@ class SqliteState:
         )
 
     def source_states(self) -> dict[tuple[str, str], SourceState]:
-        out = {}
-        for row in self.conn.execute("SELECT * FROM sources"):
-            override = None if row["active"] is None else bool(row["active"])
-            previous = (
-                None
-                if row["prev_until"] is None
-                else Previous(
-                    row["prev_until"],
-                    row["prev_first_hash"],
-                    row["prev_second_hash"],
-                    row["prev_api_key"],
-                    row["prev_jwt_key"],
-                    row["prev_jwt_secret"],
-                )
-            )
-            out[(row["kind"], row["name"])] = SourceState(
-                row["kind"],
-                row["name"],
-                row["first_hash"],
-                row["second_hash"],
-                row["api_key"],
-                override,
-                row["jwt_key"],
-                row["jwt_secret"],
-                previous,
-            )
-        return out
+        rows = self.conn.execute("SELECT * FROM sources").fetchall()
+        return {(row["kind"], row["name"]): from_row.source_state(row) for row in rows}
 
     def sources_version(self) -> float:
         row = self.conn.execute("SELECT coalesce(max(updated_at), 0), count(*) FROM sources").fetchone()
@@ -148,11 +112,14 @@ class SqliteState:
     # -- schedules ---------------------------------------------------------------------------------------
 
     def schedule_states(self) -> dict[str, ScheduleState]:
-        return {r["name"]: _schedule(r) for r in self.conn.execute("SELECT * FROM schedule_state").fetchall()}
+        return {
+            r["name"]: from_row.schedule(r)
+            for r in self.conn.execute("SELECT * FROM schedule_state").fetchall()
+        }
 
     def schedule_state(self, name: str) -> ScheduleState | None:
         row = self.conn.execute("SELECT * FROM schedule_state WHERE name = ?", (name,)).fetchone()
-        return _schedule(row) if row else None
+        return from_row.schedule(row) if row else None
 
     def schedule_register(
         self, name: str, definition: str, *, cursor: str | None, cursor_ts: float | None, now: float

@@ -18,19 +18,17 @@ a p99 tail whenever two processes committed at once.
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import trio
+from typing import TypeVar
 
 from engine.ports import StorageError
 from router.storage.base import StorageUnavailable, Tx
+from router.storage.queue import Job, WriteQueue
 from router.storage.sqlite import schema
 from router.storage.sqlite.tx import SqliteTx
 
@@ -66,36 +64,7 @@ def connect(path: Path, *, synchronous: str = "FULL", readonly: bool = False) ->
     return conn
 
 
-def _keep_waiting(_: Any) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.FAILED
-
-
-class _Job:
-    __slots__ = ("fn", "finished", "result", "error", "_task")
-
-    def __init__(self, fn: Callable[[Tx], Any]) -> None:
-        self.fn = fn
-        self.finished = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._task: trio.lowlevel.Task | None = None
-
-    async def wait(self) -> None:
-        """Until `finish()`, whatever happens: a cancellation is delivered at the caller's next
-        checkpoint (what a shielded Event.wait() did, without a cancel scope and an Event per job)."""
-        if not self.finished:
-            self._task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(_keep_waiting)
-
-    def finish(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        if self._task is not None:
-            trio.lowlevel.reschedule(self._task)
-
-
-class SqliteStorage:
+class SqliteStorage(WriteQueue):
     """SQLite database in the data dir with a group-committing writer (`router.storage.base.Storage`).
 
     Use inside trio: start `run_writer` in a nursery, then `await write(job)`. Outside trio (CLI),
@@ -110,8 +79,6 @@ class SqliteStorage:
         self._read_conn: sqlite3.Connection | None = None
         self._writer_tx: SqliteTx | None = None
         self._read_tx: SqliteTx | None = None
-        self._send: trio.MemorySendChannel[_Job] | None = None
-        self._recv: trio.MemoryReceiveChannel[_Job] | None = None
         self._lock = threading.Lock()  # serialises write_sync callers in one process
         self.commits = 0
         self.jobs_committed = 0
@@ -148,56 +115,7 @@ class SqliteStorage:
             os.close(self._write_lock_fd)
             self._write_lock_fd = None
 
-    async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The single writer task: drain, run a batch in one transaction, wake the callers."""
-        self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
-        task_status.started()
-        batch: list[_Job] = []
-        async with self._recv:
-            try:
-                async for first in self._recv:
-                    batch = [first]
-                    while len(batch) < self.max_batch:
-                        try:
-                            batch.append(self._recv.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    # Not cancellable on purpose: a batch that started must finish and report.
-                    await trio.to_thread.run_sync(self._execute_batch, batch)
-                    for job in batch:
-                        job.finish()
-            finally:
-                # Cancelled (shutdown) with jobs not run: fail them, or their shielded callers wait forever.
-                leftover = [job for job in batch if not job.finished]
-                while True:
-                    try:
-                        leftover.append(self._recv.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        break
-                for job in leftover:
-                    job.error = StorageUnavailable("storage is shutting down")
-                    job.finish()
-
-    def stop_writer(self) -> None:
-        if self._send is not None:
-            self._send.close()
-
     # -- the narrow interface --------------------------------------------------------------
-
-    async def write(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn(tx)` in the next group commit; return once it is durable."""
-        if self._send is None:
-            raise StorageUnavailable("storage writer is not running")
-        job = _Job(fn)
-        try:
-            self._send.send_nowait(job)
-        except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
-            raise StorageUnavailable("storage is shutting down") from exc
-        # Not cancellable: once queued the job will commit; the caller must learn the outcome.
-        await job.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result
 
     def read(self, fn: Callable[[Tx], T]) -> T:
         assert self._read_tx is not None, "storage is not open"
@@ -206,9 +124,15 @@ class SqliteStorage:
         except sqlite3.Error as exc:
             raise storage_error(exc) from exc
 
+    async def aread(self, fn: Callable[[Tx], T]) -> T:
+        return self.read(fn)  # an indexed local read takes microseconds: cheaper than a thread hop
+
+    async def listen_for_work(self, wake: Callable[[], None]) -> None:
+        return None  # one machine: the doorbell (router/doorbell.py) already carries every wake-up
+
     def write_sync(self, fn: Callable[[Tx], T]) -> T:
         """One transaction right now, from a plain thread (CLI, start-up)."""
-        job = _Job(fn)
+        job = Job(fn)
         with self._lock:
             self._execute_batch([job])
         if job.error is not None:
@@ -217,7 +141,7 @@ class SqliteStorage:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _execute_batch(self, batch: list[_Job]) -> None:
+    def _execute_batch(self, batch: list[Job]) -> None:
         assert self._write_lock_fd is not None, "storage is not open"
         fd = self._write_lock_fd
         fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die holding it
@@ -244,7 +168,7 @@ class SqliteStorage:
         finally:
             conn.execute("PRAGMA busy_timeout = 0")
 
-    def _transaction(self, batch: list[_Job], fd: int) -> None:
+    def _transaction(self, batch: list[Job], fd: int) -> None:
         conn, tx = self._writer_conn, self._writer_tx
         assert conn is not None and tx is not None, "storage is not open"
         started = time.perf_counter()

@@ -1,0 +1,1 @@
+"""The PostgreSQL backend: the only modules that import `psycopg` or hold PostgreSQL SQL (import-linter checks)."""
