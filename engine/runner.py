@@ -257,10 +257,12 @@ class Engine:
         run = _Run(self, workflow, entity, responder, replay)
         timed_out = False
         try:
-            with trio.move_on_after(limit) as deadline:
-                with run.scope:
-                    await run.steps(workflow.roots, dict(entity.data))
-            timed_out = deadline.cancelled_caught
+            # One scope for both ends of a run: the deadline, and `fail()`, which sets the run's
+            # error before it cancels; so a cancellation caught with no error is the deadline's.
+            run.scope.deadline = trio.current_time() + limit
+            with run.scope:
+                await run.steps(workflow.roots, dict(entity.data))
+            timed_out = run.scope.cancelled_caught and run.error is None
         except BaseException as exc:  # one run's failure must never escape...
             leaves = _leaves(exc)
             if any(isinstance(e, (trio.Cancelled, KeyboardInterrupt, SystemExit)) for e in leaves):

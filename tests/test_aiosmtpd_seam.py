@@ -53,6 +53,22 @@ def test_our_overrides_are_the_listed_ones() -> None:
     assert ours <= set(UPSTREAM) | {"_read_data"}, ours - set(UPSTREAM)
 
 
+def test_class_dir_lists_what_dir_lists() -> None:
+    from channels.smtp.protocol import class_dir
+
+    assert aiosmtpd.smtp.dir is class_dir  # type: ignore[attr-defined]
+
+    class Handler:
+        def handle_DATA(self) -> None: ...
+
+    handler = Handler()
+    handler.handle_RCPT = lambda: None  # type: ignore[attr-defined]  # an instance's own name counts too
+    for obj in (handler, aiosmtpd.smtp.SMTP(Handler()), object()):
+        assert class_dir(obj) == dir(obj), type(obj)
+        assert class_dir(obj) == dir(obj)  # the cached class part, second time round
+    assert "handle_RCPT" in class_dir(handler)
+
+
 def test_auth_members_patch_finds_what_inspect_finds() -> None:
     assert isinstance(aiosmtpd.smtp.inspect, object) and hasattr(aiosmtpd.smtp.inspect, "getmembers")
     expected = [(n, m) for n, m in inspect.getmembers(aiosmtpd.smtp.SMTP) if n.startswith("auth_")]

@@ -9,9 +9,7 @@ channel only as `pipeline.HttpContext`, so no handler imports this module.
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +39,6 @@ from config import Config
 
 log = structlog.get_logger("router.http")
 access = structlog.get_logger("router.access")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # The largest request head (request line and headers) served. hypercorn's h11 parser is given
 # the same bound, but only applies it to a head still incomplete after a 64 KiB read, so a head
@@ -144,9 +140,8 @@ class HttpChannel:
             return
         if scope["type"] != "http":
             return
-        given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        request = Request.from_scope(scope, receive, request_id)
+        request = Request.from_scope(scope, receive)
+        request_id = request.request_id
         if request.method == "HEAD":
             send = _without_body(send)
         if self.cfg.router.trust_proxy and "x-forwarded-for" in request.headers:

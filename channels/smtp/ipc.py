@@ -22,10 +22,11 @@ from typing import Any
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # one, not one per frame
 
 
 def pack(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    body = _ENCODER.encode(message).encode("utf-8")
     return _HEADER.pack(len(body)) + body
 
 

@@ -18,6 +18,7 @@ member named below, so a new aiosmtpd that changes one fails that test before it
 | private member | why |
 |---|---|
 | `aiosmtpd.smtp.inspect` (module global) | `SMTP.__init__` runs `inspect.getmembers()` over protocol and handler on every connection to find `auth_*` methods: a tenth of the SMTP process's time; `_AuthMembers` returns the same members from a per-class cache |
+| `aiosmtpd.smtp.dir` (module global, shadows the builtin) | `SMTP.__init__` runs `dir()` over protocol and handler on every connection to find `smtp_*` and `handle_*` methods; `class_dir` lists each class once and adds the instance's own names |
 | `SMTP._create_envelope` | our envelope also records which mailboxes each recipient reached (no public factory) |
 | `SMTP._timeout_cb` | to say `421 4.4.2` before closing a timed-out connection (upstream closes silently) |
 | `SMTP._getaddr` | to see source routes and `%`/`!` routing the parser drops (relay refusal), without the class upstream creates per call |
@@ -118,6 +119,24 @@ def _auth_names(cls: type) -> tuple[str, ...]:
 
 
 aiosmtpd.smtp.inspect = _AuthMembers()  # type: ignore[assignment]  # the seam table above: first row
+
+_CLASS_NAMES: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+
+
+def class_dir(obj: Any) -> list[str]:
+    """`dir(obj)` for `SMTP.__init__`, which calls it on the protocol and the handler on every
+    connection to find their `smtp_*` and `handle_*` methods: the class's part is listed once
+    per class, the instance's own attributes added (and the result sorted) as `dir` does."""
+    cls = type(obj)
+    known = _CLASS_NAMES.get(cls)
+    if known is None:
+        names = tuple(dir(cls))
+        known = _CLASS_NAMES[cls] = (names, frozenset(names))
+    extra = [n for n in getattr(obj, "__dict__", ()) if n not in known[1]]
+    return sorted((*known[0], *extra)) if extra else list(known[0])
+
+
+aiosmtpd.smtp.dir = class_dir  # type: ignore[attr-defined]  # the seam table above: second row
 
 
 class RouterSMTP(SMTP):

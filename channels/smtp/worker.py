@@ -54,17 +54,35 @@ class Link:
         self.seq = 0
         self.closed = False
         self._out: list[bytes] = []
+        self._sessions: int | None = None  # the open-session count to report with the next write
+        self._flushing = False
         self.loop = asyncio.get_running_loop()
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a frame; frames queued in one loop iteration leave in one write."""
         if self.closed:
             return
-        if not self._out:
-            self.loop.call_soon(self._flush)
+        self._schedule()
         self._out.append(pack(message))
 
+    def sessions(self, count: int) -> None:
+        """Report the open-session count: only the last of one loop iteration's counts is sent
+        (a connection per message changes it twice per message)."""
+        if self.closed:
+            return
+        self._schedule()
+        self._sessions = count
+
+    def _schedule(self) -> None:
+        if not self._flushing:
+            self._flushing = True
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flushing = False
+        if self._sessions is not None:
+            self._out.append(pack({"t": "sessions", "n": self._sessions}))
+            self._sessions = None
         if self._out and not self.closed:
             self.writer.write(b"".join(self._out))
         self._out.clear()
@@ -126,7 +144,7 @@ class Worker:
         self.limits = Limits()
         self.mailboxes = MailboxTable()
         self.files_dir: Path | None = None
-        self.connections = Connections(on_change=lambda n: self.link.send({"t": "sessions", "n": n}))
+        self.connections = Connections(on_change=link.sessions)
         self.handler = MailHandler(self)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-parse")
 

@@ -127,8 +127,24 @@ class Dispatcher:
 
     # -- Intake -------------------------------------------------------------------------------
 
-    def listeners(self, source: str) -> list[Workflow]:
-        return [w for w in self.workflows if w.matches(source)]
+    @property
+    def workflows(self) -> list[Workflow]:
+        return self._workflows
+
+    @workflows.setter
+    def workflows(self, workflows: list[Workflow]) -> None:
+        """Replaced as a whole (start, reload): which workflows listen to a source is looked up
+        once per source and table."""
+        self._workflows = workflows
+        self._listening: dict[str, tuple[Workflow, ...]] = {}
+
+    def listeners(self, source: str) -> tuple[Workflow, ...]:
+        found = self._listening.get(source)
+        if found is None:
+            if len(self._listening) > 10_000:  # sources named by callers (schedules, replays) come and go
+                self._listening.clear()
+            found = self._listening[source] = tuple(w for w in self._workflows if w.matches(source))
+        return found
 
     def render(self, template: str, data: dict[str, Any], *, html: bool = False) -> str:
         return self.templates.render(template, data, html=html)

@@ -240,6 +240,9 @@ class Metrics:
             registry=r,
         )
         self._scrape: _ScrapeCollector | None = None
+        # labels() takes a lock and builds a key on every call: the accepted path's children kept.
+        self._submitted: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._runs: dict[tuple[str, str], Any] = {}
         # What /metrics shows: this process's registry, or every process's values (shared_metrics).
         self.exposed = r
         if is_shared():
@@ -279,13 +282,27 @@ class Metrics:
             note.outcome, note.channel, note.source = outcome, channel, source
             return
         if outcome in ("accepted", "duplicate"):
-            self.signals.labels(channel, source, outcome, "").inc()
-            self.ack_latency.labels(channel).observe(seconds)
+            key = (channel, source, outcome)
+            children = self._submitted.get(key)
+            if children is None:
+                if len(self._submitted) > 10_000:  # sources come and go with reloads
+                    self._submitted.clear()
+                children = self._submitted[key] = (
+                    self.signals.labels(channel, source, outcome, ""),
+                    self.ack_latency.labels(channel),
+                )
+            children[0].inc()
+            children[1].observe(seconds)
         else:
             self.signals.labels(channel, source, "rejected", outcome).inc()
 
     def on_run(self, workflow: str, status: str, seconds: float) -> None:
-        self.run_duration.labels(workflow, status).observe(seconds)
+        child = self._runs.get((workflow, status))
+        if child is None:
+            if len(self._runs) > 10_000:  # workflows come and go with reloads
+                self._runs.clear()
+            child = self._runs[(workflow, status)] = self.run_duration.labels(workflow, status)
+        child.observe(seconds)
 
     def on_call(self, kind: str, outcome: str, seconds: float) -> None:
         """`Services.on_call`: one outbound attempt of a workflow step."""

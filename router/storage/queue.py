@@ -17,14 +17,33 @@ from router.storage.base import StorageUnavailable, Tx
 T = TypeVar("T")
 
 
+def _keep_waiting(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
 class Job:
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "finished", "result", "error", "_task")
 
     def __init__(self, fn: Callable[[Tx], Any]) -> None:
         self.fn = fn
-        self.done = trio.Event()
+        self.finished = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self._task: trio.lowlevel.Task | None = None
+
+    async def wait(self) -> None:
+        """Until `finish()`, whatever happens: a cancellation is delivered at the caller's next
+        checkpoint (what a shielded Event.wait() did, without a cancel scope and an Event per job)."""
+        if not self.finished:
+            self._task = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(_keep_waiting)
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self._task is not None:
+            trio.lowlevel.reschedule(self._task)
 
 
 class WriteQueue:
@@ -53,10 +72,10 @@ class WriteQueue:
                     # Not cancellable on purpose: a batch that started must finish and report.
                     await trio.to_thread.run_sync(self._execute_batch, batch)
                     for job in batch:
-                        job.done.set()
+                        job.finish()
             finally:
                 # Cancelled (shutdown) with jobs not run: fail them, or their shielded callers wait forever.
-                leftover = [job for job in batch if not job.done.is_set()]
+                leftover = [job for job in batch if not job.finished]
                 while True:
                     try:
                         leftover.append(recv.receive_nowait())
@@ -64,7 +83,7 @@ class WriteQueue:
                         break
                 for job in leftover:
                     job.error = StorageUnavailable("storage is shutting down")
-                    job.done.set()
+                    job.finish()
 
     def stop_writer(self) -> None:
         if self._send is not None:
@@ -79,9 +98,8 @@ class WriteQueue:
             self._send.send_nowait(job)
         except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             raise StorageUnavailable("storage is shutting down") from exc
-        with trio.CancelScope(shield=True):
-            # Shielded: once queued the job will commit; the caller must learn the outcome.
-            await job.done.wait()
+        # Not cancellable: once queued the job will commit; the caller must learn the outcome.
+        await job.wait()
         if job.error is not None:
             raise job.error
         return job.result

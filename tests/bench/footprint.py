@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).absolute().parents[2]
 sys.path.insert(0, str(ROOT))
 from tests.bench.peers.procs import cpu_seconds, start_time, tree_pids
 from tests.daemon import free_port
@@ -162,7 +162,7 @@ def main() -> None:
         help="another worktree (with .venv) to measure alongside this one",
     )
     args = parser.parse_args()
-    trees = [ROOT, *[t.resolve() for t in args.tree]]
+    trees = [ROOT, *[t.absolute() for t in args.tree]]
     results: dict[Path, list[dict[str, object]]] = {t: [] for t in trees}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="router-footprint-") as tmp:
