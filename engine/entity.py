@@ -18,6 +18,13 @@ _id_lock = threading.Lock()
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
+def ulid_time(ms: int) -> str:
+    """The first 10 characters of a ULID made at `ms` (milliseconds since the epoch): ids sort by
+    them, so a time bound is an id bound."""
+    # 48 bits in 10 characters (50 bits: the first character's top 2 are 0).
+    return "".join(_PAIRS[(ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0))
+
+
 def new_signal_id() -> str:
     """A sortable, unique id (ULID) for a signal: 48 bits of milliseconds, 80 random bits; ids
     made in the same millisecond count up from the first (monotonic, as python-ulid's `ULID()`),
@@ -34,8 +41,7 @@ def new_signal_id() -> str:
         _last_id[0], _last_id[1] = ms, r
     head = _time_part
     if head[0] != ms:
-        # 48 bits in 10 characters (50 bits: the first character's top 2 are 0), then 80 in 16.
-        head = _time_part = (ms, "".join(_PAIRS[(ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0)))
+        head = _time_part = (ms, ulid_time(ms))  # then the 80 random bits in 16 characters
     p = _PAIRS
     return (
         head[1]

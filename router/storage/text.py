@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.entity import Entity
+from engine.entity import Entity, ulid_time
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 MARGIN_MS = 10 * 60 * 1000  # an id may be made this long after its received_at (SMTP: after parsing)
 TEXT_KEYS = ("__body", "__json")
 _PART = re.compile(r"[^\W_]+")
@@ -75,9 +74,4 @@ def query_terms(text: str) -> list[Term]:
 def ulid_floor(iso: str, shift_ms: int) -> str:
     """The smallest ULID made at `iso` + `shift_ms`."""
     ms = int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000) + shift_ms
-    ms = max(0, ms)
-    out = ""
-    for _ in range(10):
-        out = _CROCKFORD[ms & 31] + out
-        ms >>= 5
-    return out + "0" * 16
+    return ulid_time(max(0, ms)) + "0" * 16
