@@ -11,21 +11,63 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from engine.entity import Entity
 from router.storage import from_row
-from router.storage.rows import DONE, PENDING, RUNNING, Appended, ClaimRef, FeedCursor, Run, Signal
+from router.storage.rows import DONE, PENDING, RUNNING, Appended, ClaimRef, FeedCursor, NewSignal, Run, Signal
+from router.storage.text import search_text
 
 CLAIMABLE = "((status = 'pending' AND not_before <= :now) OR (status = 'running' AND lease_until < :now))"
 _LIVE_COLUMNS = "id, channel, source, received_at, status, attempts, last_error, dedup_key"
+APPENDS_PER_STATEMENT = 64  # 14 values a row: well under SQLite's 32,766 parameters
+
+
+@lru_cache(maxsize=APPENDS_PER_STATEMENT)
+def _insert_appends(rows: int) -> str:
+    """One INSERT of `rows` new signals into `signal_appends` (schema.py, version 9), whose
+    trigger writes each signal's row, search text and body."""
+    return "INSERT INTO signal_appends VALUES " + ", ".join(
+        ["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows
+    )
+
+
+def _append_row(
+    entity: Entity,
+    dedup_key: str | None,
+    owner: str | None,
+    lease: float,
+    ack: dict[str, Any] | None,
+    settled: bool,
+    now: float,
+) -> tuple[Any, ...]:
+    """A new signal as `signal_appends` takes it: the signal's columns, its text, its body."""
+    if settled:
+        status, lease_until, owner = DONE, None, None
+    else:
+        status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
+    return (
+        entity.id,
+        entity.channel,
+        entity.source,
+        entity.received_at,
+        entity.to_json(),
+        status,
+        dedup_key,
+        owner,
+        lease_until,
+        now,
+        json.dumps(ack) if ack is not None else None,
+        1 if owner else 0,
+        search_text(entity, dedup_key),
+        entity.raw or None,
+    )
 
 
 class SqliteJournal:
     conn: sqlite3.Connection
-
-    def index_signal(self, rowid: int, entity: Entity, dedup_key: str | None) -> None:
-        raise NotImplementedError  # SqliteSearch.index_signal, via SqliteTx
 
     def now(self) -> float:
         # One machine, one clock: the host's wall clock, read here and nowhere else in the backend.
@@ -66,35 +108,35 @@ class SqliteJournal:
                 return Appended(
                     row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None
                 )
-        if settled:
-            status, lease_until, owner = DONE, None, None
-        else:
-            status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
-        cur = conn.execute(
-            "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
-            " updated_at, ack, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entity.id,
-                entity.channel,
-                entity.source,
-                entity.received_at,
-                entity.to_json(),
-                status,
-                dedup_key,
-                owner,
-                lease_until,
-                now,
-                json.dumps(ack) if ack is not None else None,
-                1 if owner else 0,
-            ),
-        )
-        self.index_signal(int(cur.lastrowid or 0), entity, dedup_key)
-        if entity.raw:
-            conn.execute(
-                "INSERT OR REPLACE INTO signal_bodies (signal_id, body) VALUES (?, ?)",
-                (entity.id, entity.raw),
-            )
+        conn.execute(_insert_appends(1), _append_row(entity, dedup_key, owner, lease, ack, settled, now))
         return Appended(entity.id)
+
+    def append_signals(self, signals: Sequence[NewSignal]) -> list[Appended]:
+        """One INSERT for up to 64 of them, text and bodies included (one statement stepped where a
+        call each steps one per signal). With a dedup key among them, a call each: the key decides."""
+        if any(s.dedup_key for s in signals):
+            return [
+                self.append_signal(
+                    s.entity,
+                    dedup_key=s.dedup_key,
+                    dedup_window=s.dedup_window,
+                    owner=s.owner,
+                    lease=s.lease,
+                    ack=s.ack,
+                    settled=s.settled,
+                )
+                for s in signals
+            ]
+        now = self.now()
+        for start in range(0, len(signals), APPENDS_PER_STATEMENT):
+            chunk = signals[start : start + APPENDS_PER_STATEMENT]
+            values = [
+                value
+                for s in chunk
+                for value in _append_row(s.entity, None, s.owner, s.lease, s.ack, s.settled, now)
+            ]
+            self.conn.execute(_insert_appends(len(chunk)), values)
+        return [Appended(s.entity.id) for s in signals]
 
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
         now = self.now() if now is None else now
