@@ -28,7 +28,9 @@ def _variants(source: str) -> list[NewSignal]:
         NewSignal(entity(2, None), owner="A", lease=30),
         NewSignal(entity(3, b"\x00\xff raw bytes"), settled=True),
         NewSignal(entity(4, b""), ack={"status": 200, "body": "ok"}),
-        NewSignal(entity(5, b"five"), dedup_key="key-5"),
+        NewSignal(entity(5, b"five"), dedup_key="key-5", ack={"status": 202}),
+        NewSignal(entity(6, b"six"), dedup_key="key-5"),  # a repeat within the lot: a duplicate of 5
+        NewSignal(entity(7, None), dedup_key="key\x00seven ключ"),  # keys may hold any character
     ]
 
 
@@ -44,8 +46,8 @@ def _seen(store: Storage, sid: str) -> tuple[object, ...]:
 @pytest.mark.parametrize("with_dedup", [False, True], ids=["plain", "with-dedup-key"])
 def test_append_signals_writes_what_append_signal_writes(store: Storage, with_dedup: bool) -> None:
     one_by_one, together = _variants("endpoints.single"), _variants("endpoints.bulk")
-    if not with_dedup:  # a dedup key sends the bulk call down the one-by-one path: test both
-        one_by_one, together = one_by_one[:-1], together[:-1]
+    if not with_dedup:
+        one_by_one, together = one_by_one[:4], together[:4]
     singles = [
         store.write_sync(
             lambda tx, s=s: tx.append_signal(
@@ -55,19 +57,30 @@ def test_append_signals_writes_what_append_signal_writes(store: Storage, with_de
         for s in one_by_one
     ]
     bulk = store.write_sync(lambda tx: tx.append_signals(together))
-    assert [a.signal_id for a in bulk] == [s.entity.id for s in together]
-    assert not any(a.duplicate for a in singles + bulk)
+    position = {s.entity.id: i for i, s in enumerate(one_by_one)} | {
+        s.entity.id: i for i, s in enumerate(together)
+    }
+    # The same outcome for each: written, or a duplicate of the same position with the same ack.
+    assert [(position[a.signal_id], a.duplicate, a.ack) for a in singles] == [
+        (position[a.signal_id], a.duplicate, a.ack) for a in bulk
+    ]
+    assert [a.duplicate for a in bulk] == ([False] * 5 + [True, False] if with_dedup else [False] * 4)
     for single, merged in zip(singles, bulk, strict=True):
         assert _seen(store, single.signal_id) == _seen(store, merged.signal_id)
     # Search finds the bulk ones by their payload, like the single ones.
-    for n in range(1, len(together) + 1):
+    for n in (1, 2, 3, 4, 5, 7) if with_dedup else (1, 2, 3, 4):
         found = store.read(lambda tx, n=n: tx.find_signals(SignalQuery(search=f"zebra{n}")))
         assert sorted(s.source for s in found) == ["endpoints.bulk", "endpoints.single"]
-    if with_dedup:  # the key was taken by the bulk call: a repeat is a duplicate of it
+    if with_dedup:  # the keys were taken by the bulk call: a later repeat is a duplicate of it
         again = store.write_sync(
-            lambda tx: tx.append_signals([replace(together[-1], entity=Entity("e", "endpoints.bulk"))])
+            lambda tx: tx.append_signals(
+                [replace(together[i], entity=Entity("e", "endpoints.bulk")) for i in (4, 6)]
+            )
         )
-        assert again[0].duplicate and again[0].signal_id == together[-1].entity.id
+        assert [(a.duplicate, a.signal_id, a.ack) for a in again] == [
+            (True, together[4].entity.id, {"status": 202}),
+            (True, together[6].entity.id, None),
+        ]
 
 
 def test_merged_appends_commit_together_and_a_bad_one_fails_alone(store: Storage, backend: Backend) -> None:

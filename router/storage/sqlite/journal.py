@@ -34,6 +34,29 @@ def _insert_appends(rows: int) -> str:
     )
 
 
+@lru_cache(maxsize=APPENDS_PER_STATEMENT)
+def _upsert_keys(rows: int) -> str:
+    """`append_signal`'s dedup upsert for `rows` keys: a fresh key is inserted, an expired one
+    taken over, a live one (or one taken earlier in the same statement) left alone."""
+    return (
+        "INSERT INTO dedup (source, key, signal_id, expires_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?)"] * rows)
+        + " ON CONFLICT (source, key) DO UPDATE SET signal_id = excluded.signal_id,"
+        " expires_at = excluded.expires_at WHERE dedup.expires_at <= ?"
+    )
+
+
+@lru_cache(maxsize=APPENDS_PER_STATEMENT)
+def _key_holders(rows: int) -> str:
+    """Who holds each of `rows` (source, key) pairs, as one JSON array of [position, id, ack]."""
+    values = ", ".join(f"({i}, ?, ?)" for i in range(rows))
+    return (
+        "SELECT json_group_array(json_array(v.column1, d.signal_id, s.ack))"
+        f" FROM (VALUES {values}) AS v JOIN dedup d ON d.source = v.column2 AND d.key = v.column3"
+        " LEFT JOIN signals s ON s.id = d.signal_id"
+    )
+
+
 def _append_row(
     entity: Entity,
     dedup_key: str | None,
@@ -112,31 +135,50 @@ class SqliteJournal:
         return Appended(entity.id)
 
     def append_signals(self, signals: Sequence[NewSignal]) -> list[Appended]:
-        """One INSERT for up to 64 of them, text and bodies included (one statement stepped where a
-        call each steps one per signal). With a dedup key among them, a call each: the key decides."""
-        if any(s.dedup_key for s in signals):
-            return [
-                self.append_signal(
-                    s.entity,
-                    dedup_key=s.dedup_key,
-                    dedup_window=s.dedup_window,
-                    owner=s.owner,
-                    lease=s.lease,
-                    ack=s.ack,
-                    settled=s.settled,
-                )
-                for s in signals
-            ]
+        """A few statements whatever their number, where a call each steps one or three per
+        signal: the dedup keys taken in one upsert and read back in one row, the signals written
+        by one INSERT per 64 (text and bodies with them). Outcomes as `append_signal` on each in
+        order: a key that comes twice makes the later signal a duplicate of the earlier."""
         now = self.now()
-        for start in range(0, len(signals), APPENDS_PER_STATEMENT):
-            chunk = signals[start : start + APPENDS_PER_STATEMENT]
-            values = [
-                value
-                for s in chunk
-                for value in _append_row(s.entity, None, s.owner, s.lease, s.ack, s.settled, now)
-            ]
-            self.conn.execute(_insert_appends(len(chunk)), values)
-        return [Appended(s.entity.id) for s in signals]
+        keyed = [s for s in signals if s.dedup_key]
+        holders = self._take_keys(keyed, now) if keyed else {}
+        ours = {s.entity.id: s for s in signals}
+        appended: list[Appended] = []
+        rows: list[tuple[Any, ...]] = []
+        for s in signals:
+            if s.dedup_key:
+                holder, ack = holders[(s.entity.source, s.dedup_key)]
+                if holder != s.entity.id:
+                    earlier = ours.get(holder)  # written just now: its ack is not in the table yet
+                    appended.append(Appended(holder, duplicate=True, ack=earlier.ack if earlier else ack))
+                    continue
+            rows.append(_append_row(s.entity, s.dedup_key, s.owner, s.lease, s.ack, s.settled, now))
+            appended.append(Appended(s.entity.id))
+        for start in range(0, len(rows), APPENDS_PER_STATEMENT):
+            chunk = rows[start : start + APPENDS_PER_STATEMENT]
+            self.conn.execute(_insert_appends(len(chunk)), [value for row in chunk for value in row])
+        return appended
+
+    def _take_keys(
+        self, keyed: Sequence[NewSignal], now: float
+    ) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]]:
+        """Take the fresh or expired keys (the upsert of `append_signal`, for all at once) and
+        read who holds each now: (source, key) -> (signal id, that signal's ack)."""
+        held: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
+        for start in range(0, len(keyed), APPENDS_PER_STATEMENT):
+            chunk = keyed[start : start + APPENDS_PER_STATEMENT]
+            keys = [(s.entity.source, str(s.dedup_key)) for s in chunk]
+            self.conn.execute(
+                _upsert_keys(len(chunk)),
+                [v for s, k in zip(chunk, keys, strict=True) for v in (*k, s.entity.id, now + s.dedup_window)]
+                + [now],
+            )
+            # One row back (a JSON array, by position: keys may hold any character), not one per
+            # key: Python's sqlite3 steps, and waits for the GIL, for every row it fetches.
+            found = self.conn.execute(_key_holders(len(chunk)), [v for k in keys for v in k]).fetchone()[0]
+            for i, holder, ack in json.loads(found):
+                held[keys[i]] = (holder, json.loads(ack) if ack else None)
+        return held
 
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
         now = self.now() if now is None else now
