@@ -244,6 +244,8 @@ class Daemon:
                             )
                         )
                         nursery.start_soon(self._watch_state)
+                        if doorbell is not None:
+                            nursery.start_soon(doorbell.run)
                         if self.refusals is not None:
                             nursery.start_soon(self.refusals.run)
                     else:

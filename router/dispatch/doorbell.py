@@ -1,9 +1,11 @@
 """The doorbell: listening processes wake the runner processes when new work is journaled.
 
 A hint, never the hand-off itself: the work is in the journal (claims decide who runs it) and
-runners also poll, so a lost ring costs latency, not a signal. One datagram per ring on a Linux
-abstract UNIX socket (no file to clean up, no path-length limit), named after the database so
-two daemons on one machine never ring each other's runners.
+runners also poll, so a lost ring costs latency, not a signal. A datagram on a Linux abstract
+UNIX socket (no file to clean up, no path-length limit), named after the database so two daemons
+on one machine never ring each other's runners. Rings are gathered: the appends of one group
+commit all ring at once, and one datagram per runner carries the lot (a system call per signal
+was 1.4 % of a listener's CPU).
 """
 
 from __future__ import annotations
@@ -31,8 +33,21 @@ class Doorbell:
         self.addresses = [runner_address(db_path, i) for i in range(1, runners + 1)]
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
+        self._rung = trio.Event()
 
     def ring(self) -> None:
+        """New work is journaled: the runners hear of it once the tasks running now have run."""
+        self._rung.set()
+
+    async def run(self) -> None:
+        """Send what `ring` gathered: one datagram per runner for every burst of rings. A ring
+        after the swap below sets the next event, so none goes unsent."""
+        while True:
+            await self._rung.wait()
+            self._rung = trio.Event()
+            self._send()
+
+    def _send(self) -> None:
         for address in self.addresses:
             try:
                 self._sock.sendto(b"\1", address)

@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.entity import Entity
 from router.storage.base import Storage
-from router.storage.rows import Appended, Signal
+from router.storage.rows import Appended, NewSignal, Signal
 
 
 class Journal:
@@ -21,7 +21,7 @@ class Journal:
         self.storage = storage
 
     async def append(self, entity: Entity, **kwargs: Any) -> Appended:
-        return await self.storage.write(lambda tx: tx.append_signal(entity, **kwargs))
+        return await self.storage.append(NewSignal(entity, **kwargs))
 
     async def claim(self, owner: str, limit: int, lease: float) -> list[Signal]:
         return await self.storage.write(lambda tx: tx.claim(owner, limit, lease=lease))

@@ -21,7 +21,7 @@ Errors: backends raise `engine.ports.StorageError` (or the subclasses below), ne
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import trio
@@ -33,6 +33,7 @@ from router.storage.rows import (
     ClaimRef,
     FeedCursor,
     LeaseHolder,
+    NewSignal,
     Refusal,
     Run,
     ScheduleState,
@@ -89,6 +90,23 @@ class Tx(RecordTx):
         (nothing is written; the original id and ack come back). With `owner` the signal is claimed
         by that owner in the same transaction (epoch 1); `settled` journals it as done at once.
         `entity.raw`, the body as received, is kept beside it (`signal_body`)."""
+
+    def append_signals(self, signals: Sequence[NewSignal]) -> list[Appended]:
+        """`append_signal` for each, in order, in this transaction; all are written or the call
+        raises. A backend may write them in a few statements instead of a few each (SQLite:
+        the group-commit writer merges neighbouring appends into one call)."""
+        return [
+            self.append_signal(
+                s.entity,
+                dedup_key=s.dedup_key,
+                dedup_window=s.dedup_window,
+                owner=s.owner,
+                lease=s.lease,
+                ack=s.ack,
+                settled=s.settled,
+            )
+            for s in signals
+        ]
 
     @abstractmethod
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
@@ -330,6 +348,11 @@ class Storage(Protocol):
     on_commit: Callable[[float, int], None] | None  # (seconds, batch size) for metrics
 
     async def write(self, fn: Callable[[Tx], T]) -> T: ...
+
+    async def append(self, signal: NewSignal) -> Appended:
+        """`write(lambda tx: tx.append_signal(...))`, as a job the writer may merge with the
+        appends queued next to it (`Tx.append_signals`)."""
+        ...
 
     def read(self, fn: Callable[[Tx], T]) -> T: ...
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import trio
 
 from router.storage.base import StorageUnavailable, Tx
+from router.storage.rows import Appended, NewSignal
 
 T = TypeVar("T")
 
@@ -22,10 +23,11 @@ def _keep_waiting(_: Any) -> trio.lowlevel.Abort:
 
 
 class Job:
-    __slots__ = ("fn", "finished", "result", "error", "_task")
+    __slots__ = ("fn", "new_signal", "finished", "result", "error", "_task")
 
-    def __init__(self, fn: Callable[[Tx], Any]) -> None:
+    def __init__(self, fn: Callable[[Tx], Any], new_signal: NewSignal | None = None) -> None:
         self.fn = fn
+        self.new_signal = new_signal  # a plain append: a backend may merge it with its neighbours'
         self.finished = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -91,9 +93,15 @@ class WriteQueue:
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn(tx)` in the next group commit; return once it is durable."""
+        return await self._queue(Job(fn))
+
+    async def append(self, signal: NewSignal) -> Appended:
+        """Journal `signal` in the next group commit, mergeable with the appends around it."""
+        return await self._queue(Job(lambda tx: tx.append_signals([signal])[0], signal))
+
+    async def _queue(self, job: Job) -> Any:
         if self._send is None:
             raise StorageUnavailable("storage writer is not running")
-        job = Job(fn)
         try:
             self._send.send_nowait(job)
         except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:

@@ -15,6 +15,20 @@ STATUSES = (PENDING, RUNNING, DONE, FAILED)
 FeedCursor: TypeAlias = tuple[int, str]
 
 
+@dataclass(frozen=True, slots=True)
+class NewSignal:
+    """One `Tx.append_signal` call as a value (its keyword arguments, same defaults), so that a
+    writer can hand several to `Tx.append_signals` and journal them in a few statements."""
+
+    entity: Entity
+    dedup_key: str | None = None
+    dedup_window: float = 86400.0
+    owner: str | None = None
+    lease: float = 15.0
+    ack: dict[str, Any] | None = None
+    settled: bool = False
+
+
 @dataclass
 class Appended:
     signal_id: str

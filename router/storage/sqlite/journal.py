@@ -11,21 +11,86 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from engine.entity import Entity
 from router.storage import from_row
-from router.storage.rows import DONE, PENDING, RUNNING, Appended, ClaimRef, FeedCursor, Run, Signal
+from router.storage.rows import DONE, PENDING, RUNNING, Appended, ClaimRef, FeedCursor, NewSignal, Run, Signal
+from router.storage.text import search_text
 
 CLAIMABLE = "((status = 'pending' AND not_before <= :now) OR (status = 'running' AND lease_until < :now))"
 _LIVE_COLUMNS = "id, channel, source, received_at, status, attempts, last_error, dedup_key"
+APPENDS_PER_STATEMENT = 64  # 14 values a row: well under SQLite's 32,766 parameters
+
+
+@lru_cache(maxsize=APPENDS_PER_STATEMENT)
+def _insert_appends(rows: int) -> str:
+    """One INSERT of `rows` new signals into `signal_appends` (schema.py, version 9), whose
+    trigger writes each signal's row, search text and body."""
+    return "INSERT INTO signal_appends VALUES " + ", ".join(
+        ["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows
+    )
+
+
+@lru_cache(maxsize=APPENDS_PER_STATEMENT)
+def _upsert_keys(rows: int) -> str:
+    """`append_signal`'s dedup upsert for `rows` keys: a fresh key is inserted, an expired one
+    taken over, a live one (or one taken earlier in the same statement) left alone."""
+    return (
+        "INSERT INTO dedup (source, key, signal_id, expires_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?)"] * rows)
+        + " ON CONFLICT (source, key) DO UPDATE SET signal_id = excluded.signal_id,"
+        " expires_at = excluded.expires_at WHERE dedup.expires_at <= ?"
+    )
+
+
+@lru_cache(maxsize=APPENDS_PER_STATEMENT)
+def _key_holders(rows: int) -> str:
+    """Who holds each of `rows` (source, key) pairs, as one JSON array of [position, id, ack]."""
+    values = ", ".join(f"({i}, ?, ?)" for i in range(rows))
+    return (
+        "SELECT json_group_array(json_array(v.column1, d.signal_id, s.ack))"
+        f" FROM (VALUES {values}) AS v JOIN dedup d ON d.source = v.column2 AND d.key = v.column3"
+        " LEFT JOIN signals s ON s.id = d.signal_id"
+    )
+
+
+def _append_row(
+    entity: Entity,
+    dedup_key: str | None,
+    owner: str | None,
+    lease: float,
+    ack: dict[str, Any] | None,
+    settled: bool,
+    now: float,
+) -> tuple[Any, ...]:
+    """A new signal as `signal_appends` takes it: the signal's columns, its text, its body."""
+    if settled:
+        status, lease_until, owner = DONE, None, None
+    else:
+        status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
+    return (
+        entity.id,
+        entity.channel,
+        entity.source,
+        entity.received_at,
+        entity.to_json(),
+        status,
+        dedup_key,
+        owner,
+        lease_until,
+        now,
+        json.dumps(ack) if ack is not None else None,
+        1 if owner else 0,
+        search_text(entity, dedup_key),
+        entity.raw or None,
+    )
 
 
 class SqliteJournal:
     conn: sqlite3.Connection
-
-    def index_signal(self, rowid: int, entity: Entity, dedup_key: str | None) -> None:
-        raise NotImplementedError  # SqliteSearch.index_signal, via SqliteTx
 
     def now(self) -> float:
         # One machine, one clock: the host's wall clock, read here and nowhere else in the backend.
@@ -66,35 +131,54 @@ class SqliteJournal:
                 return Appended(
                     row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None
                 )
-        if settled:
-            status, lease_until, owner = DONE, None, None
-        else:
-            status, lease_until = (RUNNING, now + lease) if owner else (PENDING, None)
-        cur = conn.execute(
-            "INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,"
-            " updated_at, ack, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entity.id,
-                entity.channel,
-                entity.source,
-                entity.received_at,
-                entity.to_json(),
-                status,
-                dedup_key,
-                owner,
-                lease_until,
-                now,
-                json.dumps(ack) if ack is not None else None,
-                1 if owner else 0,
-            ),
-        )
-        self.index_signal(int(cur.lastrowid or 0), entity, dedup_key)
-        if entity.raw:
-            conn.execute(
-                "INSERT OR REPLACE INTO signal_bodies (signal_id, body) VALUES (?, ?)",
-                (entity.id, entity.raw),
-            )
+        conn.execute(_insert_appends(1), _append_row(entity, dedup_key, owner, lease, ack, settled, now))
         return Appended(entity.id)
+
+    def append_signals(self, signals: Sequence[NewSignal]) -> list[Appended]:
+        """A few statements whatever their number, where a call each steps one or three per
+        signal: the dedup keys taken in one upsert and read back in one row, the signals written
+        by one INSERT per 64 (text and bodies with them). Outcomes as `append_signal` on each in
+        order: a key that comes twice makes the later signal a duplicate of the earlier."""
+        now = self.now()
+        keyed = [s for s in signals if s.dedup_key]
+        holders = self._take_keys(keyed, now) if keyed else {}
+        ours = {s.entity.id: s for s in signals}
+        appended: list[Appended] = []
+        rows: list[tuple[Any, ...]] = []
+        for s in signals:
+            if s.dedup_key:
+                holder, ack = holders[(s.entity.source, s.dedup_key)]
+                if holder != s.entity.id:
+                    earlier = ours.get(holder)  # written just now: its ack is not in the table yet
+                    appended.append(Appended(holder, duplicate=True, ack=earlier.ack if earlier else ack))
+                    continue
+            rows.append(_append_row(s.entity, s.dedup_key, s.owner, s.lease, s.ack, s.settled, now))
+            appended.append(Appended(s.entity.id))
+        for start in range(0, len(rows), APPENDS_PER_STATEMENT):
+            chunk = rows[start : start + APPENDS_PER_STATEMENT]
+            self.conn.execute(_insert_appends(len(chunk)), [value for row in chunk for value in row])
+        return appended
+
+    def _take_keys(
+        self, keyed: Sequence[NewSignal], now: float
+    ) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]]:
+        """Take the fresh or expired keys (the upsert of `append_signal`, for all at once) and
+        read who holds each now: (source, key) -> (signal id, that signal's ack)."""
+        held: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
+        for start in range(0, len(keyed), APPENDS_PER_STATEMENT):
+            chunk = keyed[start : start + APPENDS_PER_STATEMENT]
+            keys = [(s.entity.source, str(s.dedup_key)) for s in chunk]
+            self.conn.execute(
+                _upsert_keys(len(chunk)),
+                [v for s, k in zip(chunk, keys, strict=True) for v in (*k, s.entity.id, now + s.dedup_window)]
+                + [now],
+            )
+            # One row back (a JSON array, by position: keys may hold any character), not one per
+            # key: Python's sqlite3 steps, and waits for the GIL, for every row it fetches.
+            found = self.conn.execute(_key_holders(len(chunk)), [v for k in keys for v in k]).fetchone()[0]
+            for i, holder, ack in json.loads(found):
+                held[keys[i]] = (holder, json.loads(ack) if ack else None)
+        return held
 
     def claim(self, owner: str, limit: int, *, lease: float = 15.0, now: float | None = None) -> list[Signal]:
         now = self.now() if now is None else now

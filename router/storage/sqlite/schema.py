@@ -164,12 +164,44 @@ MIGRATIONS: list[str] = [
         SELECT rowid, id || ' ' || source || ' ' || coalesce(dedup_key, '') || ' ' || entity FROM signals;
     CREATE INDEX IF NOT EXISTS signals_status_id ON signals(status, id)
     """,
+    # 9: one INSERT journals signals with their search text and bodies (journal.py): the trigger
+    # writes the three tables inside SQLite, where the writer stepped three statements a signal
+    # (and Python's sqlite3 waits for the GIL again after every step it takes).
+    """
+    CREATE VIEW IF NOT EXISTS signal_appends AS
+        SELECT id, channel, source, received_at, entity, status, dedup_key, owner, lease_until,
+            updated_at, ack, epoch, '' AS text, CAST(NULL AS BLOB) AS body
+        FROM signals WHERE 0;
+    CREATE TRIGGER IF NOT EXISTS signal_appends_insert INSTEAD OF INSERT ON signal_appends BEGIN
+        INSERT INTO signals (id, channel, source, received_at, entity, status, dedup_key, owner,
+            lease_until, updated_at, ack, epoch)
+        VALUES (NEW.id, NEW.channel, NEW.source, NEW.received_at, NEW.entity, NEW.status,
+            NEW.dedup_key, NEW.owner, NEW.lease_until, NEW.updated_at, NEW.ack, NEW.epoch);
+        INSERT INTO signal_text (rowid, text) VALUES (last_insert_rowid(), NEW.text);
+        INSERT OR REPLACE INTO signal_bodies (signal_id, body)
+            SELECT NEW.id, NEW.body WHERE NEW.body IS NOT NULL;
+    END
+    """,
 ]
 VERSION = len(MIGRATIONS)
 
 
 def version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements; a `;` inside a trigger's BEGIN ... END does not end one."""
+    out, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip())
+    return out
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -186,9 +218,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             current = version(conn)  # re-read under the write lock: someone may have done it
             if current < VERSION:
-                for statement in MIGRATIONS[current].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(MIGRATIONS[current]):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {current + 1}")
             conn.execute("COMMIT")
         except BaseException:

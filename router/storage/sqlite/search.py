@@ -1,7 +1,7 @@
 """Finding signals on SQLite: filters, the id cursor, and text search with FTS5.
 
-Part of `SqliteTx` (tx.py). What is searched (`text.search_text`) is written by `append_signal`
-in a `signal_text` row whose rowid is the signal's. A search is
+Part of `SqliteTx` (tx.py). What is searched (`text.search_text`) is written with the signal
+(journal.py, through the `signal_appends` trigger) in a `signal_text` row whose rowid is the signal's. A search is
 an FTS5 query of the user's words, each quoted (no FTS syntax gets through); FTS5's default
 tokenizer splits `ORD-4711` into `ord` + `4711`, and a quoted word matches its parts in order.
 
@@ -14,10 +14,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from engine.entity import Entity
 from router.storage import from_row
 from router.storage.rows import Signal, SignalQuery
-from router.storage.text import MARGIN_MS, search_text, ulid_floor
+from router.storage.text import MARGIN_MS, ulid_floor
 
 
 def fts_query(text: str) -> str | None:
@@ -85,10 +84,6 @@ def _from(q: SignalQuery) -> str:
 
 class SqliteSearch:
     conn: sqlite3.Connection
-
-    def index_signal(self, rowid: int, entity: Entity, dedup_key: str | None) -> None:
-        text = search_text(entity, dedup_key)
-        self.conn.execute("INSERT INTO signal_text (rowid, text) VALUES (?, ?)", (rowid, text))
 
     def find_signals(self, query: SignalQuery) -> list[Signal]:
         where, params, by = _where(query, cursor=True)
