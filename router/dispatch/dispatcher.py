@@ -338,6 +338,10 @@ class Dispatcher:
         try:
             with scope:
                 await self._run_workflows(signal, caller)
+        except StorageUnavailable as exc:
+            # The outcome could not be journaled (the daemon is stopping, the database is away):
+            # the signal keeps its claim until it is released or the lease lapses, then runs again.
+            log.warning("run not recorded; the signal runs again", signal_id=signal.id, error=str(exc))
         except Exception:  # a bug in one signal must not take the daemon down
             log.exception("signal processing crashed", signal_id=signal.id)
         finally:

@@ -115,3 +115,21 @@ async def test_drain_waits_for_the_runs_under_way(node_factory: Factory, target:
     assert signal is not None and signal.status == "done"
     with pytest.raises(Exception, match="overloaded"):  # a draining dispatcher takes nothing new
         await node.dispatcher.submit(entity(2))
+
+
+async def test_a_run_whose_outcome_cannot_be_journaled_is_left_to_run_again(
+    node_factory: Factory, target: HttpTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer stops (shutdown) while a run is under way: its settle fails, which is logged as
+    what it is, not as a crash, and the signal stays claimed for the next start to run again."""
+    target.answer(Scripted(200, "slow", delay=0.5))
+    node = await node_factory(forward(target.url("/hook")))
+    sub = await node.dispatcher.submit(entity(1))
+    node.storage.stop_writer()
+    with trio.fail_after(10):
+        await node.dispatcher.drain()
+    err = caplog.text
+    assert "run not recorded; the signal runs again" in err and sub.signal_id in err
+    assert "signal processing crashed" not in err
+    signal = node.signal(sub.signal_id)
+    assert signal is not None and signal.status == "running" and signal.attempts == 0
