@@ -227,7 +227,7 @@ def main() -> None:
             print(
                 f"  router (parsed + journaled):   {r_med:8.0f} msgs/s (median; {stored}/{sent} in the journal)"
             )
-            print(f"  ratio router / sink:           {r_med / s_med:8.2f}   (aim >= 0.6)")
+            print(f"  ratio router / sink:           {r_med / s_med:8.2f}   (aim >= 0.8)")
 
             idle = http_latencies(url, args.requests // 2)
             payloads = [big_message(args.flood_mb, i) for i in range(2)]
