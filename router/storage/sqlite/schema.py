@@ -205,18 +205,22 @@ def _statements(script: str) -> list[str]:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the database up to `VERSION`; returns the version it found. `conn` must be in
-    autocommit mode with a busy timeout (another process may be migrating right now)."""
+    """Bring the database up to `VERSION`; returns the version it found (read under the write
+    lock when it had to wait for it: of processes migrating at once, one finds the old version).
+    `conn` must be in autocommit mode with a busy timeout (another process may be migrating)."""
     found = version(conn)
     if found > VERSION:
         raise StorageError(
             f"the data dir's schema is version {found}, newer than this router's ({VERSION}): "
             "run the newer router, or restore a backup made for this one"
         )
+    locked = False
     while version(conn) < VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = version(conn)  # re-read under the write lock: someone may have done it
+            if not locked:
+                found, locked = current, True
             if current < VERSION:
                 for statement in _statements(MIGRATIONS[current]):
                     conn.execute(statement)
