@@ -21,6 +21,12 @@ SCHEDULE_BASE = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 DEFINITION = '{"every": 1.0}'
 
 
+def arrive_then(arrived: Any, target: Callable[..., None], *args: Any) -> None:
+    """Report this process started (imports done), then run `target`, which waits for `go`."""
+    arrived.wait(120)
+    target(*args)
+
+
 def in_threads(n: int, go: Any, body: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = [{} for _ in range(n)]
     errors: list[BaseException] = []
