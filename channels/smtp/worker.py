@@ -36,8 +36,8 @@ from engine.entity import Entity, utcnow_iso
 log = structlog.get_logger("router.smtp")
 
 PARSE_INLINE_MAX = 256 * 1024  # larger messages are parsed on the pool, off the SMTP loop
-STOP_GRACE = 5.0
-WORKER_NICE = 5  # on stop, how long deliveries already handed to the daemon may take
+STOP_GRACE = 5.0  # on stop, how long deliveries already handed to the daemon may take
+WORKER_NICE = 5  # below the daemon's listener when both want the CPU (see main)
 
 
 class LinkClosed(Exception):
