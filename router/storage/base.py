@@ -91,7 +91,7 @@ class Tx(RecordTx):
         by that owner in the same transaction (epoch 1); `settled` journals it as done at once.
         `entity.raw`, the body as received, is kept beside it (`signal_body`)."""
 
-    def append_signals(self, signals: Sequence[NewSignal]) -> list[Appended]:
+    def append_signals(self, signals: Sequence[NewSignal], *, now: float | None = None) -> list[Appended]:
         """`append_signal` for each, in order, in this transaction; all are written or the call
         raises. A backend may write them in a few statements instead of a few each (SQLite:
         the group-commit writer merges neighbouring appends into one call)."""
@@ -104,6 +104,7 @@ class Tx(RecordTx):
                 lease=s.lease,
                 ack=s.ack,
                 settled=s.settled,
+                now=now,
             )
             for s in signals
         ]

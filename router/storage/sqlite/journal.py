@@ -110,36 +110,15 @@ class SqliteJournal:
         now: float | None = None,
         settled: bool = False,
     ) -> Appended:
-        now = self.now() if now is None else now
-        conn = self.conn
-        if dedup_key:
-            # One statement decides: a fresh key is inserted, an expired one taken over, a live one
-            # left alone (no row returned). Under READ COMMITTED elsewhere, the loser of a race
-            # waits on the key's index entry and then takes this same "left alone" branch.
-            taken = conn.execute(
-                "INSERT INTO dedup (source, key, signal_id, expires_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (source, key) DO UPDATE SET signal_id = excluded.signal_id,"
-                " expires_at = excluded.expires_at WHERE dedup.expires_at <= ? RETURNING 1",
-                (entity.source, dedup_key, entity.id, now + dedup_window, now),
-            ).fetchone()
-            if taken is None:
-                row = conn.execute(
-                    "SELECT d.signal_id, s.ack FROM dedup d LEFT JOIN signals s ON s.id = d.signal_id"
-                    " WHERE d.source = ? AND d.key = ?",
-                    (entity.source, dedup_key),
-                ).fetchone()
-                return Appended(
-                    row["signal_id"], duplicate=True, ack=json.loads(row["ack"]) if row["ack"] else None
-                )
-        conn.execute(_insert_appends(1), _append_row(entity, dedup_key, owner, lease, ack, settled, now))
-        return Appended(entity.id)
+        signal = NewSignal(entity, dedup_key, dedup_window, owner, lease, ack, settled)
+        return self.append_signals([signal], now=now)[0]
 
-    def append_signals(self, signals: Sequence[NewSignal]) -> list[Appended]:
-        """A few statements whatever their number, where a call each steps one or three per
-        signal: the dedup keys taken in one upsert and read back in one row, the signals written
-        by one INSERT per 64 (text and bodies with them). Outcomes as `append_signal` on each in
-        order: a key that comes twice makes the later signal a duplicate of the earlier."""
-        now = self.now()
+    def append_signals(self, signals: Sequence[NewSignal], *, now: float | None = None) -> list[Appended]:
+        """A few statements whatever their number: the dedup keys taken in one upsert and read
+        back in one row, the signals written by one INSERT per 64 (text and bodies with them).
+        Outcomes as `append_signal` on each in order: a key that comes twice makes the later
+        signal a duplicate of the earlier. (`append_signal` is this with one.)"""
+        now = self.now() if now is None else now
         keyed = [s for s in signals if s.dedup_key]
         holders = self._take_keys(keyed, now) if keyed else {}
         ours = {s.entity.id: s for s in signals}
