@@ -35,7 +35,7 @@ from router import sources
 from router.build import build_routes, load_checked
 from router.dispatch.deletions import JournalDeletionSink
 from router.dispatch.dispatcher import Dispatcher
-from router.dispatch.doorbell import Doorbell, wait_for_runners
+from router.dispatch.doorbell import Doorbell, Doorbells, wait_for_runners
 from router.dispatch.doorbell import listen as doorbell_listen
 from router.exitcodes import EX_CONFIG, EX_UNAVAILABLE
 from router.ops import metrics, systemd
@@ -44,7 +44,7 @@ from router.ops.netutil import ListenError, open_listeners, raise_fd_limit
 from router.ops.refusals import RefusalLog
 from router.ops.shared_metrics import ENV as SHARED_DIR_ENV
 from router.ops.supervise import supervise, tune_gc
-from router.ops.workers import WorkerPool, die_with_parent, lifeline
+from router.ops.workers import WorkerPool, die_with_parent, lifeline, main_pid
 from router.storage import Storage, StorageError, StorageUnavailable, open_postgres
 from router.storage import open_storage as open_store
 from router.storage.rows import SourceState
@@ -112,6 +112,7 @@ class Daemon:
         self.cfg: Config
         self.workflows: list[Workflow]
         self.storage: Storage
+        self.doorbells: Doorbells  # this daemon's runners' (load())
         self.dispatcher: Dispatcher
         self.http: HttpChannel | None = None
         self.scheduler: Scheduler | None = None  # the main process's: the cluster's lease holder or not
@@ -141,6 +142,7 @@ class Daemon:
 
     def load(self) -> None:
         self.cfg, _ = load_checked(self.config_path)
+        self.doorbells = Doorbells(db_path(self.cfg), main_pid(self.is_main))
         self.storage = open_storage(self.cfg)
         self.storage.on_commit = self.metrics.on_commit
         self.templates = TemplateEngine(RecordStore(self.storage, JournalDeletionSink()))
@@ -186,7 +188,7 @@ class Daemon:
             engine = Engine(services, self.templates, default_timeout=cfg.router.run_timeout)
             # A listening process wakes the runners, which take the unattended work.
             doorbell = (
-                Doorbell(db_path(cfg), cfg.router.runners)
+                Doorbell(self.doorbells, cfg.router.runners)
                 if http_sock is not None and cfg.router.runners
                 else None
             )
@@ -250,14 +252,14 @@ class Daemon:
                             nursery.start_soon(self.refusals.run)
                     else:
                         nursery.start_soon(
-                            doorbell_listen, db_path(cfg), self.runner_index, self.dispatcher.poke
+                            doorbell_listen, self.doorbells, self.runner_index, self.dispatcher.poke
                         )
                     for name, run in self.extra_channels:
                         await nursery.start(partial(supervise, name, run, up=self.channels_up))
                     if self.workers is not None:
                         await nursery.start(self.workers.run)
                         with trio.move_on_after(60) as waiting:
-                            await wait_for_runners(db_path(cfg), cfg.router.runners)
+                            await wait_for_runners(self.doorbells, cfg.router.runners)
                         if waiting.cancelled_caught:
                             log.warning(
                                 "runners not up after 60s; pending work waits for them in the journal"

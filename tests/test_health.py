@@ -107,3 +107,49 @@ def test_readyz_503_while_a_runner_is_dead_then_200(router_factory) -> None:  # 
     body = wait_readyz(router, 200)  # the pool restarts it; ready once it takes work again
     assert body["checks"]["runner=1"] == "ok"
     assert children(router)["runner=1"] != pid
+
+
+COUNTING = """
+[webhooks.ingest]
+
+[[workflows]]
+name = "count"
+listen = "webhooks.ingest"
+
+[[workflows.steps]]
+action = "create_record"
+record_type = "seen"
+fields = { n = "{{ __data.n }}" }
+"""
+
+
+def runner_doorbells() -> set[str]:
+    """The abstract socket names of every router runner's doorbell on this machine."""
+    lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    return {line.split()[-1] for line in lines if line.split()[-1].startswith("@router-")}
+
+
+def test_two_daemons_on_one_data_dir_each_ring_their_own_runners(router_factory) -> None:  # type: ignore[no-untyped-def]
+    before = runner_doorbells()
+    first: RouterProcess = router_factory(COUNTING, router_extra="runners = 1")
+    second: RouterProcess = router_factory(COUNTING, start=False, router_extra="runners = 1")
+    second.data_dir = first.data_dir  # a standby beside the active daemon (SPEC §10)
+    second.write_config(COUNTING)
+    second.start()
+    for router in (first, second):
+        assert wait_readyz(router, 200)["checks"]["runner=1"] == "ok"
+    assert len(runner_doorbells() - before) == 2  # one doorbell each: neither waits for the other's name
+    for n, router in enumerate((first, second)):
+        url = router.url("webhooks.ingest")
+        assert httpx.post(url, json={"n": n}, timeout=10).status_code == 200
+
+    def both_done():  # type: ignore[no-untyped-def]
+        sigs = second.signals("--source", "webhooks.ingest")
+        return sigs if len(sigs) == 2 and all(s["status"] == "done" for s in sigs) else None
+
+    assert sorted(s["entity"]["n"] for s in second.wait_for(both_done)) == [0, 1]
+    assert "doorbell busy" not in first.log() + second.log()
+    # The first's runner dies: the second's readiness is its own runner's, still up.
+    os.kill(first.wait_for(lambda: children(first).get("runner=1")), signal.SIGKILL)
+    assert wait_readyz(first, 503)["checks"]["runner=1"] != "ok"
+    assert readyz(second)[0] == 200

@@ -26,6 +26,7 @@ from router.admin.auth import (
 if TYPE_CHECKING:
     from channels.http.app import HttpChannel
     from router.dispatch.dispatcher import Dispatcher
+    from router.dispatch.doorbell import Doorbells
     from router.ops.metrics import Metrics
     from router.ops.workers import WorkerPool
     from router.storage import Storage
@@ -70,6 +71,11 @@ class AdminHost(Protocol):
     @property
     def workers(self) -> WorkerPool | None:
         """The child processes (HTTP workers, runners), if any."""
+        ...
+
+    @property
+    def doorbells(self) -> Doorbells:
+        """Where this daemon's runners listen for work (bound once each is ready)."""
         ...
 
     @property

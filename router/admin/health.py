@@ -71,15 +71,13 @@ def _children(daemon: AdminHost) -> dict[str, str | None]:
     pool = daemon.workers
     if pool is None:
         return {}
-    from router.daemon import db_path
-
     checks: dict[str, str | None] = {}
     for flag, index in pool.roles:
         role = f"{flag.lstrip('-')}={index}"
         proc = pool.processes.get((flag, index))
         if proc is None or proc.returncode is not None:
             checks[role] = "not running (restarting)"
-        elif flag == "--runner" and not runner_listening(db_path(daemon.cfg), index):
+        elif flag == "--runner" and not runner_listening(daemon.doorbells, index):
             checks[role] = f"pid {proc.pid} is not taking work yet (starting)"
         else:
             checks[role] = None

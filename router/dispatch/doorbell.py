@@ -2,8 +2,10 @@
 
 A hint, never the hand-off itself: the work is in the journal (claims decide who runs it) and
 runners also poll, so a lost ring costs latency, not a signal. A datagram on a Linux abstract
-UNIX socket (no file to clean up, no path-length limit), named after the database so two daemons
-on one machine never ring each other's runners. Rings are gathered: the appends of one group
+UNIX socket (no file to clean up, no path-length limit), named after the database and the
+daemon's main process (`Doorbells`), so daemons never ring each other's runners: not two on
+separate data dirs, nor two on one data dir (a standby beside the active one, SPEC §10: each
+drives its own runners, the journal's claims share the work out). Rings are gathered: the appends of one group
 commit all ring at once, and one datagram per runner carries the lot (a system call per signal
 was 1.4 % of a listener's CPU).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -21,16 +24,24 @@ import trio
 log = structlog.get_logger("router.doorbell")
 
 
-def runner_address(db_path: Path, index: int) -> str:
-    key = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:20]
-    return f"\0router-{key}-runner-{index}"
+@dataclass(frozen=True)
+class Doorbells:
+    """The doorbells of one daemon's runners: its database, and its main process's pid (which its
+    children are told: router/ops/workers.py)."""
+
+    db_path: Path
+    daemon: int
+
+    def address(self, index: int) -> str:
+        key = hashlib.sha256(f"{self.db_path.resolve()}\0{self.daemon}".encode()).hexdigest()[:20]
+        return f"\0router-{key}-runner-{index}"
 
 
 class Doorbell:
     """The ringing side, in every process that receives signals."""
 
-    def __init__(self, db_path: Path, runners: int) -> None:
-        self.addresses = [runner_address(db_path, i) for i in range(1, runners + 1)]
+    def __init__(self, doorbells: Doorbells, runners: int) -> None:
+        self.addresses = [doorbells.address(i) for i in range(1, runners + 1)]
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._rung = trio.Event()
@@ -58,13 +69,13 @@ class Doorbell:
         self._sock.close()
 
 
-async def listen(db_path: Path, index: int, on_ring: Callable[[], None]) -> None:
+async def listen(doorbells: Doorbells, index: int, on_ring: Callable[[], None]) -> None:
     """The runner's side: call `on_ring` once per burst of rings."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         while True:
             try:
-                sock.bind(runner_address(db_path, index))
+                sock.bind(doorbells.address(index))
                 break
             except OSError as exc:  # the previous runner with this index is still exiting
                 log.info("doorbell busy; retrying", error=str(exc))
@@ -88,14 +99,14 @@ def _bound(address: str) -> bool:
     return True
 
 
-def runner_listening(db_path: Path, index: int) -> bool:
+def runner_listening(doorbells: Doorbells, index: int) -> bool:
     """Whether runner `index` is up: it binds its doorbell once it is ready to run."""
-    return _bound(runner_address(db_path, index))
+    return _bound(doorbells.address(index))
 
 
-async def wait_for_runners(db_path: Path, runners: int) -> None:
+async def wait_for_runners(doorbells: Doorbells, runners: int) -> None:
     """Return once every runner listens for its doorbell (it binds only when it is ready to run),
     so that the daemon reports ready with its runners up (the caller's cancel scope bounds it)."""
-    addresses = [runner_address(db_path, i) for i in range(1, runners + 1)]
+    addresses = [doorbells.address(i) for i in range(1, runners + 1)]
     while not all(_bound(a) for a in addresses):  # noqa: ASYNC110 - other processes bind them: no event to await
         await trio.sleep(0.05)

@@ -24,13 +24,22 @@ log = structlog.get_logger("router.workers")
 
 
 LIFELINE_ENV = "ROUTER_LIFELINE_FD"
+MAIN_PID_ENV = "ROUTER_MAIN_PID"  # a child's daemon: what names its runners' doorbells
 MAIN_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # only the main process talks to systemd
 
 
 def _child_env(lifeline: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in MAIN_ONLY_ENV}
     env[LIFELINE_ENV] = str(lifeline)
+    env[MAIN_PID_ENV] = str(os.getpid())
     return env
+
+
+def main_pid(is_main: bool) -> int:
+    """The pid of this daemon's main process, in it and in the children it started."""
+    if is_main:
+        return os.getpid()
+    return int(os.environ.get(MAIN_PID_ENV) or os.getppid())
 
 
 def child_name(flag: str, index: int) -> str:
@@ -89,7 +98,7 @@ class WorkerPool:
                     flag.lstrip("-"),
                     index=index,
                     name=child_name(flag, index),
-                    env={LIFELINE_ENV: str(self._lifeline_read)},
+                    env={LIFELINE_ENV: str(self._lifeline_read), MAIN_PID_ENV: str(os.getpid())},
                     unset_env=MAIN_ONLY_ENV,
                 )
             except ForkServerGone:
