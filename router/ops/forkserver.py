@@ -162,6 +162,12 @@ class ForkedProcess:
         self._reported.set()
         self._close()
 
+    def _no_more_reports(self) -> None:
+        """The reader of the fork server's reports has stopped (the daemon's shutdown, or the
+        server is gone): `wait` learns the exit from the pidfd alone, at once (it waited 1 s for
+        a report that could not come, on every stop of the daemon)."""
+        self._reported.set()
+
     def _close(self) -> None:
         if self._pidfd is not None:
             trio.lowlevel.notify_closing(self._pidfd)
@@ -280,6 +286,8 @@ class ForkServer:
             self.gone = True
             for event, _ in self._waiting.values():
                 event.set()
+            for child in self._children.values():
+                child._no_more_reports()
 
     async def spawn(
         self,
