@@ -14,6 +14,7 @@ import pytest
 
 from router.version import version
 from tests.daemon import RouterProcess, descendants
+from tests.test_lifecycle import JOURNALING
 from tests.tools import need_tool
 
 BODY = """
@@ -109,20 +110,6 @@ def test_readyz_503_while_a_runner_is_dead_then_200(router_factory) -> None:  # 
     assert children(router)["runner=1"] != pid
 
 
-COUNTING = """
-[webhooks.ingest]
-
-[[workflows]]
-name = "count"
-listen = "webhooks.ingest"
-
-[[workflows.steps]]
-action = "create_record"
-record_type = "seen"
-fields = { n = "{{ __data.n }}" }
-"""
-
-
 def runner_doorbells() -> set[str]:
     """The abstract socket names of every router runner's doorbell on this machine."""
     lines = Path("/proc/net/unix").read_text().splitlines()[1:]
@@ -131,10 +118,10 @@ def runner_doorbells() -> set[str]:
 
 def test_two_daemons_on_one_data_dir_each_ring_their_own_runners(router_factory) -> None:  # type: ignore[no-untyped-def]
     before = runner_doorbells()
-    first: RouterProcess = router_factory(COUNTING, router_extra="runners = 1")
-    second: RouterProcess = router_factory(COUNTING, start=False, router_extra="runners = 1")
+    first: RouterProcess = router_factory(JOURNALING, router_extra="runners = 1")
+    second: RouterProcess = router_factory(JOURNALING, start=False, router_extra="runners = 1")
     second.data_dir = first.data_dir  # a standby beside the active daemon (SPEC §10)
-    second.write_config(COUNTING)
+    second.write_config(JOURNALING)
     second.start()
     for router in (first, second):
         assert wait_readyz(router, 200)["checks"]["runner=1"] == "ok"
