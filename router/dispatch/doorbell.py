@@ -4,10 +4,10 @@ A hint, never the hand-off itself: the work is in the journal (claims decide who
 runners also poll, so a lost ring costs latency, not a signal. A datagram on a Linux abstract
 UNIX socket (no file to clean up, no path-length limit), named after the database and the
 daemon's main process (`Doorbells`), so daemons never ring each other's runners: not two on
-separate data dirs, nor two on one data dir (a standby beside the active one, SPEC §10: each
-drives its own runners, the journal's claims share the work out). Rings are gathered: the appends of one group
-commit all ring at once, and one datagram per runner carries the lot (a system call per signal
-was 1.4 % of a listener's CPU).
+separate data dirs, nor two on one data dir (a standby beside the active one: each drives its
+own runners, the journal's claims share the work out). Rings are gathered: the appends of one
+group commit all ring at once, and one datagram per runner carries the lot (a system call per
+signal was 1.4 % of a listener's CPU).
 """
 
 from __future__ import annotations

@@ -28,11 +28,14 @@ MAIN_PID_ENV = "ROUTER_MAIN_PID"  # a child's daemon: what names its runners' do
 MAIN_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # only the main process talks to systemd
 
 
+def _told(lifeline: int) -> dict[str, str]:
+    """What every child is told of its daemon, forked or started."""
+    return {LIFELINE_ENV: str(lifeline), MAIN_PID_ENV: str(os.getpid())}
+
+
 def _child_env(lifeline: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in MAIN_ONLY_ENV}
-    env[LIFELINE_ENV] = str(lifeline)
-    env[MAIN_PID_ENV] = str(os.getpid())
-    return env
+    return {**env, **_told(lifeline)}
 
 
 def main_pid(is_main: bool) -> int:
@@ -98,7 +101,7 @@ class WorkerPool:
                     flag.lstrip("-"),
                     index=index,
                     name=child_name(flag, index),
-                    env={LIFELINE_ENV: str(self._lifeline_read), MAIN_PID_ENV: str(os.getpid())},
+                    env=_told(self._lifeline_read),
                     unset_env=MAIN_ONLY_ENV,
                 )
             except ForkServerGone:
